@@ -1,0 +1,1 @@
+"""quantrac alert engine (QCVN limits, watchdogs, alert lifecycle): see issue 3; not built yet."""

@@ -1,0 +1,1 @@
+"""quantrac ingest: MQTT and file-drop readings, validated and stored exactly once."""

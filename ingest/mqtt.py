@@ -1,0 +1,163 @@
+"""MQTT input: a persistent QoS 1 session whose PUBACKs wait for the database commit.
+
+Built on gmqtt with ``optimistic_acknowledgement=False``: gmqtt sends a message's PUBACK when our
+async ``on_message`` returns, and we return only after the batch holding the message committed.
+(aiomqtt 2.x acknowledges before user code sees the message; see docs/architecture.md for the
+measured choice.) MQTT v5's Receive Maximum caps the unacknowledged messages the broker sends
+us, which bounds memory while the database is down.
+
+A PUBACK is sent only on the connection that delivered the message: after a reconnect the broker
+redelivers unacknowledged messages itself, and a late PUBACK with an old packet id could
+otherwise acknowledge a different, newer message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gmqtt import Client
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+
+from ingest.contract import Feedback, ack_topic, shared_subscription
+from ingest.metrics import IngestMetrics
+from ingest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], Awaitable[Feedback | None]]
+
+_RECONNECT_FIRST_S = 1
+_RECONNECT_MAX_S = 30
+_UNLIMITED = -1
+
+
+class StaleDelivery(Exception):
+    """The connection that delivered this message is gone; the broker will redeliver it."""
+
+
+class MqttInput:
+    def __init__(self, settings: Settings, handler: Handler, metrics: IngestMetrics):
+        self.settings = settings
+        self.handler = handler
+        self.metrics = metrics
+        self.endpoint = settings.mqtt
+        self.generation = 0
+        self.connected = asyncio.Event()
+        self._closing = False
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self.client = self._make_client()
+
+    def _make_client(self) -> Client:
+        s = self.settings
+        client = Client(
+            s.mqtt_client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            session_expiry_interval=s.mqtt_session_expiry_s,
+            receive_maximum=s.mqtt_receive_maximum,
+        )
+        if self.endpoint.username:
+            client.set_auth_credentials(self.endpoint.username, self.endpoint.password)
+        client.set_config({"reconnect_retries": _UNLIMITED, "reconnect_delay": _RECONNECT_FIRST_S})
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def subscription(self) -> str:
+        return shared_subscription(self.settings.mqtt_share_group)
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.endpoint.tls:
+            return False
+        ca = self.settings.mqtt_ca_file
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+
+    async def start(self) -> None:
+        """Connect, retrying with backoff until the broker answers (or stop() is called)."""
+        delay = _RECONNECT_FIRST_S
+        version = MQTTv50 if self.settings.mqtt_protocol == "5" else MQTTv311
+        while not self._closing:
+            try:
+                await self.client.connect(
+                    self.endpoint.host,
+                    self.endpoint.port,
+                    ssl=self._ssl(),
+                    version=version,
+                    keepalive=self.settings.mqtt_keepalive_s,
+                )
+                return
+            except (TimeoutError, OSError) as exc:
+                log.warning(
+                    "broker unreachable, retrying in %d s: %s",
+                    delay,
+                    exc,
+                    extra={"event": "broker_retry", "host": self.endpoint.host},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
+
+    def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
+        self.generation += 1
+        self.metrics.broker_up.set(1)
+        client.set_config({"reconnect_delay": _RECONNECT_FIRST_S})
+        # Subscribing again on every connection covers a broker that lost our session.
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+        log.info(
+            "connected to broker",
+            extra={
+                "event": "broker_connected",
+                "session_present": bool(flags),
+                "subscription": self.subscription,
+            },
+        )
+
+    def _on_disconnect(self, client: Client, packet: Any, exc: BaseException | None = None) -> None:
+        self.generation += 1
+        self.metrics.broker_up.set(0)
+        self.connected.clear()
+        if self._closing:
+            return
+        delay = min(max(_RECONNECT_FIRST_S, client.reconnect_delay * 2), _RECONNECT_MAX_S)
+        client.set_config({"reconnect_delay": delay})
+        log.warning(
+            "disconnected from broker; reconnecting",
+            extra={"event": "broker_disconnected", "reconnect_delay_s": delay},
+        )
+
+    async def _on_message(
+        self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
+    ) -> int:
+        generation = self.generation
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            feedback = await self.handler(topic, payload)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+        if generation != self.generation:
+            raise StaleDelivery(topic)
+        if feedback is not None:
+            client.publish(ack_topic(feedback.station), feedback.to_json(), qos=1)
+        return 0  # PUBACK "success", sent by gmqtt now that the data are committed
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Let messages already handed to the pipeline finish (and be acknowledged), then
+        disconnect."""
+        self._closing = True
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+        # Give gmqtt's done-callbacks a turn to write the PUBACKs before the socket closes.
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            await self.client.disconnect()
+        self.metrics.broker_up.set(0)

@@ -1,0 +1,213 @@
+"""Turn a payload's bytes into a ParsedPayload: syntax only, no registry, never raises.
+
+JSON v1 and the Circular 10/2021 text lines are told apart by their first character.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from typing import Any
+
+import msgspec
+
+from ingest import tt10
+from ingest.contract import (
+    JSON_PAYLOAD_VERSION,
+    NaiveTimeError,
+    ParsedPayload,
+    Problem,
+    RawReading,
+    Reason,
+    parse_time,
+)
+
+_EXCERPT = 200
+_decoder = msgspec.json.Decoder()
+
+
+def excerpt(data: bytes | str, limit: int = _EXCERPT) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _whole(reason: Reason, field: str, value: str, detail: str, fmt: str) -> ParsedPayload:
+    return ParsedPayload(
+        format=fmt,
+        station=None,
+        seq=None,
+        time=None,
+        problems=[Problem(reason, field, value, detail)],
+    )
+
+
+def parse_payload(raw: bytes, *, max_bytes: int, local: tzinfo) -> ParsedPayload:
+    if len(raw) > max_bytes:
+        return _whole(
+            Reason.PAYLOAD_TOO_LARGE,
+            "payload",
+            f"{len(raw)} bytes",
+            f"payload larger than {max_bytes} bytes",
+            "unknown",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _whole(
+            Reason.PAYLOAD_ENCODING,
+            "payload",
+            excerpt(raw),
+            f"payload is not UTF-8 ({exc.reason} at byte {exc.start})",
+            "unknown",
+        )
+    if not text.strip():
+        return _whole(Reason.PAYLOAD_EMPTY, "payload", "", "payload is empty", "unknown")
+    if tt10.looks_like_tt10(text):
+        readings, problems = tt10.parse_lines(text, local)
+        parsed = ParsedPayload(
+            format="tt10", station=None, seq=None, time=None, readings=readings, problems=problems
+        )
+        if not readings and not problems:
+            parsed.problems.append(Problem(Reason.PAYLOAD_EMPTY, "payload", "", "no data lines"))
+        return parsed
+    return parse_json(raw)
+
+
+def _time_problem(field: str, value: Any, exc: ValueError) -> Problem:
+    reason = Reason.TIME_NO_OFFSET if isinstance(exc, NaiveTimeError) else Reason.TIME_INVALID
+    return Problem(
+        reason, field, excerpt(repr(value) if not isinstance(value, str) else value), str(exc)
+    )
+
+
+def parse_json(raw: bytes) -> ParsedPayload:
+    try:
+        doc = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        return _whole(
+            Reason.PAYLOAD_SYNTAX, "payload", excerpt(raw), f"invalid JSON: {exc}", "json"
+        )
+    if not isinstance(doc, dict):
+        return _whole(
+            Reason.PAYLOAD_SCHEMA, "payload", excerpt(raw), "payload must be a JSON object", "json"
+        )
+
+    parsed = ParsedPayload(format="json", station=None, seq=None, time=None)
+    problems = parsed.problems
+
+    version = doc.get("v", JSON_PAYLOAD_VERSION)
+    if version != JSON_PAYLOAD_VERSION:
+        problems.append(
+            Problem(
+                Reason.PAYLOAD_SCHEMA,
+                "v",
+                excerpt(str(version)),
+                f"unsupported payload version (this server speaks v{JSON_PAYLOAD_VERSION})",
+            )
+        )
+        return parsed
+
+    station = doc.get("station")
+    if not isinstance(station, str) or not station:
+        problems.append(
+            Problem(
+                Reason.PAYLOAD_SCHEMA,
+                "station",
+                excerpt(repr(station)),
+                "station must be a non-empty string",
+            )
+        )
+        return parsed
+    parsed.station = station
+
+    seq = doc.get("seq")
+    if seq is not None:
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            parsed.seq = seq
+        else:
+            problems.append(
+                Problem(Reason.PAYLOAD_SCHEMA, "seq", excerpt(repr(seq)), "seq must be an integer")
+            )
+            return parsed
+
+    if "time" in doc:
+        try:
+            parsed.time = parse_time(doc["time"])
+        except ValueError as exc:
+            # Readings that carry their own time can still be stored.
+            problems.append(_time_problem("time", doc["time"], exc))
+
+    readings = doc.get("readings")
+    if not isinstance(readings, list) or not readings:
+        problems.append(
+            Problem(
+                Reason.PAYLOAD_SCHEMA,
+                "readings",
+                excerpt(repr(readings)),
+                "readings must be a non-empty array",
+            )
+        )
+        return parsed
+
+    for index, item in enumerate(readings):
+        where = f"readings[{index}]"
+        if not isinstance(item, dict):
+            problems.append(
+                Problem(
+                    Reason.PAYLOAD_SCHEMA,
+                    where,
+                    excerpt(repr(item)),
+                    "each reading must be a JSON object",
+                )
+            )
+            continue
+        param = item.get("param")
+        if not isinstance(param, str) or not param:
+            problems.append(
+                Problem(
+                    Reason.PAYLOAD_SCHEMA,
+                    f"{where}.param",
+                    excerpt(repr(param)),
+                    "param must be a non-empty string",
+                )
+            )
+            continue
+        unit = item.get("unit")
+        if not isinstance(unit, str):
+            problems.append(
+                Problem(
+                    Reason.PAYLOAD_SCHEMA,
+                    f"{where}.unit",
+                    excerpt(repr(unit)),
+                    "unit must be a string",
+                )
+            )
+            continue
+        if "time" in item and item["time"] is not None:
+            try:
+                moment: Any = parse_time(item["time"])
+            except ValueError as exc:
+                problems.append(_time_problem(f"{where}.time", item["time"], exc))
+                continue
+        else:
+            moment = parsed.time
+            if moment is None:
+                problems.append(
+                    Problem(
+                        Reason.TIME_INVALID,
+                        f"{where}.time",
+                        "",
+                        "no valid time in the reading or the message",
+                    )
+                )
+                continue
+        parsed.readings.append(
+            RawReading(
+                param=param,
+                value=item.get("value"),
+                unit=unit,
+                status=item.get("status", "00"),
+                time=moment,
+                field=where,
+            )
+        )
+    return parsed

@@ -1,0 +1,165 @@
+"""From a payload to a committed Item: parse, rate-limit, validate, submit, build feedback.
+
+Shared by the MQTT input and the file drop. It never raises for bad input: whatever a payload
+contains ends as stored readings and stored rejections with reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+
+from ingest.catalog import Catalog
+from ingest.contract import Feedback, ParsedPayload, Problem, Reason, station_from_topic
+from ingest.metrics import IngestMetrics
+from ingest.payloads import excerpt, parse_payload
+from ingest.pipeline import Pipeline
+from ingest.ratelimit import RateLimiter
+from ingest.registry import Registry
+from ingest.validation import TimeLimits, validate
+from ingest.writer import Item
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Receiver:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        registry: Callable[[], Registry],
+        catalog: Catalog,
+        metrics: IngestMetrics,
+        *,
+        limits: TimeLimits,
+        max_payload_bytes: int,
+        local: tzinfo,
+        rate_limiter: RateLimiter,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.pipeline = pipeline
+        self.registry = registry
+        self.catalog = catalog
+        self.metrics = metrics
+        self.limits = limits
+        self.max_payload_bytes = max_payload_bytes
+        self.local = local
+        self.rate_limiter = rate_limiter
+        self.clock = clock
+        self.monotonic = monotonic
+
+    def _local_for(self, station_id: str | None) -> tzinfo:
+        station = self.registry().get(station_id) if station_id else None
+        return station.utc_offset if station and station.utc_offset else self.local
+
+    async def receive_mqtt(self, topic: str, payload: bytes) -> tuple[Item, Feedback]:
+        received_at = self.clock()
+        self.metrics.message("mqtt")
+        topic_station = station_from_topic(topic)
+        try:
+            if topic_station is not None and not self.rate_limiter.allow(
+                topic_station, self.monotonic()
+            ):
+                parsed = ParsedPayload(
+                    "unknown",
+                    None,
+                    None,
+                    None,
+                    problems=[
+                        Problem(
+                            Reason.RATE_LIMITED,
+                            "payload",
+                            f"{len(payload)} bytes",
+                            f"station sends faster than {self.rate_limiter.rate:g} messages/s "
+                            f"(burst {self.rate_limiter.burst:g}); slow down and resend",
+                        )
+                    ],
+                )
+            else:
+                parsed = parse_payload(
+                    payload, max_bytes=self.max_payload_bytes, local=self._local_for(topic_station)
+                )
+            item = self.build_item(
+                parsed,
+                topic=topic,
+                topic_station=topic_station,
+                source="mqtt",
+                received_at=received_at,
+                payload_excerpt=excerpt(payload),
+            )
+        except Exception as exc:  # a bug must not lose the payload or stall the broker session
+            log.exception(
+                "unexpected error while reading a payload",
+                extra={"event": "internal_error", "topic": topic},
+            )
+            item = Item(
+                received_at,
+                topic_station,
+                topic,
+                "mqtt",
+                None,
+                excerpt(payload),
+                [],
+                [
+                    Problem(
+                        Reason.INTERNAL_ERROR,
+                        "payload",
+                        excerpt(payload, 80),
+                        f"quantrac could not process this payload ({type(exc).__name__});"
+                        " it is kept for the operators",
+                    )
+                ],
+            )
+            parsed = ParsedPayload("unknown", None, None, None)
+        committed = await self.pipeline.submit(item)
+        message_time = parsed.time.isoformat() if parsed.time else None
+        # Feedback goes back to whoever published: the topic's station, not the payload's claim.
+        feedback = Feedback(
+            station=topic_station or committed.station_id or "",
+            seq=parsed.seq,
+            time=message_time,
+            received_at=received_at,
+            accepted=committed.stored,
+            duplicates=committed.duplicates,
+            problems=[*committed.problems, *committed.conflicts],
+        )
+        return committed, feedback
+
+    def build_item(
+        self,
+        parsed: ParsedPayload,
+        *,
+        topic: str,
+        topic_station: str | None,
+        source: str,
+        received_at: datetime,
+        payload_excerpt: str,
+    ) -> Item:
+        registry = self.registry()
+        result = validate(
+            parsed,
+            topic_station=topic_station,
+            registry=registry,
+            catalog=self.catalog,
+            now=received_at,
+            limits=self.limits,
+        )
+        station_id = result.station.id if result.station else (parsed.station or topic_station)
+        item = Item(
+            received_at=received_at,
+            station_id=station_id,
+            topic=topic,
+            source=source,
+            seq=parsed.seq,
+            payload_excerpt=payload_excerpt,
+            readings=result.readings,
+            problems=result.problems,
+            repeated=result.duplicates,
+        )
+        return item

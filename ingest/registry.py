@@ -1,0 +1,374 @@
+"""Station registry: which stations exist, what they measure, which regulation they answer to.
+
+Loaded from YAML (``config/stations.yaml``) and checked completely before use; every error names
+the file, the line and the field, so an operator can fix the file without guessing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ingest.catalog import Catalog, Unit
+
+STATION_KINDS = ("air", "wastewater", "emission")
+DEFAULT_CADENCE_S = 300
+_STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryIssue:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class RegistryError(ValueError):
+    def __init__(self, issues: list[RegistryIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredParameter:
+    code: str
+    unit: Unit
+
+
+@dataclass(frozen=True, slots=True)
+class RegulationRef:
+    """What the alert engine needs to find a station's limits; ingest only carries it."""
+
+    id: str
+    column: str | None
+    coefficients: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    id: str
+    name: str
+    kind: str
+    facility: str
+    province: str
+    lat: float
+    lon: float
+    cadence_s: int
+    parameters: dict[str, DeclaredParameter]
+    regulation: RegulationRef | None
+    ftp_name: str | None = None
+    utc_offset: tzinfo | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "facility": self.facility,
+            "province": self.province,
+            "lat": self.lat,
+            "lon": self.lon,
+            "cadence_s": self.cadence_s,
+            "parameters": [{"code": p.code, "unit": p.unit.id} for p in self.parameters.values()],
+            "regulation": None
+            if self.regulation is None
+            else {
+                "id": self.regulation.id,
+                "column": self.regulation.column,
+                "coefficients": self.regulation.coefficients,
+            },
+            "ftp_name": self.ftp_name,
+        }
+
+
+@dataclass(slots=True)
+class Registry:
+    stations: dict[str, Station]
+    source: str = "<memory>"
+    _by_ftp_name: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for station in self.stations.values():
+            if station.ftp_name:
+                self._by_ftp_name[station.ftp_name.casefold()] = station.id
+
+    def get(self, station_id: str) -> Station | None:
+        return self.stations.get(station_id)
+
+    def for_file_prefix(self, prefix: str, station_part: str) -> Station | None:
+        """The station a TT10 file name belongs to: its ftp_name, else its station id."""
+        station_id = self._by_ftp_name.get(prefix.casefold())
+        if station_id is None and station_part in self.stations:
+            station_id = station_part
+        return self.stations.get(station_id) if station_id else None
+
+
+def parse_utc_offset(text: str) -> tzinfo:
+    match = _OFFSET.match(text.strip())
+    if not match:
+        raise ValueError("UTC offset must look like +07:00")
+    sign, hours, minutes = match.groups()
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    if delta > timedelta(hours=14):
+        raise ValueError("UTC offset beyond ±14:00")
+    return timezone(-delta if sign == "-" else delta)
+
+
+# --- YAML with line numbers ------------------------------------------------------------------
+
+
+def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence")."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.SafeLoader(key_node.value).construct_object(key_node)
+            child = f"{path}.{key}" if path else str(key)
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    return loader.construct_object(node)
+
+
+def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[str, int] = {}
+    if node is None:
+        return None, lines
+    return _construct(node, "", lines), lines
+
+
+# --- Validation --------------------------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, source: str, lines: dict[str, int]):
+        self.source = source
+        self.lines = lines
+        self.issues: list[RegistryIssue] = []
+
+    def line_of(self, path: str) -> int:
+        """The line of the field, or of the nearest enclosing field that exists in the file."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+            if parent == path:
+                break
+            path = parent
+        return 1
+
+    def fail(self, path: str, message: str) -> None:
+        self.issues.append(RegistryIssue(self.source, self.line_of(path), path, message))
+
+
+def _text(
+    chk: _Checker, entry: dict[str, Any], key: str, path: str, *, required: bool = True
+) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        if required:
+            chk.fail(f"{path}.{key}" if key in entry else path, f"'{key}' is required")
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        chk.fail(f"{path}.{key}", f"'{key}' must be a non-empty string")
+        return None
+    return str(value)
+
+
+def _number(chk: _Checker, value: Any, path: str, low: float, high: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        chk.fail(path, "must be a number")
+        return None
+    if not low <= value <= high:
+        chk.fail(path, f"must be between {low} and {high}")
+        return None
+    return float(value)
+
+
+def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station | None:
+    if not isinstance(entry, dict):
+        chk.fail(path, "each station must be a mapping")
+        return None
+    before = len(chk.issues)
+    station_id = _text(chk, entry, "id", path)
+    if station_id is not None and not _STATION_ID.match(station_id):
+        chk.fail(f"{path}.id", "letters, digits, '_', '.', '-' only (it is part of MQTT topics)")
+    name = _text(chk, entry, "name", path)
+    kind = _text(chk, entry, "kind", path)
+    if kind is not None and kind not in STATION_KINDS:
+        chk.fail(f"{path}.kind", f"must be one of {', '.join(STATION_KINDS)}, not {kind!r}")
+    facility = _text(chk, entry, "facility", path)
+    province = _text(chk, entry, "province", path)
+
+    lat = lon = None
+    location = entry.get("location")
+    if not isinstance(location, dict):
+        chk.fail(
+            f"{path}.location" if "location" in entry else path,
+            "'location' with lat and lon is required",
+        )
+    else:
+        lat = _number(chk, location.get("lat"), f"{path}.location.lat", -90, 90)
+        lon = _number(chk, location.get("lon"), f"{path}.location.lon", -180, 180)
+
+    cadence = entry.get("cadence", DEFAULT_CADENCE_S)
+    if isinstance(cadence, bool) or not isinstance(cadence, int) or cadence <= 0:
+        chk.fail(f"{path}.cadence", "must be a positive whole number of seconds")
+
+    parameters: dict[str, DeclaredParameter] = {}
+    declared = entry.get("parameters")
+    if not isinstance(declared, list) or not declared:
+        chk.fail(
+            f"{path}.parameters" if "parameters" in entry else path,
+            "'parameters' must list at least one {code, unit}",
+        )
+        declared = []
+    for i, item in enumerate(declared):
+        ppath = f"{path}.parameters[{i}]"
+        if not isinstance(item, dict):
+            chk.fail(ppath, "each parameter must be a mapping with code and unit")
+            continue
+        code = _text(chk, item, "code", ppath)
+        unit_name = item.get("unit")
+        if code is None:
+            continue
+        param = catalog.parameter(code)
+        if param is None:
+            chk.fail(f"{ppath}.code", f"unknown parameter code {code!r}")
+            continue
+        if param.code != code:
+            chk.fail(f"{ppath}.code", f"write the canonical code {param.code!r}, not {code!r}")
+            continue
+        if code in parameters:
+            chk.fail(f"{ppath}.code", f"parameter {code!r} is declared twice")
+            continue
+        if not isinstance(unit_name, str):
+            chk.fail(f"{ppath}.unit" if "unit" in item else ppath, "'unit' is required")
+            continue
+        unit = catalog.unit(unit_name)
+        if unit is None:
+            chk.fail(f"{ppath}.unit", f"unknown unit {unit_name!r}")
+            continue
+        if not catalog.accepts(param, unit):
+            chk.fail(f"{ppath}.unit", f"{code} cannot be measured in {unit.id}")
+            continue
+        parameters[code] = DeclaredParameter(code=code, unit=unit)
+
+    regulation = None
+    reg = entry.get("regulation")
+    if reg is not None:
+        rpath = f"{path}.regulation"
+        if not isinstance(reg, dict):
+            chk.fail(rpath, "must be a mapping with id, column and coefficients")
+        else:
+            reg_id = _text(chk, reg, "id", rpath)
+            column = reg.get("column")
+            coefficients = reg.get("coefficients", {}) or {}
+            if column is not None and not isinstance(column, str):
+                chk.fail(f"{rpath}.column", "must be a string such as 'A' or 'B'")
+            if not isinstance(coefficients, dict):
+                chk.fail(f"{rpath}.coefficients", "must be a mapping of inputs")
+            elif reg_id is not None:
+                regulation = RegulationRef(reg_id, column, dict(coefficients))
+
+    ftp_name = _text(chk, entry, "ftp_name", path, required=False)
+    offset = None
+    if entry.get("utc_offset") is not None:
+        try:
+            offset = parse_utc_offset(str(entry["utc_offset"]))
+        except ValueError as exc:
+            chk.fail(f"{path}.utc_offset", str(exc))
+
+    known = {
+        "id",
+        "name",
+        "kind",
+        "facility",
+        "province",
+        "location",
+        "cadence",
+        "parameters",
+        "regulation",
+        "ftp_name",
+        "utc_offset",
+    }
+    for key in entry:
+        if key not in known:
+            chk.fail(f"{path}.{key}", f"unknown field (expected one of {', '.join(sorted(known))})")
+
+    if len(chk.issues) > before:
+        return None
+    assert station_id and name and kind and facility and province
+    assert lat is not None and lon is not None
+    return Station(
+        id=station_id,
+        name=name,
+        kind=kind,
+        facility=facility,
+        province=province,
+        lat=lat,
+        lon=lon,
+        cadence_s=cadence,
+        parameters=parameters,
+        regulation=regulation,
+        ftp_name=ftp_name,
+        utc_offset=offset,
+    )
+
+
+def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> Registry:
+    try:
+        data, lines = load_yaml_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise RegistryError([RegistryIssue(source, line, "(yaml)", str(exc))]) from None
+    chk = _Checker(source, lines)
+    if not isinstance(data, dict) or not isinstance(data.get("stations"), list):
+        chk.fail("stations", "the file must contain 'stations:' with a list of stations")
+        raise RegistryError(chk.issues)
+    stations: dict[str, Station] = {}
+    ftp_names: dict[str, str] = {}
+    for i, entry in enumerate(data["stations"]):
+        path = f"stations[{i}]"
+        station = _station(chk, entry, path, catalog)
+        if station is None:
+            continue
+        if station.id in stations:
+            chk.fail(f"{path}.id", f"station id {station.id!r} is used twice")
+            continue
+        if station.ftp_name:
+            other = ftp_names.get(station.ftp_name.casefold())
+            if other:
+                chk.fail(f"{path}.ftp_name", f"ftp_name also used by station {other!r}")
+                continue
+            ftp_names[station.ftp_name.casefold()] = station.id
+        stations[station.id] = station
+    if chk.issues:
+        raise RegistryError(chk.issues)
+    return Registry(stations=stations, source=source)
+
+
+def load_registry(path: Path, catalog: Catalog) -> Registry:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError([RegistryIssue(str(path), 0, "(file)", str(exc))]) from None
+    return registry_from_text(text, catalog, source=str(path))

@@ -1,0 +1,301 @@
+"""Write one batch of readings and rejections in one transaction.
+
+Readings go through binary COPY into a session-local staging table, then one
+``INSERT … ON CONFLICT DO NOTHING``. Rows that were not inserted are compared with what was
+already stored: the same value is a duplicate (counted, ignored); a different value is a
+"conflicting duplicate" rejection, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from ingest.contract import Problem, Reading, Reason
+from ingest.schema import POSTGRES, create_partition, month_start, partition_name
+
+_STAGING = """
+    CREATE TEMP TABLE IF NOT EXISTS staging_readings (
+        station_id text, param text, measured_at timestamptz, value double precision,
+        status smallint, received_at timestamptz, item integer
+    ) ON COMMIT DELETE ROWS
+"""
+
+_COPY_READINGS = (
+    "COPY staging_readings (station_id, param, measured_at, value, status, received_at, item) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+_READING_TYPES = ["text", "text", "timestamptz", "float8", "int2", "timestamptz", "int4"]
+
+# The main SELECT runs on the snapshot taken before the INSERT, so `stored` holds only rows that
+# existed before this batch: exactly the duplicates and conflicts.
+_INSERT = """
+    WITH inserted AS (
+        INSERT INTO readings (station_id, param, measured_at, value, status, received_at)
+        SELECT station_id, param, measured_at, value, status, received_at FROM staging_readings
+        ON CONFLICT DO NOTHING
+        RETURNING station_id, param, measured_at, status
+    ){dirty},
+    missing AS MATERIALIZED (
+        SELECT s.* FROM staging_readings s
+        WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.station_id = s.station_id
+                          AND i.param = s.param AND i.measured_at = s.measured_at)
+    )
+    SELECT m.item, m.param, m.measured_at, m.value, m.status, r.value, r.status
+    FROM missing m
+    LEFT JOIN readings r ON r.station_id = m.station_id AND r.param = m.param
+                        AND r.measured_at = m.measured_at
+"""
+
+_DIRTY_HOURS = """,
+    dirty AS (
+        INSERT INTO rollup_dirty (hour)
+        SELECT DISTINCT date_trunc('hour', measured_at, 'UTC') FROM inserted WHERE status = 0
+    )"""
+
+# Rows inserted by another worker after this statement's snapshot: look again, now committed.
+_RECHECK = """
+    SELECT s.item, s.param, s.measured_at, s.value, s.status, r.value, r.status
+    FROM staging_readings s
+    JOIN readings r ON r.station_id = s.station_id AND r.param = s.param
+                   AND r.measured_at = s.measured_at
+    WHERE (s.item, s.param, s.measured_at) IN (SELECT * FROM unnest(%s::int[], %s::text[],
+                                                                     %s::timestamptz[]))
+"""
+
+_COPY_REJECTIONS = (
+    "COPY rejections (received_at, station_id, topic, source, reason, field, value, detail, seq,"
+    " payload_excerpt) FROM STDIN (FORMAT BINARY)"
+)
+_REJECTION_TYPES = [
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "text",
+]
+
+
+@dataclass(slots=True)
+class Item:
+    """One message or file in a batch: its readings and its problems found so far."""
+
+    received_at: datetime
+    station_id: str | None
+    topic: str
+    source: str
+    seq: int | None
+    payload_excerpt: str
+    readings: list[Reading]
+    problems: list[Problem]
+    repeated: int = 0  # exact repeats inside the payload itself, dropped before the batch
+    file_sha256: str | None = None  # set for the file drop: the file is logged with its counts
+    # Filled in by the writer:
+    stored: int = 0
+    duplicates: int = 0
+    conflicts: list[Problem] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    stored: int
+    duplicates: int
+    conflicts: int
+    rejections: int
+
+
+def _conflict(
+    param: str,
+    measured_at: datetime,
+    value: float,
+    status: int,
+    stored_value: float,
+    stored_status: int,
+) -> Problem:
+    return Problem(
+        Reason.CONFLICTING_DUPLICATE,
+        f"{param}@{measured_at.isoformat()}",
+        repr(value),
+        f"a reading for {param} at {measured_at.isoformat()} is already stored with value "
+        f"{stored_value!r} status {stored_status:02d}; received value {value!r} status "
+        f"{status:02d} was not stored (stored data are never overwritten)",
+    )
+
+
+class BatchWriter:
+    """Owns one connection; writes batches strictly one after another."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, backend: str):
+        self.conn = conn
+        self.backend = backend
+        self._insert_sql = _INSERT.format(dirty=_DIRTY_HOURS if backend == POSTGRES else "")
+        self._known_months: set[datetime] = set()
+
+    async def prepare(self) -> None:
+        await self.conn.execute(_STAGING)
+        await self.conn.commit()
+
+    async def _ensure_months(self, items: Sequence[Item]) -> None:
+        if self.backend != POSTGRES:
+            return
+        months = {month_start(r.measured_at) for it in items for r in it.readings}
+        missing = months - self._known_months
+        if not missing:
+            return
+        cur = await self.conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'readings'::regclass"
+        )
+        existing = {row[0] for row in await cur.fetchall()}
+        for month in sorted(missing):
+            if partition_name(month) not in existing:
+                await create_partition(self.conn, month)
+        await self.conn.commit()
+        self._known_months |= missing
+
+    async def write(self, items: Sequence[Item]) -> BatchResult:
+        """All or nothing: on any exception the transaction is rolled back and nothing counts."""
+        for it in items:
+            it.stored = 0
+            it.duplicates = it.repeated
+            it.conflicts = []
+        await self._ensure_months(items)
+        try:
+            result = await self._write(items)
+        except BaseException:
+            await self._rollback_quietly()
+            raise
+        return result
+
+    async def _rollback_quietly(self) -> None:
+        if self.conn.closed:
+            return
+        with contextlib.suppress(psycopg.Error):
+            await self.conn.rollback()
+
+    async def _write(self, items: Sequence[Item]) -> BatchResult:
+        conn = self.conn
+        kept = self._dedupe_across_items(items)
+        stored_per_item = [len(k) for k in kept]
+        async with conn.cursor() as cur:
+            if any(stored_per_item):
+                async with cur.copy(_COPY_READINGS) as copy:
+                    copy.set_types(_READING_TYPES)
+                    for index, it in enumerate(items):
+                        for r in kept[index]:
+                            await copy.write_row(
+                                (
+                                    r.station_id,
+                                    r.param,
+                                    r.measured_at,
+                                    r.value,
+                                    int(r.status),
+                                    it.received_at,
+                                    index,
+                                )
+                            )
+                await cur.execute(self._insert_sql)
+                racing = self._classify(items, await cur.fetchall(), stored_per_item)
+                if racing:
+                    await cur.execute(
+                        _RECHECK,
+                        [[k[0] for k in racing], [k[1] for k in racing], [k[2] for k in racing]],
+                    )
+                    self._classify(items, await cur.fetchall(), stored_per_item)
+            for it, stored in zip(items, stored_per_item, strict=True):
+                it.stored = stored
+            for it in items:
+                if it.file_sha256 is not None:
+                    await cur.execute(
+                        "INSERT INTO ingested_files (name, sha256, station_id, received_at,"
+                        " stored, duplicates, rejected) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            it.topic,
+                            it.file_sha256,
+                            it.station_id,
+                            it.received_at,
+                            it.stored,
+                            it.duplicates,
+                            len(it.problems) + len(it.conflicts),
+                        ],
+                    )
+            rejections = list(self._rejection_rows(items))
+            if rejections:
+                async with cur.copy(_COPY_REJECTIONS) as copy:
+                    copy.set_types(_REJECTION_TYPES)
+                    for row in rejections:
+                        await copy.write_row(row)
+        await conn.commit()
+        return BatchResult(
+            stored=sum(it.stored for it in items),
+            duplicates=sum(it.duplicates for it in items),
+            conflicts=sum(len(it.conflicts) for it in items),
+            rejections=len(rejections),
+        )
+
+    @staticmethod
+    def _dedupe_across_items(items: Sequence[Item]) -> list[list[Reading]]:
+        """Keep the first of two readings with one key in one batch; the database could not
+        tell which of them it skipped. Returns, per item, the readings sent to the database."""
+        first: dict[tuple[str, str, datetime], tuple[float, int]] = {}
+        result = []
+        for it in items:
+            kept = []
+            for r in it.readings:
+                seen = first.get(r.key)
+                if seen is None:
+                    first[r.key] = (r.value, int(r.status))
+                    kept.append(r)
+                elif seen == (r.value, int(r.status)):
+                    it.duplicates += 1
+                else:
+                    it.conflicts.append(
+                        _conflict(r.param, r.measured_at, r.value, int(r.status), seen[0], seen[1])
+                    )
+            result.append(kept)
+        return result
+
+    @staticmethod
+    def _classify(
+        items: Sequence[Item], rows: Iterable[tuple], stored: list[int]
+    ) -> list[tuple[int, str, datetime]]:
+        racing = []
+        for index, param, measured_at, value, status, stored_value, stored_status in rows:
+            if stored_value is None:
+                racing.append((index, param, measured_at))
+                continue
+            it = items[index]
+            stored[index] -= 1
+            if stored_value == value and stored_status == status:
+                it.duplicates += 1
+            else:
+                it.conflicts.append(
+                    _conflict(param, measured_at, value, status, stored_value, stored_status)
+                )
+        return racing
+
+    @staticmethod
+    def _rejection_rows(items: Sequence[Item]) -> Iterable[tuple]:
+        for it in items:
+            for p in (*it.problems, *it.conflicts):
+                yield (
+                    it.received_at,
+                    it.station_id,
+                    it.topic,
+                    it.source,
+                    p.reason.value,
+                    p.field,
+                    p.value,
+                    p.detail,
+                    it.seq,
+                    it.payload_excerpt,
+                )

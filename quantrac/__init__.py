@@ -1,0 +1,1 @@
+"""quantrac application: the command line and the processes it composes."""

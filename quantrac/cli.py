@@ -1,0 +1,231 @@
+"""The `quantrac` command and its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ingest.catalog import load_catalog
+from ingest.contract import parse_time
+from ingest.export import stored_readings, write_export
+from ingest.files import ingest_folder
+from ingest.registry import RegistryError, load_registry
+from ingest.service import IngestService, connect, upgrade_database
+from ingest.settings import Settings, SettingsError, load_settings
+from quantrac.logs import configure_logging
+
+
+def _time_arg(text: str) -> Any:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+async def run_until_signalled(start: Callable[[], Coroutine[Any, Any, None]],
+                              stop: Callable[[], Coroutine[Any, Any, None]],
+                              duration: float | None = None) -> None:
+    """Start, wait for SIGTERM/SIGINT (or the duration), then stop cleanly."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await start()
+    try:
+        if duration is None:
+            await stopping.wait()
+        else:
+            try:
+                await asyncio.wait_for(stopping.wait(), duration)
+            except TimeoutError:
+                pass
+    finally:
+        await stop()
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from quantrac.web import WebServer
+
+    service = IngestService(settings)
+    service.load_configuration()
+    web = WebServer(service, settings.http_host, settings.http_port) if settings.http_port \
+        else None
+
+    async def start() -> None:
+        await service.start()
+        if web is not None:
+            await web.start()
+
+    async def stop() -> None:
+        if web is not None:
+            await web.stop()
+        await service.stop()
+
+    await run_until_signalled(start, stop, args.duration)
+    return 0
+
+
+async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    backend, applied = await upgrade_database(settings)
+    done = ", ".join(map(str, applied)) if applied else "none (already up to date)"
+    print(f"database upgraded: backend {backend}; migrations applied: {done}")
+    return 0
+
+
+def cmd_stations_check(settings: Settings, args: argparse.Namespace) -> int:
+    catalog = load_catalog(settings.catalog_path)
+    path = Path(args.file) if args.file else settings.stations_path
+    try:
+        registry = load_registry(path, catalog)
+    except RegistryError as exc:
+        print(f"{len(exc.issues)} problem(s) in {path}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    kinds: dict[str, int] = {}
+    for station in registry.stations.values():
+        kinds[station.kind] = kinds.get(station.kind, 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    print(f"{path}: {len(registry.stations)} stations OK ({summary})")
+    return 0
+
+
+async def cmd_ingest_files(settings: Settings, args: argparse.Namespace) -> int:
+    service = IngestService(settings)
+    service.load_configuration()
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        print(f"{folder}: not a folder", file=sys.stderr)
+        return 2
+    await service.start_without_mqtt()
+    try:
+        assert service.receiver is not None
+        outcomes = await ingest_folder(folder, service.receiver)
+    finally:
+        await service.stop()
+    rejected_files = sum(1 for o in outcomes if o.moved_to.parts[len(folder.parts)] == "rejected")
+    stored = sum(o.stored for o in outcomes)
+    duplicates = sum(o.duplicates for o in outcomes)
+    problems = sum(len(o.problems) for o in outcomes)
+    print(f"{len(outcomes)} files: {stored} readings stored, {duplicates} duplicates, "
+          f"{problems} rejected lines; {rejected_files} files moved to rejected/")
+    return 1 if rejected_files else 0
+
+
+async def cmd_export_readings(settings: Settings, args: argparse.Namespace) -> int:
+    if args.end <= args.start:
+        print("--to must be after --from", file=sys.stderr)
+        return 2
+    params = args.param or None
+    async with await connect(settings) as conn:
+        rows = stored_readings(conn, args.station, args.start, args.end, params)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = await write_export(rows, out, args.format)
+        else:
+            count = await write_export(rows, sys.stdout, args.format)
+    print(f"{count} readings exported", file=sys.stderr)
+    return 0
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from quantrac.demo import run_demo
+
+    return await run_demo(settings, duration=args.duration, workdir=args.workdir)
+
+
+async def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from simulator.cli import run as run_simulator
+
+    return await run_simulator(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantrac",
+        description="Ingest and alerting for automatic environmental monitoring stations.")
+    parser.add_argument("--config", help="settings file (TOML); default ./quantrac.toml if "
+                        "present. QUANTRAC_* environment variables override it.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the ingest service (MQTT, file drop, /metrics)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.set_defaults(handler=cmd_run)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)").set_defaults(
+        handler=cmd_db_upgrade)
+
+    stations = sub.add_parser("stations", help="station registry")
+    st_sub = stations.add_subparsers(dest="stations_command", required=True, metavar="ACTION")
+    check = st_sub.add_parser("check", help="validate a registry file")
+    check.add_argument("file", nargs="?", help="default: the configured stations file")
+    check.set_defaults(handler=cmd_stations_check)
+
+    files = sub.add_parser("ingest-files", help="ingest Circular 10/2021 .txt files from DIR")
+    files.add_argument("dir")
+    files.set_defaults(handler=cmd_ingest_files)
+
+    export = sub.add_parser("export", help="export stored data")
+    ex_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    readings = ex_sub.add_parser("readings", help="stored readings of one station")
+    readings.add_argument("--station", required=True)
+    readings.add_argument("--from", dest="start", required=True, type=_time_arg,
+                          help="ISO-8601 with offset, e.g. 2026-11-01T00:00+07:00")
+    readings.add_argument("--to", dest="end", required=True, type=_time_arg)
+    readings.add_argument("--param", action="append", help="only this parameter (repeatable)")
+    readings.add_argument("--format", choices=("csv", "json"), default="csv",
+                          help="csv, or json (one JSON object per line)")
+    readings.add_argument("-o", "--output", help="file to write (default: standard output)")
+    readings.set_defaults(handler=cmd_export_readings)
+
+    demo = sub.add_parser("demo", help="run a demo: local PostgreSQL and Mosquitto, simulated "
+                          "Bắc Giang fleet, ingest, live summary")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--workdir", help="folder for the local servers (default: a temporary "
+                      "folder, removed at exit)")
+    demo.set_defaults(handler=cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="publish simulated station traffic")
+    from simulator.cli import add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(handler=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(config_file=Path(args.config) if args.config else None)
+    except SettingsError as exc:
+        print(f"quantrac: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    handler = args.handler
+    try:
+        if asyncio.iscoroutinefunction(handler):
+            return int(asyncio.run(handler(settings, args)))
+        return int(handler(settings, args))
+    except RegistryError as exc:
+        print(f"quantrac: invalid station registry:\n{exc}", file=sys.stderr)
+        return 2
+    except (psycopg.OperationalError, RuntimeError) as exc:
+        print(f"quantrac: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
