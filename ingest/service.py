@@ -189,11 +189,6 @@ class IngestService:
             local=s.tt10_timezone,
             rate_limiter=RateLimiter(s.rate_limit_per_s, s.rate_limit_burst),
         )
-        self.mqtt = MqttInput(s, self._handle_mqtt, self.metrics)
-        await self.mqtt.start()
-        self._spawn(self._upkeep())
-        if s.files_dir is not None:
-            self._spawn(watch_folder(s.files_dir, self.receiver, s.files_poll_s, self._stop))
 
     def _spawn(self, coro: object) -> None:
         self._tasks.append(asyncio.create_task(coro))  # type: ignore[arg-type]

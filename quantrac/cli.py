@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -29,9 +31,11 @@ def _time_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-async def run_until_signalled(start: Callable[[], Coroutine[Any, Any, None]],
-                              stop: Callable[[], Coroutine[Any, Any, None]],
-                              duration: float | None = None) -> None:
+async def run_until_signalled(
+    start: Callable[[], Coroutine[Any, Any, None]],
+    stop: Callable[[], Coroutine[Any, Any, None]],
+    duration: float | None = None,
+) -> None:
     """Start, wait for SIGTERM/SIGINT (or the duration), then stop cleanly."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -42,10 +46,8 @@ async def run_until_signalled(start: Callable[[], Coroutine[Any, Any, None]],
         if duration is None:
             await stopping.wait()
         else:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), duration)
-            except TimeoutError:
-                pass
     finally:
         await stop()
 
@@ -55,8 +57,7 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     service = IngestService(settings)
     service.load_configuration()
-    web = WebServer(service, settings.http_host, settings.http_port) if settings.http_port \
-        else None
+    web = WebServer(service, settings.http_host, settings.http_port) if settings.http_port else None
 
     async def start() -> None:
         await service.start()
@@ -114,8 +115,10 @@ async def cmd_ingest_files(settings: Settings, args: argparse.Namespace) -> int:
     stored = sum(o.stored for o in outcomes)
     duplicates = sum(o.duplicates for o in outcomes)
     problems = sum(len(o.problems) for o in outcomes)
-    print(f"{len(outcomes)} files: {stored} readings stored, {duplicates} duplicates, "
-          f"{problems} rejected lines; {rejected_files} files moved to rejected/")
+    print(
+        f"{len(outcomes)} files: {stored} readings stored, {duplicates} duplicates, "
+        f"{problems} rejected lines; {rejected_files} files moved to rejected/"
+    )
     return 1 if rejected_files else 0
 
 
@@ -138,6 +141,10 @@ async def cmd_export_readings(settings: Settings, args: argparse.Namespace) -> i
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from quantrac.demo import run_demo
 
+    if "QUANTRAC_LOG_LEVEL" not in os.environ:
+        # The demo talks to a person at a terminal: only problems, in plain text.
+        configure_logging("WARNING", "text")
+
     return await run_demo(settings, duration=args.duration, workdir=args.workdir)
 
 
@@ -150,9 +157,13 @@ async def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quantrac",
-        description="Ingest and alerting for automatic environmental monitoring stations.")
-    parser.add_argument("--config", help="settings file (TOML); default ./quantrac.toml if "
-                        "present. QUANTRAC_* environment variables override it.")
+        description="Ingest and alerting for automatic environmental monitoring stations.",
+    )
+    parser.add_argument(
+        "--config",
+        help="settings file (TOML); default ./quantrac.toml if "
+        "present. QUANTRAC_* environment variables override it.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the ingest service (MQTT, file drop, /metrics)")
@@ -162,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)").set_defaults(
-        handler=cmd_db_upgrade)
+        handler=cmd_db_upgrade
+    )
 
     stations = sub.add_parser("stations", help="station registry")
     st_sub = stations.add_subparsers(dest="stations_command", required=True, metavar="ACTION")
@@ -178,20 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     ex_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
     readings = ex_sub.add_parser("readings", help="stored readings of one station")
     readings.add_argument("--station", required=True)
-    readings.add_argument("--from", dest="start", required=True, type=_time_arg,
-                          help="ISO-8601 with offset, e.g. 2026-11-01T00:00+07:00")
+    readings.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        type=_time_arg,
+        help="ISO-8601 with offset, e.g. 2026-11-01T00:00+07:00",
+    )
     readings.add_argument("--to", dest="end", required=True, type=_time_arg)
     readings.add_argument("--param", action="append", help="only this parameter (repeatable)")
-    readings.add_argument("--format", choices=("csv", "json"), default="csv",
-                          help="csv, or json (one JSON object per line)")
+    readings.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="csv, or json (one JSON object per line)",
+    )
     readings.add_argument("-o", "--output", help="file to write (default: standard output)")
     readings.set_defaults(handler=cmd_export_readings)
 
-    demo = sub.add_parser("demo", help="run a demo: local PostgreSQL and Mosquitto, simulated "
-                          "Bắc Giang fleet, ingest, live summary")
+    demo = sub.add_parser(
+        "demo",
+        help="run a demo: local PostgreSQL and Mosquitto, simulated "
+        "Bắc Giang fleet, ingest, live summary",
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("--workdir", help="folder for the local servers (default: a temporary "
-                      "folder, removed at exit)")
+    demo.add_argument(
+        "--workdir",
+        help="folder for the local servers (default: a temporary folder, removed at exit)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     simulate = sub.add_parser("simulate", help="publish simulated station traffic")
@@ -228,4 +254,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

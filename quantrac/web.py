@@ -32,16 +32,19 @@ def build_app(service: IngestService) -> Starlette:
         }
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    return Starlette(routes=[
-        Route("/healthz", health),
-        Mount("/metrics", app=make_asgi_app(registry=service.metrics.registry)),
-    ])
+    return Starlette(
+        routes=[
+            Route("/healthz", health),
+            Mount("/metrics", app=make_asgi_app(registry=service.metrics.registry)),
+        ]
+    )
 
 
 class WebServer:
     def __init__(self, service: IngestService, host: str, port: int):
-        config = uvicorn.Config(build_app(service), host=host, port=port, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(
+            build_app(service), host=host, port=port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

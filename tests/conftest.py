@@ -153,8 +153,9 @@ class Subscriber:
         self.client = Client(f"observer-{uuid.uuid4().hex[:8]}")
         self.client.on_message = self._on_message
 
-    def _on_message(self, client: Client, topic: str, payload: bytes, qos: int,
-                    properties: Any) -> int:
+    def _on_message(
+        self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
+    ) -> int:
         self.messages.append((topic, payload))
         self.arrived.set()
         return 0

@@ -1,0 +1,208 @@
+"""`quantrac demo`: everything on one machine, nothing to configure.
+
+With no database or broker configured it starts a private PostgreSQL (TimescaleDB when the
+extension is installed) and Mosquitto, runs ingest and the HTTP endpoints, and has the simulator
+play a fleet shaped like Bắc Giang city's: six hours of history replayed fast, then live traffic,
+plus a misconfigured station whose rejections show what vendors see on their ack topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
+from ingest.service import IngestService
+from ingest.settings import Settings
+from quantrac.localservers import MosquittoServer, PostgresServer, free_port
+from quantrac.web import WebServer
+from simulator.publisher import Publisher
+from simulator.run import simulate
+
+SUMMARY_EVERY_S = 10.0
+MISCONFIGURED_STATION = "BG_WW_CITY"
+
+_SUMMARY = """
+SELECT s.id, s.kind, count(r.*) AS readings, max(r.measured_at) AS newest,
+       (SELECT count(*) FROM rejections j WHERE j.station_id = s.id) AS rejected
+FROM stations s LEFT JOIN readings r ON r.station_id = s.id
+WHERE s.active GROUP BY s.id, s.kind ORDER BY s.kind, s.id
+"""
+
+
+def _port_or_free(port: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+async def _print_summary(settings: Settings, service: IngestService) -> None:
+    async with await psycopg.AsyncConnection.connect(settings.database_url or "") as conn:
+        rows = await (await conn.execute(_SUMMARY)).fetchall()
+    now = datetime.now(VIETNAM_UTC_OFFSET).strftime("%H:%M:%S")
+    lines = [
+        f"\n── {now} (UTC+7) · stored so far ──────────────────────────────────────────",
+        f"{'station':<18}{'kind':<12}{'readings':>10}  {'newest reading (UTC+7)':<22}"
+        f"{'rejected':>9}",
+    ]
+    for station, kind, count, newest, rejected in rows:
+        shown = newest.astimezone(VIETNAM_UTC_OFFSET).strftime("%Y-%m-%d %H:%M") if newest else "–"
+        lines.append(f"{station:<18}{kind:<12}{count:>10}  {shown:<22}{rejected:>9}")
+    pending = service.pipeline.pending if service.pipeline else 0
+    lines.append(
+        f"total {sum(r[2] for r in rows)} readings, {sum(r[4] for r in rows)} "
+        f"rejections, {pending} waiting for commit"
+    )
+    print("\n".join(lines), flush=True)
+
+
+async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
+    postgres = mosquitto = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        changes: dict[str, object] = {"http_port": _port_or_free(settings.http_port or 8080)}
+        if not settings.database_url:
+            postgres = PostgresServer(root / "postgres", timescale=True).start()
+            changes["database_url"] = postgres.url
+        if "QUANTRAC_MQTT_URL" not in os.environ and settings.mqtt_url == Settings().mqtt_url:
+            mosquitto = MosquittoServer(root / "mosquitto").start()
+            changes["mqtt_url"] = mosquitto.url
+        settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+        service = IngestService(settings)
+        service.load_configuration()
+        await service.start()
+        web = WebServer(service, settings.http_host, settings.http_port)
+        await web.start()
+        assert service.registry is not None
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        print(
+            f"""
+quantrac demo — {len(service.registry.stations)} stations (Bắc Giang-shaped fleet)
+  storage    {service.backend} at {settings.safe_database_url}
+  broker     {settings.mqtt_url}   (publish to stations/<id>/data, acks on stations/<id>/ack)
+  metrics    {base}/metrics
+  health     {base}/healthz
+  Replaying the last 6 hours fast, then live readings every 10 s. Ctrl-C stops.
+""",
+            flush=True,
+        )
+
+        endpoint = settings.mqtt
+        tasks = [
+            asyncio.create_task(
+                simulate(
+                    endpoint,
+                    service.registry,
+                    seed=2026,
+                    speed=720.0,
+                    client_id="quantrac-demo-history",
+                )
+            ),
+            asyncio.create_task(
+                simulate(
+                    endpoint,
+                    service.registry,
+                    seed=2026,
+                    interval=10,
+                    client_id="quantrac-demo-live",
+                )
+            ),
+            asyncio.create_task(_vendor_with_mistakes(settings, stop)),
+        ]
+
+        async def summaries() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), SUMMARY_EVERY_S)
+                with contextlib.suppress(psycopg.Error):
+                    await _print_summary(settings, service)
+
+        tasks.append(asyncio.create_task(summaries()))
+        try:
+            if duration is None:
+                await stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration)
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await web.stop()
+            await service.stop()
+            with contextlib.suppress(psycopg.Error):
+                await _print_summary(settings, service)
+        return 0
+    finally:
+        if mosquitto:
+            mosquitto.stop()
+        if postgres:
+            postgres.stop()
+        if not workdir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+async def _vendor_with_mistakes(settings: Settings, stop: asyncio.Event) -> None:
+    """Every 30 s a station sends a wrong unit and an undeclared parameter; print its ack."""
+    from gmqtt import Client
+
+    endpoint = settings.mqtt
+    listener = Client("quantrac-demo-vendor-ack")
+
+    def on_message(client: Client, topic: str, payload: bytes, qos: int, props: object) -> int:
+        body = json.loads(payload)
+        problems = "; ".join(f"{p['field']}: {p['rule']} ({p['value']})" for p in body["problems"])
+        print(
+            f"ack to {body['station']}: {body['status']}, {body['accepted']} accepted — {problems}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 0
+
+    listener.on_message = on_message
+    await listener.connect(endpoint.host, endpoint.port)
+    listener.subscribe(ack_topic(MISCONFIGURED_STATION), qos=1)
+    publisher = Publisher(endpoint, client_id="quantrac-demo-vendor")
+    await publisher.connect()
+    try:
+        while not stop.is_set():
+            moment = datetime.now(UTC).replace(microsecond=0)
+            body = {
+                "station": MISCONFIGURED_STATION,
+                "time": moment.isoformat(),
+                "readings": [
+                    {"param": "NH4", "value": 4.2, "unit": "mg/L", "status": "00"},
+                    {"param": "COD", "value": 61, "unit": "mg/L", "status": "00"},
+                    {"param": "TSS", "value": 18, "unit": "mg/m3", "status": "00"},
+                ],
+            }
+            await publisher.publish(data_topic(MISCONFIGURED_STATION), json.dumps(body).encode())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 30)
+    finally:
+        await publisher.close()
+        await listener.disconnect()

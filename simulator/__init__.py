@@ -1,0 +1,1 @@
+"""quantrac simulator: realistic station traffic for demos, tests and benchmarks."""

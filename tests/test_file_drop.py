@@ -1,0 +1,110 @@
+"""Circular 10/2021 files dropped by an FTP server: done/, rejected/, reason files, no doubles."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest.files import ingest_folder
+from ingest.service import IngestService
+from quantrac.cli import main
+from tests.conftest import fetch
+
+pytestmark = pytest.mark.integration
+
+
+def local_stamp(moment: datetime) -> str:
+    return (moment + timedelta(hours=7)).strftime("%Y%m%d%H%M%S")
+
+
+def write(folder: Path, name: str, lines: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return path
+
+
+@pytest.fixture
+async def service(make_settings):
+    svc = IngestService(make_settings())
+    svc.load_configuration()
+    await svc.start_without_mqtt()
+    yield svc
+    await svc.stop()
+
+
+async def test_files_are_stored_moved_and_never_doubled(service, tmp_path, database_url):
+    t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    stamp = local_stamp(t)
+    drop = tmp_path / "ftp"
+    good = [
+        f"Flow\t120,5\tm3/h\t{stamp}\t00",
+        f"pH\t7,2\tpH\t{stamp}\t00",
+        f"COD\t61\tmg/L\t{stamp}\t01",
+    ]
+    write(drop / "2026" / "11", f"BacGiang_KCNThu_NT01_{stamp}.txt", good)
+    write(
+        drop,
+        f"BacGiang_KCNThu_WW1_{stamp[:-2]}01.txt",
+        [f"TSS\t15\tmg/L\t{stamp}\t00", "TSS 15", f"Color\t20\tPt/Co\t{stamp}\t00"],
+    )
+    write(drop, "notes.txt", ["hello"])
+    write(drop, f"BacGiang_KCNThu_XX9_{stamp}.txt", good)
+
+    outcomes = await ingest_folder(drop, service.receiver)
+    by_name = {o.path.name: o for o in outcomes}
+    assert by_name[f"BacGiang_KCNThu_NT01_{stamp}.txt"].stored == 3
+    assert (drop / "done" / "2026" / "11" / f"BacGiang_KCNThu_NT01_{stamp}.txt").exists()
+    partial = by_name[f"BacGiang_KCNThu_WW1_{stamp[:-2]}01.txt"]
+    assert partial.stored == 1 and partial.moved_to.parent == drop / "done"
+    reason = json.loads(Path(str(partial.moved_to) + ".reason.json").read_text())
+    assert [p["rule"] for p in reason["problems"]] == ["line_syntax", "param_not_declared"]
+    assert (drop / "rejected" / "notes.txt").exists()
+    assert (
+        json.loads((drop / "rejected" / "notes.txt.reason.json").read_text())["problems"][0]["rule"]
+        == "file_name"
+    )
+    unknown = json.loads(
+        (drop / "rejected" / f"BacGiang_KCNThu_XX9_{stamp}.txt.reason.json").read_text()
+    )
+    assert unknown["problems"][0]["rule"] == "station_unknown"
+
+    rows = await fetch(
+        database_url, "SELECT param, value, status, measured_at FROM readings ORDER BY param"
+    )
+    assert rows == [
+        ("COD", 61.0, 1, t),
+        ("Flow", 120.5, 0, t),
+        ("TSS", 15.0, 0, t),
+        ("pH", 7.2, 0, t),
+    ]
+
+    # The FTP server delivers the first file again: nothing new is stored.
+    write(drop, f"BacGiang_KCNThu_NT01_{stamp}.txt", good)
+    (again,) = await ingest_folder(drop, service.receiver)
+    assert (again.stored, again.duplicates) == (0, 3)
+    assert again.moved_to.name == f"BacGiang_KCNThu_NT01_{stamp}.txt"
+    assert (await fetch(database_url, "SELECT count(*) FROM readings"))[0][0] == 4
+    logged = await fetch(
+        database_url,
+        "SELECT name, stored, duplicates FROM ingested_files "
+        f"WHERE name LIKE '%NT01_{stamp}.txt' ORDER BY id",
+    )
+    assert [row[1:] for row in logged] == [(3, 0), (0, 3)]
+
+
+def test_ingest_files_command(make_settings, tmp_path, monkeypatch, capsys):
+    settings = make_settings()
+    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
+    stamp = local_stamp(datetime.now(UTC) - timedelta(hours=1))
+    drop = tmp_path / "drop"
+    write(drop, f"BacGiang_KCNThu_NT01_{stamp}.txt", [f"COD\t50\tmg/L\t{stamp}\t00"])
+    assert main(["ingest-files", str(drop)]) == 0
+    assert "1 readings stored" in capsys.readouterr().out
+    write(drop, "garbage.csv", ["x"])
+    assert main(["ingest-files", str(drop)]) == 1
+    assert "1 files moved to rejected/" in capsys.readouterr().out
