@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+_CACHE_LIMIT = 10_000
+
 
 class CatalogError(ValueError):
     """The catalog file itself is inconsistent (duplicate alias, unknown dimension …)."""
@@ -49,14 +51,31 @@ class Catalog:
     parameters: dict[str, Parameter]
     _unit_keys: dict[str, str] = field(default_factory=dict)
     _param_keys: dict[str, str] = field(default_factory=dict)
+    # Stations repeat the same few spellings; remember each answer (bounded by _CACHE_LIMIT).
+    _unit_cache: dict[str, Unit | None] = field(default_factory=dict)
+    _param_cache: dict[str, Parameter | None] = field(default_factory=dict)
 
     def unit(self, name: str) -> Unit | None:
+        try:
+            return self._unit_cache[name]
+        except KeyError:
+            pass
         unit_id = self._unit_keys.get(normalize_name(name))
-        return self.units[unit_id] if unit_id is not None else None
+        found = self.units[unit_id] if unit_id is not None else None
+        if len(self._unit_cache) < _CACHE_LIMIT:
+            self._unit_cache[name] = found
+        return found
 
     def parameter(self, name: str) -> Parameter | None:
+        try:
+            return self._param_cache[name]
+        except KeyError:
+            pass
         code = self._param_keys.get(normalize_name(name))
-        return self.parameters[code] if code is not None else None
+        found = self.parameters[code] if code is not None else None
+        if len(self._param_cache) < _CACHE_LIMIT:
+            self._param_cache[name] = found
+        return found
 
     def conversion_factor(self, from_unit: Unit, to_unit: Unit) -> float | None:
         """Multiplier turning a value in ``from_unit`` into ``to_unit``; None when not exact."""

@@ -15,11 +15,17 @@ from ingest.contract import Status
 COLUMNS = ("station", "param", "time", "value", "status", "received_at")
 
 
-async def stored_readings(conn: psycopg.AsyncConnection, station_id: str, start: datetime,
-                          end: datetime, params: list[str] | None = None
-                          ) -> AsyncIterator[tuple[Any, ...]]:
-    query = ("SELECT station_id, param, measured_at, value, status, received_at FROM readings "
-             "WHERE station_id = %s AND measured_at >= %s AND measured_at < %s")
+async def stored_readings(
+    conn: psycopg.AsyncConnection,
+    station_id: str,
+    start: datetime,
+    end: datetime,
+    params: list[str] | None = None,
+) -> AsyncIterator[tuple[Any, ...]]:
+    query = (
+        "SELECT station_id, param, measured_at, value, status, received_at FROM readings "
+        "WHERE station_id = %s AND measured_at >= %s AND measured_at < %s"
+    )
     args: list[Any] = [station_id, start, end]
     if params:
         query += " AND param = ANY(%s)"
@@ -39,12 +45,30 @@ async def write_export(rows: AsyncIterator[tuple[Any, ...]], out: IO[str], fmt: 
     async for station, param, measured_at, value, status, received_at in rows:
         status_code = Status(status).code
         if writer is not None:
-            writer.writerow([station, param, measured_at.isoformat(), repr(value), status_code,
-                             received_at.isoformat()])
+            writer.writerow(
+                [
+                    station,
+                    param,
+                    measured_at.isoformat(),
+                    repr(value),
+                    status_code,
+                    received_at.isoformat(),
+                ]
+            )
         else:
-            out.write(json.dumps({
-                "station": station, "param": param, "time": measured_at.isoformat(),
-                "value": value, "status": status_code, "received_at": received_at.isoformat(),
-            }, ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "station": station,
+                        "param": param,
+                        "time": measured_at.isoformat(),
+                        "value": value,
+                        "status": status_code,
+                        "received_at": received_at.isoformat(),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         count += 1
     return count

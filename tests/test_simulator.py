@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -273,6 +274,6 @@ def test_file_drop_names_match_circular_10(tmp_path: Path, catalog: Catalog) -> 
 
 
 def test_file_name_without_ftp_name_still_matches_the_pattern(fleet: list[Station]) -> None:
-    station = next(s for s in fleet if s.ftp_name is None)
+    station = dataclasses.replace(fleet[0], ftp_name=None)
     name = tt10_file_name(station, DAY)
     assert parse_file_name(name, VIETNAM_UTC_OFFSET).stamped_at == DAY
