@@ -109,6 +109,9 @@ def catalog_from_dict(data: dict[str, Any]) -> Catalog:
     dimensions = {u.dimension for u in units.values()}
     parameters = {}
     for code, spec in data["parameters"].items():
+        if not isinstance(code, str):
+            # e.g. an unquoted NO, which YAML 1.1 reads as the boolean false
+            raise CatalogError(f"parameter code {code!r} is not a string: quote it")
         dims = tuple(spec["dimensions"])
         unknown = [d for d in dims if d not in dimensions]
         if unknown:

@@ -201,7 +201,10 @@ def parse_time(value: Any) -> datetime:
         raise ValueError("not an ISO-8601 date-time") from None
     if moment.tzinfo is None:
         raise NaiveTimeError("ISO-8601 time without a UTC offset (write +07:00 or Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
 
 
 class NaiveTimeError(ValueError):

@@ -82,7 +82,7 @@ def _time_problem(field: str, value: Any, exc: ValueError) -> Problem:
 def parse_json(raw: bytes) -> ParsedPayload:
     try:
         doc = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         return _whole(
             Reason.PAYLOAD_SYNTAX, "payload", excerpt(raw), f"invalid JSON: {exc}", "json"
         )
@@ -95,7 +95,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
     problems = parsed.problems
 
     version = doc.get("v", JSON_PAYLOAD_VERSION)
-    if version != JSON_PAYLOAD_VERSION:
+    if isinstance(version, bool) or version != JSON_PAYLOAD_VERSION:
         problems.append(
             Problem(
                 Reason.PAYLOAD_SCHEMA,

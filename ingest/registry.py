@@ -19,8 +19,8 @@ from ingest.catalog import Catalog, Unit
 
 STATION_KINDS = ("air", "wastewater", "emission")
 DEFAULT_CADENCE_S = 300
-_STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+_STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-5][0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class Registry:
 
 
 def parse_utc_offset(text: str) -> tzinfo:
-    match = _OFFSET.match(text.strip())
+    match = _OFFSET.fullmatch(text.strip())
     if not match:
         raise ValueError("UTC offset must look like +07:00")
     sign, hours, minutes = match.groups()
@@ -208,7 +208,7 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
         return None
     before = len(chk.issues)
     station_id = _text(chk, entry, "id", path)
-    if station_id is not None and not _STATION_ID.match(station_id):
+    if station_id is not None and not _STATION_ID.fullmatch(station_id):
         chk.fail(f"{path}.id", "letters, digits, '_', '.', '-' only (it is part of MQTT topics)")
     name = _text(chk, entry, "name", path)
     kind = _text(chk, entry, "kind", path)
@@ -290,11 +290,16 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
 
     ftp_name = _text(chk, entry, "ftp_name", path, required=False)
     offset = None
-    if entry.get("utc_offset") is not None:
-        try:
-            offset = parse_utc_offset(str(entry["utc_offset"]))
-        except ValueError as exc:
-            chk.fail(f"{path}.utc_offset", str(exc))
+    raw_offset = entry.get("utc_offset")
+    if raw_offset is not None:
+        if not isinstance(raw_offset, str):
+            # YAML 1.1 reads an unquoted +10:00 as the base-60 number 600.
+            chk.fail(f"{path}.utc_offset", 'write the offset in quotes, e.g. "+07:00"')
+        else:
+            try:
+                offset = parse_utc_offset(raw_offset)
+            except ValueError as exc:
+                chk.fail(f"{path}.utc_offset", str(exc))
 
     known = {
         "id",

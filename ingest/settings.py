@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,13 @@ def _int(value: Any) -> int:
         return int(str(value).strip())
     except ValueError:
         raise ValueError("must be an integer") from None
+
+
+def _port(value: Any) -> int:
+    number = _non_negative_int(value)
+    if number > 65535:
+        raise ValueError("must be a TCP port, 0 to 65535")
+    return number
 
 
 def _non_negative_float(value: Any) -> float:
@@ -197,7 +205,7 @@ class Settings:
     files_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     files_poll_s: float = field(default=5.0, metadata={"parse": _non_negative_float})
     http_host: str = field(default="127.0.0.1", metadata={"parse": _text})
-    http_port: int = field(default=8080, metadata={"parse": _non_negative_int})
+    http_port: int = field(default=8080, metadata={"parse": _port})
     storage_backend: str = field(
         default="auto", metadata={"parse": _choice("auto", "postgresql", "timescaledb")}
     )
@@ -240,6 +248,8 @@ class Settings:
     def safe_database_url(self) -> str:
         """The database URL with any password masked, for logs."""
         url = self.database_url or ""
+        if "://" not in url:
+            return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
         parts = urlsplit(url)
         if parts.password:
             return url.replace(f":{parts.password}@", ":***@", 1)

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, tzinfo
 from ingest.contract import Problem, RawReading, Reason
 
 _FILE_NAME = re.compile(r"^([^_]+)_([^_]+)_([^_]+)_(\d{14})\.txt$", re.IGNORECASE)
-_TIMESTAMP = re.compile(r"^\d{14}$")
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+_TIMESTAMP = re.compile(r"^[0-9]{14}$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$")
 _NON_FINITE = re.compile(r"^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
 
 
@@ -38,7 +38,10 @@ def parse_timestamp(text: str, local: tzinfo) -> datetime:
     if not _TIMESTAMP.match(text):
         raise ValueError("timestamp must be 14 digits yyyyMMddHHmmss")
     naive = datetime.strptime(text, "%Y%m%d%H%M%S")
-    return naive.replace(tzinfo=local).astimezone(UTC)
+    try:
+        return naive.replace(tzinfo=local).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 def format_timestamp(moment: datetime, local: tzinfo) -> str:

@@ -140,10 +140,17 @@ def validate(
                 )
             )
             continue
-        if not math.isfinite(value):
+        try:
+            converted = float(value) * factor
+        except OverflowError:  # a JSON integer beyond any double
+            converted = math.inf
+        if not math.isfinite(converted):
             result.problems.append(
                 Problem(
-                    Reason.VALUE_NOT_FINITE, f"{where}.value", _short(value), "value must be finite"
+                    Reason.VALUE_NOT_FINITE,
+                    f"{where}.value",
+                    _short(value),
+                    "value must be finite in the declared unit",
                 )
             )
             continue
@@ -185,7 +192,6 @@ def validate(
                 )
             )
             continue
-        converted = float(value) * factor
         key = (param.code, moment)
         previous = seen.get(key)
         if previous is not None:

@@ -36,7 +36,7 @@ def test_every_parameter_alias_resolves(catalog: Catalog, code: str, alias: str)
     assert param.code == code
 
 
-# YAML 1.1 reads the unquoted key ``NO`` as the boolean False: see the xfail test below.
+# YAML 1.1 reads unquoted keys such as NO, ON, YES as booleans: every key must be a string.
 PARAM_CODES = [code for code in DATA["parameters"] if isinstance(code, str)]
 
 
@@ -57,22 +57,26 @@ def test_every_unit_alias_resolves(catalog: Catalog, uid: str, alias: str) -> No
     assert unit.id == uid
 
 
-def test_shipped_yaml_keys_are_strings_except_no() -> None:
-    assert [k for k in DATA["parameters"] if not isinstance(k, str)] == [False]
+def test_shipped_yaml_keys_and_aliases_are_strings() -> None:
+    assert len(PARAM_CODES) == len(DATA["parameters"])
     assert all(isinstance(k, str) for k in DATA["units"])
-    assert len(PARAM_CODES) == len(DATA["parameters"]) - 1
+    for spec in [*DATA["units"].values(), *DATA["parameters"].values()]:
+        assert all(isinstance(a, str) for a in spec["aliases"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config/parameters.yaml line 87 writes the key NO unquoted; YAML 1.1 loads it "
-    "as the boolean False, so parameter('NO') is None and parameter('false') is nitric oxide",
-)
 def test_nitric_oxide_code_no_resolves(catalog: Catalog) -> None:
+    # Regression: an unquoted ``NO:`` key loaded as the boolean False.
     param = catalog.parameter("NO")
     assert param is not None
     assert param.code == "NO"
     assert catalog.parameter("false") is None
+
+
+def test_non_string_code_raises_catalog_error() -> None:
+    data = _minimal()
+    data["parameters"][False] = data["parameters"].pop("Q")
+    with pytest.raises(CatalogError):
+        catalog_from_dict(data)
 
 
 @pytest.mark.parametrize("uid", list(DATA["units"]))

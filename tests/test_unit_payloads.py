@@ -239,11 +239,6 @@ def test_other_versions_rejected(version: Any) -> None:
     assert parsed.station is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: payloads.parse_json compares "v" with == 1, so the JSON boolean true '
-    "(bool is an int) is accepted as version 1",
-)
 def test_version_true_rejected() -> None:
     parsed = parse(
         {
@@ -439,11 +434,6 @@ def test_problem_values_are_excerpted() -> None:
     assert parsed.problems[1].value == repr("y" * 500)[:200] + "…"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_payload raises OverflowError for an ISO time with an offset whose UTC "
-    "value falls outside datetime's range (contract.parse_time calls astimezone outside try)",
-)
 @pytest.mark.parametrize("time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_out_of_range_iso_time_is_time_invalid(time: str) -> None:
     parsed = parse(
@@ -452,11 +442,6 @@ def test_out_of_range_iso_time_is_time_invalid(time: str) -> None:
     assert reasons(parsed)[0] == (Reason.TIME_INVALID, "time")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_json catches only msgspec.DecodeError; deeply nested JSON (well under "
-    "max_bytes) makes msgspec raise RecursionError out of parse_payload",
-)
 def test_deeply_nested_json_is_a_problem_not_a_crash() -> None:
     parsed = parse(b"[" * 5000 + b"]" * 5000)
     assert [p.reason for p in parsed.problems] == [Reason.PAYLOAD_SYNTAX]
@@ -517,16 +502,12 @@ OFFSETS = st.builds(
     timezone,
     st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23)),
 )
-# Times that stay a day away from datetime's limits (see the OverflowError xfail above).
+# Times over datetime's whole range, including the edges where a UTC offset overflows.
 TIMES = st.one_of(
     JSON_VALUES,
     st.integers(min_value=-(10**20), max_value=10**20),
-    st.datetimes(
-        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=OFFSETS
-    ).map(lambda d: d.isoformat()),
-    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)).map(
-        lambda d: d.isoformat()
-    ),
+    st.datetimes(timezones=OFFSETS).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat()),
     st.sampled_from(["2024-05-01T03:00:00Z", "2024-05-01T03:00:00", "", "Z"]),
 )
 READING_SHAPED = st.fixed_dictionaries(

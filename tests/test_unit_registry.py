@@ -334,34 +334,20 @@ def test_load_registry_reports_path(catalog: Catalog, tmp_path: Path) -> None:
         load_registry(path, catalog)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: registry._STATION_ID uses '$', which matches before a trailing newline, so "
-    'id "S1\\n" is accepted (and would end up in an MQTT topic)',
-)
 def test_station_id_with_trailing_newline_rejected(catalog: Catalog) -> None:
     (issue,) = issues(one(id='"S1\\n"'), catalog)
     assert issue.field == "stations[0].id"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: registry.parse_utc_offset does not check minutes < 60: '+07:60' is accepted "
-    "as +08:00",
-)
 def test_utc_offset_minutes_over_59_rejected(catalog: Catalog) -> None:
     (issue,) = issues(one(extra='    utc_offset: "+07:60"\n'), catalog)
     assert issue.field == "stations[0].utc_offset"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unquoted utc_offset like +10:00 is a YAML 1.1 base-60 integer (600); the "
-    "registry rejects the value the operator wrote with 'must look like +07:00'",
-)
-def test_unquoted_utc_offset_accepted(catalog: Catalog) -> None:
-    reg = registry_from_text(one(extra="    utc_offset: +10:00\n"), catalog)
-    assert reg.stations["S1"].utc_offset == timezone(timedelta(hours=10))
+def test_unquoted_utc_offset_is_a_clear_error(catalog: Catalog) -> None:
+    # YAML 1.1 reads +10:00 as the base-60 number 600; say so instead of guessing.
+    with pytest.raises(RegistryError, match=r"utc_offset: write the offset in quotes"):
+        registry_from_text(one(extra="    utc_offset: +10:00\n"), catalog)
 
 
 def test_parse_utc_offset() -> None:

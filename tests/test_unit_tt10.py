@@ -190,22 +190,12 @@ def test_parse_timestamp_rejects_non_14_digits() -> None:
         tt10.parse_timestamp("2024050110000a", VN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_timestamp raises OverflowError (not ValueError) for year 1 local "
-    "time east of UTC, so parse_lines/parse_payload raise instead of reporting time_invalid",
-)
 def test_year_one_timestamp_is_time_invalid_not_a_crash() -> None:
     readings, problems = tt10.parse_lines("COD\t1\tmg/L\t00010101000000\t00", VN)
     assert readings == []
     assert [p.reason for p in problems] == [Reason.TIME_INVALID]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_value accepts non-ASCII Unicode digits (Arabic-Indic '١' → 1.0) "
-    "because the regex uses \\d",
-)
 def test_unicode_digits_are_not_a_number() -> None:
     _, problems = tt10.parse_lines("COD\t\u0661\tmg/L\t20240501100000\t00", VN)
     assert [p.reason for p in problems] == [Reason.VALUE_NOT_NUMBER]

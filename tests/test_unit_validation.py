@@ -342,21 +342,11 @@ def test_no_readings_keeps_parse_problems_only(registry: Registry, catalog: Cata
     assert result.station is registry.get("WW1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validation.validate raises OverflowError (math.isfinite) for a JSON integer "
-    "too large for a float, e.g. value 10**400, instead of reporting value_not_finite",
-)
 def test_huge_integer_value_is_a_problem(registry: Registry, catalog: Catalog) -> None:
     result = run(registry, catalog, raw(value=10**400))
     assert [p.reason for p in result.problems] == [Reason.VALUE_NOT_FINITE]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validation.validate checks finiteness before unit conversion, so 1e306 mg/m3 "
-    "is stored as PM10 = inf µg/m3",
-)
 def test_conversion_overflow_is_not_stored_as_inf(registry: Registry, catalog: Catalog) -> None:
     result = run(registry, catalog, raw(value=1e306, unit="mg/m3"))
     assert result.readings == []
