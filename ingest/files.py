@@ -37,6 +37,7 @@ class FileOutcome:
     stored: int
     duplicates: int
     problems: list[Problem]
+    rejected: bool  # moved to rejected/: nothing in it could be stored
 
 
 def _decode(raw: bytes) -> str:
@@ -153,7 +154,13 @@ async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome
         },
     )
     return FileOutcome(
-        path, target, committed.station_id, committed.stored, committed.duplicates, problems
+        path,
+        target,
+        committed.station_id,
+        committed.stored,
+        committed.duplicates,
+        problems,
+        rejected=folder == REJECTED,
     )
 
 

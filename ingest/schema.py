@@ -260,6 +260,14 @@ def partition_name(start: datetime) -> str:
     return f"readings_y{start.year:04d}m{start.month:02d}"
 
 
+async def existing_partitions(conn: psycopg.AsyncConnection) -> set[str]:
+    cur = await conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'readings'::regclass"
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
 async def create_partition(conn: psycopg.AsyncConnection, start: datetime) -> None:
     await conn.execute(
         sql.SQL(
@@ -281,11 +289,7 @@ async def ensure_partitions(
     for _ in range(opts.partitions_ahead_months):
         last = next_month(last)
     created = []
-    cur = await conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'readings'::regclass"
-    )
-    existing = {row[0] for row in await cur.fetchall()}
+    existing = await existing_partitions(conn)
     month = first
     while month <= last:
         name = partition_name(month)
@@ -302,12 +306,8 @@ async def drop_expired_partitions(
 ) -> list[str]:
     """Retention on plain PostgreSQL: drop whole months older than the retention period."""
     horizon = now - timedelta(days=opts.retention_days)
-    cur = await conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'readings'::regclass"
-    )
     dropped = []
-    for (name,) in await cur.fetchall():
+    for name in sorted(await existing_partitions(conn)):
         try:
             start = datetime(int(name[10:14]), int(name[15:17]), 1, tzinfo=UTC)
         except ValueError:

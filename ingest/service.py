@@ -119,8 +119,9 @@ class IngestService:
         delay = 0.5
         while True:
             try:
-                self.backend, applied = await upgrade_database(self.settings)
                 async with await connect(self.settings) as conn:
+                    opts = storage_options(self.settings)
+                    self.backend, applied = await schema.upgrade(conn, opts)
                     await sync_stations(conn, self.current_registry())
                 self.metrics.database_up.set(1)
                 log.info(

@@ -16,7 +16,13 @@ from datetime import datetime
 import psycopg
 
 from ingest.contract import Problem, Reading, Reason
-from ingest.schema import POSTGRES, create_partition, month_start, partition_name
+from ingest.schema import (
+    POSTGRES,
+    create_partition,
+    existing_partitions,
+    month_start,
+    partition_name,
+)
 
 _STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS staging_readings (
@@ -151,11 +157,7 @@ class BatchWriter:
         missing = months - self._known_months
         if not missing:
             return
-        cur = await self.conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'readings'::regclass"
-        )
-        existing = {row[0] for row in await cur.fetchall()}
+        existing = await existing_partitions(self.conn)
         for month in sorted(missing):
             if partition_name(month) not in existing:
                 await create_partition(self.conn, month)

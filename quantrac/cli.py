@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from ingest.files import ingest_folder
 from ingest.registry import RegistryError, load_registry
 from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
+from quantrac.app import App, run_until_signalled
 from quantrac.logs import configure_logging
 
 
@@ -31,45 +29,9 @@ def _time_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-async def run_until_signalled(
-    start: Callable[[], Coroutine[Any, Any, None]],
-    stop: Callable[[], Coroutine[Any, Any, None]],
-    duration: float | None = None,
-) -> None:
-    """Start, wait for SIGTERM/SIGINT (or the duration), then stop cleanly."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await start()
-    try:
-        if duration is None:
-            await stopping.wait()
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), duration)
-    finally:
-        await stop()
-
-
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from quantrac.web import WebServer
-
-    service = IngestService(settings)
-    service.load_configuration()
-    web = WebServer(service, settings.http_host, settings.http_port) if settings.http_port else None
-
-    async def start() -> None:
-        await service.start()
-        if web is not None:
-            await web.start()
-
-    async def stop() -> None:
-        if web is not None:
-            await web.stop()
-        await service.stop()
-
-    await run_until_signalled(start, stop, args.duration)
+    app = App(settings)
+    await run_until_signalled(app.start, app.stop, args.duration)
     return 0
 
 
@@ -111,7 +73,7 @@ async def cmd_ingest_files(settings: Settings, args: argparse.Namespace) -> int:
         outcomes = await ingest_folder(folder, service.receiver)
     finally:
         await service.stop()
-    rejected_files = sum(1 for o in outcomes if o.moved_to.parts[len(folder.parts)] == "rejected")
+    rejected_files = sum(1 for o in outcomes if o.rejected)
     stored = sum(o.stored for o in outcomes)
     duplicates = sum(o.duplicates for o in outcomes)
     problems = sum(len(o.problems) for o in outcomes)

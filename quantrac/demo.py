@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -25,8 +24,8 @@ import psycopg
 from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
 from ingest.service import IngestService
 from ingest.settings import Settings
-from quantrac.localservers import MosquittoServer, PostgresServer, free_port
-from quantrac.web import WebServer
+from quantrac.app import App, run_until_signalled
+from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from simulator.publisher import Publisher
 from simulator.run import simulate
 
@@ -39,17 +38,6 @@ SELECT s.id, s.kind, count(r.*) AS readings, max(r.measured_at) AS newest,
 FROM stations s LEFT JOIN readings r ON r.station_id = s.id
 WHERE s.active GROUP BY s.id, s.kind ORDER BY s.kind, s.id
 """
-
-
-def _port_or_free(port: int) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return free_port()
-    return port
 
 
 async def _print_summary(settings: Settings, service: IngestService) -> None:
@@ -75,12 +63,8 @@ async def _print_summary(settings: Settings, service: IngestService) -> None:
 async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
     postgres = mosquitto = None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        changes: dict[str, object] = {"http_port": _port_or_free(settings.http_port or 8080)}
+        changes: dict[str, object] = {"http_port": port_or_free(settings.http_port or 8080)}
         if not settings.database_url:
             postgres = PostgresServer(root / "postgres", timescale=True).start()
             changes["database_url"] = postgres.url
@@ -88,74 +72,37 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             mosquitto = MosquittoServer(root / "mosquitto").start()
             changes["mqtt_url"] = mosquitto.url
         settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+        app = App(settings)
+        tasks: list[asyncio.Task[object]] = []
 
-        service = IngestService(settings)
-        service.load_configuration()
-        await service.start()
-        web = WebServer(service, settings.http_host, settings.http_port)
-        await web.start()
-        assert service.registry is not None
-        base = f"http://{settings.http_host}:{settings.http_port}"
-        print(
-            f"""
-quantrac demo — {len(service.registry.stations)} stations (Bắc Giang-shaped fleet)
-  storage    {service.backend} at {settings.safe_database_url}
-  broker     {settings.mqtt_url}   (publish to stations/<id>/data, acks on stations/<id>/ack)
-  metrics    {base}/metrics
-  health     {base}/healthz
-  Replaying the last 6 hours fast, then live readings every 10 s. Ctrl-C stops.
-""",
-            flush=True,
-        )
-
-        endpoint = settings.mqtt
-        tasks = [
-            asyncio.create_task(
+        async def start() -> None:
+            await app.start()
+            _print_banner(settings, app.service)
+            registry = app.service.current_registry()
+            endpoint = settings.mqtt
+            for coro in (
                 simulate(
-                    endpoint,
-                    service.registry,
-                    seed=2026,
-                    speed=720.0,
-                    client_id="quantrac-demo-history",
-                )
-            ),
-            asyncio.create_task(
+                    endpoint, registry, seed=2026, speed=720.0, client_id="quantrac-demo-history"
+                ),
                 simulate(
-                    endpoint,
-                    service.registry,
-                    seed=2026,
-                    interval=10,
-                    client_id="quantrac-demo-live",
-                )
-            ),
-            asyncio.create_task(_vendor_with_mistakes(settings, stop)),
-        ]
+                    endpoint, registry, seed=2026, interval=10, client_id="quantrac-demo-live"
+                ),
+                _vendor_with_mistakes(settings),
+                _summaries(settings, app.service),
+            ):
+                tasks.append(asyncio.create_task(coro))
 
-        async def summaries() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), SUMMARY_EVERY_S)
-                with contextlib.suppress(psycopg.Error):
-                    await _print_summary(settings, service)
-
-        tasks.append(asyncio.create_task(summaries()))
-        try:
-            if duration is None:
-                await stop.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), duration)
-        finally:
-            stop.set()
+        async def stop() -> None:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await web.stop()
-            await service.stop()
+            await app.stop()
             with contextlib.suppress(psycopg.Error):
-                await _print_summary(settings, service)
+                await _print_summary(settings, app.service)
+
+        await run_until_signalled(start, stop, duration)
         return 0
     finally:
         if mosquitto:
@@ -166,7 +113,29 @@ quantrac demo — {len(service.registry.stations)} stations (Bắc Giang-shaped 
             shutil.rmtree(root, ignore_errors=True)
 
 
-async def _vendor_with_mistakes(settings: Settings, stop: asyncio.Event) -> None:
+def _print_banner(settings: Settings, service: IngestService) -> None:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    print(
+        f"""
+quantrac demo — {len(service.current_registry().stations)} stations (Bắc Giang-shaped fleet)
+  storage    {service.backend} at {settings.safe_database_url}
+  broker     {settings.mqtt_url}   (publish to stations/<id>/data, acks on stations/<id>/ack)
+  metrics    {base}/metrics
+  health     {base}/healthz
+  Replaying the last 6 hours fast, then live readings every 10 s. Ctrl-C stops.
+""",
+        flush=True,
+    )
+
+
+async def _summaries(settings: Settings, service: IngestService) -> None:
+    while True:
+        await asyncio.sleep(SUMMARY_EVERY_S)
+        with contextlib.suppress(psycopg.Error):
+            await _print_summary(settings, service)
+
+
+async def _vendor_with_mistakes(settings: Settings) -> None:
     """Every 30 s a station sends a wrong unit and an undeclared parameter; print its ack."""
     from gmqtt import Client
 
@@ -189,7 +158,7 @@ async def _vendor_with_mistakes(settings: Settings, stop: asyncio.Event) -> None
     publisher = Publisher(endpoint, client_id="quantrac-demo-vendor")
     await publisher.connect()
     try:
-        while not stop.is_set():
+        while True:
             moment = datetime.now(UTC).replace(microsecond=0)
             body = {
                 "station": MISCONFIGURED_STATION,
@@ -201,8 +170,7 @@ async def _vendor_with_mistakes(settings: Settings, stop: asyncio.Event) -> None
                 ],
             }
             await publisher.publish(data_topic(MISCONFIGURED_STATION), json.dumps(body).encode())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 30)
+            await asyncio.sleep(30)
     finally:
         await publisher.close()
         await listener.disconnect()

@@ -1,0 +1,59 @@
+"""The running service as one unit: ingest plus its HTTP side, and the wait for a signal.
+
+`quantrac run` and `quantrac demo` both run exactly this; the demo only adds local servers and
+simulated stations around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+from ingest.service import IngestService
+from ingest.settings import Settings
+from quantrac.web import WebServer
+
+
+class App:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.service = IngestService(settings)
+        self.service.load_configuration()
+        self.web = (
+            WebServer(self.service, settings.http_host, settings.http_port)
+            if settings.http_port
+            else None
+        )
+
+    async def start(self) -> None:
+        await self.service.start()
+        if self.web is not None:
+            await self.web.start()
+
+    async def stop(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
+        await self.service.stop()
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    duration: float | None = None,
+) -> None:
+    """Start, wait for SIGTERM/SIGINT (or the duration), then stop cleanly."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await start()
+    try:
+        if duration is None:
+            await stopping.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), duration)
+    finally:
+        await stop()
