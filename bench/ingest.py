@@ -33,7 +33,7 @@ from gmqtt import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.service import IngestService
+from ingest.service import IngestService, upgrade_database
 from ingest.settings import load_settings
 from quantrac.localservers import MosquittoServer, PostgresServer
 
@@ -150,15 +150,14 @@ async def quantrac_rate(
     await service.stop()
     await publish_all(settings.mqtt_url, items)
     expected = len(items) * readings
+    await upgrade_database(settings)  # schema ready before the clock starts
     service = IngestService(settings)
-    service.load_configuration()
-    await service._wait_for_database()  # schema ready before the clock starts
     started = time.perf_counter()
     await service.start()
-    while service.metrics.readings_stored._value.get() < expected:
+    while service.metrics.value("quantrac_readings_stored_total") < expected:
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
-    batches = service.metrics.batch_readings._sum.get()
+    batches = service.metrics.value("quantrac_batch_readings_sum")
     await service.stop()
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         stored = (await (await conn.execute("SELECT count(*) FROM readings")).fetchone())[0]

@@ -79,6 +79,10 @@ class IngestMetrics:
         self._stations: dict[str, Gauge] = {}
         self._newest: dict[str, float] = {}
 
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample, e.g. value("quantrac_readings_stored_total")."""
+        return self.registry.get_sample_value(name, labels or None) or 0.0
+
     def message(self, source: str) -> None:
         child = self._sources.get(source)
         if child is None:

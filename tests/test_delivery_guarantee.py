@@ -91,8 +91,8 @@ async def test_restart_of_ingest_mid_stream_loses_nothing(make_settings, servers
     try:
         expected = total * len(STATION_PARAMS)
         await wait_until(lambda: _equals(count(database_url), expected), timeout=60)
-        stored_first = first.metrics.readings_stored._value.get()
-        stored_second = second.metrics.readings_stored._value.get()
+        stored_first = first.metrics.value("quantrac_readings_stored_total")
+        stored_second = second.metrics.value("quantrac_readings_stored_total")
         assert stored_first > 0 and stored_second > 0
         assert stored_first + stored_second == expected
     finally:

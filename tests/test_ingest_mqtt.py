@@ -188,7 +188,7 @@ async def test_bad_payloads_are_rejected_with_reasons_and_good_readings_kept(
         database_url, "SELECT payload_excerpt FROM rejections WHERE reason = 'payload_syntax'"
     )
     assert excerpt == [("{not json",)]
-    metric = service.metrics.rejections.labels("unit_unknown")._value.get()
+    metric = service.metrics.value("quantrac_rejections_total", reason="unit_unknown")
     assert metric == 1
     await pub.disconnect()
     await acks.stop()
