@@ -13,6 +13,7 @@ import msgspec
 from ingest import tt10
 from ingest.contract import (
     JSON_PAYLOAD_VERSION,
+    JsonReading,
     NaiveTimeError,
     ParsedPayload,
     Problem,
@@ -79,7 +80,55 @@ def _time_problem(field: str, value: Any, exc: ValueError) -> Problem:
     )
 
 
+class _TypedPayload(msgspec.Struct):
+    station: str
+    time: str
+    readings: list[JsonReading]
+    seq: int | None = None
+    v: int = JSON_PAYLOAD_VERSION
+
+
+_typed_decoder = msgspec.json.Decoder(_TypedPayload)
+_READING_FIELDS = [f"readings[{i}]" for i in range(64)]
+
+
+def _reading_field(index: int) -> str:
+    return _READING_FIELDS[index] if index < len(_READING_FIELDS) else f"readings[{index}]"
+
+
+def _parse_well_formed(raw: bytes) -> ParsedPayload | None:
+    """The common case, decoded and type-checked by msgspec in one pass. Anything it does not
+    accept (None) goes through the general path, which says precisely what is wrong."""
+    try:
+        doc = _typed_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if doc.v != JSON_PAYLOAD_VERSION or not doc.station or not doc.readings:
+        return None
+    try:
+        moment = parse_time(doc.time)
+        readings = [
+            RawReading(
+                param=r.param,
+                value=r.value,
+                unit=r.unit,
+                status=r.status,
+                time=moment if r.time is None else parse_time(r.time),
+                field=_reading_field(index),
+            )
+            for index, r in enumerate(doc.readings)
+        ]
+    except ValueError:
+        return None
+    if not all(r.param for r in readings):
+        return None
+    return ParsedPayload("json", doc.station, doc.seq, moment, readings)
+
+
 def parse_json(raw: bytes) -> ParsedPayload:
+    well_formed = _parse_well_formed(raw)
+    if well_formed is not None:
+        return well_formed
     try:
         doc = _decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:

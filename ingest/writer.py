@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
-from ingest.contract import Problem, Reading, Reason
+from ingest.contract import Problem, Reading, Reason, Status
 from ingest.schema import (
     POSTGRES,
     create_partition,
@@ -37,15 +37,23 @@ _COPY_READINGS = (
 )
 _READING_TYPES = ["text", "text", "timestamptz", "float8", "int2", "timestamptz", "int4"]
 
-# The main SELECT runs on the snapshot taken before the INSERT, so `stored` holds only rows that
-# existed before this batch: exactly the duplicates and conflicts.
+# The usual case: no reading of the batch was stored before, and every row goes in.
 _INSERT = """
+    INSERT INTO readings (station_id, param, measured_at, value, status, received_at)
+    SELECT station_id, param, measured_at, value, status, received_at FROM staging_readings
+    ON CONFLICT DO NOTHING
+"""
+
+# When some rows did not go in, the batch is written again with this statement, which says which.
+# Its SELECT runs on the snapshot taken before the INSERT, so `r` holds only rows that existed
+# before this batch: exactly the duplicates and conflicts.
+_INSERT_CLASSIFYING = """
     WITH inserted AS (
         INSERT INTO readings (station_id, param, measured_at, value, status, received_at)
         SELECT station_id, param, measured_at, value, status, received_at FROM staging_readings
         ON CONFLICT DO NOTHING
-        RETURNING station_id, param, measured_at, status
-    ){dirty},
+        RETURNING station_id, param, measured_at
+    ),
     missing AS MATERIALIZED (
         SELECT s.* FROM staging_readings s
         WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.station_id = s.station_id
@@ -57,11 +65,9 @@ _INSERT = """
                         AND r.measured_at = m.measured_at
 """
 
-_DIRTY_HOURS = """,
-    dirty AS (
-        INSERT INTO rollup_dirty (hour)
-        SELECT DISTINCT date_trunc('hour', measured_at, 'UTC') FROM inserted WHERE status = 0
-    )"""
+# Hours whose status-00 readings changed, for the plain-PostgreSQL rollup. Marking an hour that
+# only received duplicates costs a recomputation, never a wrong figure.
+_DIRTY_HOURS = "INSERT INTO rollup_dirty (hour) SELECT unnest(%s::timestamptz[])"
 
 # Rows inserted by another worker after this statement's snapshot: look again, now committed.
 _RECHECK = """
@@ -143,7 +149,6 @@ class BatchWriter:
     def __init__(self, conn: psycopg.AsyncConnection, backend: str):
         self.conn = conn
         self.backend = backend
-        self._insert_sql = _INSERT.format(dirty=_DIRTY_HOURS if backend == POSTGRES else "")
         self._known_months: set[datetime] = set()
 
     async def prepare(self) -> None:
@@ -166,13 +171,13 @@ class BatchWriter:
 
     async def write(self, items: Sequence[Item]) -> BatchResult:
         """All or nothing: on any exception the transaction is rolled back and nothing counts."""
-        for it in items:
-            it.stored = 0
-            it.duplicates = it.repeated
-            it.conflicts = []
         await self._ensure_months(items)
         try:
-            result = await self._write(items)
+            result = await self._write(items, classify=False)
+            if result is None:
+                await self.conn.rollback()
+                result = await self._write(items, classify=True)
+                assert result is not None  # the classifying pass never gives up
         except BaseException:
             await self._rollback_quietly()
             raise
@@ -184,12 +189,19 @@ class BatchWriter:
         with contextlib.suppress(psycopg.Error):
             await self.conn.rollback()
 
-    async def _write(self, items: Sequence[Item]) -> BatchResult:
+    async def _write(self, items: Sequence[Item], *, classify: bool) -> BatchResult | None:
+        """Write the batch. Without ``classify``, return None (transaction left open for the
+        caller to roll back) as soon as some reading turns out to be stored already."""
         conn = self.conn
+        for it in items:
+            it.stored = 0
+            it.duplicates = it.repeated
+            it.conflicts = []
         kept = self._dedupe_across_items(items)
         stored_per_item = [len(k) for k in kept]
+        total = sum(stored_per_item)
         async with conn.cursor() as cur:
-            if any(stored_per_item):
+            if total:
                 async with cur.copy(_COPY_READINGS) as copy:
                     copy.set_types(_READING_TYPES)
                     for index, it in enumerate(items):
@@ -205,14 +217,26 @@ class BatchWriter:
                                     index,
                                 )
                             )
-                await cur.execute(self._insert_sql)
-                racing = self._classify(items, await cur.fetchall(), stored_per_item)
-                if racing:
-                    await cur.execute(
-                        _RECHECK,
-                        [[k[0] for k in racing], [k[1] for k in racing], [k[2] for k in racing]],
-                    )
-                    self._classify(items, await cur.fetchall(), stored_per_item)
+                if not classify:
+                    await cur.execute(_INSERT)
+                    if cur.rowcount != total:
+                        return None
+                else:
+                    await cur.execute(_INSERT_CLASSIFYING)
+                    racing = self._classify(items, await cur.fetchall(), stored_per_item)
+                    if racing:
+                        await cur.execute(
+                            _RECHECK,
+                            [
+                                [k[0] for k in racing],
+                                [k[1] for k in racing],
+                                [k[2] for k in racing],
+                            ],
+                        )
+                        self._classify(items, await cur.fetchall(), stored_per_item)
+                hours = self._hours_measuring(kept) if self.backend == POSTGRES else []
+                if hours:
+                    await cur.execute(_DIRTY_HOURS, [hours])
             for it, stored in zip(items, stored_per_item, strict=True):
                 it.stored = stored
             for it in items:
@@ -243,6 +267,16 @@ class BatchWriter:
             conflicts=sum(len(it.conflicts) for it in items),
             rejections=len(rejections),
         )
+
+    @staticmethod
+    def _hours_measuring(kept: list[list[Reading]]) -> list[datetime]:
+        hours = {
+            r.measured_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            for readings in kept
+            for r in readings
+            if r.status == Status.MEASURING
+        }
+        return sorted(hours)
 
     @staticmethod
     def _dedupe_across_items(items: Sequence[Item]) -> list[list[Reading]]:

@@ -543,6 +543,7 @@ def test_parse_payload_never_raises_for_v1_shaped(doc: dict[str, Any]) -> None:
     readings = doc.get("readings")
     if (
         doc.get("v", 1) == 1
+        and not isinstance(doc.get("v"), bool)
         and isinstance(doc.get("station"), str)
         and doc["station"]
         and (doc.get("seq") is None or type(doc.get("seq")) is int)
