@@ -158,7 +158,9 @@ class BatchWriter:
     async def _ensure_months(self, items: Sequence[Item]) -> None:
         if self.backend != POSTGRES:
             return
-        months = {month_start(r.measured_at) for it in items for r in it.readings}
+        # Readings of one message usually share a time: reduce to distinct times first.
+        times = {r.measured_at for it in items for r in it.readings}
+        months = {month_start(t) for t in times}
         missing = months - self._known_months
         if not missing:
             return
@@ -270,32 +272,31 @@ class BatchWriter:
 
     @staticmethod
     def _hours_measuring(kept: list[list[Reading]]) -> list[datetime]:
-        hours = {
-            r.measured_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-            for readings in kept
-            for r in readings
-            if r.status == Status.MEASURING
+        times = {
+            r.measured_at for readings in kept for r in readings if r.status == Status.MEASURING
         }
-        return sorted(hours)
+        return sorted({t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for t in times})
 
     @staticmethod
     def _dedupe_across_items(items: Sequence[Item]) -> list[list[Reading]]:
         """Keep the first of two readings with one key in one batch; the database could not
         tell which of them it skipped. Returns, per item, the readings sent to the database."""
-        first: dict[tuple[str, str, datetime], tuple[float, int]] = {}
+        first: dict[tuple[str, str, datetime], tuple[float, Status]] = {}
         result = []
         for it in items:
             kept = []
             for r in it.readings:
-                seen = first.get(r.key)
-                if seen is None:
-                    first[r.key] = (r.value, int(r.status))
+                entry = (r.value, r.status)
+                seen = first.setdefault((r.station_id, r.param, r.measured_at), entry)
+                if seen is entry:
                     kept.append(r)
-                elif seen == (r.value, int(r.status)):
+                elif seen == entry:
                     it.duplicates += 1
                 else:
                     it.conflicts.append(
-                        _conflict(r.param, r.measured_at, r.value, int(r.status), seen[0], seen[1])
+                        _conflict(
+                            r.param, r.measured_at, r.value, int(r.status), seen[0], int(seen[1])
+                        )
                     )
             result.append(kept)
         return result
