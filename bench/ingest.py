@@ -1,6 +1,6 @@
 """Ingest throughput, end to end, against the broker's and PostgreSQL's own rates in one run.
 
-    python bench/ingest.py [--messages 20000] [--stations 200] [--readings 10]
+    python bench/ingest.py [--messages 20000] [--stations 200] [--readings 10] [--timescale]
 
 Starts a private Mosquitto and PostgreSQL (as the demo does) and measures, over the same
 messages:
@@ -240,17 +240,24 @@ async def main() -> None:
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--readings", type=int, default=10, choices=range(1, len(PARAMS) + 1))
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument(
+        "--timescale", action="store_true", help="preload TimescaleDB (must be installed)"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
-    pg = PostgresServer(root / "pg").start()
+    pg = PostgresServer(root / "pg", timescale=args.timescale).start()
     mq = MosquittoServer(root / "mq", persistence=False).start()
     try:
         stations_file = root / "stations.yaml"
         stations_file.write_text(registry_yaml(args.stations, args.readings))
         backlog = payloads(args.messages, args.stations, args.readings, days_ago=40)
         live = payloads(args.messages, args.stations, args.readings, days_ago=20)
-        print(f"{args.messages} messages × {args.readings} readings, {args.stations} stations")
+        backend = "TimescaleDB" if args.timescale else "PostgreSQL"
+        print(
+            f"{args.messages} messages × {args.readings} readings, {args.stations} stations, "
+            f"{backend}"
+        )
 
         broker_backlog, broker_live = await broker_rates(mq.url, backlog, live)
         values = {
