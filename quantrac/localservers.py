@@ -232,6 +232,9 @@ class MosquittoServer:
     root: Path
     port: int = field(default_factory=free_port)
     persistence: bool = True
+    # Lines appended after the listener (TLS files, password_file, allow_anonymous false …);
+    # a later line wins in Mosquitto's configuration.
+    extra_config: list[str] = field(default_factory=list)
     binary: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
@@ -252,6 +255,7 @@ class MosquittoServer:
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.root}/",
             f"log_dest file {self.root}/mosquitto.log",
+            *self.extra_config,
         ]
         if os.geteuid() == 0:
             keep.append("user root")

@@ -284,3 +284,27 @@ async def test_ingest_reconnects_after_broker_restart(make_settings, servers, da
         await pub.disconnect()
     finally:
         await svc.stop()
+
+
+async def test_mqtt_311_client_gets_the_same_guarantees(make_settings, servers, database_url):
+    svc = IngestService(make_settings(mqtt_protocol="3.1.1"))
+    await svc.start()
+    try:
+        await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
+        await asyncio.sleep(0.2)
+        pub = await publisher(servers.mqtt_url)
+        message = payload("AIR1", recent(), [{"param": "NO2", "value": 12.5, "unit": "µg/m3"}])
+        pub.publish("stations/AIR1/data", message, qos=1)
+        pub.publish("stations/AIR1/data", message, qos=1)
+        await wait_until(lambda: count_readings(database_url))
+        await wait_until(
+            lambda: _value_reached(svc.metrics.value("quantrac_readings_duplicate_total"), 1)
+        )
+        assert await count_readings(database_url) == 1
+        await pub.disconnect()
+    finally:
+        await svc.stop()
+
+
+async def _value_reached(value: float, target: float) -> bool:
+    return value >= target
