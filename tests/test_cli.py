@@ -1,0 +1,227 @@
+"""The `quantrac` command: each subcommand against the real servers, and `run` as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest.contract import Reading, Status
+from ingest.service import IngestService, connect, upgrade_database
+from ingest.writer import BatchWriter, Item
+from quantrac.app import App
+from quantrac.cli import main
+from quantrac.localservers import free_port
+from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(make_settings, monkeypatch):
+    settings = make_settings()
+    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("QUANTRAC_MQTT_URL", settings.mqtt_url)
+    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
+    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
+    return settings
+
+
+def test_invalid_setting_stops_start_up_naming_it(monkeypatch, capsys):
+    monkeypatch.setenv("QUANTRAC_BATCH_SIZE", "many")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "QUANTRAC_BATCH_SIZE" in err and "must be an integer" in err and "'many'" in err
+
+
+def test_db_upgrade_is_idempotent(env, capsys):
+    assert main(["db", "upgrade"]) == 0
+    assert "migrations applied: 1, 2" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert "none (already up to date)" in capsys.readouterr().out
+
+
+def test_stations_check(tmp_path, capsys):
+    assert main(["stations", "check", str(CONFIG / "stations.yaml")]) == 0
+    assert "9 stations OK (3 air, 2 emission, 4 wastewater)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TEST_REGISTRY.replace("kind: wastewater", "kind: sewage"))
+    assert main(["stations", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "stations[1].kind: must be one of air, wastewater, emission" in err
+
+
+async def _store(settings, readings: list[Reading]) -> None:
+    await upgrade_database(settings)
+    async with await connect(settings) as conn:
+        writer = BatchWriter(conn, "postgresql")
+        await writer.prepare()
+        item = Item(datetime.now(UTC), "WW1", "t", "mqtt", None, "", readings, [])
+        await writer.write([item])
+
+
+def test_export_readings_csv_and_json(env, tmp_path, capsys):
+    t = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+    asyncio.run(
+        _store(
+            env,
+            [
+                Reading("WW1", "COD", t, 61.5, Status.MEASURING),
+                Reading("WW1", "pH", t, 7.2, Status.CALIBRATING),
+                Reading("WW1", "COD", t + timedelta(days=2), 70.0, Status.MEASURING),
+            ],
+        )
+    )
+    window = [
+        "--station",
+        "WW1",
+        "--from",
+        "2026-11-20T08:00:00+07:00",
+        "--to",
+        "2026-11-21T00:00:00Z",
+    ]
+    assert main(["export", "readings", *window]) == 0
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["param"], r["time"], r["value"], r["status"]) for r in rows] == [
+        ("COD", "2026-11-20T03:00:00+00:00", "61.5", "00"),
+        ("pH", "2026-11-20T03:00:00+00:00", "7.2", "01"),
+    ]
+    assert "2 readings exported" in err
+    target = tmp_path / "out.jsonl"
+    assert (
+        main(
+            ["export", "readings", *window, "--param", "pH", "--format", "json", "-o", str(target)]
+        )
+        == 0
+    )
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(x["param"], x["value"], x["status"]) for x in lines] == [("pH", 7.2, "01")]
+
+
+async def test_metrics_and_health_endpoints(make_settings, servers):
+    port = free_port()
+    app = App(make_settings(http_port=port))
+    await app.start()
+    try:
+        pub = await publisher(servers.mqtt_url)
+        moment = (datetime.now(UTC) - timedelta(minutes=3)).isoformat()
+        pub.publish(
+            "stations/AIR1/data",
+            json.dumps(
+                {
+                    "station": "AIR1",
+                    "time": moment,
+                    "readings": [
+                        {"param": "PM10", "value": 31, "unit": "µg/m3"},
+                        {"param": "PM10x", "value": 1, "unit": "µg/m3"},
+                    ],
+                }
+            ).encode(),
+            qos=1,
+        )
+
+        def get(path: str) -> tuple[int, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as response:
+                return response.status, response.read().decode()
+
+        async def stored() -> bool:
+            _, text = await asyncio.to_thread(get, "/metrics/")
+            return "quantrac_readings_stored_total 1.0" in text
+
+        await wait_until(stored)
+        _, text = await asyncio.to_thread(get, "/metrics/")
+        assert 'quantrac_rejections_total{reason="param_unknown"} 1.0' in text
+        assert 'quantrac_station_last_reading_timestamp_seconds{station="AIR1"}' in text
+        status, body = await asyncio.to_thread(get, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok" and health["broker_connected"]
+        assert health["storage_backend"] == "postgresql" and health["stations"] == 2
+        await pub.disconnect()
+    finally:
+        await app.stop()
+
+
+async def test_registry_reloads_when_the_file_changes(make_settings, database_url):
+    settings = make_settings(registry_reload_s=1)
+    service = IngestService(settings)
+    service.load_configuration()
+    await service.start_without_mqtt()
+    try:
+        path = settings.stations_path
+        added = TEST_REGISTRY + TEST_REGISTRY.split("stations:\n", 1)[1].replace(
+            "id: AIR1", "id: AIR2"
+        ).replace("id: WW1", "id: WW2").replace("BacGiang_KCNThu_NT01", "BacGiang_KCNThu_NT02")
+        path.write_text(added)
+        os.utime(path, (1, 1))
+        assert service.reload_registry_if_changed()
+        assert set(service.current_registry().stations) == {"AIR1", "WW1", "AIR2", "WW2"}
+        await wait_until(lambda: fetch(database_url, "SELECT 1 FROM stations HAVING count(*) = 4"))
+        path.write_text("stations: [{id: broken}]\n")
+        os.utime(path, (2, 2))
+        assert not service.reload_registry_if_changed()
+        assert "AIR2" in service.current_registry().stations
+    finally:
+        await service.stop()
+
+
+def test_run_flushes_and_acknowledges_on_sigterm(env, servers):
+    """`quantrac run` as a real process: SIGTERM with messages in flight loses none."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantrac.cli", "run"],
+        env={
+            **os.environ,
+            "QUANTRAC_HTTP_PORT": "0",
+            "QUANTRAC_BATCH_MAX_LATENCY_MS": "2000",
+            "QUANTRAC_BATCH_SIZE": "100000",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+
+        async def scenario() -> None:
+            async def ready() -> bool:
+                rows = await fetch(env.database_url, "SELECT to_regclass('readings') IS NOT NULL")
+                return bool(rows[0][0])
+
+            await wait_until(ready, timeout=30)
+            await asyncio.sleep(1.0)  # subscription in place
+            pub = await publisher(servers.mqtt_url)
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+            for i in range(50):
+                pub.publish(
+                    "stations/AIR1/data",
+                    json.dumps(
+                        {
+                            "station": "AIR1",
+                            "time": (start + timedelta(minutes=i)).isoformat(),
+                            "readings": [{"param": "NO2", "value": i, "unit": "µg/m3"}],
+                        }
+                    ).encode(),
+                    qos=1,
+                )
+            await asyncio.sleep(0.5)  # received, waiting in the 2-second batch window
+            assert (await fetch(env.database_url, "SELECT count(*) FROM readings"))[0][0] == 0
+            proc.send_signal(signal.SIGTERM)
+            await pub.disconnect()
+
+        asyncio.run(scenario())
+        assert proc.wait(30) == 0
+        count = asyncio.run(fetch(env.database_url, "SELECT count(*) FROM readings"))
+        assert count == [(50,)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
