@@ -11,7 +11,7 @@ import pytest
 from ingest.files import ingest_folder
 from ingest.service import IngestService
 from quantrac.cli import main
-from tests.conftest import fetch
+from tests.conftest import fetch, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +108,23 @@ def test_ingest_files_command(make_settings, tmp_path, monkeypatch, capsys):
     write(drop, "garbage.csv", ["x"])
     assert main(["ingest-files", str(drop)]) == 1
     assert "1 files moved to rejected/" in capsys.readouterr().out
+
+
+async def test_run_watches_the_drop_folder(make_settings, tmp_path, database_url):
+    drop = tmp_path / "ftp-incoming"
+    svc = IngestService(make_settings(files_dir=drop, files_poll_s=0.2))
+    await svc.start()
+    try:
+        stamp = local_stamp(datetime.now(UTC) - timedelta(hours=3))
+        path = write(
+            drop / "BacGiang", f"BacGiang_KCNThu_NT01_{stamp}.txt", [f"TSS\t21\tmg/L\t{stamp}\t00"]
+        )
+        # The watcher waits until an upload has settled (2 s without changes).
+        rows = await wait_until(
+            lambda: fetch(database_url, "SELECT param, value FROM readings"), timeout=15
+        )
+        assert rows == [("TSS", 21.0)]
+        assert not path.exists()
+        assert (drop / "done" / "BacGiang" / path.name).exists()
+    finally:
+        await svc.stop()

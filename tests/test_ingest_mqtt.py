@@ -308,3 +308,45 @@ async def test_mqtt_311_client_gets_the_same_guarantees(make_settings, servers, 
 
 async def _value_reached(value: float, target: float) -> bool:
     return value >= target
+
+
+async def test_rate_limit_and_payload_size_are_enforced_per_station(
+    make_settings, servers, database_url
+):
+    svc = IngestService(
+        make_settings(rate_limit_per_s=0.01, rate_limit_burst=2, max_payload_bytes=400)
+    )
+    await svc.start()
+    acks = await Subscriber(servers.mqtt_url).start("stations/+/ack")
+    pub = await publisher(servers.mqtt_url)
+    try:
+        await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
+        t = recent()
+        for minute in range(4):
+            pub.publish(
+                "stations/AIR1/data",
+                payload(
+                    "AIR1",
+                    t + timedelta(minutes=minute),
+                    [{"param": "NO2", "value": 10.0, "unit": "µg/m3"}],
+                    seq=minute,
+                ),
+                qos=1,
+            )
+        big = payload("WW1", t, [{"param": "COD", "value": 1.0, "unit": "mg/L"}] * 20, seq=9)
+        assert len(big) > 400
+        pub.publish("stations/WW1/data", big, qos=1)
+        received = await acks.wait_for(3)
+        rules = sorted(
+            (json.loads(b)["station"], json.loads(b)["problems"][0]["rule"]) for _, b in received
+        )
+        assert rules == [
+            ("AIR1", "rate_limited"),
+            ("AIR1", "rate_limited"),
+            ("WW1", "payload_too_large"),
+        ]
+        assert await count_readings(database_url) == 2
+    finally:
+        await pub.disconnect()
+        await acks.stop()
+        await svc.stop()
