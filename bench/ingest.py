@@ -39,17 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.service import IngestService, upgrade_database
 from ingest.settings import load_settings
 from quantrac.localservers import MosquittoServer, PostgresServer
+from simulator.fleet import STANDARD_PARAMETERS
 
+# An ambient-air station's standard parameters, then extras up to 12 readings per message.
 PARAMS = [
-    ("PM2,5", "µg/m3"),
-    ("PM10", "µg/m3"),
+    *STANDARD_PARAMETERS["air"],
     ("TSP", "µg/m3"),
-    ("NO2", "µg/m3"),
-    ("SO2", "µg/m3"),
-    ("CO", "µg/m3"),
-    ("O3", "µg/m3"),
-    ("Temp", "°C"),
-    ("RH", "%"),
     ("P", "kPa"),
     ("NO", "µg/m3"),
     ("WS", "m/s"),
