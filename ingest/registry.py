@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone, tzinfo
+from datetime import date, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,19 @@ class RegulationRef:
     id: str
     column: str | None
     coefficients: dict[str, Any]
+    # Stricter limits from the facility's environmental permit; alerts checks their content.
+    permit_limits: tuple[dict[str, Any], ...] = ()
+
+
+def _json_safe(value: Any) -> Any:
+    """Unquoted YAML dates (effective_from: 2024-01-01) become ISO text in the stored row."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,7 @@ class Station:
                 "id": self.regulation.id,
                 "column": self.regulation.column,
                 "coefficients": self.regulation.coefficients,
+                "permit_limits": [_json_safe(p) for p in self.regulation.permit_limits],
             },
             "ftp_name": self.ftp_name,
         }
@@ -285,8 +299,20 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
                 chk.fail(f"{rpath}.column", "must be a string such as 'A' or 'B'")
             if not isinstance(coefficients, dict):
                 chk.fail(f"{rpath}.coefficients", "must be a mapping of inputs")
-            elif reg_id is not None:
-                regulation = RegulationRef(reg_id, column, dict(coefficients))
+            permits = reg.get("permit_limits", []) or []
+            if not isinstance(permits, list):
+                chk.fail(f"{rpath}.permit_limits", "must be a list of {param, max|min, source}")
+                permits = []
+            for i, permit in enumerate(permits):
+                if not isinstance(permit, dict):
+                    chk.fail(f"{rpath}.permit_limits[{i}]", "each permit limit must be a mapping")
+            if reg_id is not None and isinstance(coefficients, dict):
+                regulation = RegulationRef(
+                    reg_id,
+                    column,
+                    dict(coefficients),
+                    tuple(dict(p) for p in permits if isinstance(p, dict)),
+                )
 
     ftp_name = _text(chk, entry, "ftp_name", path, required=False)
     offset = None

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -116,6 +117,8 @@ class IngestService:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _registry_mtime: float = 0.0
+    # Told about every reloaded registry (e.g. the alert engine running in the same process).
+    registry_listeners: list[Callable[[Registry], None]] = field(default_factory=list)
 
     def current_registry(self) -> Registry:
         assert self.registry is not None
@@ -266,6 +269,8 @@ class IngestService:
             )
             return False
         self.registry = registry
+        for listener in self.registry_listeners:
+            listener(registry)
         self._spawn(self._sync_registry(registry))
         log.info(
             "station registry reloaded",

@@ -107,6 +107,13 @@ def _non_negative_float(value: Any) -> float:
     return number
 
 
+def _positive_float(value: Any) -> float:
+    number = _non_negative_float(value)
+    if number == 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -213,6 +220,12 @@ class Settings:
     chunk_interval_days: int = field(default=1, metadata={"parse": _positive_int})
     partitions_ahead_months: int = field(default=3, metadata={"parse": _positive_int})
     rollup_interval_s: float = field(default=30.0, metadata={"parse": _non_negative_float})
+    # The alert engine runs beside ingest as its own shared-subscription group.
+    alerts_enabled: bool = field(default=True, metadata={"parse": _bool})
+    alerts_share_group: str = field(default="quantrac-alerts", metadata={"parse": _text})
+    alerts_file: Path | None = field(default=None, metadata={"parse": _optional_path})
+    regulations_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
+    alerts_tick_s: float = field(default=5.0, metadata={"parse": _positive_float})
     log_level: str = field(
         default="INFO", metadata={"parse": _choice("DEBUG", "INFO", "WARNING", "ERROR")}
     )
@@ -235,6 +248,14 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.catalog_file or self.config_dir / "parameters.yaml"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.alerts_file or self.config_dir / "alerts.yaml"
+
+    @property
+    def regulations_path(self) -> Path:
+        return self.regulations_dir or self.config_dir / "regulations"
 
     @property
     def retention(self) -> timedelta:

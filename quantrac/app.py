@@ -1,4 +1,4 @@
-"""The running service as one unit: ingest plus its HTTP side, and the wait for a signal.
+"""The running service as one unit: ingest, alert engine, HTTP side; and the wait for a signal.
 
 `quantrac run` and `quantrac demo` both run exactly this; the demo only adds local servers and
 simulated stations around it.
@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
+from alerts.service import AlertService
 from ingest.service import IngestService
 from ingest.settings import Settings
 from quantrac.web import WebServer
@@ -21,6 +22,11 @@ class App:
         self.settings = settings
         self.service = IngestService(settings)
         self.service.load_configuration()
+        self.alerts: AlertService | None = None
+        if settings.alerts_enabled:
+            self.alerts = AlertService(settings, metrics_registry=self.service.metrics.registry)
+            self.alerts.load_configuration(self.service.current_registry())
+            self.service.registry_listeners.append(self.alerts.set_registry)
         self.web = (
             WebServer(self.service, settings.http_host, settings.http_port)
             if settings.http_port
@@ -29,13 +35,17 @@ class App:
 
     async def start(self) -> None:
         await self.service.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         if self.web is not None:
             await self.web.start()
 
     async def stop(self) -> None:
         if self.web is not None:
             await self.web.stop()
-        await self.service.stop()
+        await self.service.stop()  # ingest first: what it acknowledged is stored
+        if self.alerts is not None:
+            await self.alerts.stop()
 
 
 async def run_until_signalled(

@@ -11,6 +11,9 @@ from typing import Any
 
 import psycopg
 
+from alerts.aqi_cli import register as register_aqi
+from alerts.regulations_cli import register as register_regulations
+from alerts.replay import register as register_replay
 from ingest.catalog import load_catalog
 from ingest.contract import parse_time
 from ingest.export import stored_readings, write_export
@@ -32,6 +35,15 @@ def _time_arg(text: str) -> Any:
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     app = App(settings)
     await run_until_signalled(app.start, app.stop, args.duration)
+    return 0
+
+
+async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from alerts.service import AlertService
+
+    service = AlertService(settings)
+    service.load_configuration()
+    await run_until_signalled(service.start, service.stop, args.duration)
     return 0
 
 
@@ -187,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(simulate)
     simulate.set_defaults(handler=cmd_simulate)
+    register_replay(sub)
+    alerts = sub.add_parser(
+        "alerts", help="run the alert engine alone (its own shared-subscription group)"
+    )
+    alerts.add_argument("--duration", type=float, help="stop after this many seconds")
+    alerts.set_defaults(handler=cmd_alerts)
+    register_aqi(sub)
+    register_regulations(sub)
     return parser
 
 

@@ -103,7 +103,8 @@ stations:
       - {code: COD, unit: "mg/L"}
       - {code: TSS, unit: "mg/L"}
     regulation: {id: "QCVN 40:2011/BTNMT", column: A,
-                 coefficients: {receiving_water: river, receiving_flow_m3s: 120}}
+                 coefficients: {receiving_water: river, receiving_flow_m3s: 120,
+                                  discharge_m3_per_day: 3000}}
 """
 
 
@@ -130,6 +131,7 @@ def make_settings(servers: Servers, database_url: str, stations_file: Path):
             "mqtt_url": servers.mqtt_url,
             "mqtt_client_id": f"quantrac-test-{tag}",
             "mqtt_share_group": f"g{tag}",
+            "alerts_share_group": f"a{tag}",
             "mqtt_session_expiry_s": 300,
             "stations_file": stations_file,
             "batch_max_latency_ms": 50,

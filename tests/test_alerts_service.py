@@ -1,0 +1,299 @@
+"""The alert service against real Mosquitto and PostgreSQL: publish → alert event, lifecycle,
+one open alert per condition under concurrency, and recovery after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from alerts.engine import Change, Transition
+from alerts.model import EventType, Kind, Severity
+from alerts.service import AlertService
+from alerts.store import AlertStore
+from ingest.contract import Reading, Status
+from ingest.service import IngestService
+from tests.conftest import Subscriber, fetch, publisher, wait_until
+
+pytestmark = pytest.mark.integration
+
+# WW1 answers to QCVN 40:2011 column A on a river of 120 m3/s (Kq = 1.0) discharging 3000 m3/day
+# (Kf = 1.0): COD Cmax = 75 mg/L.
+
+
+def an_hour_ago() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+
+def message(station: str, readings: list[tuple[str, float, datetime, str]]) -> bytes:
+    body = {
+        "station": station,
+        "time": readings[-1][2].isoformat(),
+        "readings": [
+            {"param": p, "value": v, "unit": u, "time": t.isoformat(), "status": s}
+            for p, v, t, s in [(r[0], r[1], r[2], r[3]) for r in readings]
+            for u in [{"COD": "mg/L", "Flow": "m3/h", "pH": "pH", "TSS": "mg/L"}[p]]
+        ],
+    }
+    return json.dumps(body).encode()
+
+
+def cod_hour(
+    start: datetime, value: float, status: str = "00"
+) -> list[tuple[str, float, datetime, str]]:
+    """Twelve readings whose mean is ``value`` (alternating ±10, so never a stuck sensor)."""
+    return [
+        ("COD", value + (10 if i % 2 else -10), start + timedelta(minutes=5 * i), status)
+        for i in range(12)
+    ]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+async def alert_service(make_settings: Any):
+    clock = Clock()
+    svc = AlertService(make_settings(alerts_tick_s=3600), clock=clock)
+    await svc.start()
+    assert svc.mqtt is not None
+    await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
+    await asyncio.sleep(0.2)
+    yield svc, clock
+    await svc.stop()
+
+
+async def test_an_hour_above_the_limit_gives_one_alert_event_on_mqtt_and_an_episode(
+    alert_service: Any, servers: Any, database_url: str
+) -> None:
+    watcher = await Subscriber(servers.mqtt_url).start("alerts/#")
+    pub = await publisher(servers.mqtt_url)
+    start = an_hour_ago()
+    pub.publish("stations/WW1/data", message("WW1", cod_hour(start, 150.0)), qos=1)
+    [(topic, body)] = await watcher.wait_for(1)
+    assert topic == "alerts/WW1/exceedance"
+    event = json.loads(body)
+    assert event["event"] == "opened" and event["kind"] == "exceedance"
+    assert event["severity"] == "critical"
+    assert event["station"] == "WW1" and event["param"] == "COD"
+    assert event["station_name"] == "Trạm nước thải thử"
+    d = event["details"]
+    assert d["averaging"] == "1h" and d["regulation"] == "QCVN 40:2011/BTNMT" and d["column"] == "A"
+    assert d["value"] == pytest.approx(150.0)
+    assert d["limit"] == 75.0 and d["multiple"] == pytest.approx(2.0)
+    assert d["formula"].endswith("= 75 mg/L") and d["band"] == "1.5–<3"
+    assert d["completeness"] == 1.0
+
+    rows = await fetch(
+        database_url, "SELECT kind, param, state, count, max_value FROM alerts ORDER BY id"
+    )
+    assert rows == [("exceedance", "COD", "open", 1, 150.0)]  # the maximum hourly mean
+    episodes = await fetch(
+        database_url, "SELECT param, averaging, start_at, end_at, maximum FROM exceedance_episodes"
+    )
+    assert episodes == [("COD", "1h", start, start + timedelta(hours=1), 150.0)]
+    await watcher.stop()
+    await pub.disconnect()
+
+
+async def test_two_messages_of_one_station_at_once_give_one_alert(
+    alert_service: Any, servers: Any, database_url: str
+) -> None:
+    start = an_hour_ago()
+    faults = [("Flow", 0.0, start + timedelta(minutes=5 * i), "02") for i in range(4)]
+    pub = await publisher(servers.mqtt_url)
+    # Both halves of a faulty, exceeding hour, published back to back, and each with faults.
+    first = cod_hour(start, 150.0)[:6] + faults[:2]
+    second = cod_hour(start, 150.0)[6:] + faults[2:]
+    pub.publish("stations/WW1/data", message("WW1", first), qos=1)
+    pub.publish("stations/WW1/data", message("WW1", second), qos=1)
+
+    async def settled() -> list[tuple[Any, ...]]:
+        rows = await fetch(database_url, "SELECT kind, param, count FROM alerts ORDER BY kind")
+        return rows if len(rows) == 2 and rows[0][2] == 4 else []
+
+    rows = await wait_until(settled)
+    assert rows == [("device_fault", "Flow", 4), ("exceedance", "COD", 1)]
+    await pub.disconnect()
+
+
+async def test_concurrent_raises_in_the_database_keep_one_open_alert(
+    database_url: str, alert_service: Any
+) -> None:
+    now = datetime.now(UTC)
+    t = Transition(Change.RAISE, Kind.DATA_LOSS, "WW1", "", now, None, {})
+
+    async def raise_once() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await AlertStore(conn, {}).apply([t], lambda k: Severity.MAJOR, now)
+
+    await asyncio.gather(*(raise_once() for _ in range(8)))
+    rows = await fetch(
+        database_url, "SELECT count(*), sum(count) FROM alerts WHERE kind = 'data_loss'"
+    )
+    assert rows == [(1, 8)]
+    events = await fetch(
+        database_url, "SELECT event, count(*) FROM alert_events GROUP BY event ORDER BY event"
+    )
+    assert events == [("opened", 1), ("updated", 7)]
+
+
+async def test_acknowledge_and_resolve_are_audited_and_a_new_exceedance_opens_a_new_alert(
+    alert_service: Any, database_url: str
+) -> None:
+    svc, _ = alert_service
+    start = an_hour_ago()
+    received = datetime.now(UTC)
+    readings = [
+        Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
+    ]
+    [opened] = await svc.process("WW1", readings, received)
+    assert opened.event is EventType.OPENED
+
+    ack = await svc.act(opened.alert_id, EventType.ACKNOWLEDGED, "operator.an", "đã gọi nhà máy")
+    assert ack.state.value == "acknowledged" and ack.actor == "operator.an"
+    with pytest.raises(ValueError, match="already acknowledged"):
+        await svc.act(opened.alert_id, EventType.ACKNOWLEDGED, "operator.an", None)
+    done = await svc.act(opened.alert_id, EventType.RESOLVED, "operator.binh", "xử lý xong")
+    assert done.state.value == "resolved"
+    with pytest.raises(LookupError):
+        await svc.act(999999, EventType.ACKNOWLEDGED, "x", None)
+
+    # The condition is still on: the next exceeding hour opens a fresh alert.
+    later = [
+        Reading("WW1", "COD", t, v, Status.MEASURING)
+        for _, v, t, _ in cod_hour(start + timedelta(hours=1), 140.0)
+    ]
+    [again] = await svc.process("WW1", later, received)
+    assert again.event is EventType.OPENED and again.alert_id != opened.alert_id
+
+    trail = await fetch(
+        database_url,
+        "SELECT event, actor, note FROM alert_events WHERE alert_id = %s ORDER BY id",
+        [opened.alert_id],
+    )
+    assert trail == [
+        ("opened", None, None),
+        ("acknowledged", "operator.an", "đã gọi nhà máy"),
+        ("resolved", "operator.binh", "xử lý xong"),
+    ]
+
+
+async def test_silent_station_raises_data_loss_from_the_clock(
+    alert_service: Any, database_url: str
+) -> None:
+    svc, clock = alert_service
+    clock.offset = timedelta(minutes=16)  # cadence 300 s × 3 = 15 min of silence
+    events = await svc.tick()
+    lost = {(e.station_id, e.param) for e in events if e.kind is Kind.DATA_LOSS}
+    assert lost == {("AIR1", ""), ("WW1", "")}
+    assert await svc.tick() == []  # raised once, not every tick
+
+
+async def test_restart_rebuilds_windows_and_resolves_what_cleared_meanwhile(
+    make_settings: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_tick_s=3600)
+    start = an_hour_ago() - timedelta(hours=1)
+    first = AlertService(settings)
+    await first.start(mqtt=False)
+    readings = [
+        Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
+    ]
+    [opened] = await first.process("WW1", readings, datetime.now(UTC))
+    await first.stop()
+
+    # While the engine was down, ingest stored the exceeding hour and two clean hours.
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = readings + [
+            Reading("WW1", "COD", t, v, Status.MEASURING)
+            for h in (1, 2)
+            for _, v, t, _ in cod_hour(start + timedelta(hours=h), 20.0)
+        ]
+        async with conn.cursor() as cur:
+            for r in rows:
+                await cur.execute(
+                    "INSERT INTO readings (station_id, param, measured_at, value, status, received_at)"
+                    " VALUES (%s, %s, %s, %s, 0, now())",
+                    [r.station_id, r.param, r.measured_at, r.value],
+                )
+        await conn.commit()
+
+    second = AlertService(settings)
+    await second.start(mqtt=False)
+    await second.stop()
+    state = await fetch(
+        database_url, "SELECT state, resolution FROM alerts WHERE id = %s", [opened.alert_id]
+    )
+    assert state == [("resolved", "auto")]
+    episodes = await fetch(
+        database_url, "SELECT start_at, end_at, ongoing FROM exceedance_episodes"
+    )
+    assert episodes == [(start, start + timedelta(hours=1), False)]
+
+
+async def test_restart_keeps_an_open_alert_without_repeating_it(
+    make_settings: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_tick_s=3600)
+    start = an_hour_ago()
+    first = AlertService(settings)
+    await first.start(mqtt=False)
+    readings = [
+        Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
+    ]
+    await first.process("WW1", readings, datetime.now(UTC))
+    await first.stop()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        async with conn.cursor() as cur:
+            for r in readings:
+                await cur.execute(
+                    "INSERT INTO readings (station_id, param, measured_at, value, status, received_at)"
+                    " VALUES (%s, %s, %s, %s, 0, now())",
+                    [r.station_id, r.param, r.measured_at, r.value],
+                )
+        await conn.commit()
+    second = AlertService(settings)
+    await second.start(mqtt=False)
+    await second.stop()
+    rows = await fetch(database_url, "SELECT state, count FROM alerts WHERE kind = 'exceedance'")
+    assert rows == [("open", 1)]
+    events = await fetch(database_url, "SELECT count(*) FROM alert_events")
+    assert events == [(1,)]
+
+
+async def test_ingest_and_alerts_side_by_side_each_in_its_own_group(
+    make_settings: Any, servers: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_tick_s=3600)
+    ingest = IngestService(settings)
+    await ingest.start()
+    alerts = AlertService(settings)
+    await alerts.start()
+    assert ingest.mqtt is not None and alerts.mqtt is not None
+    await asyncio.wait_for(alerts.mqtt.connected.wait(), 10)
+    await asyncio.sleep(0.3)
+    try:
+        pub = await publisher(servers.mqtt_url)
+        pub.publish("stations/WW1/data", message("WW1", cod_hour(an_hour_ago(), 150.0)), qos=1)
+
+        async def both() -> bool:
+            stored = (await fetch(database_url, "SELECT count(*) FROM readings"))[0][0]
+            opened = (await fetch(database_url, "SELECT count(*) FROM alerts"))[0][0]
+            return stored == 12 and opened == 1
+
+        await wait_until(both)
+        await pub.disconnect()
+    finally:
+        await alerts.stop()
+        await ingest.stop()

@@ -1,0 +1,146 @@
+"""`quantrac regulations list|show|check|limits`, called through quantrac.cli.main."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quantrac.cli import main
+from tests.conftest import TEST_REGISTRY
+from tests.test_unit_regulations import FOLDER, QCVN_40_2025_LIKE
+
+
+@pytest.fixture(autouse=True)
+def plain_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regulations", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "ID", "KIND", "FROM", "UNTIL", "(LAST", "DAY)", "REPLACED", "BY", "UNVERIFIED", "FILE"
+    ]
+    rows = {line.split("  ")[0]: line.split() for line in lines[1:]}
+    assert rows["QCVN 40:2011/BTNMT"][2:7] == [
+        "wastewater", "2012-02-15", "2031-12-31", "QCVN", "40:2025/BTNMT"
+    ]
+    assert rows["QCVN 40:2011/BTNMT"][7] == "0"
+    assert rows["QCVN 19:2009/BTNMT"][-2:] == ["36", str(FOLDER / "qcvn-19-2009-btnmt.yaml")]
+    assert rows["QCVN 14:2008/BTNMT"][-2] == "2"
+    assert rows["QCVN 05:2023/BTNMT"][2:4] == ["air", "2023-09-12"]
+    assert rows["Nghị định 45/2022/NĐ-CP"][-2] == "7"
+
+
+def test_show_with_provenance_and_unverified_marks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regulations", "show", "QCVN 19:2009/BTNMT", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("QCVN 19:2009/BTNMT — National technical regulation on industrial")
+    assert "  coefficients: Cmax = C × Kp × Kv" in out
+    assert "        20000 < P ≤ 100000 → 0.9" in out
+    assert "region_class = 5: rural mountainous areas" in out
+    so2_b = [line for line in out.splitlines() if line.strip().startswith("SO2") and "500" in line]
+    assert so2_b == [
+        "      SO2         1h   ≤ 500 mg/Nm3  [L-M] regulations.md §3d table (domain knowledge) — "
+        "Primary text not read; check against QCVN 19:2009 before relying on it. UNVERIFIED"
+    ]
+    assert "NOx         1h   ≤ 1000 mg/Nm3 (category acid_plant)" in out
+    assert main(["regulations", "show", "QCVN 05:2023/BTNMT"]) == 0
+    out = capsys.readouterr().out
+    assert "Quy chuẩn kỹ thuật quốc gia về chất lượng không khí" in out
+    assert "PM2,5       24h  ≤ 50 µg/m3 (until 2025-12-31)  [H]" in out
+    assert "PM2,5       24h  ≤ 45 µg/m3 (from 2026-01-01)  [H]" in out
+    assert "CHƯA KIỂM CHỨNG" not in out
+
+
+def test_show_range_and_penalties(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regulations", "show", "QCVN 40:2011/BTNMT", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "      pH          1h   5.5–9 pH  [M-H]" in out
+    assert "not applied to: Coliform, Color, GrossAlpha, GrossBeta, Temp, pH" in out
+    assert "missing input (no flow data) → default 0.9" in out
+    assert main(["regulations", "show", "Nghị định 45/2022/NĐ-CP", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "    <1.1      Warning  [H]" in out
+    assert "    ≥10       Highest fine  [M-]" in out
+    assert "    2–<3      Fine (amount unconfirmed)  [L]" in out
+    assert main(["regulations", "show", "QCVN 99"]) == 1
+    assert "no regulation 'QCVN 99'; known: QCVN 05:2023/BTNMT" in capsys.readouterr().err
+
+
+def test_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regulations", "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"{FOLDER / 'qcvn-40-2011-btnmt.yaml'}: OK (QCVN 40:2011/BTNMT, 60 limit values" in out
+    good = tmp_path / "qcvn-40-2025.yaml"
+    good.write_text(QCVN_40_2025_LIKE, encoding="utf-8")
+    assert main(["regulations", "check", str(good)]) == 0
+    assert "OK (QCVN 40:2025/BTNMT, 15 limit values, 9 unverified)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        QCVN_40_2025_LIKE.replace("param: Temp", "param: Temperatur").replace(
+            'unit: "mg/L", flow_band: medium', 'unit: "mg/L", flow_band: huge'
+        ),
+        encoding="utf-8",
+    )
+    assert main(["regulations", "check", str(good), str(bad)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[0] == "2 problem(s) in 2 files:"
+    assert lines[1] == f"  {bad}:63: limits[2].flow_band: no band 'huge' in 'flow_bands'"
+    assert lines[2] == (
+        f"  {bad}:65: limits[4].param: unknown parameter code 'Temperatur' "
+        "(see config/parameters.yaml)"
+    )
+    assert captured.out == ""
+
+
+def test_limits_of_a_shipped_station(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regulations", "limits", "BG_WW_SONGKHE", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "  regulation: QCVN 40:2011/BTNMT column A" in out
+    assert "    Kq = 1.0: river, Q = 120 m3/s (50 < Q ≤ 200)" in out
+    assert "    Kf = 0.9: F = 6000 m3/day (F > 5000)" in out
+    assert (
+        "    COD 1h: C × Kq × Kf = 75 × 1.0 × 0.9 = 67.5 mg/L  [from 2012-02-15, until 2031-12-31]"
+        in out
+    )
+    assert (
+        "    COD 1h: permit: ≤ 60 mg/L (replaces C × Kq × Kf = 75 × 1.0 × 0.9 = 67.5 mg/L)  "
+        "[from 2024-07-01]  — [H] Giấy phép môi trường số 123/GPMT-UBND (2024)"
+    ) in out
+    assert "    pH 1h: 6–9 (coefficients do not apply)" in out
+    assert main(["regulations", "limits", "BG_EM_HABAC_01"]) == 0
+    out = capsys.readouterr().out
+    assert "PM 1h: C × Kp × Kv = 200 × 0.9 × 0.8 = 144 mg/Nm3  [đến hết 2031-12-31]  CHƯA KIỂM CHỨNG" in out
+
+
+def test_limits_problems_and_unknown_station(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stations = tmp_path / "stations.yaml"
+    stations.write_text(TEST_REGISTRY, encoding="utf-8")  # WW1 lacks discharge_m3_per_day
+    assert main(["regulations", "limits", "WW1", "--stations", str(stations)]) == 1
+    captured = capsys.readouterr()
+    assert "    pH 1h: 6–9 (coefficients do not apply)" in captured.out
+    assert "COD" not in captured.out
+    assert (
+        "  WW1: regulation.coefficients.discharge_m3_per_day: required for Kf of "
+        "QCVN 40:2011/BTNMT; the regulation gives no default"
+    ) in captured.err
+    assert main(["regulations", "limits", "NOPE", "--stations", str(stations)]) == 1
+    assert f"no station 'NOPE' in {stations}" in capsys.readouterr().err
+
+
+def test_dir_option_with_a_user_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "regs"
+    shutil.copytree(FOLDER, folder)
+    (folder / "qcvn-40-2025-btnmt.yaml").write_text(QCVN_40_2025_LIKE, encoding="utf-8")
+    assert main(["regulations", "list", "--dir", str(folder)]) == 0
+    assert "QCVN 40:2025/BTNMT" in capsys.readouterr().out
+    (folder / "broken.yaml").write_text("format: quantrac-regulation/1\nid: X\n", encoding="utf-8")
+    assert main(["regulations", "list", "--dir", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'broken.yaml'}:1: title: must be a mapping" in err

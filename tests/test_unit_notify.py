@@ -1,0 +1,543 @@
+"""Notifications without servers: routing, escalation, configuration, signatures, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from alerts.model import AlertEvent, EventType, Kind, Severity, State
+from alerts.notify import (
+    DeliveryError,
+    EmailChannel,
+    EscalationRule,
+    MqttChannel,
+    NotificationConfigError,
+    Notifier,
+    OpenAlert,
+    Outcome,
+    RetryPolicy,
+    Route,
+    WebhookChannel,
+    build_message,
+    build_notifier,
+    deliver_with_retries,
+    due_escalations,
+    email_subject,
+    encode_event,
+    next_escalation_at,
+    parse_notification_config,
+    route,
+    sign,
+    verify_signature,
+)
+from alerts.notify.mail import classify_smtp_error
+from alerts.notify.webhook import classify_response, parse_retry_after
+from ingest.settings import MqttEndpoint
+
+T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
+
+
+def make_event(**changes: Any) -> AlertEvent:
+    event = AlertEvent(
+        event_id=101,
+        alert_id=7,
+        event=EventType.OPENED,
+        kind=Kind.EXCEEDANCE,
+        severity=Severity.CRITICAL,
+        station_id="BG_WW_SONGKHE",
+        station_name="Trạm nước thải KCN Sông Khê",
+        param="COD",
+        state=State.OPEN,
+        at=T0,
+        opened_at=T0,
+        details={"value": 182.5, "limit": 75.0, "window_start": T0 - timedelta(hours=1)},
+    )
+    return replace(event, **changes)
+
+
+class Recorder:
+    """A channel that records, and can be told to fail or to wait."""
+
+    def __init__(self, name: str, *, fail: bool = False) -> None:
+        self.name = name
+        self.fail = fail
+        self.sent: list[AlertEvent] = []
+        self.gate: asyncio.Event | None = None
+        self.started = self.closed = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def send(self, event: AlertEvent) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise DeliveryError("boom", retryable=False)
+        self.sent.append(event)
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+def test_routes_match_on_every_given_filter_and_name_each_channel_once() -> None:
+    routes = [
+        Route(("mqtt",)),
+        Route(("hook",), severities=frozenset({Severity.CRITICAL, Severity.MAJOR})),
+        Route(("mail", "hook"), kinds=frozenset({Kind.DATA_LOSS})),
+        Route(("ops",), events=frozenset({EventType.OPENED}), stations=frozenset({"AIR1"})),
+    ]
+    assert route(make_event(), routes) == ["mqtt", "hook"]
+    assert route(make_event(severity=Severity.MINOR), routes) == ["mqtt"]
+    assert route(make_event(kind=Kind.DATA_LOSS, severity=Severity.MAJOR), routes) == [
+        "mqtt",
+        "hook",
+        "mail",
+    ]
+    assert route(make_event(station_id="AIR1", severity=Severity.INFO), routes) == ["mqtt", "ops"]
+    resolved = make_event(station_id="AIR1", event=EventType.RESOLVED, severity=Severity.INFO)
+    assert route(resolved, routes) == ["mqtt"]
+
+
+async def test_publish_routes_and_explicit_channels_bypass_routing() -> None:
+    a, b = Recorder("a"), Recorder("b")
+    notifier = Notifier([a, b], [Route(("a",))], CollectorRegistry())
+    await notifier.start()
+    assert notifier.publish(make_event()) == ["a"]
+    escalated = make_event(event_id=102, event=EventType.ESCALATED)
+    assert notifier.publish(escalated, channels=["b", "nonexistent"]) == ["b"]
+    assert await notifier.close(5)
+    assert [e.event_id for e in a.sent] == [101]
+    assert [e.event_id for e in b.sent] == [102]
+    assert a.closed and b.closed
+    assert notifier.metrics.outcome("a", Outcome.SENT) == 1
+    assert notifier.metrics.outcome("b", Outcome.SENT) == 1
+
+
+async def test_failing_channel_is_counted_and_does_not_hold_up_the_others() -> None:
+    bad, good = Recorder("bad", fail=True), Recorder("good")
+    notifier = Notifier([bad, good], [Route(("bad", "good"))], CollectorRegistry())
+    await notifier.start()
+    for event_id in range(3):
+        notifier.publish(make_event(event_id=event_id))
+    await notifier.close(5)
+    assert len(good.sent) == 3
+    assert notifier.metrics.outcome("bad", Outcome.FAILED) == 3
+    assert notifier.metrics.outcome("good", Outcome.FAILED) == 0
+
+
+async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
+    slow = Recorder("slow")
+    slow.gate = asyncio.Event()
+    notifier = Notifier([slow], [Route(("slow",))], CollectorRegistry(), queue_size=2)
+    await notifier.start()
+    notifier.publish(make_event(event_id=1))
+    while notifier.metrics.value("quantrac_notification_queue_length", channel="slow"):
+        await asyncio.sleep(0)  # until the worker has taken event 1 and waits at the gate
+    for event_id in (2, 3, 4):
+        notifier.publish(make_event(event_id=event_id))
+    assert notifier.metrics.outcome("slow", Outcome.DROPPED) == 1  # event 2
+    assert notifier.metrics.value("quantrac_notification_queue_length", channel="slow") == 2
+    slow.gate.set()
+    assert await notifier.close(5)
+    assert [e.event_id for e in slow.sent] == [1, 3, 4]
+
+
+async def test_close_drops_and_counts_what_could_not_be_sent_in_time() -> None:
+    stuck = Recorder("stuck")
+    stuck.gate = asyncio.Event()  # never opened
+    notifier = Notifier([stuck], [Route(("stuck",))], CollectorRegistry())
+    await notifier.start()
+    for event_id in (1, 2, 3):
+        notifier.publish(make_event(event_id=event_id))
+    assert not await notifier.close(timeout=0.05)
+    # One interrupted in the middle of its send, two never attempted.
+    assert notifier.metrics.outcome("stuck", Outcome.DROPPED) == 3
+    assert notifier.publish(make_event()) == []
+
+
+def test_notifier_rejects_routes_to_unknown_channels() -> None:
+    with pytest.raises(ValueError, match="unknown channels"):
+        Notifier([Recorder("a")], [Route(("b",))], CollectorRegistry())
+
+
+# --- escalation --------------------------------------------------------------------------
+
+RULES = [
+    EscalationRule("duty-30", 30, ("duty-email",), severities=frozenset({Severity.CRITICAL})),
+    EscalationRule("boss-120", 120, ("boss-email",)),
+    EscalationRule("loss-10", 10, ("sms",), kinds=frozenset({Kind.DATA_LOSS})),
+]
+
+
+def open_alert(alert_id: int = 1, **changes: Any) -> OpenAlert:
+    alert = OpenAlert(alert_id, Kind.EXCEEDANCE, Severity.CRITICAL, "WW1", T0)
+    return replace(alert, **changes)
+
+
+def test_escalation_is_due_after_its_delay_and_only_for_matching_alerts() -> None:
+    alerts = [open_alert(1), open_alert(2, severity=Severity.MINOR)]
+    assert due_escalations(alerts, RULES, T0 + timedelta(minutes=29, seconds=59)) == []
+    due = due_escalations(alerts, RULES, T0 + timedelta(minutes=30))
+    assert [(d.alert_id, d.rule_id, d.channels) for d in due] == [(1, "duty-30", ("duty-email",))]
+    assert due[0].due_at == T0 + timedelta(minutes=30)
+    assert due[0].details()["escalation"] == "duty-30"
+
+
+def test_each_rule_fires_once_per_alert_and_overdue_ones_come_oldest_first() -> None:
+    now = T0 + timedelta(hours=3)  # e.g. the service was down
+    fresh = open_alert(1)
+    due = due_escalations([fresh], RULES, now)
+    assert [d.rule_id for d in due] == ["duty-30", "boss-120"]
+    done = replace(fresh, escalations_done=frozenset({"duty-30"}))
+    assert [d.rule_id for d in due_escalations([done], RULES, now)] == ["boss-120"]
+    all_done = replace(fresh, escalations_done=frozenset({"duty-30", "boss-120"}))
+    assert due_escalations([all_done], RULES, now) == []
+
+
+def test_escalation_kind_filter_and_next_due_time() -> None:
+    loss = open_alert(3, kind=Kind.DATA_LOSS, severity=Severity.MAJOR)
+    assert [d.rule_id for d in due_escalations([loss], RULES, T0 + timedelta(minutes=10))] == [
+        "loss-10"
+    ]
+    assert next_escalation_at([loss], RULES) == T0 + timedelta(minutes=10)
+    done = replace(loss, escalations_done=frozenset({"loss-10", "boss-120"}))
+    assert next_escalation_at([done], RULES) is None
+
+
+# --- configuration -----------------------------------------------------------------------
+
+EXAMPLE = """
+notifications:
+  channels:
+    - {name: ioc-mqtt, type: mqtt}
+    - {name: ioc-webhook, type: webhook, url: "https://ioc.example/hooks/quantrac",
+       secret: "${QUANTRAC_WEBHOOK_SECRET}", max_attempts: 5}
+    - {name: duty-email, type: email, host: smtp.example, port: 587, security: starttls,
+       username: quantrac, password: "${QUANTRAC_SMTP_PASSWORD}",
+       sender: "Quantrac <alerts@example.vn>", recipients: [duty@example.vn], lang: vi}
+  routes:
+    - {channels: [ioc-mqtt]}
+    - {channels: [ioc-webhook], severities: [critical, major]}
+  escalations:
+    - {after_minutes: 30, channels: [duty-email], severities: [critical]}
+"""
+
+
+def example() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE)["notifications"]
+
+
+def test_example_configuration_parses_and_builds() -> None:
+    config = parse_notification_config(example(), "alerts.yaml")
+    assert [c.name for c in config.channels] == ["ioc-mqtt", "ioc-webhook", "duty-email"]
+    assert config.routes[1].severities == {Severity.CRITICAL, Severity.MAJOR}
+    (rule,) = config.escalations
+    assert (rule.after_minutes, rule.channels, rule.rule_id) == (
+        30,
+        ("duty-email",),
+        "after-30m-duty-email",
+    )
+    endpoint = MqttEndpoint("127.0.0.1", 1883, False, None, None)
+    env = {"QUANTRAC_WEBHOOK_SECRET": "s3cret", "QUANTRAC_SMTP_PASSWORD": "pw"}
+    notifier = build_notifier(config, endpoint, CollectorRegistry(), environ=env)
+    assert notifier.channel_names == ["ioc-mqtt", "ioc-webhook", "duty-email"]
+    assert isinstance(notifier.channel("ioc-mqtt"), MqttChannel)
+    hook = notifier.channel("ioc-webhook")
+    assert isinstance(hook, WebhookChannel)
+    assert hook.policy.max_attempts == 5
+    assert "s3cret" not in repr(hook) and "s3cret" not in repr(config)
+    mail = notifier.channel("duty-email")
+    assert isinstance(mail, EmailChannel)
+    assert (mail.port, mail.security.value, mail.lang) == (587, "starttls", "vi")
+
+
+def test_missing_environment_variable_names_channel_and_variable() -> None:
+    config = parse_notification_config(example(), "alerts.yaml")
+    endpoint = MqttEndpoint("127.0.0.1", 1883, False, None, None)
+    with pytest.raises(NotificationConfigError, match=r"'ioc-webhook'.*QUANTRAC_WEBHOOK_SECRET"):
+        build_notifier(config, endpoint, CollectorRegistry(), environ={})
+
+
+def test_empty_or_absent_section_means_no_notifications() -> None:
+    config = parse_notification_config(None, "alerts.yaml")
+    assert config.channels == () and config.routes == ()
+
+
+def edit(path: str, value: Any) -> dict[str, Any]:
+    data = example()
+    *parents, last = path.split(".")
+    target: Any = data
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    if value is DELETE:
+        del target[int(last) if last.isdigit() else last]
+    else:
+        target[int(last) if last.isdigit() else last] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("channels.0.type", "sms", r"channels\[0\]\.type: must be one of: mqtt, webhook, email"),
+        ("channels.1.name", "ioc-mqtt", r"channels\[1\]\.name: 'ioc-mqtt' is already used"),
+        ("channels.1.url", "ftp://x", r"channels\[1\]\.url: must be an http"),
+        ("channels.1.secret", DELETE, r"channels\[1\]\.secret: required"),
+        ("channels.1.max_attempts", 0, r"channels\[1\]\.max_attempts: must be between 1"),
+        ("channels.1.backoff_s", "fast", r"channels\[1\]\.backoff_s: must be a number"),
+        ("channels.1.retries", 3, r"channels\[1\]: unknown field\(s\) retries"),
+        ("channels.2.security", "ssl", r"channels\[2\]\.security: must be one of"),
+        ("channels.2.recipients", [], r"channels\[2\]\.recipients: must name at least one"),
+        ("channels.2.recipients", ["nobody"], r"recipients: not an e-mail address: 'nobody'"),
+        ("channels.2.lang", "fr", r"channels\[2\]\.lang: must be one of: vi, en"),
+        ("channels.2.port", 70000, r"channels\[2\]\.port: must be between"),
+        ("routes.1.channels", ["nope"], r"routes\[1\]\.channels: no channel named 'nope'"),
+        ("routes.1.severities", ["urgent"], r"routes\[1\]\.severities: unknown value 'urgent'"),
+        ("routes.0.kinds", ["flood"], r"routes\[0\]\.kinds: unknown value 'flood'"),
+        ("routes.0.channels", [], r"routes\[0\]\.channels: must name at least one"),
+        ("escalations.0.after_minutes", -5, r"escalations\[0\]\.after_minutes: must be greater"),
+        ("escalations.0.after_minutes", DELETE, r"escalations\[0\]\.after_minutes: required"),
+        ("escalations.0.channels", ["x"], r"escalations\[0\]\.channels: no channel named 'x'"),
+        ("routes", {"channels": ["ioc-mqtt"]}, r"notifications\.routes: expected a list"),
+    ],
+)
+def test_configuration_errors_name_file_and_field(path: str, value: Any, message: str) -> None:
+    with pytest.raises(NotificationConfigError, match=message) as caught:
+        parse_notification_config(edit(path, value), "config/alerts.yaml")
+    assert str(caught.value).startswith("config/alerts.yaml: notifications")
+
+
+def test_duplicate_escalation_rules_need_distinct_names() -> None:
+    data = example()
+    data["escalations"].append(dict(data["escalations"][0]))
+    with pytest.raises(NotificationConfigError, match=r"escalations\[1\]\.name: .*defined twice"):
+        parse_notification_config(data, "alerts.yaml")
+    data["escalations"][1]["name"] = "again"
+    assert [r.rule_id for r in parse_notification_config(data, "alerts.yaml").escalations] == [
+        "after-30m-duty-email",
+        "again",
+    ]
+
+
+# --- signature and payload ---------------------------------------------------------------
+
+
+def test_signature_is_hmac_sha256_of_the_exact_body() -> None:
+    body = encode_event(make_event())
+    expected = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert sign(body, "k") == expected
+    assert verify_signature(body, "k", expected)
+    assert not verify_signature(body + b" ", "k", expected)
+    assert not verify_signature(body, "other", expected)
+    assert not verify_signature(body, "k", None)
+
+
+def test_payload_is_utf8_json_with_diacritics_kept() -> None:
+    body = encode_event(make_event())
+    assert "Trạm nước thải".encode() in body
+    data = json.loads(body)
+    assert data["station"] == "BG_WW_SONGKHE" and data["kind"] == "exceedance"
+    assert data["details"]["window_start"] == "2025-03-01T06:00:00+00:00"
+
+
+# --- retry decisions ---------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    policy = RetryPolicy(max_attempts=10, backoff_s=1, max_backoff_s=10, jitter=0.5)
+    assert [policy.delay_s(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
+    assert policy.delay_s(3, rand=0.999) == pytest.approx(2.002)
+    assert policy.delay_s(3, rand=0.5) == 3
+
+
+def test_retry_after_is_honoured_up_to_the_cap() -> None:
+    policy = RetryPolicy(backoff_s=1, max_retry_after_s=60)
+    assert policy.delay_s(1, retry_after_s=20) == 20
+    assert policy.delay_s(1, retry_after_s=3600) == 60
+    assert policy.delay_s(1, retry_after_s=0) == 1  # never less than our own backoff
+    assert parse_retry_after("120") == 120
+    now = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
+    assert parse_retry_after("Sat, 01 Mar 2025 07:00:30 GMT", now) == 30
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(500, True), (502, True), (503, True), (429, True), (400, False), (401, False),
+     (404, False), (410, False), (301, False)],
+)  # fmt: skip
+def test_http_status_classification(status: int, retryable: bool) -> None:
+    error = classify_response(status, "7")
+    assert error is not None and error.retryable is retryable
+    assert classify_response(200) is None and classify_response(204) is None
+    if status in (429, 503):
+        assert error.retry_after_s == 7
+
+
+def test_smtp_error_classification() -> None:
+    import smtplib
+
+    assert classify_smtp_error(smtplib.SMTPDataError(451, b"try later")).retryable
+    assert not classify_smtp_error(smtplib.SMTPDataError(554, b"rejected")).retryable
+    assert not classify_smtp_error(smtplib.SMTPAuthenticationError(535, b"bad")).retryable
+    assert classify_smtp_error(smtplib.SMTPServerDisconnected("gone")).retryable
+    assert classify_smtp_error(ConnectionRefusedError()).retryable
+    assert classify_smtp_error(TimeoutError()).retryable
+    refused = smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")})
+    assert classify_smtp_error(refused).retryable
+    refused = smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")})
+    assert not classify_smtp_error(refused).retryable
+
+
+class Script:
+    """An attempt function failing with the given errors, then succeeding."""
+
+    def __init__(self, *errors: DeliveryError) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+async def test_retries_transient_errors_then_succeeds_with_recorded_waits() -> None:
+    waits: list[float] = []
+    retries: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    attempt = Script(
+        DeliveryError("503", retryable=True),
+        DeliveryError("429", retryable=True, retry_after_s=9),
+    )
+    policy = RetryPolicy(max_attempts=5, backoff_s=2)
+    await deliver_with_retries(
+        attempt, policy, sleep=sleep, rand=lambda: 0.0, on_retry=lambda n, e, d: retries.append(n)
+    )
+    assert attempt.calls == 3
+    assert waits == [2, 9]
+    assert retries == [1, 2]
+
+
+async def test_gives_up_after_max_attempts_and_never_retries_permanent_errors() -> None:
+    async def sleep(seconds: float) -> None:
+        pass
+
+    always = Script(*[DeliveryError("timeout", retryable=True)] * 10)
+    with pytest.raises(DeliveryError, match="gave up after 3 attempts") as caught:
+        await deliver_with_retries(always, RetryPolicy(max_attempts=3), sleep=sleep)
+    assert always.calls == 3 and not caught.value.retryable
+
+    permanent = Script(DeliveryError("HTTP 400", retryable=False))
+    with pytest.raises(DeliveryError, match="HTTP 400"):
+        await deliver_with_retries(permanent, RetryPolicy(max_attempts=3), sleep=sleep)
+    assert permanent.calls == 1
+
+
+async def test_webhook_retries_5xx_counts_retries_and_signs_every_attempt() -> None:
+    seen: list[httpx.Request] = []
+    statuses = [503, 502, 200]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(statuses[len(seen) - 1])
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    hook = WebhookChannel(
+        "hook",
+        "https://ioc.example/h",
+        "topsecret",
+        backoff_s=0.5,
+        sleep=sleep,
+        rand=lambda: 0.0,
+        transport=httpx.MockTransport(handler),
+    )
+    notifier = Notifier([hook], [Route(("hook",))], CollectorRegistry())
+    await notifier.start()
+    notifier.publish(make_event())
+    await notifier.close(5)
+    assert len(seen) == 3 and waits == [0.5, 1.0]
+    for request in seen:
+        assert request.headers["X-Quantrac-Event"] == "opened"
+        assert request.headers["X-Quantrac-Delivery"] == "101"
+        assert verify_signature(
+            request.content, "topsecret", request.headers["X-Quantrac-Signature"]
+        )
+    assert notifier.metrics.outcome("hook", Outcome.RETRIED) == 2
+    assert notifier.metrics.outcome("hook", Outcome.SENT) == 1
+
+
+async def test_webhook_does_not_retry_a_client_error() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(422)
+
+    hook = WebhookChannel("hook", "https://x/h", "k", transport=httpx.MockTransport(handler))
+    with pytest.raises(DeliveryError, match="HTTP 422"):
+        await hook.send(make_event())
+    await hook.close()
+    assert calls == 1
+
+
+# --- e-mail text -------------------------------------------------------------------------
+
+
+def test_email_subject_and_body_in_both_languages() -> None:
+    event = make_event()
+    assert email_subject(event, "vi") == "[quantrac] CRITICAL Vượt quy chuẩn: BG_WW_SONGKHE COD"
+    assert email_subject(event, "en") == "[quantrac] CRITICAL Limit exceeded: BG_WW_SONGKHE COD"
+    silent = make_event(kind=Kind.DATA_LOSS, param="", event=EventType.ESCALATED)
+    assert email_subject(silent, "vi") == (
+        "[quantrac] CRITICAL Mất dữ liệu: BG_WW_SONGKHE (Chuyển cấp (chưa được xác nhận))"
+    )
+    raw = build_message(event, "Quantrac <alerts@example.vn>", ["duty@example.vn"], "vi")
+    parsed = email.message_from_bytes(raw.as_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == "[quantrac] CRITICAL Vượt quy chuẩn: BG_WW_SONGKHE COD"
+    assert parsed["Message-ID"] == "<quantrac-alert-7@example.vn>"
+    body = parsed.get_body().get_content()  # type: ignore[union-attr]
+    assert "Trạm: Trạm nước thải KCN Sông Khê (BG_WW_SONGKHE)" in body
+    assert "Thời điểm: 2025-03-01 14:00:00+07:00" in body  # shown in Vietnam time
+    assert "Giới hạn: 75" in body
+
+
+def test_every_kind_severity_state_and_event_has_both_translations() -> None:
+    from alerts.model import Kind as K
+    from alerts.model import Severity as S
+    from ingest.i18n import translate
+
+    for key in (
+        [f"alert.kind.{k.value}" for k in K]
+        + [f"alert.severity.{s.value}" for s in S]
+        + [f"alert.state.{s.value}" for s in State]
+        + [f"alert.event.{e.value}" for e in EventType]
+    ):
+        assert translate(key, "vi") and translate(key, "en")
