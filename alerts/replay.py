@@ -67,16 +67,34 @@ def infer_cadence(times: Iterable[datetime]) -> int:
 
 
 def with_regulation(
-    registry: Registry, regulation_id: str, column: str | None, stations: Iterable[str]
+    registry: Registry,
+    regulation_id: str,
+    column: str | None,
+    stations: Iterable[str],
+    coefficients: dict[str, Any],
 ) -> Registry:
     """The registry with every listed station answering to another regulation (and column)."""
     changed = dict(registry.stations)
     for sid in stations:
         station = changed[sid]
         old = station.regulation
-        ref = RegulationRef(regulation_id, column, dict(old.coefficients) if old else {})
+        inputs = {**(old.coefficients if old else {}), **coefficients}
+        ref = RegulationRef(regulation_id, column, inputs)
         changed[sid] = dataclasses.replace(station, regulation=ref)
     return Registry(stations=changed, source=registry.source)
+
+
+def parse_coefficients(items: list[str]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--coefficient {item!r}: write NAME=VALUE")
+        try:
+            inputs[name.strip()] = float(text) if "." in text else int(text)
+        except ValueError:
+            inputs[name.strip()] = text.strip()
+    return inputs
 
 
 def synthetic_stations(
@@ -163,7 +181,9 @@ def run_replay(
             for episodes in series.episodes.values():
                 records += [_episode_record(e) for e in episodes.values()]
     records += _alert_records(outputs, end)
-    records.sort(key=lambda r: (r["window_start"] or end, r["station"], r["param"], r["record"]))
+    records.sort(
+        key=lambda r: (r["window_start"] or end, r["station"], r["param"], r["record"] != "episode")
+    )
     return records, problems
 
 
@@ -259,6 +279,13 @@ def register(sub: Any) -> None:
     replay.add_argument("--stations", help="station registry (default: the configured one)")
     replay.add_argument("--regulation", help="evaluate against this regulation id instead")
     replay.add_argument("--column", help="the regulation's column (with --regulation)")
+    replay.add_argument(
+        "--coefficient",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a coefficient input for --regulation, e.g. discharge_m3_per_day=3000 (repeatable)",
+    )
     replay.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     replay.add_argument("-o", "--output", help="file to write (default: standard output)")
     replay.set_defaults(handler=cmd_replay)
@@ -281,8 +308,13 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    elif args.column:
-        print("quantrac replay: --column needs --regulation", file=sys.stderr)
+    elif args.column or args.coefficient:
+        print("quantrac replay: --column and --coefficient need --regulation", file=sys.stderr)
+        return 2
+    try:
+        parse_coefficients(args.coefficient)
+    except ValueError as exc:
+        print(f"quantrac replay: {exc}", file=sys.stderr)
         return 2
     registry_path = Path(args.stations) if args.stations else settings.stations_path
     try:
@@ -303,7 +335,9 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         registry = Registry(stations={**registry.stations, **extra}, source=registry.source)
     if regulation is not None:
         present = {r.reading.station_id for r in raw} & set(registry.stations)
-        registry = with_regulation(registry, regulation.id, args.column, present)
+        registry = with_regulation(
+            registry, regulation.id, args.column, present, parse_coefficients(args.coefficient)
+        )
     rows, problems = read_readings_csv(args.readings, catalog, registry)
     for problem in problems:
         print(f"{args.readings}: {problem}", file=sys.stderr)

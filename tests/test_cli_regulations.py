@@ -8,8 +8,23 @@ from pathlib import Path
 import pytest
 
 from quantrac.cli import main
-from tests.conftest import TEST_REGISTRY
 from tests.test_unit_regulations import FOLDER, QCVN_40_2025_LIKE
+
+# A river outfall whose discharge flow is not in the registry: Kf cannot be computed.
+REGISTRY = """\
+stations:
+  - id: WW1
+    name: "Trạm nước thải thử"
+    kind: wastewater
+    facility: "KCN Thử"
+    province: "Bắc Giang"
+    location: {lat: 21.25, lon: 106.09}
+    parameters:
+      - {code: pH, unit: "pH"}
+      - {code: COD, unit: "mg/L"}
+    regulation: {id: "QCVN 40:2011/BTNMT", column: A,
+                 coefficients: {receiving_water: river, receiving_flow_m3s: 120}}
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +36,24 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["regulations", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "ID", "KIND", "FROM", "UNTIL", "(LAST", "DAY)", "REPLACED", "BY", "UNVERIFIED", "FILE"
+        "ID",
+        "KIND",
+        "FROM",
+        "UNTIL",
+        "(LAST",
+        "DAY)",
+        "REPLACED",
+        "BY",
+        "UNVERIFIED",
+        "FILE",
     ]
     rows = {line.split("  ")[0]: line.split() for line in lines[1:]}
     assert rows["QCVN 40:2011/BTNMT"][2:7] == [
-        "wastewater", "2012-02-15", "2031-12-31", "QCVN", "40:2025/BTNMT"
+        "wastewater",
+        "2012-02-15",
+        "2031-12-31",
+        "QCVN",
+        "40:2025/BTNMT",
     ]
     assert rows["QCVN 40:2011/BTNMT"][7] == "0"
     assert rows["QCVN 19:2009/BTNMT"][-2:] == ["36", str(FOLDER / "qcvn-19-2009-btnmt.yaml")]
@@ -41,7 +69,9 @@ def test_show_with_provenance_and_unverified_marks(capsys: pytest.CaptureFixture
     assert "  coefficients: Cmax = C × Kp × Kv" in out
     assert "        20000 < P ≤ 100000 → 0.9" in out
     assert "region_class = 5: rural mountainous areas" in out
-    so2_b = [line for line in out.splitlines() if line.strip().startswith("SO2") and "500" in line]
+    so2_b = [
+        line for line in out.splitlines() if line.strip().startswith("SO2") and "≤ 500 " in line
+    ]
     assert so2_b == [
         "      SO2         1h   ≤ 500 mg/Nm3  [L-M] regulations.md §3d table (domain knowledge) — "
         "Primary text not read; check against QCVN 19:2009 before relying on it. UNVERIFIED"
@@ -88,10 +118,13 @@ def test_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["regulations", "check", str(good), str(bad)]) == 1
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
+    text = bad.read_text(encoding="utf-8").splitlines()
+    huge = next(i for i, line in enumerate(text, 1) if "flow_band: huge" in line)
+    temperatur = next(i for i, line in enumerate(text, 1) if "Temperatur" in line)
     assert lines[0] == "2 problem(s) in 2 files:"
-    assert lines[1] == f"  {bad}:63: limits[2].flow_band: no band 'huge' in 'flow_bands'"
+    assert lines[1] == f"  {bad}:{huge}: limits[2].flow_band: no band 'huge' in 'flow_bands'"
     assert lines[2] == (
-        f"  {bad}:65: limits[4].param: unknown parameter code 'Temperatur' "
+        f"  {bad}:{temperatur}: limits[4].param: unknown parameter code 'Temperatur' "
         "(see config/parameters.yaml)"
     )
     assert captured.out == ""
@@ -114,14 +147,17 @@ def test_limits_of_a_shipped_station(capsys: pytest.CaptureFixture[str]) -> None
     assert "    pH 1h: 6–9 (coefficients do not apply)" in out
     assert main(["regulations", "limits", "BG_EM_HABAC_01"]) == 0
     out = capsys.readouterr().out
-    assert "PM 1h: C × Kp × Kv = 200 × 0.9 × 0.8 = 144 mg/Nm3  [đến hết 2031-12-31]  CHƯA KIỂM CHỨNG" in out
+    assert (
+        "PM 1h: C × Kp × Kv = 200 × 0.9 × 0.8 = 144 mg/Nm3  [đến hết 2031-12-31]  CHƯA KIỂM CHỨNG"
+        in out
+    )
 
 
 def test_limits_problems_and_unknown_station(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stations = tmp_path / "stations.yaml"
-    stations.write_text(TEST_REGISTRY, encoding="utf-8")  # WW1 lacks discharge_m3_per_day
+    stations.write_text(REGISTRY, encoding="utf-8")
     assert main(["regulations", "limits", "WW1", "--stations", str(stations)]) == 1
     captured = capsys.readouterr()
     assert "    pH 1h: 6–9 (coefficients do not apply)" in captured.out
