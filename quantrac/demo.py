@@ -43,6 +43,7 @@ WHERE s.active GROUP BY s.id, s.kind ORDER BY s.kind, s.id
 async def _print_summary(settings: Settings, service: IngestService) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url or "") as conn:
         rows = await (await conn.execute(_SUMMARY)).fetchall()
+        alerts = await _open_alerts(conn)
     now = datetime.now(VIETNAM_UTC_OFFSET).strftime("%H:%M:%S")
     lines = [
         f"\n── {now} (UTC+7) · stored so far ──────────────────────────────────────────",
@@ -57,7 +58,20 @@ async def _print_summary(settings: Settings, service: IngestService) -> None:
         f"total {sum(r[2] for r in rows)} readings, {sum(r[4] for r in rows)} "
         f"rejections, {pending} waiting for commit"
     )
+    if alerts:
+        lines.append("open alerts: " + ", ".join(f"{n} {kind}" for kind, n in alerts))
+        lines.append("  (live on MQTT alerts/{station}/{kind}; `quantrac replay` for a period)")
     print("\n".join(lines), flush=True)
+
+
+async def _open_alerts(conn: psycopg.AsyncConnection) -> list[tuple[str, int]]:
+    exists = await (await conn.execute("SELECT to_regclass('alerts') IS NOT NULL")).fetchone()
+    if not exists or not exists[0]:
+        return []
+    cur = await conn.execute(
+        "SELECT kind, count(*) FROM alerts WHERE state <> 'resolved' GROUP BY kind ORDER BY kind"
+    )
+    return [(kind, n) for kind, n in await cur.fetchall()]
 
 
 async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
