@@ -23,6 +23,7 @@ from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
 from quantrac.app import App, run_until_signalled
 from quantrac.logs import configure_logging
+from simulator.check_cli import register_check
 
 
 def _time_arg(text: str) -> Any:
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.set_defaults(handler=cmd_alerts)
     register_aqi(sub)
     register_regulations(sub)
+    register_check(sub)
     return parser
 
 

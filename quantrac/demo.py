@@ -23,11 +23,11 @@ import psycopg
 
 from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
 from ingest.service import IngestService
-from ingest.settings import Settings
+from ingest.settings import Settings, default_config_dir
 from quantrac.app import App, run_until_signalled
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from simulator.publisher import Publisher
-from simulator.run import simulate
+from simulator.run import simulate, simulate_scenario_file
 
 SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
@@ -98,8 +98,15 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 simulate(
                     endpoint, registry, seed=2026, speed=720.0, client_id="quantrac-demo-history"
                 ),
-                simulate(
-                    endpoint, registry, seed=2026, interval=10, client_id="quantrac-demo-live"
+                # The live fleet plays config/scenarios/demo.yaml: a COD exceedance, a silent
+                # air station and a stack fault within the first minutes.
+                simulate_scenario_file(
+                    endpoint,
+                    registry,
+                    default_config_dir() / "scenarios" / "demo.yaml",
+                    seed=2026,
+                    interval=10,
+                    client_id="quantrac-demo-live",
                 ),
                 _vendor_with_mistakes(settings),
                 _summaries(settings, app.service),

@@ -45,7 +45,17 @@ def encode_message(
     station: Station, moment: datetime, *, seed: int, fmt: str = "json", seq: int | None = None
 ) -> bytes:
     """The payload a station sends for ``moment``: same inputs, same bytes."""
-    readings = station_readings(station, moment, seed)
+    return encode_readings(station, moment, station_readings(station, moment, seed), fmt, seq)
+
+
+def encode_readings(
+    station: Station,
+    moment: datetime,
+    readings: list[JsonReading],
+    fmt: str = "json",
+    seq: int | None = None,
+) -> bytes:
+    """``readings`` stamped ``moment`` (the time the datalogger writes) in format ``fmt``."""
     if fmt == "json":
         return json_payload(station, moment, readings, seq)
     if fmt == "tt10":
@@ -61,9 +71,16 @@ def tt10_file_name(station: Station, moment: datetime) -> str:
 
 
 def write_tt10_file(folder: Path, station: Station, moment: datetime, *, seed: int) -> Path:
-    path = folder / tt10_file_name(station, moment)
+    return write_file_bytes(
+        folder / tt10_file_name(station, moment),
+        encode_message(station, moment, seed=seed, fmt="tt10"),
+    )
+
+
+def write_file_bytes(path: Path, content: bytes) -> Path:
     # Write aside then rename, so a watcher polling the folder never reads half a file.
-    partial = folder / f".{path.name}.part"
-    partial.write_bytes(encode_message(station, moment, seed=seed, fmt="tt10"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.parent / f".{path.name}.part"
+    partial.write_bytes(content)
     os.replace(partial, path)
     return path

@@ -11,15 +11,17 @@ import heapq
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ingest.contract import data_topic
 from ingest.registry import Registry, Station
 from ingest.settings import MqttEndpoint
-from simulator.encode import FORMATS, encode_message, write_tt10_file
+from simulator.encode import FORMATS, encode_message, tt10_file_name, write_file_bytes
 from simulator.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher
+from simulator.scenarios import Message, ScenarioPlayer, ScenarioSet, load_scenarios
 
 DEFAULT_SPEED_BACKLOG = timedelta(hours=6)
 PROGRESS_EVERY_S = 1.0
@@ -34,6 +36,7 @@ class SimStats:
     elapsed_s: float
     rate: float  # messages/s since the previous report (the average in the final stats)
     simulated_time: datetime | None  # measured time of the latest message
+    effects: dict[str, int] = field(default_factory=dict)  # what the scenarios did, by kind
 
 
 ProgressCallback = Callable[[SimStats], None]
@@ -73,6 +76,7 @@ def rate_schedule(
 class _Progress:
     def __init__(self, publisher: Publisher, callback: ProgressCallback | None) -> None:
         self.publisher = publisher
+        self.player: ScenarioPlayer | None = None
         self.callback = callback
         self.started = time.monotonic()
         self._last_at = self.started
@@ -89,6 +93,7 @@ class _Progress:
             time.monotonic() - self.started,
             rate,
             self.simulated_time,
+            dict(self.player.effects) if self.player else {},
         )
 
     def tick(self) -> None:
@@ -124,9 +129,13 @@ async def simulate(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     protocol: str = "5",
     clock: Callable[[], datetime] = _utc_now,
+    scenarios: ScenarioSet | None = None,
 ) -> SimStats:
     """Publish the registry's stations until ``duration`` s or ``messages`` are reached (or
-    forever). Live by default; ``speed`` replays from ``start``; ``rate`` sends msg/s."""
+    forever). Live by default; ``speed`` replays from ``start``; ``rate`` sends msg/s.
+
+    ``scenarios`` (times relative to the run's first measured time) change what is sent; the
+    messages they hold back (backlog, out-of-order) are sent before the run ends."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     if speed is not None and rate is not None:
@@ -155,6 +164,8 @@ async def simulate(
     progress = _Progress(publisher, on_progress)
     deadline = None if duration is None else progress.started + duration
     sequence: dict[str, int] = {}
+    player = None if scenarios is None else ScenarioPlayer(scenarios, seed=seed, fmt=fmt)
+    progress.player = player
 
     def out_of_budget() -> bool:
         return (messages is not None and publisher.published >= messages) or (
@@ -163,10 +174,17 @@ async def simulate(
 
     async def send(station: Station, moment: datetime) -> None:
         seq = sequence[station.id] = sequence.get(station.id, 0) + 1
-        payload = encode_message(station, moment, seed=seed, fmt=fmt, seq=seq)
-        await publisher.publish(data_topic(station.id), payload)
+        if player is None:
+            payload = encode_message(station, moment, seed=seed, fmt=fmt, seq=seq)
+            await publisher.publish(data_topic(station.id), payload)
+        else:
+            await send_all(player.emit(station, moment, seq))
         progress.simulated_time = moment
         progress.tick()
+
+    async def send_all(batch: list[Message]) -> None:
+        for message in batch:
+            await publisher.publish(data_topic(message.station.id), message.encode(fmt))
 
     try:
         if rate is not None:
@@ -194,9 +212,23 @@ async def simulate(
                 start=None if speed is None else start or clock() - DEFAULT_SPEED_BACKLOG,
                 interval=interval,
             )
+        if player is not None:
+            await send_all(player.finish())
     finally:
         await publisher.close(timeout=10.0)
     return progress.final()
+
+
+async def simulate_scenario_file(
+    endpoint: MqttEndpoint, registry: Registry, scenario_path: Path | str, **options: Any
+) -> SimStats:
+    """``simulate`` with the scenarios of a YAML file, checked against ``registry`` first
+    (raises ScenarioError naming file, line and field). For the demo: run it live, e.g.
+    ``simulate_scenario_file(endpoint, registry, "config/scenarios/demo.yaml", seed=2026,
+    interval=10, client_id="quantrac-demo-live")``."""
+    return await simulate(
+        endpoint, registry, scenarios=load_scenarios(scenario_path, registry), **options
+    )
 
 
 async def _run_clocked(
@@ -236,17 +268,40 @@ async def _run_clocked(
             await asyncio.sleep(0)  # a fleet's burst must not starve PUBACK handling
 
 
+RESENT_FOLDER = "resent"
+
+
 def write_files(
-    folder: Path, registry: Registry, start: datetime, end: datetime, seed: int = 0
+    folder: Path,
+    registry: Registry,
+    start: datetime,
+    end: datetime,
+    seed: int = 0,
+    scenarios: ScenarioSet | None = None,
 ) -> list[Path]:
-    """One TT10 file per station per cadence step with ``start`` ≤ measured time ≤ ``end``."""
+    """One TT10 file per station per cadence step with ``start`` ≤ measured time ≤ ``end``.
+
+    Scenario times count from ``start``. A file sent twice (duplicates) lands again in the
+    ``resent/`` subfolder, as an FTP client retrying an upload into another folder would."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    player = ScenarioPlayer(scenarios, seed=seed, origin=start, fmt="tt10")
+    written: list[Path] = []
+    seen: set[str] = set()
+
+    def write(message: Message) -> None:
+        name = tt10_file_name(message.station, message.stamp)
+        path = folder / RESENT_FOLDER / name if name in seen else folder / name
+        seen.add(name)
+        written.append(write_file_bytes(path, message.encode("tt10")))
+
     for station in registry.stations.values():
         moment = grid_floor(start, station.cadence_s)
         if moment < start:
             moment += timedelta(seconds=station.cadence_s)
         while moment <= end:
-            written.append(write_tt10_file(folder, station, moment, seed=seed))
+            for message in player.emit(station, moment):
+                write(message)
             moment += timedelta(seconds=station.cadence_s)
+    for message in player.finish():
+        write(message)
     return written

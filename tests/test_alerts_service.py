@@ -223,8 +223,8 @@ async def test_restart_rebuilds_windows_and_resolves_what_cleared_meanwhile(
         async with conn.cursor() as cur:
             for r in rows:
                 await cur.execute(
-                    "INSERT INTO readings (station_id, param, measured_at, value, status, received_at)"
-                    " VALUES (%s, %s, %s, %s, 0, now())",
+                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
+                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
                     [r.station_id, r.param, r.measured_at, r.value],
                 )
         await conn.commit()
@@ -258,8 +258,8 @@ async def test_restart_keeps_an_open_alert_without_repeating_it(
         async with conn.cursor() as cur:
             for r in readings:
                 await cur.execute(
-                    "INSERT INTO readings (station_id, param, measured_at, value, status, received_at)"
-                    " VALUES (%s, %s, %s, %s, 0, now())",
+                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
+                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
                     [r.station_id, r.param, r.measured_at, r.value],
                 )
         await conn.commit()

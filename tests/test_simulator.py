@@ -1,13 +1,17 @@
-"""The station simulator without a broker: values, encodings, schedules and files."""
+"""The station simulator: values, encodings, schedules and files without a broker; then runs
+with scenarios, the command line and several processes against the session's Mosquitto."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import statistics
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,12 +20,13 @@ from ingest.catalog import Catalog, load_catalog
 from ingest.contract import VIETNAM_UTC_OFFSET, JsonPayload
 from ingest.payloads import parse_payload
 from ingest.registry import Registry, Station, load_registry
-from ingest.settings import default_config_dir
+from ingest.settings import default_config_dir, parse_mqtt_url
 from ingest.tt10 import parse_file_name, parse_lines
 from ingest.validation import TimeLimits, validate
 from simulator.encode import encode_message, tt10_file_name
 from simulator.fleet import STANDARD_PARAMETERS, synthetic_registry
-from simulator.run import _Progress, _run_clocked, rate_schedule, write_files
+from simulator.run import _Progress, _run_clocked, rate_schedule, simulate, write_files
+from simulator.scenarios import scenarios_from_text
 from simulator.values import REFERENCE_UNITS, station_readings
 
 DAY = datetime(2025, 3, 3, 17, 0, tzinfo=UTC)  # 00:00 on 4 March in Vietnam
@@ -277,3 +282,90 @@ def test_file_name_without_ftp_name_still_matches_the_pattern(fleet: list[Statio
     station = dataclasses.replace(fleet[0], ftp_name=None)
     name = tt10_file_name(station, DAY)
     assert parse_file_name(name, VIETNAM_UTC_OFFSET).stamped_at == DAY
+
+
+# --- Against the broker ---------------------------------------------------------------------------
+
+
+async def _record(servers: Any, run: Any, count: int) -> list[tuple[str, bytes]]:
+    from tests.conftest import Subscriber
+
+    listener = await Subscriber(servers.mqtt_url).start("stations/+/data")
+    try:
+        await run()
+        return list(await listener.wait_for(count, timeout=20))
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.integration
+async def test_scenario_runs_over_mqtt_are_repeatable(servers: Any, catalog: Catalog) -> None:
+    registry = synthetic_registry(3, "wastewater", catalog)
+    scenarios = scenarios_from_text(
+        "scenarios:\n"
+        "  - {kind: outage, station: SIM_WW_0001, start: 0m, duration: 20m}\n"
+        "  - {kind: calibration, station: SIM_WW_0002, param: COD}\n"
+        "  - {kind: duplicates, station: SIM_WW_0003, probability: 0.5}\n",
+        "t",
+        registry,
+    )
+    endpoint = parse_mqtt_url(servers.mqtt_url)
+    now = datetime(2025, 3, 4, 10, 2, tzinfo=UTC)
+
+    async def run() -> None:
+        stats = await simulate(
+            endpoint,
+            registry,
+            seed=11,
+            rate=5000,
+            messages=24,
+            scenarios=scenarios,
+            clock=lambda: now,
+            client_id=f"sim-{uuid.uuid4().hex[:6]}",
+        )
+        assert stats.in_flight == 0 and stats.effects["outage"] == 4
+
+    first = await _record(servers, run, 24 - 4 + 4)
+    second = await _record(servers, run, len(first))
+    assert first == second
+    by_station: dict[str, list[bytes]] = {}
+    for topic, payload in first:
+        by_station.setdefault(topic.split("/")[1], []).append(payload)
+    assert len(by_station["SIM_WW_0001"]) == 8 - 4  # the first 20 minutes were an outage
+    assert all(
+        b'"param":"COD","value"' in p and b'"status":"01"' in p for p in by_station["SIM_WW_0002"]
+    )
+    assert 8 < len(by_station["SIM_WW_0003"]) < 16  # some sent twice
+
+
+@pytest.mark.integration
+async def test_command_line_scenario_errors_exit_2(tmp_path: Path, capsys: Any) -> None:
+    from ingest.settings import load_settings
+    from quantrac.cli import build_parser
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  - kind: outage\n    station: NOWHERE\n", encoding="utf-8")
+    args = build_parser().parse_args(["simulate", "--scenario", str(bad), "--messages", "1"])
+    assert await args.handler(load_settings({}), args) == 2
+    assert f"{bad}:3: scenarios[0].station" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_processes_share_the_stations_and_the_messages(servers: Any, capsys: Any) -> None:
+    from ingest.settings import load_settings
+    from simulator.cli import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--stations", "4", "--rate", "1000", "--messages", "41", "--processes", "2"]
+    )
+    settings = load_settings({}, mqtt_url=servers.mqtt_url)
+
+    async def go() -> None:
+        assert await run(args, settings) == 0
+
+    received = await _record(servers, go, 41)
+    assert len(received) == 41
+    assert len({topic for topic, _ in received}) == 4
+    assert "published 41" in capsys.readouterr().err
