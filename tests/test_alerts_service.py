@@ -297,3 +297,107 @@ async def test_ingest_and_alerts_side_by_side_each_in_its_own_group(
     finally:
         await alerts.stop()
         await ingest.stop()
+
+
+ESCALATING = """
+rules:
+  stuck_value: {enabled: false}
+notifications:
+  channels:
+    - {name: feed, type: mqtt}
+    - {name: duty, type: mqtt}
+  routes:
+    - {channels: [feed]}
+  escalations:
+    - {name: duty-after-30, after_minutes: 30, channels: [duty], severities: [critical]}
+"""
+
+
+async def test_an_unacknowledged_critical_alert_escalates_once(
+    make_settings: Any, tmp_path: Any, database_url: str
+) -> None:
+    alerts_file = tmp_path / "alerts.yaml"
+    alerts_file.write_text(ESCALATING, encoding="utf-8")
+    clock = Clock()
+    svc = AlertService(make_settings(alerts_tick_s=3600, alerts_file=alerts_file), clock=clock)
+    await svc.start(mqtt=False)
+    try:
+        start = an_hour_ago()
+        critical = [
+            Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
+        ]
+        [exceedance] = await svc.process("WW1", critical, datetime.now(UTC))
+        fault = Reading("WW1", "Flow", start, 0.0, Status.FAULT)
+        [device] = await svc.process("WW1", [fault], datetime.now(UTC))
+        assert await svc.escalate() == []  # not yet 30 minutes
+        clock.offset = timedelta(minutes=31)
+        [escalated] = await svc.escalate()
+        assert escalated.event is EventType.ESCALATED
+        assert escalated.alert_id == exceedance.alert_id  # the major device fault is not routed
+        assert escalated.details["escalation"] == "duty-after-30"
+        assert escalated.details["channels"] == ["duty"]
+        assert await svc.escalate() == []  # once per rule and alert
+        assert device.severity is Severity.MAJOR
+    finally:
+        await svc.stop()
+    rows = await fetch(
+        database_url, "SELECT alert_id, event FROM alert_events WHERE event = 'escalated'"
+    )
+    assert rows == [(exceedance.alert_id, "escalated")]
+
+
+async def test_hourly_aqi_is_kept_for_air_stations(make_settings: Any, database_url: str) -> None:
+    svc = AlertService(make_settings(alerts_tick_s=3600))
+    await svc.start(mqtt=False)
+    try:
+        start = an_hour_ago() - timedelta(hours=1)
+        for hour in (0, 1):
+            readings = []
+            for i in range(12):
+                at = start + timedelta(hours=hour, minutes=5 * i)
+                wobble = 1 if i % 2 else -1  # means stay exact, values never stuck
+                readings += [
+                    Reading("AIR1", "PM2,5", at, 30.0 + wobble, Status.MEASURING),
+                    Reading("AIR1", "PM10", at, 40.0 + wobble, Status.MEASURING),
+                    Reading("AIR1", "NO2", at, 50.0 + wobble, Status.MEASURING),
+                ]
+            await svc.process("AIR1", readings, datetime.now(UTC))
+    finally:
+        await svc.stop()
+    rows = await fetch(
+        database_url,
+        "SELECT hour_start, aqi, category, dominant, sub_indices FROM aqi_hourly "
+        "WHERE station_id = 'AIR1' ORDER BY hour_start",
+    )
+    # Hour 0 has only c1 for the NowCast: no PM sub-index, so no AQI. Hour 1: NowCast of a
+    # steady 30 µg/m³ is 30 → 50 + (100 − 50) / (50 − 25) × (30 − 25) = 60 (PM2.5);
+    # PM10 40 → 40; NO2 50 → 25. AQI 60, moderate, PM2.5 dominant.
+    assert rows == [
+        (
+            start + timedelta(hours=1),
+            60,
+            "moderate",
+            ["PM2,5"],
+            {"PM2,5": 60, "PM10": 40, "NO2": 25},
+        )
+    ]
+
+
+def test_quantrac_alerts_runs_alone(make_settings: Any, monkeypatch: Any, capsys: Any) -> None:
+    from quantrac.cli import main
+
+    settings = make_settings()
+    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("QUANTRAC_MQTT_URL", settings.mqtt_url)
+    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
+    monkeypatch.setenv("QUANTRAC_ALERTS_SHARE_GROUP", settings.alerts_share_group)
+    monkeypatch.setenv("QUANTRAC_MQTT_CLIENT_ID", settings.mqtt_client_id)
+    assert main(["alerts", "--duration", "0.5"]) == 0
+    import psycopg as pg
+
+    with pg.connect(settings.database_url) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+            "('alerts', 'alert_events', 'exceedance_episodes', 'aqi_hourly')"
+        ).fetchone()
+    assert tables == (4,)
