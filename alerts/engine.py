@@ -606,40 +606,17 @@ class Engine:
         out.append(WindowEvaluated(state.station.id, param, window, verdict.value))
         if limit is None:
             return
-        newly_exceeding = verdict is Verdict.EXCEED and (
-            previous is None or previous.verdict is not Verdict.EXCEED
-        )
-        newly_warning = verdict is Verdict.WARN and (
-            previous is None or previous.verdict is not Verdict.WARN
-        )
         sid = state.station.id
+        for kind, trigger in ((Kind.EXCEEDANCE, Verdict.EXCEED), (Kind.WARNING, Verdict.WARN)):
+            if kind not in self.config.enabled:
+                continue
+            if verdict is trigger and (previous is None or previous.verdict is not trigger):
+                evidence = self._evidence(state, evaluation)
+                self._raise(out, sid, param, kind, window.end, window.mean, evidence)
+            if not self._active_after(series, trigger):
+                self._clear(out, sid, param, kind, window.end, window.mean, {})
         if Kind.EXCEEDANCE in self.config.enabled:
-            if newly_exceeding:
-                self._raise(
-                    out,
-                    sid,
-                    param,
-                    Kind.EXCEEDANCE,
-                    window.end,
-                    window.mean,
-                    self._evidence(state, evaluation),
-                )
-            if not self._active_after(series, Verdict.EXCEED):
-                self._clear(out, sid, param, Kind.EXCEEDANCE, window.end, window.mean, {})
             self._episodes(state, param, series, averaging, out)
-        if Kind.WARNING in self.config.enabled:
-            if newly_warning:
-                self._raise(
-                    out,
-                    sid,
-                    param,
-                    Kind.WARNING,
-                    window.end,
-                    window.mean,
-                    self._evidence(state, evaluation),
-                )
-            if not self._active_after(series, Verdict.WARN):
-                self._clear(out, sid, param, Kind.WARNING, window.end, window.mean, {})
 
     def _verdict(self, window: Window, limit: LimitLike | None) -> Verdict:
         if limit is None:

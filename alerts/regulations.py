@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from ingest.catalog import Catalog
-from ingest.registry import RegistryIssue, load_yaml_with_lines
+from ingest.registry import RegistryIssue, load_yaml_with_lines, nearest_line
 
 REGULATION_FORMAT = "quantrac-regulation/1"
 PENALTY_FORMAT = "quantrac-penalty-bands/1"
@@ -315,14 +315,7 @@ class _Reader:
         self.broken_sources: set[str] = set()
 
     def line_of(self, path: str) -> int:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
-            if parent == path:
-                break
-            path = parent
-        return 1
+        return nearest_line(self.lines, path)
 
     def fail(self, path: str, message: str) -> None:
         self.issues.append(RegistryIssue(self.source, self.line_of(path), path, message))

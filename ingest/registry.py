@@ -168,6 +168,18 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
     return _construct(node, "", lines), lines
 
 
+def nearest_line(lines: dict[str, int], path: str) -> int:
+    """The line of a field ("stations[2].cadence"), or of its nearest enclosing field."""
+    while path:
+        if path in lines:
+            return lines[path]
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+        if parent == path:
+            break
+        path = parent
+    return 1
+
+
 # --- Validation --------------------------------------------------------------------------------
 
 
@@ -178,15 +190,7 @@ class _Checker:
         self.issues: list[RegistryIssue] = []
 
     def line_of(self, path: str) -> int:
-        """The line of the field, or of the nearest enclosing field that exists in the file."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
-            if parent == path:
-                break
-            path = parent
-        return 1
+        return nearest_line(self.lines, path)
 
     def fail(self, path: str, message: str) -> None:
         self.issues.append(RegistryIssue(self.source, self.line_of(path), path, message))
