@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts import store as alert_store
 from alerts.aqi_live import AqiTracker
@@ -59,6 +59,7 @@ from ingest.validation import TimeLimits, validate
 log = logging.getLogger(__name__)
 
 _ESCALATION_CHECK_S = 30.0
+_MAX_UNSAVED = 100_000  # engine outputs kept for retry while the database is away
 
 
 class AlertMetrics:
@@ -109,6 +110,7 @@ class AlertService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._unsaved: list[Output] = []
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -275,8 +277,8 @@ class AlertService:
             readings = self._readings(topic, station_id, payload, received_at)
             if readings:
                 await self.process(station_id, readings, received_at)
-        except psycopg.OperationalError:
-            raise  # not acknowledged: the broker redelivers after we reconnect
+        except (psycopg.OperationalError, PoolTimeout):
+            raise  # not acknowledged; what the engine decided is retried with the next commit
         except Exception:
             # A bug must not stall the station's traffic; ingest keeps the data regardless.
             self.metrics.errors.inc()
@@ -323,6 +325,27 @@ class AlertService:
         return events
 
     async def _commit(self, outputs: list[Output]) -> list[AlertEvent]:
+        """Store what the engine decided, in one transaction; keep it for a retry on failure.
+
+        The engine has already moved on (a redelivered message changes no window), so what a
+        failed commit held is retried with the next commit rather than recomputed.
+        """
+        if self._unsaved:
+            outputs = [*self._unsaved, *outputs]
+        try:
+            return await self._store_outputs(outputs)
+        except Exception:
+            if len(outputs) <= _MAX_UNSAVED:
+                self._unsaved = outputs
+            else:
+                log.error(
+                    "alert outputs dropped after repeated database failures",
+                    extra={"event": "alerts_unsaved_dropped", "outputs": len(outputs)},
+                )
+                self._unsaved = []
+            raise
+
+    async def _store_outputs(self, outputs: list[Output]) -> list[AlertEvent]:
         if not outputs:
             return []
         assert self.pool is not None and self.config is not None
@@ -334,12 +357,13 @@ class AlertService:
         )
         if not transitions and not episodes and not aqi_rows:
             return []
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             store = self._store(conn)
             events = await store.apply(transitions, self.config.engine.severity, self.clock())
             for change in episodes:
                 await store.apply_episodes(list(change.upserts), list(change.deletes))
             await store.save_aqi(aqi_rows)
+        self._unsaved = []
         self._notify(events)
         return events
 

@@ -401,3 +401,35 @@ def test_quantrac_alerts_runs_alone(make_settings: Any, monkeypatch: Any, capsys
             "('alerts', 'alert_events', 'exceedance_episodes', 'aqi_hourly')"
         ).fetchone()
     assert tables == (4,)
+
+
+async def test_what_a_failed_commit_held_is_stored_by_the_next_one(
+    make_settings: Any, database_url: str
+) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    svc = AlertService(make_settings(alerts_tick_s=3600))
+    await svc.start(mqtt=False)
+    try:
+        assert svc.pool is not None
+        await svc.pool.close()  # the database goes away under the engine
+        readings = [
+            Reading("WW1", "COD", t, v, Status.MEASURING)
+            for _, v, t, _ in cod_hour(an_hour_ago(), 150.0)
+        ]
+        with pytest.raises(Exception):  # noqa: B017 - any failure of the pool will do
+            await svc.process("WW1", readings, datetime.now(UTC))
+        svc.pool = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
+        await svc.pool.open(wait=True)
+        # The broker redelivers the unacknowledged message. It changes no window any more, so
+        # the engine decides nothing new: the exceedance comes from what the failed commit held.
+        events = await svc.process("WW1", readings, datetime.now(UTC))
+        assert [(e.kind, e.event) for e in events if e.kind is Kind.EXCEEDANCE] == [
+            (Kind.EXCEEDANCE, EventType.OPENED)
+        ]
+    finally:
+        await svc.stop()
+    rows = await fetch(
+        database_url, "SELECT kind, param, count FROM alerts WHERE kind = 'exceedance'"
+    )
+    assert rows == [("exceedance", "COD", 1)]
