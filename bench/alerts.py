@@ -122,6 +122,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rate_limit_per_s=0,
         log_level="WARNING",
         mqtt_client_id="bench-quantrac",
+        batch_size=args.batch_size,
     )
     ingest = None if args.alerts_only else IngestService(settings)
     alerts = AlertService(settings)
@@ -197,6 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "started": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "with_ingest": not args.alerts_only,
+        "ingest_batch_size": args.batch_size,
         "target_readings_per_s": args.rate,
         "achieved_readings_per_s": round(published * READINGS_PER_MESSAGE / elapsed),
         "probes": len(sent_at),
@@ -219,6 +221,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--probes-per-s", type=float, default=10)
     parser.add_argument("--alerts-only", action="store_true", help="run without ingest")
+    parser.add_argument("--batch-size", type=int, default=5000, help="ingest batch size")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     out = Path(__file__).resolve().parent / "results"
