@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from alerts.engine import Change, Episode, Transition
 from alerts.model import AlertEvent, EventType, Kind, Severity, State
+from ingest.schema import apply_component_migrations
 
 _MIGRATION_LOCK = 0x71616C74  # "qalt"
 
@@ -100,23 +101,7 @@ MIGRATIONS = [(1, "alerts, alert events, exceedance episodes, hourly AQI", _v1)]
 
 
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
-    applied: list[int] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
-        await conn.execute("""CREATE TABLE IF NOT EXISTS alerts_migrations (
-            version integer PRIMARY KEY, name text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now())""")
-        cur = await conn.execute("SELECT version FROM alerts_migrations")
-        done = {row[0] for row in await cur.fetchall()}
-        for version, name, migrate in MIGRATIONS:
-            if version in done:
-                continue
-            await migrate(conn)
-            await conn.execute(
-                "INSERT INTO alerts_migrations (version, name) VALUES (%s, %s)", [version, name]
-            )
-            applied.append(version)
-    return applied
+    return await apply_component_migrations(conn, "alerts_migrations", _MIGRATION_LOCK, MIGRATIONS)
 
 
 def _json(value: Any) -> str:

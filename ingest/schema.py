@@ -9,7 +9,7 @@ itself (see ``rollup.py``). The backend is chosen once, at the first migration, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -245,6 +245,41 @@ async def upgrade(
 
 
 # --- Plain PostgreSQL: monthly partitions ------------------------------------------------------
+
+
+ComponentMigration = tuple[int, str, Callable[[psycopg.AsyncConnection], Awaitable[None]]]
+
+
+async def apply_component_migrations(
+    conn: psycopg.AsyncConnection, table: str, lock: int, migrations: Sequence[ComponentMigration]
+) -> list[int]:
+    """Versioned migrations of a component built on the readings schema (alerts, the API).
+
+    Each component keeps its own version table, so it can be upgraded without the others.
+    """
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(table))
+        )
+        cur = await conn.execute(sql.SQL("SELECT version FROM {}").format(sql.Identifier(table)))
+        done = {row[0] for row in await cur.fetchall()}
+        for version, name, migrate in migrations:
+            if version in done:
+                continue
+            await migrate(conn)
+            await conn.execute(
+                sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(
+                    sql.Identifier(table)
+                ),
+                [version, name],
+            )
+            applied.append(version)
+    return applied
 
 
 def month_start(moment: datetime) -> datetime:

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from alerts.service import AlertService
 from ingest.service import IngestService
 from ingest.settings import Settings
-from quantrac.web import WebServer
+from quantrac.api.app import ApiService, build_api
+from quantrac.web import WebServer, ingest_health
 
 
 class App:
@@ -27,22 +28,31 @@ class App:
             self.alerts = AlertService(settings, metrics_registry=self.service.metrics.registry)
             self.alerts.load_configuration(self.service.current_registry())
             self.service.registry_listeners.append(self.alerts.set_registry)
-        self.web = (
-            WebServer(self.service, settings.http_host, settings.http_port)
-            if settings.http_port
-            else None
-        )
+        self.api: ApiService | None = None
+        self.web: WebServer | None = None
+        if settings.http_port:
+            assert self.service.catalog is not None
+            self.api = ApiService(settings, self.service.catalog, self.service.current_registry)
 
     async def start(self) -> None:
         await self.service.start()
         if self.alerts is not None:
             await self.alerts.start()
-        if self.web is not None:
+        if self.api is not None:
+            context = await self.api.start()
+            app = build_api(
+                context,
+                metrics=self.service.metrics.registry,
+                health=lambda: ingest_health(self.service),
+            )
+            self.web = WebServer(app, self.settings.http_host, self.settings.http_port)
             await self.web.start()
 
     async def stop(self) -> None:
         if self.web is not None:
             await self.web.stop()
+        if self.api is not None:
+            await self.api.stop()
         await self.service.stop()  # ingest first: what it acknowledged is stored
         if self.alerts is not None:
             await self.alerts.stop()

@@ -48,6 +48,62 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from quantrac.api.app import ApiService, build_api
+    from quantrac.web import WebServer
+
+    catalog = load_catalog(settings.catalog_path)
+    registry = load_registry(settings.stations_path, catalog)
+    api = ApiService(settings, catalog, lambda: registry)
+    server: list[WebServer] = []
+
+    async def start() -> None:
+        context = await api.start()
+        web = WebServer(build_api(context), settings.http_host, settings.http_port)
+        await web.start()
+        server.append(web)
+        print(f"quantrac api on http://{settings.http_host}:{web.port}/ (OpenAPI at /docs)")
+
+    async def stop() -> None:
+        for web in server:
+            await web.stop()
+        await api.stop()
+
+    await run_until_signalled(start, stop, args.duration)
+    return 0
+
+
+async def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    from quantrac.api import schema
+    from quantrac.api.users import UserError, add_user, audit, list_users
+
+    await upgrade_database(settings)
+    async with await connect(settings) as conn:
+        await schema.upgrade(conn)
+        if args.users_command == "list":
+            for user in await list_users(conn):
+                print(f"{user.username:<24}{user.role:<12}{user.display_name}")
+            return 0
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        password = password or os.environ.get("QUANTRAC_NEW_PASSWORD")
+        if not password:
+            print(
+                "give the password on standard input (--password-stdin) "
+                "or in QUANTRAC_NEW_PASSWORD",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            user = await add_user(conn, args.username, args.role, password, args.name or "")
+        except UserError as exc:
+            print(f"quantrac users add: {exc}", file=sys.stderr)
+            return 2
+        await audit(conn, "cli", "user.add", f"user:{user.username}", {"role": user.role})
+        await conn.commit()
+    print(f"user {user.username} added with role {user.role}")
+    return 0
+
+
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     backend, applied = await upgrade_database(settings)
     done = ", ".join(map(str, applied)) if applied else "none (already up to date)"
@@ -201,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(simulate)
     simulate.set_defaults(handler=cmd_simulate)
     register_replay(sub)
+    api = sub.add_parser("api", help="serve the HTTP API and the operator board alone")
+    api.add_argument("--duration", type=float, help="stop after this many seconds")
+    api.set_defaults(handler=cmd_api)
+    users = sub.add_parser("users", help="people who use the API and the board")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser(
+        "add", help="add a user (password on stdin or QUANTRAC_NEW_PASSWORD)"
+    )
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=("operator", "inspector", "admin"))
+    add.add_argument("--name", help="display name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=cmd_users)
+    users_sub.add_parser("list", help="list users").set_defaults(handler=cmd_users)
     alerts = sub.add_parser(
         "alerts", help="run the alert engine alone (its own shared-subscription group)"
     )

@@ -24,6 +24,7 @@ import psycopg
 from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
 from ingest.service import IngestService
 from ingest.settings import Settings, default_config_dir
+from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from simulator.publisher import Publisher
@@ -74,6 +75,24 @@ async def _open_alerts(conn: psycopg.AsyncConnection) -> list[tuple[str, int]]:
     return [(kind, n) for kind, n in await cur.fetchall()]
 
 
+# Demo accounts only: the demo database is thrown away when the demo stops.
+DEMO_USERS = (
+    ("operator", "operator", "demo-operator"),
+    ("inspector", "inspector", "demo-inspector"),
+    ("admin", "admin", "demo-admin"),
+)
+
+
+async def _add_demo_users(settings: Settings) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url or "", autocommit=True
+    ) as conn:
+        known = {u.username for u in await list_users(conn)}
+        for name, role, password in DEMO_USERS:
+            if name not in known:
+                await add_user(conn, name, role, password, f"Demo {role}")
+
+
 async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
     postgres = mosquitto = None
@@ -91,6 +110,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
 
         async def start() -> None:
             await app.start()
+            await _add_demo_users(settings)
             _print_banner(settings, app.service)
             registry = app.service.current_registry()
             endpoint = settings.mqtt
@@ -141,9 +161,14 @@ def _print_banner(settings: Settings, service: IngestService) -> None:
 quantrac demo — {len(service.current_registry().stations)} stations (Bắc Giang-shaped fleet)
   storage    {service.backend} at {settings.safe_database_url}
   broker     {settings.mqtt_url}   (publish to stations/<id>/data, acks on stations/<id>/ack)
+  board      {base}/board/   (Vietnamese; English switch in the header)
+  API        {base}/docs   (OpenAPI: {base}/openapi.json)
+  sign in    {", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)}
   metrics    {base}/metrics
   health     {base}/healthz
-  Replaying the last 6 hours fast, then live readings every 10 s. Ctrl-C stops.
+  Replaying the last 6 hours fast, then live readings every 10 s, with config/scenarios/demo.yaml:
+  a COD exceedance at BG_WW_SONGKHE, BG_AIR_03 falling silent and a fault on a stack.
+  Ctrl-C stops.
 """,
         flush=True,
     )

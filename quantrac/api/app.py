@@ -1,0 +1,131 @@
+"""The HTTP application: API, OpenAPI (``/docs``, ``/openapi.json``), board, metrics, health.
+
+One application serves `quantrac run` (beside ingest and the alert engine) and `quantrac api`
+(alone, for instance on another machine): everything it shows comes from the database and, for
+live events, from the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, make_asgi_app
+from psycopg_pool import AsyncConnectionPool
+
+from alerts.config import load_alerts_config
+from alerts.regulations import load_regulation_catalog
+from alerts.store import upgrade as upgrade_alerts
+from ingest.catalog import Catalog
+from ingest.registry import Registry
+from ingest.service import upgrade_database
+from ingest.settings import Settings
+from quantrac.api import schema
+from quantrac.api.deps import ApiContext, ApiError, error_body
+from quantrac.api.events import EventHub
+from quantrac.api.routes import router
+
+log = logging.getLogger(__name__)
+
+BOARD = Path(__file__).resolve().parent.parent / "board"
+
+Health = Callable[[], dict[str, Any]]
+
+
+def build_api(
+    context: ApiContext | None,
+    metrics: CollectorRegistry | None = None,
+    health: Health | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="quantrac",
+        description="Automatic environmental monitoring: stations, readings, QCVN alerts, "
+        "exceedance evidence, VN_AQI. Errors: {error: {code, message, details}}.",
+        version="0.1.0",
+    )
+    app.state.context = context
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        body = health() if health else {"status": "ok"}
+        return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
+
+    if context is not None:
+        app.include_router(router)
+        try:
+            from quantrac.reports.routes import router as reports_router
+        except ImportError:  # the reports package is optional at build time of the docs
+            reports_router = None
+        if reports_router is not None:
+            app.include_router(reports_router)
+        if BOARD.is_dir():
+            app.mount("/board", StaticFiles(directory=BOARD, html=True), name="board")
+
+            @app.get("/", include_in_schema=False)
+            async def root() -> RedirectResponse:
+                return RedirectResponse("/board/")
+
+    if metrics is not None:
+        app.mount("/metrics", make_asgi_app(registry=metrics))
+    return app
+
+
+class ApiService:
+    """The database pool, the live event hub and the context the routes share."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, registry: Callable[[], Registry]):
+        self.settings = settings
+        self.catalog = catalog
+        self.registry = registry
+        self.pool: AsyncConnectionPool | None = None
+        self.events = EventHub(settings.mqtt)
+        self.context: ApiContext | None = None
+
+    async def start(self) -> ApiContext:
+        s = self.settings
+        assert s.database_url
+        await upgrade_database(s)
+        self.pool = AsyncConnectionPool(
+            s.database_url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"application_name": "quantrac-api", "autocommit": True},
+        )
+        await self.pool.open(wait=True)
+        async with self.pool.connection() as conn:
+            await upgrade_alerts(conn)
+            await schema.upgrade(conn)
+        await self.events.start()
+        self.context = ApiContext(
+            settings=s,
+            pool=self.pool,
+            catalog=self.catalog,
+            registry=self.registry,
+            regulations=load_regulation_catalog(s.regulations_path, self.catalog),
+            engine_config=load_alerts_config(s.alerts_path).engine,
+            events=self.events,
+        )
+        return self.context
+
+    async def stop(self) -> None:
+        await self.events.stop()
+        if self.pool is not None:
+            await self.pool.close()

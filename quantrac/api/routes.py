@@ -1,0 +1,659 @@
+"""The operator and inspector API: stations, readings, alerts, episodes, AQI, regulations, users."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from alerts.limits import station_limits
+from alerts.model import EventType, Kind, Severity, State
+from alerts.store import AlertStore
+from ingest.i18n import default_messages
+from ingest.registry import RegistryError, Station, registry_from_text
+from quantrac.api.deps import (
+    Admin,
+    ApiError,
+    Conn,
+    Ctx,
+    CurrentUser,
+    Operator,
+    Reader,
+    page,
+    parse_when,
+)
+from quantrac.api.users import UserError, add_user, audit, authenticate, issue_token, list_users
+
+router = APIRouter(prefix="/api/v1")
+
+ONLINE_CADENCES = 2  # newest reading within 2 cadences: online
+LATE_CADENCES = 12  # within 12 cadences (1 h at 5 min): late; older or never: offline
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class Note(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class NewUser(BaseModel):
+    username: str
+    role: str
+    password: str
+    display_name: str = ""
+
+
+# --- public ------------------------------------------------------------------------------------
+
+
+@router.get("/i18n", tags=["board"], summary="The translation table (vi and en)")
+async def i18n(lang: str = Query("vi", pattern="^(vi|en)$")) -> dict[str, str]:
+    return {key: texts[lang] for key, texts in default_messages().items()}
+
+
+@router.post("/login", tags=["auth"], summary="Exchange a username and password for a token")
+async def login(ctx: Ctx, conn: Conn, credentials: Credentials) -> dict[str, Any]:
+    user = await authenticate(conn, credentials.username, credentials.password)
+    if user is None:
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    token, expires = await issue_token(conn, user, ctx.clock())
+    await audit(conn, user.username, "login", f"user:{user.username}", {})
+    return {"token": token, "expires_at": expires.isoformat(), "user": user.to_json()}
+
+
+@router.get("/me", tags=["auth"])
+async def me(user: CurrentUser) -> dict[str, Any]:
+    return user.to_json()
+
+
+# --- stations ----------------------------------------------------------------------------------
+
+
+def _status(station: Station, newest: datetime | None, now: datetime) -> str:
+    if newest is None:
+        return "offline"
+    age = (now - newest).total_seconds()
+    if age <= ONLINE_CADENCES * station.cadence_s:
+        return "online"
+    return "late" if age <= LATE_CADENCES * station.cadence_s else "offline"
+
+
+_LATEST = """
+    SELECT p.param, r.measured_at, r.value, r.status
+    FROM unnest(%(params)s::text[]) AS p(param)
+    CROSS JOIN LATERAL (
+        SELECT measured_at, value, status FROM readings
+        WHERE station_id = %(station)s AND param = p.param
+          AND measured_at > %(since)s
+        ORDER BY measured_at DESC LIMIT 1
+    ) r
+"""
+
+
+async def _latest(conn: Conn, station: Station, now: datetime) -> dict[str, tuple[Any, ...]]:
+    cur = await conn.execute(
+        _LATEST,
+        {
+            "params": list(station.parameters),
+            "station": station.id,
+            "since": now - timedelta(days=7),
+        },
+    )
+    return {row[0]: row[1:] for row in await cur.fetchall()}
+
+
+async def _open_alerts_by_station(conn: Conn) -> dict[str, dict[str, int]]:
+    cur = await conn.execute(
+        "SELECT station_id, severity, count(*) FROM alerts WHERE state <> 'resolved' "
+        "GROUP BY station_id, severity"
+    )
+    out: dict[str, dict[str, int]] = {}
+    for station_id, severity, n in await cur.fetchall():
+        out.setdefault(station_id, {})[severity] = n
+    return out
+
+
+async def _current_aqi(conn: Conn, since: datetime) -> dict[str, dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (station_id) station_id, hour_start, aqi, category, dominant "
+        "FROM aqi_hourly WHERE hour_start > %s ORDER BY station_id, hour_start DESC",
+        [since],
+    )
+    return {
+        r[0]: {"hour_start": r[1].isoformat(), "aqi": r[2], "category": r[3], "dominant": r[4]}
+        for r in await cur.fetchall()
+    }
+
+
+@router.get("/stations", tags=["stations"], summary="Stations with status and open alerts")
+async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
+    now = ctx.clock()
+    registry = ctx.registry()
+    cur = await conn.execute(
+        "SELECT station_id, max(measured_at) FROM readings WHERE measured_at > %s "
+        "GROUP BY station_id",
+        [now - timedelta(days=2)],
+    )
+    newest: dict[str, datetime] = {row[0]: row[1] for row in await cur.fetchall()}
+    alerts = await _open_alerts_by_station(conn)
+    aqi = await _current_aqi(conn, now - timedelta(hours=3))
+    items = []
+    for station in registry.stations.values():
+        last = newest.get(station.id)
+        items.append(
+            {
+                "id": station.id,
+                "name": station.name,
+                "kind": station.kind,
+                "facility": station.facility,
+                "province": station.province,
+                "lat": station.lat,
+                "lon": station.lon,
+                "cadence_s": station.cadence_s,
+                "status": _status(station, last, now),
+                "last_reading_at": last.isoformat() if last else None,
+                "open_alerts": alerts.get(station.id, {}),
+                "aqi": aqi.get(station.id),
+                "regulation": station.regulation.id if station.regulation else None,
+            }
+        )
+    return page(items, len(items), len(items), 0)
+
+
+def _station(ctx: Ctx, station_id: str) -> Station:
+    station = ctx.registry().get(station_id)
+    if station is None:
+        raise ApiError(404, "not_found", f"no station {station_id!r}")
+    return station
+
+
+@router.get("/stations/{station_id}", tags=["stations"], summary="Latest values against limits")
+async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
+    station = _station(ctx, station_id)
+    now = ctx.clock()
+    latest = await _latest(conn, station, now)
+    limits = station_limits(station, ctx.regulations)
+    values = []
+    for code, declared in station.parameters.items():
+        row = latest.get(code)
+        in_force = [
+            {
+                "averaging": lim.averaging,
+                "maximum": lim.maximum,
+                "minimum": lim.minimum,
+                "unit": lim.unit,
+                "text": lim.bound_text(),
+                "formula": lim.formula,
+                "regulation": lim.regulation_id,
+                "column": lim.column,
+                "source": lim.source,
+                "unverified": lim.unverified,
+            }
+            for lim in limits.in_force(code, now)
+        ]
+        value = row[1] if row else None
+        first = in_force[0] if in_force else None
+        ratio = None
+        if value is not None and first and first["maximum"] and first["minimum"] is None:
+            ratio = round(value / first["maximum"], 4)
+        values.append(
+            {
+                "param": code,
+                "unit": declared.unit.id,
+                "measured_at": row[0].isoformat() if row else None,
+                "value": value,
+                "status": f"{row[2]:02d}" if row else None,
+                "limits": in_force,
+                "ratio": ratio,
+            }
+        )
+    newest = max((r[0] for r in latest.values()), default=None)
+    return {
+        "id": station.id,
+        "name": station.name,
+        "kind": station.kind,
+        "facility": station.facility,
+        "province": station.province,
+        "lat": station.lat,
+        "lon": station.lon,
+        "cadence_s": station.cadence_s,
+        "status": _status(station, newest, now),
+        "last_reading_at": newest.isoformat() if newest else None,
+        "regulation": station.regulation.id if station.regulation else None,
+        "column": station.regulation.column if station.regulation else None,
+        "values": values,
+        "limit_problems": limits.problems,
+    }
+
+
+@router.get("/stations/{station_id}/readings", tags=["readings"], summary="A series of one param")
+async def readings(
+    station_id: str,
+    ctx: Ctx,
+    conn: Conn,
+    user: Reader,
+    param: str,
+    start: str = Query(..., alias="from", description="ISO-8601 with offset"),
+    end: str = Query(..., alias="to"),
+    interval: str = Query("hour", pattern="^(raw|hour|day)$"),
+) -> dict[str, Any]:
+    station = _station(ctx, station_id)
+    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
+    assert t0 is not None and t1 is not None
+    if t1 <= t0:
+        raise ApiError(422, "invalid_parameter", "to must be after from")
+    if param not in station.parameters:
+        raise ApiError(404, "not_found", f"{station_id} does not measure {param!r}")
+    if interval == "raw":
+        if t1 - t0 > timedelta(days=31):
+            raise ApiError(422, "too_long", "raw readings: at most 31 days; use hour or day")
+        cur = await conn.execute(
+            "SELECT measured_at, value, status FROM readings WHERE station_id = %s AND param = %s "
+            "AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
+            [station_id, param, t0, t1],
+        )
+        points = [
+            {"t": r[0].isoformat(), "value": r[1], "status": f"{r[2]:02d}"}
+            for r in await cur.fetchall()
+        ]
+    elif interval == "hour":
+        cur = await conn.execute(
+            "SELECT hour, mean, min, max, n FROM readings_hourly WHERE station_id = %s "
+            "AND param = %s AND hour >= %s AND hour < %s ORDER BY hour",
+            [station_id, param, t0, t1],
+        )
+        points = [
+            {"t": r[0].isoformat(), "value": r[1], "min": r[2], "max": r[3], "count": r[4]}
+            for r in await cur.fetchall()
+        ]
+    else:
+        cur = await conn.execute(
+            "SELECT date_trunc('day', hour AT TIME ZONE '+07') AS day, "
+            "sum(mean * n) / sum(n), min(min), max(max), sum(n) FROM readings_hourly "
+            "WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s "
+            "GROUP BY 1 ORDER BY 1",
+            [station_id, param, t0, t1],
+        )
+        points = [
+            {"t": r[0].date().isoformat(), "value": r[1], "min": r[2], "max": r[3], "count": r[4]}
+            for r in await cur.fetchall()
+        ]
+    now = ctx.clock()
+    limits = station_limits(station, ctx.regulations).in_force(param, now)
+    return {
+        "station": station_id,
+        "param": param,
+        "unit": station.parameters[param].unit.id,
+        "interval": interval,
+        "points": points,
+        "limits": [
+            {"averaging": lim.averaging, "maximum": lim.maximum, "minimum": lim.minimum}
+            for lim in limits
+        ],
+    }
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+_ALERT_COLUMNS = (
+    "a.id, a.station_id, a.param, a.kind, a.severity, a.state, a.opened_at, a.updated_at, "
+    "a.first_data_at, a.last_data_at, a.count, a.last_value, a.max_value, a.details, "
+    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.resolution, a.note"
+)
+
+
+def _alert_json(row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
+    keys = [c.strip().removeprefix("a.") for c in _ALERT_COLUMNS.split(",")]
+    item = dict(zip(keys, row, strict=True))
+    for key, value in item.items():
+        if isinstance(value, datetime):
+            item[key] = value.isoformat()
+    item["param"] = item["param"] or None
+    item["station_name"] = names.get(item["station_id"], item["station_id"])
+    return item
+
+
+def _csv(value: str | None, allowed: set[str], name: str) -> list[str] | None:
+    if not value:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise ApiError(422, "invalid_parameter", f"{name}: unknown {bad}", sorted(allowed))
+    return items
+
+
+@router.get("/alerts", tags=["alerts"], summary="Alerts, newest first, with filters")
+async def alerts(
+    ctx: Ctx,
+    conn: Conn,
+    user: Reader,
+    state: str | None = Query(None, description="comma-separated: open,acknowledged,resolved"),
+    kind: str | None = None,
+    severity: str | None = None,
+    station: str | None = None,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    where: list[str] = ["true"]
+    args: list[Any] = []
+    for column, values in (
+        ("state", _csv(state, {s.value for s in State}, "state")),
+        ("kind", _csv(kind, {k.value for k in Kind}, "kind")),
+        ("severity", _csv(severity, {s.value for s in Severity}, "severity")),
+    ):
+        if values:
+            where.append(f"a.{column} = ANY(%s)")
+            args.append(values)
+    if station:
+        where.append("a.station_id = %s")
+        args.append(station)
+    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
+    if t0:
+        where.append("a.opened_at >= %s")
+        args.append(t0)
+    if t1:
+        where.append("a.opened_at < %s")
+        args.append(t1)
+    condition = " AND ".join(where)
+    total_row = await (
+        await conn.execute(f"SELECT count(*) FROM alerts a WHERE {condition}", args)
+    ).fetchone()
+    cur = await conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE {condition} "
+        "ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
+        [*args, limit, offset],
+    )
+    names = {s.id: s.name for s in ctx.registry().stations.values()}
+    items = [_alert_json(r, names) for r in await cur.fetchall()]
+    return page(items, total_row[0] if total_row else 0, limit, offset)
+
+
+@router.get("/alerts/stream", tags=["alerts"], summary="Alert events as Server-Sent Events")
+async def alert_stream(request: Request, ctx: Ctx, user: Reader) -> StreamingResponse:
+    queue = ctx.events.listen()
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), 15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: alert\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+        finally:
+            ctx.events.forget(queue)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/alerts/{alert_id}", tags=["alerts"], summary="One alert with its audit trail")
+async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
+    row = await (
+        await conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.id = %s", [alert_id])
+    ).fetchone()
+    if row is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    names = {s.id: s.name for s in ctx.registry().stations.values()}
+    item = _alert_json(row, names)
+    cur = await conn.execute(
+        "SELECT id, at, event, actor, note, details FROM alert_events WHERE alert_id = %s "
+        "ORDER BY id",
+        [alert_id],
+    )
+    item["events"] = [
+        {
+            "id": e[0],
+            "at": e[1].isoformat(),
+            "event": e[2],
+            "actor": e[3],
+            "note": e[4],
+            "details": e[5],
+        }
+        for e in await cur.fetchall()
+    ]
+    return item
+
+
+async def _act(
+    ctx: Ctx, conn: Conn, user: Any, alert_id: int, action: EventType, note: str | None
+) -> dict[str, Any]:
+    names = {s.id: s.name for s in ctx.registry().stations.values()}
+    store = AlertStore(conn, names)
+    try:
+        event = await store.act(alert_id, action, user.username, note, ctx.clock())
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    await audit(conn, user.username, f"alert.{action.value}", f"alert:{alert_id}", {"note": note})
+    ctx.events.publish(event)
+    return event.to_json()
+
+
+@router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"], summary="Acknowledge (operator)")
+async def acknowledge(
+    alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note | None = None
+) -> dict[str, Any]:
+    return await _act(
+        ctx, conn, user, alert_id, EventType.ACKNOWLEDGED, body.note if body else None
+    )
+
+
+@router.post("/alerts/{alert_id}/resolve", tags=["alerts"], summary="Resolve (operator)")
+async def resolve(
+    alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note | None = None
+) -> dict[str, Any]:
+    text = body.note if body else None
+    return await _act(ctx, conn, user, alert_id, EventType.RESOLVED, text)
+
+
+@router.post("/alerts/{alert_id}/note", tags=["alerts"], summary="Add a note (operator)")
+async def note(alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note) -> dict[str, Any]:
+    if not body.note:
+        raise ApiError(422, "invalid_parameter", "note: required")
+    return await _act(ctx, conn, user, alert_id, EventType.NOTED, body.note)
+
+
+# --- episodes, AQI, regulations ------------------------------------------------------------------
+
+
+@router.get("/episodes", tags=["evidence"], summary="Exceedance episodes")
+async def episodes(
+    ctx: Ctx,
+    conn: Conn,
+    user: Reader,
+    station: str | None = None,
+    facility: str | None = None,
+    province: str | None = None,
+    param: str | None = None,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    registry = ctx.registry()
+    chosen = [
+        s.id
+        for s in registry.stations.values()
+        if (station is None or s.id == station)
+        and (facility is None or s.facility == facility)
+        and (province is None or s.province == province)
+    ]
+    where: list[str] = ["station_id = ANY(%s)"]
+    args: list[Any] = [chosen]
+    if param:
+        where.append("param = %s")
+        args.append(param)
+    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
+    if t0:
+        where.append("end_at > %s")
+        args.append(t0)
+    if t1:
+        where.append("start_at < %s")
+        args.append(t1)
+    condition = " AND ".join(where)
+    total = await (
+        await conn.execute(f"SELECT count(*) FROM exceedance_episodes WHERE {condition}", args)
+    ).fetchone()
+    cur = await conn.execute(
+        "SELECT station_id, param, averaging, start_at, end_at, windows, maximum, mean, "
+        "limit_value, limit_text, unit, multiple, band, completeness, regulation_id, column_name, "
+        f"formula, unverified, ongoing FROM exceedance_episodes WHERE {condition} "
+        "ORDER BY start_at DESC LIMIT %s OFFSET %s",
+        [*args, limit, offset],
+    )
+    items = []
+    for r in await cur.fetchall():
+        items.append(
+            {
+                "station": r[0],
+                "param": r[1],
+                "averaging": r[2],
+                "start": r[3].isoformat(),
+                "end": r[4].isoformat(),
+                "duration_minutes": round((r[4] - r[3]).total_seconds() / 60),
+                "windows": r[5],
+                "maximum": r[6],
+                "mean": r[7],
+                "limit": r[8],
+                "limit_text": r[9],
+                "unit": r[10],
+                "multiple": r[11],
+                "band": r[12],
+                "completeness": r[13],
+                "regulation": r[14],
+                "column": r[15],
+                "formula": r[16],
+                "unverified": r[17],
+                "ongoing": r[18],
+            }
+        )
+    return page(items, total[0] if total else 0, limit, offset)
+
+
+@router.get("/aqi/current", tags=["aqi"], summary="The latest hourly VN_AQI per air station")
+async def aqi_current(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
+    current = await _current_aqi(conn, ctx.clock() - timedelta(hours=3))
+    items = [{"station": sid, **value} for sid, value in sorted(current.items())]
+    return page(items, len(items), len(items), 0)
+
+
+@router.get("/aqi/history", tags=["aqi"], summary="Hourly VN_AQI of one station")
+async def aqi_history(
+    ctx: Ctx,
+    conn: Conn,
+    user: Reader,
+    station: str,
+    start: str = Query(..., alias="from"),
+    end: str = Query(..., alias="to"),
+) -> dict[str, Any]:
+    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
+    cur = await conn.execute(
+        "SELECT hour_start, aqi, category, dominant, sub_indices FROM aqi_hourly "
+        "WHERE station_id = %s AND hour_start >= %s AND hour_start < %s ORDER BY hour_start",
+        [station, t0, t1],
+    )
+    items = [
+        {
+            "hour_start": r[0].isoformat(),
+            "aqi": r[1],
+            "category": r[2],
+            "dominant": r[3],
+            "sub_indices": r[4],
+        }
+        for r in await cur.fetchall()
+    ]
+    return page(items, len(items), len(items), 0)
+
+
+@router.get("/regulations", tags=["regulations"], summary="The regulation catalog")
+async def regulations(
+    ctx: Ctx, user: Reader, regulation_id: str | None = Query(None, alias="id")
+) -> dict[str, Any]:
+    chosen = [r for r in ctx.regulations.all() if regulation_id in (None, r.id)]
+    if regulation_id and not chosen:
+        raise ApiError(404, "not_found", f"no regulation {regulation_id!r}")
+    items = [
+        {
+            "id": r.id,
+            "title_vi": r.title_vi,
+            "title_en": r.title_en,
+            "kind": r.kind,
+            "effective_from": r.effective_from.isoformat() if r.effective_from else None,
+            "effective_to": r.effective_to.isoformat() if r.effective_to else None,
+            "columns": r.columns,
+            "unverified_values": r.unverified_count(),
+            "source": r.provenance.source,
+        }
+        for r in chosen
+    ]
+    return page(items, len(items), len(items), 0)
+
+
+# --- administration ------------------------------------------------------------------------------
+
+
+@router.get("/users", tags=["admin"])
+async def users(conn: Conn, user: Admin) -> dict[str, Any]:
+    items = [u.to_json() for u in await list_users(conn)]
+    return page(items, len(items), len(items), 0)
+
+
+@router.post("/users", tags=["admin"], status_code=201)
+async def create_user(conn: Conn, user: Admin, body: NewUser) -> dict[str, Any]:
+    try:
+        created = await add_user(conn, body.username, body.role, body.password, body.display_name)
+    except UserError as exc:
+        raise ApiError(422, "invalid_user", str(exc)) from None
+    await audit(conn, user.username, "user.add", f"user:{created.username}", {"role": body.role})
+    return created.to_json()
+
+
+@router.get("/registry", tags=["admin"], summary="The station registry file")
+async def registry_file(ctx: Ctx, user: Admin) -> dict[str, Any]:
+    path = Path(ctx.settings.stations_path)
+    return {"path": str(path), "yaml": path.read_text(encoding="utf-8")}
+
+
+@router.put("/registry", tags=["admin"], summary="Replace the station registry (validated)")
+async def replace_registry(
+    ctx: Ctx, conn: Conn, user: Admin, yaml_text: str = Body(..., media_type="text/plain")
+) -> dict[str, Any]:
+    path = Path(ctx.settings.stations_path)
+    try:
+        registry = registry_from_text(yaml_text, ctx.catalog, source=str(path))
+    except RegistryError as exc:
+        raise ApiError(
+            422,
+            "invalid_registry",
+            f"{len(exc.issues)} problem(s); nothing was changed",
+            [str(i) for i in exc.issues],
+        ) from None
+    # Written beside and renamed: ingest's watcher never reads half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stations-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(yaml_text)
+    os.replace(tmp, path)
+    await audit(
+        conn, user.username, "registry.replace", str(path), {"stations": len(registry.stations)}
+    )
+    return {"stations": len(registry.stations)}
