@@ -41,10 +41,32 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     from alerts.service import AlertService
+    from quantrac.api.app import build_api
+    from quantrac.web import WebServer
 
     service = AlertService(settings)
     service.load_configuration()
-    await run_until_signalled(service.start, service.stop, args.duration)
+    web: list[WebServer] = []
+
+    def health() -> dict[str, object]:
+        broker = service.mqtt is not None and service.mqtt.connected.is_set()
+        return {"status": "ok" if broker else "degraded", "broker_connected": broker}
+
+    async def start() -> None:
+        await service.start()
+        if settings.http_port:
+            # /metrics and /healthz only: the alert engine alone serves no API.
+            app = build_api(None, metrics=service.metrics_registry, health=health)
+            server = WebServer(app, settings.http_host, settings.http_port)
+            await server.start()
+            web.append(server)
+
+    async def stop() -> None:
+        for server in web:
+            await server.stop()
+        await service.stop()
+
+    await run_until_signalled(start, stop, args.duration)
     return 0
 
 

@@ -392,6 +392,7 @@ def test_quantrac_alerts_runs_alone(make_settings: Any, monkeypatch: Any, capsys
     monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
     monkeypatch.setenv("QUANTRAC_ALERTS_SHARE_GROUP", settings.alerts_share_group)
     monkeypatch.setenv("QUANTRAC_MQTT_CLIENT_ID", settings.mqtt_client_id)
+    monkeypatch.setenv("QUANTRAC_HTTP_PORT", "0")
     assert main(["alerts", "--duration", "0.5"]) == 0
     import psycopg as pg
 
