@@ -97,7 +97,19 @@ async def _v1(conn: psycopg.AsyncConnection) -> None:
     """)
 
 
-MIGRATIONS = [(1, "alerts, alert events, exceedance episodes, hourly AQI", _v1)]
+async def _v2_readings_not_valid(conn: psycopg.AsyncConnection) -> None:
+    # Inspector reports (quantrac/reports) read calibration (01) and fault (02) periods: a
+    # partial index holds only those few readings, so a year's report never scans the year.
+    await conn.execute(
+        "CREATE INDEX IF NOT EXISTS readings_not_valid "
+        "ON readings (station_id, param, measured_at) WHERE status <> 0"
+    )
+
+
+MIGRATIONS = [
+    (1, "alerts, alert events, exceedance episodes, hourly AQI", _v1),
+    (2, "partial index of readings with status 01/02 (reports)", _v2_readings_not_valid),
+]
 
 
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:

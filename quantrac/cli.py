@@ -23,6 +23,7 @@ from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
 from quantrac.app import App, run_until_signalled
 from quantrac.logs import configure_logging
+from quantrac.reports.cli import register as register_reports
 from simulator.check_cli import register_check
 
 
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_aqi(sub)
     register_regulations(sub)
     register_check(sub)
+    register_reports(sub)
     return parser
 
 

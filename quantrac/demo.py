@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import yaml
 
+from alerts.service import AlertService
 from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
 from ingest.service import IngestService
 from ingest.settings import Settings, default_config_dir
@@ -28,7 +30,7 @@ from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from simulator.publisher import Publisher
-from simulator.run import simulate, simulate_scenario_file
+from simulator.run import DEFAULT_SPEED_BACKLOG, simulate, simulate_scenario_file
 
 SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
@@ -93,6 +95,28 @@ async def _add_demo_users(settings: Settings) -> None:
                 await add_user(conn, name, role, password, f"Demo {role}")
 
 
+def _report_failure(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        print(f"quantrac demo: a part of the demo stopped: {task.exception()!r}", file=sys.stderr)
+
+
+def _demo_alerts_file(settings: Settings, root: Path) -> Path:
+    """The shipped alert settings, with data loss after one cadence (5 min) instead of three,
+    so that the demo's silent station shows within minutes."""
+    data = yaml.safe_load(settings.alerts_path.read_text(encoding="utf-8"))
+    data.setdefault("rules", {}).setdefault("data_loss", {})["after_cadences"] = 1
+    path = root / "demo-alerts.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def _until_stored(service: IngestService, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while service.pipeline is not None and service.pipeline.pending and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+
+
 async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
     postgres = mosquitto = None
@@ -104,34 +128,59 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
         if "QUANTRAC_MQTT_URL" not in os.environ and settings.mqtt_url == Settings().mqtt_url:
             mosquitto = MosquittoServer(root / "mosquitto").start()
             changes["mqtt_url"] = mosquitto.url
+        changes["alerts_file"] = _demo_alerts_file(settings, root)
         settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
-        app = App(settings)
+        # The alert engine starts once the replayed history is stored: it then rebuilds from it
+        # instead of judging six hours of backlog as stations gone silent.
+        app = App(dataclasses.replace(settings, alerts_enabled=False))
         tasks: list[asyncio.Task[object]] = []
+        engines: list[AlertService] = []
+
+        async def history_then_live() -> None:
+            registry = app.service.current_registry()
+            endpoint = settings.mqtt
+            # Six hours of history at 720x (about 30 s), then stop: the live fleet takes over.
+            history = sum(
+                int(DEFAULT_SPEED_BACKLOG.total_seconds()) // s.cadence_s
+                for s in registry.stations.values()
+            )
+            await simulate(
+                endpoint,
+                registry,
+                seed=2026,
+                speed=720.0,
+                messages=history,
+                client_id="quantrac-demo-history",
+            )
+            await _until_stored(app.service)
+            alerts = AlertService(settings, metrics_registry=app.service.metrics.registry)
+            alerts.load_configuration(registry)
+            app.service.registry_listeners.append(alerts.set_registry)
+            await alerts.start()
+            engines.append(alerts)
+            # The live fleet plays config/scenarios/demo.yaml: a COD exceedance, a silent air
+            # station and a stack fault within the first minutes.
+            await simulate_scenario_file(
+                endpoint,
+                registry,
+                default_config_dir() / "scenarios" / "demo.yaml",
+                seed=2026,
+                interval=10,
+                client_id="quantrac-demo-live",
+            )
 
         async def start() -> None:
             await app.start()
             await _add_demo_users(settings)
             _print_banner(settings, app.service)
-            registry = app.service.current_registry()
-            endpoint = settings.mqtt
             for coro in (
-                simulate(
-                    endpoint, registry, seed=2026, speed=720.0, client_id="quantrac-demo-history"
-                ),
-                # The live fleet plays config/scenarios/demo.yaml: a COD exceedance, a silent
-                # air station and a stack fault within the first minutes.
-                simulate_scenario_file(
-                    endpoint,
-                    registry,
-                    default_config_dir() / "scenarios" / "demo.yaml",
-                    seed=2026,
-                    interval=10,
-                    client_id="quantrac-demo-live",
-                ),
+                history_then_live(),
                 _vendor_with_mistakes(settings),
                 _summaries(settings, app.service),
             ):
-                tasks.append(asyncio.create_task(coro))
+                task = asyncio.create_task(coro)
+                task.add_done_callback(_report_failure)
+                tasks.append(task)
 
         async def stop() -> None:
             for task in tasks:
@@ -140,6 +189,8 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await app.stop()
+            for engine in engines:
+                await engine.stop()
             with contextlib.suppress(psycopg.Error):
                 await _print_summary(settings, app.service)
 

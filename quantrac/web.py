@@ -26,7 +26,15 @@ def ingest_health(service: IngestService) -> dict[str, Any]:
 
 class WebServer:
     def __init__(self, app: Any, host: str, port: int):
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        # Open event streams (boards) would otherwise hold a shutdown forever.
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -184,6 +184,15 @@ async def test_readings_series_hourly_and_raw(api: Any, database_url: str) -> No
         {"t": start.isoformat(), "value": 15.5, "min": 10.0, "max": 21.0, "count": 12}
     ]
     assert body["limits"] == [{"averaging": "1h", "maximum": 75.0, "minimum": None}]
+    daily = await client.get(
+        "/api/v1/stations/WW1/readings",
+        params={**span, "param": "COD", "interval": "day"},
+        headers=headers,
+    )
+    local_day = (start + timedelta(hours=7)).date().isoformat()  # Vietnam's calendar day
+    assert daily.json()["points"] == [
+        {"t": local_day, "value": 15.5, "min": 10.0, "max": 21.0, "count": 12}
+    ]
 
 
 async def test_alert_events_stream_live_over_sse(api: Any, servers: Any) -> None:

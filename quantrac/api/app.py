@@ -30,6 +30,7 @@ from quantrac.api import schema
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
 from quantrac.api.routes import router
+from quantrac.reports.routes import router as reports_router
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,7 @@ def build_api(
 
     if context is not None:
         app.include_router(router)
-        try:
-            from quantrac.reports.routes import router as reports_router
-        except ImportError:  # the reports package is optional at build time of the docs
-            reports_router = None
-        if reports_router is not None:
-            app.include_router(reports_router)
+        app.include_router(reports_router)
         if BOARD.is_dir():
             app.mount("/board", StaticFiles(directory=BOARD, html=True), name="board")
 

@@ -69,6 +69,19 @@ Conn = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
 async def current_user(request: Request, ctx: Ctx, conn: Conn) -> User:
+    return await _user_from_headers(request, ctx, conn)
+
+
+async def user_on_short_connection(request: Request, ctx: ApiContext) -> User:
+    """Sign-in for long-lived responses (the event stream): the connection is returned to the
+    pool at once instead of being held for as long as the board stays open."""
+    async with ctx.pool.connection() as conn:
+        return await _user_from_headers(request, ctx, conn)
+
+
+async def _user_from_headers(
+    request: Request, ctx: ApiContext, conn: psycopg.AsyncConnection
+) -> User:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     user = None

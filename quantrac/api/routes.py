@@ -30,6 +30,7 @@ from quantrac.api.deps import (
     Reader,
     page,
     parse_when,
+    user_on_short_connection,
 )
 from quantrac.api.users import UserError, add_user, audit, authenticate, issue_token, list_users
 
@@ -280,7 +281,7 @@ async def readings(
         ]
     else:
         cur = await conn.execute(
-            "SELECT date_trunc('day', hour AT TIME ZONE '+07') AS day, "
+            "SELECT date_trunc('day', hour AT TIME ZONE 'Asia/Ho_Chi_Minh') AS day, "
             "sum(mean * n) / sum(n), min(min), max(max), sum(n) FROM readings_hourly "
             "WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s "
             "GROUP BY 1 ORDER BY 1",
@@ -384,7 +385,10 @@ async def alerts(
 
 
 @router.get("/alerts/stream", tags=["alerts"], summary="Alert events as Server-Sent Events")
-async def alert_stream(request: Request, ctx: Ctx, user: Reader) -> StreamingResponse:
+async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
+    user = await user_on_short_connection(request, ctx)
+    if not user.may("read"):
+        raise ApiError(403, "forbidden", f"the role {user.role!r} may not do this (read)")
     queue = ctx.events.listen()
 
     async def events() -> AsyncIterator[str]:

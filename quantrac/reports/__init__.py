@@ -1,0 +1,1 @@
+"""Inspector reports: exceedance history, data completeness, provincial indicators, exports."""

@@ -1,0 +1,113 @@
+"""Every text key the board uses exists in the translation table, in Vietnamese and English.
+
+The board (quantrac/board/) has no build step, so its keys are found by reading the files: literal
+``t('key')`` calls, ``data-i18n*="key"`` attributes, quoted keys in tables (``'alert.detail.x'``),
+and the keys built from a prefix and a known list (``t(`alert.kind.${kind}`)``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from alerts.model import EventType, Kind, Severity, State
+from ingest.i18n import LANGUAGES, default_messages, load_messages
+from ingest.settings import default_config_dir
+from quantrac.api.users import ROLES
+
+BOARD = Path(__file__).resolve().parent.parent / "quantrac" / "board"
+JS = (BOARD / "board.js").read_text(encoding="utf-8")
+HTML = (BOARD / "index.html").read_text(encoding="utf-8")
+
+KEY = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
+PREFIXES = ("board.", "alert.", "aqi.", "kind.", "status.")
+
+
+def literal_keys() -> set[str]:
+    keys = set(re.findall(rf"""\bt\(\s*['"]({KEY})['"]""", JS))
+    keys |= set(re.findall(rf'data-i18n(?:-[a-z-]+)?="({KEY})"', HTML))
+    keys |= {k for k in re.findall(rf"'({KEY})'", JS) if k.startswith(PREFIXES)}
+    return keys
+
+
+def js_list(name: str) -> list[str]:
+    match = re.search(rf"export const {name} = \[(.*?)\];", JS, re.S)
+    assert match, f"board.js: no list {name}"
+    return re.findall(r"'([a-z_]+)'", match.group(1))
+
+
+def js_mapping(name: str) -> dict[str, str]:
+    match = re.search(rf"export const {name} = \{{(.*?)\}};", JS, re.S)
+    assert match, f"board.js: no mapping {name}"
+    return dict(re.findall(r"([a-z_]+): '([^']*)'", match.group(1)))
+
+
+# Keys the board builds from a prefix (t(`alert.kind.${kind}`)): every member must exist.
+FAMILIES = {
+    "alert.kind.{}": [k.value for k in Kind],
+    "alert.severity.{}": [s.value for s in Severity],
+    "alert.state.{}": [s.value for s in State],
+    "alert.event.{}": [e.value for e in EventType],
+    "board.status.{}": js_list("STATION_STATUSES"),
+    "board.role.{}": list(ROLES),
+    "board.stream.{}": ["connecting", "live", "reconnecting"],
+    "board.level.{}": ["ok", "near", "over"],
+    "board.limit_source.{}": ["regulation", "permit"],
+    "board.act.{}": ["acknowledge", "resolve"],
+    "board.act.{}_title": ["acknowledge", "resolve"],
+    "board.chart.title_{}": ["24h", "7d"],
+    "board.chart.span_{}": ["24h", "7d"],
+    "aqi.category.{}": list(js_mapping("AQI_COLOURS")),
+    "kind.{}": ["air", "wastewater", "emission"],
+    "status.{}": ["00", "01", "02"],
+}
+
+
+def built_keys() -> set[str]:
+    return {pattern.format(v) for pattern, values in FAMILIES.items() for v in values}
+
+
+def test_the_keys_are_found_in_the_files() -> None:
+    keys = literal_keys()
+    assert len(keys) > 100
+    assert {"board.login.title", "board.nav.alerts", "alert.detail.multiple"} <= keys
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_key_the_board_uses_is_translated(lang: str) -> None:
+    table = default_messages()
+    used = literal_keys() | built_keys()
+    missing = sorted(k for k in used if not table.get(k, {}).get(lang, "").strip())
+    assert missing == [], f"missing {lang} texts: {missing}"
+
+
+def test_every_key_the_board_builds_belongs_to_a_known_family() -> None:
+    # A new t(`prefix.${x}`) in board.js needs its family in FAMILIES above.
+    prefixes = set(re.findall(r"t\(`([a-z0-9_.]+)\$\{", JS))
+    assert prefixes, "the pattern no longer finds t(`prefix.${x}`) calls"
+    known = {pattern.split("{}")[0] for pattern in FAMILIES}
+    assert prefixes <= known, sorted(prefixes - known)
+
+
+def test_the_board_lists_match_the_alert_model_and_the_aqi_colours() -> None:
+    assert js_list("KINDS") == [k.value for k in Kind]
+    assert js_list("SEVERITIES") == [s.value for s in Severity]
+    assert js_list("STATES") == [s.value for s in State]
+    assert js_list("ROLES") == list(ROLES)
+    aqi = (default_config_dir() / "aqi" / "vn_aqi_1459.yaml").read_text(encoding="utf-8")
+    colours = dict(re.findall(r'- key: (\w+)\n(?:.*\n)*?\s+hex: "(#[0-9A-Fa-f]{6})"', aqi))
+    assert len(colours) == 6
+    assert js_mapping("AQI_COLOURS") == colours
+
+
+def test_board_yaml_holds_only_board_keys_and_each_is_used() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(default_config_dir() / "messages" / "board.yaml", folder)
+        board = load_messages(Path(folder))  # both languages, or it raises
+    assert board and all(key.startswith("board.") for key in board)
+    unused = sorted(set(board) - literal_keys() - built_keys())
+    assert unused == [], f"board.yaml keys the board does not use: {unused}"
