@@ -510,9 +510,7 @@ def test_prometheus_scrapes_every_quantrac_worker():
             for host in dns["names"]:
                 targets[host] = int(dns["port"])
     http_services = {
-        name: quantrac_settings(svc).http_port
-        for name, svc in services.items()
-        if is_quantrac(svc)
+        name: quantrac_settings(svc).http_port for name, svc in services.items() if is_quantrac(svc)
     }
     assert targets == http_services
     assert targets["quantrac"] == 8080
