@@ -281,3 +281,32 @@ async def test_users_admin_only_and_openapi_documents_the_routes(api: Any) -> No
     spec = (await client.get("/openapi.json")).json()
     for path in ("/api/v1/stations", "/api/v1/alerts/{alert_id}/acknowledge", "/api/v1/episodes"):
         assert path in spec["paths"]
+
+
+async def test_episodes_filtered_by_facility_parameter_and_period(api: Any) -> None:
+    client, settings, _ = api
+    await an_open_exceedance(settings)
+    headers = await login(client, "insp")
+    start = an_hour_ago()
+    found = await client.get(
+        "/api/v1/episodes",
+        params={"facility": "KCN Thử", "param": "COD", "from": start.isoformat()},
+        headers=headers,
+    )
+    body = found.json()
+    assert body["total"] == 1
+    [episode] = body["items"]
+    assert (episode["station"], episode["averaging"], episode["duration_minutes"]) == (
+        "WW1",
+        "1h",
+        60,
+    )
+    assert episode["multiple"] == 2.0 and episode["limit"] == 75.0
+    later = await client.get(
+        "/api/v1/episodes",
+        params={"station": "WW1", "from": (start + timedelta(hours=1)).isoformat()},
+        headers=headers,
+    )
+    assert later.json()["total"] == 0  # the episode ended when that period starts
+    other = await client.get("/api/v1/episodes", params={"facility": "Sở TN&MT"}, headers=headers)
+    assert other.json()["items"] == []

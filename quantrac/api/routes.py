@@ -326,6 +326,29 @@ def _alert_json(row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
     return item
 
 
+class Filters:
+    """SQL conditions and their arguments, built from the optional query parameters."""
+
+    def __init__(self, clause: str = "true", *args: Any):
+        self.clauses = [clause]
+        self.args: list[Any] = list(args)
+
+    def add(self, clause: str, value: Any) -> None:
+        if value:
+            self.clauses.append(clause)
+            self.args.append(value)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+    async def count(self, conn: Conn, table: str) -> int:
+        row = await (
+            await conn.execute(f"SELECT count(*) FROM {table} WHERE {self.sql}", self.args)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
 def _csv(value: str | None, allowed: set[str], name: str) -> list[str] | None:
     if not value:
         return None
@@ -350,38 +373,22 @@ async def alerts(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    where: list[str] = ["true"]
-    args: list[Any] = []
-    for column, values in (
-        ("state", _csv(state, {s.value for s in State}, "state")),
-        ("kind", _csv(kind, {k.value for k in Kind}, "kind")),
-        ("severity", _csv(severity, {s.value for s in Severity}, "severity")),
-    ):
-        if values:
-            where.append(f"a.{column} = ANY(%s)")
-            args.append(values)
-    if station:
-        where.append("a.station_id = %s")
-        args.append(station)
-    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
-    if t0:
-        where.append("a.opened_at >= %s")
-        args.append(t0)
-    if t1:
-        where.append("a.opened_at < %s")
-        args.append(t1)
-    condition = " AND ".join(where)
-    total_row = await (
-        await conn.execute(f"SELECT count(*) FROM alerts a WHERE {condition}", args)
-    ).fetchone()
+    filters = Filters()
+    filters.add("a.state = ANY(%s)", _csv(state, {s.value for s in State}, "state"))
+    filters.add("a.kind = ANY(%s)", _csv(kind, {k.value for k in Kind}, "kind"))
+    filters.add("a.severity = ANY(%s)", _csv(severity, {s.value for s in Severity}, "severity"))
+    filters.add("a.station_id = %s", station)
+    filters.add("a.opened_at >= %s", parse_when(start, "from"))
+    filters.add("a.opened_at < %s", parse_when(end, "to"))
+    total = await filters.count(conn, "alerts a")
     cur = await conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE {condition} "
+        f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE {filters.sql} "
         "ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
-        [*args, limit, offset],
+        [*filters.args, limit, offset],
     )
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     items = [_alert_json(r, names) for r in await cur.fetchall()]
-    return page(items, total_row[0] if total_row else 0, limit, offset)
+    return page(items, total, limit, offset)
 
 
 @router.get("/alerts/stream", tags=["alerts"], summary="Alert events as Server-Sent Events")
@@ -502,28 +509,17 @@ async def episodes(
         and (facility is None or s.facility == facility)
         and (province is None or s.province == province)
     ]
-    where: list[str] = ["station_id = ANY(%s)"]
-    args: list[Any] = [chosen]
-    if param:
-        where.append("param = %s")
-        args.append(param)
-    t0, t1 = parse_when(start, "from"), parse_when(end, "to")
-    if t0:
-        where.append("end_at > %s")
-        args.append(t0)
-    if t1:
-        where.append("start_at < %s")
-        args.append(t1)
-    condition = " AND ".join(where)
-    total = await (
-        await conn.execute(f"SELECT count(*) FROM exceedance_episodes WHERE {condition}", args)
-    ).fetchone()
+    filters = Filters("station_id = ANY(%s)", chosen)
+    filters.add("param = %s", param)
+    filters.add("end_at > %s", parse_when(start, "from"))
+    filters.add("start_at < %s", parse_when(end, "to"))
+    total = await filters.count(conn, "exceedance_episodes")
     cur = await conn.execute(
         "SELECT station_id, param, averaging, start_at, end_at, windows, maximum, mean, "
         "limit_value, limit_text, unit, multiple, band, completeness, regulation_id, column_name, "
-        f"formula, unverified, ongoing FROM exceedance_episodes WHERE {condition} "
+        f"formula, unverified, ongoing FROM exceedance_episodes WHERE {filters.sql} "
         "ORDER BY start_at DESC LIMIT %s OFFSET %s",
-        [*args, limit, offset],
+        [*filters.args, limit, offset],
     )
     items = []
     for r in await cur.fetchall():
@@ -551,7 +547,7 @@ async def episodes(
                 "ongoing": r[18],
             }
         )
-    return page(items, total[0] if total else 0, limit, offset)
+    return page(items, total, limit, offset)
 
 
 @router.get("/aqi/current", tags=["aqi"], summary="The latest hourly VN_AQI per air station")
