@@ -278,6 +278,10 @@ async def test_users_admin_only_and_openapi_documents_the_routes(api: Any) -> No
     assert dup.status_code == 422 and "exists" in dup.json()["error"]["message"]
     operator = await login(client, "op")
     assert (await client.get("/api/v1/users", headers=operator)).status_code == 403
+    page = (await client.get("/docs")).text
+    assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    asset = await client.get("/docs-assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000
     spec = (await client.get("/openapi.json")).json()
     for path in ("/api/v1/stations", "/api/v1/alerts/{alert_id}/acknowledge", "/api/v1/episodes"):
         assert path in spec["paths"]

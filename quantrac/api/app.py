@@ -14,10 +14,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, make_asgi_app
 from psycopg_pool import AsyncConnectionPool
+from swagger_ui_bundle import swagger_ui_path
 
 from alerts.config import load_alerts_config
 from alerts.regulations import load_regulation_catalog
@@ -49,6 +51,9 @@ def build_api(
         description="Automatic environmental monitoring: stations, readings, QCVN alerts, "
         "exceedance evidence, VN_AQI. Errors: {error: {code, message, details}}.",
         version="0.1.0",
+        # The interactive page is served from the package, not a CDN: IOC networks are closed.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = context
 
@@ -62,6 +67,18 @@ def build_api(
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
         return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="quantrac API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
