@@ -94,6 +94,7 @@ BandFor = Callable[[str, float], BandLike | None]
 class Change(enum.StrEnum):
     RAISE = "raise"
     UPDATE = "update"
+    REVISE = "revise"  # the same window, re-evaluated with more readings: evidence, not a repeat
     CLEAR = "clear"
 
 
@@ -613,6 +614,8 @@ class Engine:
             if verdict is trigger and (previous is None or previous.verdict is not trigger):
                 evidence = self._evidence(state, evaluation)
                 self._raise(out, sid, param, kind, window.end, window.mean, evidence)
+            elif verdict is trigger and previous is not None and previous.window != window:
+                self._revise(out, sid, param, kind, window.end, window.mean, evaluation, state)
             if not self._active_after(series, trigger):
                 self._clear(out, sid, param, kind, window.end, window.mean, {})
         if Kind.EXCEEDANCE in self.config.enabled:
@@ -810,6 +813,25 @@ class Engine:
         if value is not None:
             cond.maximum = value if cond.maximum is None else max(cond.maximum, value)
         out.append(Transition(change, kind, station_id, param, at, value, details))
+
+    def _revise(
+        self,
+        out: list[Output],
+        station_id: str,
+        param: str,
+        kind: Kind,
+        at: datetime,
+        value: float | None,
+        evaluation: Evaluation,
+        state: StationState,
+    ) -> None:
+        cond = self.conditions.get((station_id, param, kind))
+        if cond is None or not cond.active:
+            return
+        if value is not None:
+            cond.maximum = value if cond.maximum is None else max(cond.maximum, value)
+        evidence = self._evidence(state, evaluation)
+        out.append(Transition(Change.REVISE, kind, station_id, param, at, value, evidence))
 
     def _clear(
         self,

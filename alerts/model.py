@@ -40,6 +40,7 @@ class EventType(enum.StrEnum):
     AUTO_RESOLVED = "auto_resolved"  # the condition cleared (after hysteresis)
     ESCALATED = "escalated"  # not acknowledged in time: sent to another channel
     NOTED = "noted"  # a person added a note
+    REVISED = "revised"  # late readings changed the evidence of the window that raised it
 
 
 # Station-wide conditions (a silent station) use this instead of a parameter code.

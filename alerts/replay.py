@@ -223,6 +223,12 @@ def _alert_records(outputs: list[Output], end: datetime) -> list[dict[str, Any]]
                 done.append(record)
             continue
         record = open_.get(key)
+        if output.change is Change.REVISE:
+            if record is not None:
+                record.last = output
+                if output.value is not None and record.maximum is not None:
+                    record.maximum = max(record.maximum, output.value)
+            continue
         if record is None:
             record = open_[key] = AlertRecord(output, 0)
         record.count += 1

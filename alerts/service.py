@@ -314,9 +314,7 @@ class AlertService:
         assert self.engine is not None
         lock = self._locks.setdefault(station_id, asyncio.Lock())
         async with lock:
-            outputs: list[Output] = []
-            for reading in sorted(readings, key=lambda r: r.measured_at):
-                outputs.extend(self.engine.observe(reading, received_at))
+            outputs = self.engine.observe_many(readings, received_at)
             self.metrics.readings.inc(len(readings))
             events = await self._commit(outputs)
         self.metrics.evaluation_seconds.observe(

@@ -170,6 +170,31 @@ class AlertStore:
             return await self._event(
                 row[0], EventType.AUTO_RESOLVED, t, Severity(row[2]), State.RESOLVED, row[1], now
             )
+        if t.change is Change.REVISE:
+            cur = await conn.execute(
+                """UPDATE alerts SET details = %(d)s, updated_at = %(now)s,
+                          last_value = coalesce(%(v)s, last_value),
+                          max_value = greatest(max_value, %(v)s),
+                          last_data_at = greatest(last_data_at, %(at)s)
+                   WHERE station_id = %(s)s AND param = %(p)s AND kind = %(k)s
+                     AND state <> 'resolved'
+                   RETURNING id, opened_at, severity, state""",
+                {
+                    "d": _json(t.details),
+                    "now": now,
+                    "v": t.value,
+                    "at": t.at,
+                    "s": t.station_id,
+                    "p": t.param,
+                    "k": t.kind.value,
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            return await self._event(
+                row[0], EventType.REVISED, t, Severity(row[2]), State(row[3]), row[1], now
+            )
         # Raise or repeat: the one open alert is inserted or updated, whoever gets there first.
         cur = await conn.execute(
             """INSERT INTO alerts AS a (station_id, param, kind, severity, state, opened_at,

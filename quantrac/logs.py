@@ -36,3 +36,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     # gmqtt reports every reconnect attempt at INFO; ours are enough.
     logging.getLogger("gmqtt").setLevel(max(logging.WARNING, root.level))
+    # fpdf's font subsetting logs every table it prunes at INFO.
+    logging.getLogger("fontTools").setLevel(max(logging.WARNING, root.level))

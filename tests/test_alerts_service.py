@@ -434,3 +434,29 @@ async def test_what_a_failed_commit_held_is_stored_by_the_next_one(
         database_url, "SELECT kind, param, count FROM alerts WHERE kind = 'exceedance'"
     )
     assert rows == [("exceedance", "COD", 1)]
+
+
+async def test_revised_evidence_updates_the_alert_without_counting_a_repeat(
+    make_settings: Any, database_url: str
+) -> None:
+    svc = AlertService(make_settings(alerts_tick_s=3600))
+    await svc.start(mqtt=False)
+    try:
+        start = an_hour_ago()
+        hour = [
+            Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
+        ]
+        [opened] = await svc.process("WW1", hour, datetime.now(UTC))
+        extra = [
+            Reading("WW1", "COD", start + timedelta(minutes=5 * i + 2), 300.0, Status.MEASURING)
+            for i in range(6)
+        ]
+        events = await svc.process("WW1", extra, datetime.now(UTC))
+        assert [(e.kind, e.event) for e in events] == [(Kind.EXCEEDANCE, EventType.REVISED)], [
+            (e.kind, e.event, e.param) for e in events
+        ]
+        assert events[0].alert_id == opened.alert_id
+    finally:
+        await svc.stop()
+    rows = await fetch(database_url, "SELECT count, max_value, details->>'value' FROM alerts")
+    assert rows == [(1, 200.0, "200.0")]

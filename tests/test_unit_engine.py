@@ -456,3 +456,16 @@ def test_limit_that_changes_on_a_date_applies_by_window_time() -> None:
     out = feed(engine, "AIR", "SO2", [200.0] * 12, start=later)  # 3 March: limit 100
     [raised] = transitions(out, Kind.EXCEEDANCE)
     assert raised.details["limit"] == 100.0
+
+
+def test_more_readings_in_an_exceeding_hour_revise_its_evidence_without_a_repeat() -> None:
+    engine = make_engine()
+    out = feed(engine, "WW", "COD", [150.0] * 12)  # complete at 12: raised at once
+    assert [t.change for t in transitions(out, Kind.EXCEEDANCE)] == [Change.RAISE]
+    # A datalogger sending more often than its declared cadence: six more readings at 300.
+    extra = feed(engine, "WW", "COD", [300.0] * 6, start=T0 + timedelta(minutes=2, seconds=30))
+    revisions = transitions(extra, Kind.EXCEEDANCE)
+    assert {t.change for t in revisions} == {Change.REVISE}  # one per reading fed here
+    revised = revisions[-1]
+    assert revised.value == pytest.approx((150 * 12 + 300 * 6) / 18)
+    assert revised.details["multiple"] == pytest.approx(200 / 75, abs=1e-3)
