@@ -60,6 +60,9 @@ def parse_payload(raw: bytes, *, max_bytes: int, local: tzinfo) -> ParsedPayload
             f"payload is not UTF-8 ({exc.reason} at byte {exc.start})",
             "unknown",
         )
+    if text.startswith("\ufeff"):
+        # Windows editors and some dataloggers start UTF-8 text with a byte-order mark.
+        text, raw = text[1:], raw[3:]
     if not text.strip():
         return _whole(Reason.PAYLOAD_EMPTY, "payload", "", "payload is empty", "unknown")
     if tt10.looks_like_tt10(text):

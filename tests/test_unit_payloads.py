@@ -273,11 +273,10 @@ def test_empty_payload(raw: bytes) -> None:
     assert parsed.problems[0].detail == "payload is empty"
 
 
-def test_bom_only_is_tt10_with_no_data_lines() -> None:
+def test_bom_and_a_blank_line_is_an_empty_payload() -> None:
     parsed = parse("\ufeff\r\n")
-    assert parsed.format == "tt10"
     assert reasons(parsed) == [(Reason.PAYLOAD_EMPTY, "payload")]
-    assert parsed.problems[0].detail == "no data lines"
+    assert parsed.problems[0].detail == "payload is empty"
 
 
 def test_non_utf8() -> None:
@@ -556,3 +555,20 @@ def test_parse_payload_never_raises_for_v1_shaped(doc: dict[str, Any]) -> None:
         assert len(parsed.readings) + len(parsed.problems) - message_time_problem == len(readings)
     for r in parsed.readings:
         assert not (isinstance(r.value, float) and math.isnan(r.value))
+
+
+def test_a_utf8_byte_order_mark_is_ignored_for_json_and_text() -> None:
+    body = {
+        "station": "AIR1",
+        "time": "2026-11-01T08:05:00+07:00",
+        "readings": [{"param": "NO2", "value": 41.5, "unit": "µg/m3"}],
+    }
+    bom = b"\xef\xbb\xbf"
+    as_json = parse(bom + json.dumps(body).encode())
+    assert as_json.format == "json" and not as_json.problems
+    assert [r.value for r in as_json.readings] == [41.5]
+    as_text = parse(bom + b"NO2\t41,5\tug/m3\t20261101080500\t00\r\n")
+    assert as_text.format == "tt10" and not as_text.problems
+    assert [r.param for r in as_text.readings] == ["NO2"]
+    only_bom = parse(bom)
+    assert [p.reason for p in only_bom.problems] == [Reason.PAYLOAD_EMPTY]
