@@ -72,12 +72,11 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from quantrac.api.app import ApiService, build_api
+    from quantrac.api.app import ApiService, FileRegistry, build_api
     from quantrac.web import WebServer
 
     catalog = load_catalog(settings.catalog_path)
-    registry = load_registry(settings.stations_path, catalog)
-    api = ApiService(settings, catalog, lambda: registry)
+    api = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
     server: list[WebServer] = []
 
     async def start() -> None:

@@ -15,8 +15,7 @@ import pytest
 from alerts.service import AlertService
 from ingest.catalog import load_catalog
 from ingest.contract import Reading, Status
-from ingest.registry import load_registry
-from quantrac.api.app import ApiService, build_api
+from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
 from quantrac.web import WebServer
 from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher
@@ -31,8 +30,7 @@ PASSWORD = "mật-khẩu-thử-1"
 async def api(make_settings: Any, database_url: str) -> Any:
     settings = make_settings(alerts_tick_s=3600)
     catalog = load_catalog(CONFIG / "parameters.yaml")
-    registry = load_registry(settings.stations_path, catalog)
-    service = ApiService(settings, catalog, lambda: registry)
+    service = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
     context = await service.start()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         for name, role in (("op", "operator"), ("insp", "inspector"), ("root", "admin")):
@@ -255,6 +253,8 @@ async def test_admin_replaces_the_registry_only_when_it_is_valid(
     )
     assert accepted.status_code == 200 and accepted.json() == {"stations": 1}
     assert path.read_text(encoding="utf-8") == fewer
+    listed = (await client.get("/api/v1/stations", headers=admin)).json()
+    assert [s["id"] for s in listed["items"]] == ["AIR1"]  # the API follows the file
     audit = await fetch(
         database_url, "SELECT actor, action FROM audit_log WHERE action LIKE 'registry%'"
     )

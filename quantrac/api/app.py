@@ -25,7 +25,7 @@ from alerts.config import load_alerts_config
 from alerts.regulations import load_regulation_catalog
 from alerts.store import upgrade as upgrade_alerts
 from ingest.catalog import Catalog
-from ingest.registry import Registry
+from ingest.registry import Registry, RegistryError, load_registry
 from ingest.service import upgrade_database
 from ingest.settings import Settings
 from quantrac.api import schema
@@ -98,6 +98,33 @@ def build_api(
     if metrics is not None:
         app.mount("/metrics", make_asgi_app(registry=metrics))
     return app
+
+
+class FileRegistry:
+    """The station registry of a file, reloaded when the file changes (and still valid).
+
+    For `quantrac api` alone; inside `quantrac run` the ingest service does this and the API
+    asks it.
+    """
+
+    def __init__(self, path: Path, catalog: Catalog):
+        self.path = path
+        self.catalog = catalog
+        self.mtime = path.stat().st_mtime
+        self.registry = load_registry(path, catalog)
+
+    def __call__(self) -> Registry:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return self.registry
+        if mtime != self.mtime:
+            self.mtime = mtime
+            try:
+                self.registry = load_registry(self.path, self.catalog)
+            except RegistryError as exc:
+                log.error("station registry not reloaded:\n%s", exc, extra={"event": "registry"})
+        return self.registry
 
 
 class ApiService:
