@@ -178,14 +178,6 @@ class Evaluation:
 
 
 @dataclass(slots=True)
-class Condition:
-    active: bool = False
-    count: int = 0
-    maximum: float | None = None
-    since: datetime | None = None
-
-
-@dataclass(slots=True)
 class Series:
     """Everything the engine remembers about one (station, parameter)."""
 
@@ -229,7 +221,9 @@ class Engine:
         self.band_for = band_for
         self.started_at = started_at
         self.stations: dict[str, StationState] = {}
-        self.conditions: dict[tuple[str, str, Kind], Condition] = {}
+        # Conditions currently on, by (station, parameter, kind). Counts and maxima are the
+        # store's business (the alert row); the engine only needs to know raise from repeat.
+        self.active: set[tuple[str, str, Kind]] = set()
         self.set_registry(registry)
 
     # --- configuration ---------------------------------------------------------------------
@@ -249,11 +243,7 @@ class Engine:
 
     def restore(self, active: Iterable[tuple[str, str, Kind]]) -> None:
         """Mark conditions the database holds open alerts for, before rebuilding from data."""
-        for key in active:
-            self.conditions[key] = Condition(active=True)
-
-    def active_conditions(self) -> set[tuple[str, str, Kind]]:
-        return {key for key, cond in self.conditions.items() if cond.active}
+        self.active.update(active)
 
     # --- input -----------------------------------------------------------------------------
 
@@ -803,15 +793,11 @@ class Engine:
     ) -> None:
         if kind not in self.config.enabled:
             return
-        cond = self.conditions.setdefault((station_id, param, kind), Condition())
-        if cond.active and not repeat:
+        key = (station_id, param, kind)
+        if key in self.active and not repeat:
             return
-        change = Change.UPDATE if cond.active else Change.RAISE
-        if not cond.active:
-            cond.active, cond.count, cond.maximum, cond.since = True, 0, None, at
-        cond.count += 1
-        if value is not None:
-            cond.maximum = value if cond.maximum is None else max(cond.maximum, value)
+        change = Change.UPDATE if key in self.active else Change.RAISE
+        self.active.add(key)
         out.append(Transition(change, kind, station_id, param, at, value, details))
 
     def _revise(
@@ -825,11 +811,8 @@ class Engine:
         evaluation: Evaluation,
         state: StationState,
     ) -> None:
-        cond = self.conditions.get((station_id, param, kind))
-        if cond is None or not cond.active:
+        if (station_id, param, kind) not in self.active:
             return
-        if value is not None:
-            cond.maximum = value if cond.maximum is None else max(cond.maximum, value)
         evidence = self._evidence(state, evaluation)
         out.append(Transition(Change.REVISE, kind, station_id, param, at, value, evidence))
 
@@ -843,10 +826,10 @@ class Engine:
         value: float | None,
         details: dict[str, Any],
     ) -> None:
-        cond = self.conditions.get((station_id, param, kind))
-        if cond is None or not cond.active:
+        key = (station_id, param, kind)
+        if key not in self.active:
             return
-        cond.active = False
+        self.active.discard(key)
         out.append(Transition(Change.CLEAR, kind, station_id, param, at, value, details))
 
 

@@ -25,6 +25,7 @@ from alerts.regulations import (
     Regulation,
     RegulationCatalog,
     RegulationLimit,
+    as_date,
     number_text,
     range_text,
 )
@@ -563,15 +564,11 @@ def _effective(
 def _permit_date(value: Any, where: str, problems: list[str]) -> date | None:
     if value is None:
         return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    problems.append(f"{where}: must be a date such as 2026-01-01, not {value!r}")
-    return None
+    try:
+        return as_date(value)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
 
 
 def _permit_number(value: Any, where: str, problems: list[str]) -> float | None:

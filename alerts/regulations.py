@@ -61,6 +61,18 @@ def range_text(symbol: str, over: float | None, up_to: float | None) -> str:
     return f"{number_text(over)} < {symbol} ≤ {number_text(up_to)}"
 
 
+def as_date(value: Any) -> date:
+    """A date as YAML gives it (unquoted) or as ISO text; ValueError naming the rule otherwise."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"must be a date such as 2026-01-01, not {value!r}")
+
+
 def number_text(value: float | None) -> str:
     if value is None:
         return "–"
@@ -356,15 +368,11 @@ class _Reader:
         value = data.get(key)
         if value is None:
             return None
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return value
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                pass
-        self.fail(_join(path, key), f"must be a date such as 2026-01-01, not {value!r}")
-        return None
+        try:
+            return as_date(value)
+        except ValueError as exc:
+            self.fail(_join(path, key), str(exc))
+            return None
 
     def languages(self, value: Any, path: str) -> tuple[str, str]:
         entry = self.mapping(value, path)

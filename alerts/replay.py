@@ -13,13 +13,13 @@ import itertools
 import statistics
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alerts.config import load_alerts_config
 from alerts.engine import Change, Engine, Episode, Output, Transition, catalog_unit_factor
-from alerts.limits import station_limits
+from alerts.limits import StationLimits, station_limits
 from alerts.model import STATION_WIDE
 from alerts.readings_csv import CsvReading, read_readings_csv, write_rows
 from alerts.regulations import RegulationCatalog, RegulationError, load_regulation_catalog
@@ -150,20 +150,24 @@ def run_replay(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Feed the readings in measured-time order; return output records and limit problems."""
     problems: list[str] = []
-    for station in registry.stations.values():
-        problems += [f"{station.id}: {p}" for p in station_limits(station, regulations).problems]
+
+    def limits_for(station: Station) -> StationLimits:
+        limits = station_limits(station, regulations)
+        problems.extend(f"{station.id}: {p}" for p in limits.problems)
+        return limits
+
     ordered = sorted(rows, key=lambda r: (r.reading.measured_at, r.line))
-    if not ordered:
-        return [], problems
-    start = ordered[0].reading.measured_at
+    start = ordered[0].reading.measured_at if ordered else datetime.now(UTC)
     engine = Engine(
         registry,
-        lambda station: station_limits(station, regulations),
+        limits_for,
         engine_config,
         regulations.band_for,
         start,
         catalog_unit_factor(catalog),
     )
+    if not ordered:
+        return [], problems
     outputs: list[Output] = []
     last_tick = start
     for row in ordered:

@@ -34,7 +34,7 @@ from alerts.engine import (
     WindowEvaluated,
     catalog_unit_factor,
 )
-from alerts.limits import station_limits
+from alerts.limits import StationLimits, station_limits
 from alerts.model import AlertEvent, EventType
 from alerts.notify import (
     EscalationRule,
@@ -51,7 +51,7 @@ from ingest.contract import Reading, Status, station_from_topic
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import MqttInput
 from ingest.payloads import parse_payload
-from ingest.registry import Registry, load_registry
+from ingest.registry import Registry, Station, load_registry
 from ingest.service import upgrade_database
 from ingest.settings import Settings
 from ingest.validation import TimeLimits, validate
@@ -111,6 +111,11 @@ class AlertService:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._unsaved: list[Output] = []
+        # Read once: every message is checked with them, as ingest checks it.
+        self._local = settings.tt10_timezone
+        self._time_limits = TimeLimits(
+            future_margin=timedelta(seconds=settings.future_margin_s), retention=settings.retention
+        )
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -124,13 +129,17 @@ class AlertService:
     def build_engine(self, started_at: datetime) -> Engine:
         assert self.config and self.registry and self.regulations and self.catalog
         regulations = self.regulations
-        for station in self.registry.stations.values():
+
+        def limits_for(station: Station) -> StationLimits:
+            # Called once per station when the engine adopts a registry (at start, on reload).
             limits = station_limits(station, regulations)
             for problem in limits.problems:
                 log.warning("station %s: %s", station.id, problem, extra={"event": "limit_problem"})
+            return limits
+
         return Engine(
             self.registry,
-            lambda station: station_limits(station, regulations),
+            limits_for,
             self.config.engine,
             regulations.band_for,
             started_at,
@@ -238,7 +247,7 @@ class AlertService:
                     episodes.append(output)
             for change in episodes:
                 await store.apply_episodes(list(change.upserts), list(change.deletes))
-            active = engine.active_conditions()
+            active = set(engine.active)
             stale = [
                 Transition(
                     Change.CLEAR, a.kind, a.station_id, a.param, now, None, {"reason": "rebuilt"}
@@ -251,7 +260,7 @@ class AlertService:
             for key in active - known:
                 # Found in the data but never stored (e.g. a crash before the commit): let the
                 # next window or reading raise it again, as a new alert.
-                engine.conditions.pop(key, None)
+                engine.active.discard(key)
         log.info(
             "alert engine rebuilt",
             extra={
@@ -293,7 +302,7 @@ class AlertService:
         assert self.registry and self.catalog
         s = self.settings
         station = self.registry.get(station_id)
-        local = station.utc_offset if station and station.utc_offset else s.tt10_timezone
+        local = station.utc_offset if station and station.utc_offset else self._local
         parsed = parse_payload(payload, max_bytes=s.max_payload_bytes, local=local)
         result = validate(
             parsed,
@@ -301,9 +310,7 @@ class AlertService:
             registry=self.registry,
             catalog=self.catalog,
             now=received_at,
-            limits=TimeLimits(
-                future_margin=timedelta(seconds=s.future_margin_s), retention=s.retention
-            ),
+            limits=self._time_limits,
         )
         return result.readings
 

@@ -53,6 +53,19 @@ def cod_hour(
     ]
 
 
+async def store_valid(database_url: str, readings: list[Reading]) -> None:
+    """What ingest would have stored: the readings, with status 00."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        async with conn.cursor() as cur:
+            for r in readings:
+                await cur.execute(
+                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
+                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
+                    [r.station_id, r.param, r.measured_at, r.value],
+                )
+        await conn.commit()
+
+
 class Clock:
     def __init__(self) -> None:
         self.offset = timedelta()
@@ -214,20 +227,12 @@ async def test_restart_rebuilds_windows_and_resolves_what_cleared_meanwhile(
     await first.stop()
 
     # While the engine was down, ingest stored the exceeding hour and two clean hours.
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        rows = readings + [
-            Reading("WW1", "COD", t, v, Status.MEASURING)
-            for h in (1, 2)
-            for _, v, t, _ in cod_hour(start + timedelta(hours=h), 20.0)
-        ]
-        async with conn.cursor() as cur:
-            for r in rows:
-                await cur.execute(
-                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
-                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
-                    [r.station_id, r.param, r.measured_at, r.value],
-                )
-        await conn.commit()
+    clean = [
+        Reading("WW1", "COD", t, v, Status.MEASURING)
+        for h in (1, 2)
+        for _, v, t, _ in cod_hour(start + timedelta(hours=h), 20.0)
+    ]
+    await store_valid(database_url, readings + clean)
 
     second = AlertService(settings)
     await second.start(mqtt=False)
@@ -254,15 +259,7 @@ async def test_restart_keeps_an_open_alert_without_repeating_it(
     ]
     await first.process("WW1", readings, datetime.now(UTC))
     await first.stop()
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        async with conn.cursor() as cur:
-            for r in readings:
-                await cur.execute(
-                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
-                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
-                    [r.station_id, r.param, r.measured_at, r.value],
-                )
-        await conn.commit()
+    await store_valid(database_url, readings)
     second = AlertService(settings)
     await second.start(mqtt=False)
     await second.stop()

@@ -82,6 +82,22 @@ async def me(user: CurrentUser) -> dict[str, Any]:
 # --- stations ----------------------------------------------------------------------------------
 
 
+def _station_json(station: Station, newest: datetime | None, now: datetime) -> dict[str, Any]:
+    return {
+        "id": station.id,
+        "name": station.name,
+        "kind": station.kind,
+        "facility": station.facility,
+        "province": station.province,
+        "lat": station.lat,
+        "lon": station.lon,
+        "cadence_s": station.cadence_s,
+        "status": _status(station, newest, now),
+        "last_reading_at": newest.isoformat() if newest else None,
+        "regulation": station.regulation.id if station.regulation else None,
+    }
+
+
 def _status(station: Station, newest: datetime | None, now: datetime) -> str:
     if newest is None:
         return "offline"
@@ -152,22 +168,11 @@ async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     aqi = await _current_aqi(conn, now - timedelta(hours=3))
     items = []
     for station in registry.stations.values():
-        last = newest.get(station.id)
         items.append(
             {
-                "id": station.id,
-                "name": station.name,
-                "kind": station.kind,
-                "facility": station.facility,
-                "province": station.province,
-                "lat": station.lat,
-                "lon": station.lon,
-                "cadence_s": station.cadence_s,
-                "status": _status(station, last, now),
-                "last_reading_at": last.isoformat() if last else None,
+                **_station_json(station, newest.get(station.id), now),
                 "open_alerts": alerts.get(station.id, {}),
                 "aqi": aqi.get(station.id),
-                "regulation": station.regulation.id if station.regulation else None,
             }
         )
     return page(items, len(items), len(items), 0)
@@ -222,17 +227,7 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
         )
     newest = max((r[0] for r in latest.values()), default=None)
     return {
-        "id": station.id,
-        "name": station.name,
-        "kind": station.kind,
-        "facility": station.facility,
-        "province": station.province,
-        "lat": station.lat,
-        "lon": station.lon,
-        "cadence_s": station.cadence_s,
-        "status": _status(station, newest, now),
-        "last_reading_at": newest.isoformat() if newest else None,
-        "regulation": station.regulation.id if station.regulation else None,
+        **_station_json(station, newest, now),
         "column": station.regulation.column if station.regulation else None,
         "values": values,
         "limit_problems": limits.problems,
