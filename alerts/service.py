@@ -52,7 +52,7 @@ from ingest.metrics import IngestMetrics
 from ingest.mqtt import MqttInput
 from ingest.payloads import parse_payload
 from ingest.registry import Registry, Station, load_registry
-from ingest.service import upgrade_database
+from ingest.service import cancel_and_wait, upgrade_database
 from ingest.settings import Settings
 from ingest.validation import TimeLimits, validate
 
@@ -207,11 +207,7 @@ class AlertService:
         self._stop.set()
         if self.mqtt is not None:
             await self.mqtt.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.notifier is not None:
             await self.notifier.close(5.0)
         if self.pool is not None:

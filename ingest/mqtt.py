@@ -31,9 +31,33 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[Feedback | None]]
 
-_RECONNECT_FIRST_S = 1
-_RECONNECT_MAX_S = 30
+RECONNECT_FIRST_S = 1
+RECONNECT_MAX_S = 30
 _UNLIMITED = -1
+
+
+# One reconnection policy for every gmqtt client quantrac runs: retry forever, doubling the wait
+# from 1 s up to 30 s, back to 1 s once connected.
+
+
+def reconnect_forever(client: Any) -> None:
+    client.set_config({"reconnect_retries": _UNLIMITED, "reconnect_delay": RECONNECT_FIRST_S})
+
+
+def reset_backoff(client: Any) -> None:
+    client.set_config({"reconnect_delay": RECONNECT_FIRST_S})
+
+
+def back_off(client: Any) -> float:
+    """After a lost connection: double gmqtt's wait before its next attempt; returns it."""
+    delay = min(max(RECONNECT_FIRST_S, client.reconnect_delay * 2), RECONNECT_MAX_S)
+    client.set_config({"reconnect_delay": delay})
+    return float(delay)
+
+
+def next_delay(delay: float) -> float:
+    """The wait after ``delay`` for a first connection that keeps failing."""
+    return min(delay * 2, RECONNECT_MAX_S)
 
 
 class StaleDelivery(Exception):
@@ -63,7 +87,7 @@ class MqttInput:
         )
         if self.endpoint.username:
             client.set_auth_credentials(self.endpoint.username, self.endpoint.password)
-        client.set_config({"reconnect_retries": _UNLIMITED, "reconnect_delay": _RECONNECT_FIRST_S})
+        reconnect_forever(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -81,7 +105,7 @@ class MqttInput:
 
     async def start(self) -> None:
         """Connect, retrying with backoff until the broker answers (or stop() is called)."""
-        delay = _RECONNECT_FIRST_S
+        delay: float = RECONNECT_FIRST_S
         version = MQTTv50 if self.settings.mqtt_protocol == "5" else MQTTv311
         while not self._closing:
             try:
@@ -101,12 +125,12 @@ class MqttInput:
                     extra={"event": "broker_retry", "host": self.endpoint.host},
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_S)
+                delay = next_delay(delay)
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
         self.generation += 1
         self.metrics.broker_up.set(1)
-        client.set_config({"reconnect_delay": _RECONNECT_FIRST_S})
+        reset_backoff(client)
         # Subscribing again on every connection covers a broker that lost our session.
         client.subscribe(self.subscription, qos=1)
         self.connected.set()
@@ -125,8 +149,7 @@ class MqttInput:
         self.connected.clear()
         if self._closing:
             return
-        delay = min(max(_RECONNECT_FIRST_S, client.reconnect_delay * 2), _RECONNECT_MAX_S)
-        client.set_config({"reconnect_delay": delay})
+        delay = back_off(client)
         log.warning(
             "disconnected from broker; reconnecting",
             extra={"event": "broker_disconnected", "reconnect_delay_s": delay},

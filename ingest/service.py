@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -35,6 +36,15 @@ from ingest.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 _MAINTENANCE_EVERY = timedelta(hours=6)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Stop background tasks and wait until they are gone; their errors no longer matter."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def tune_garbage_collector() -> None:
@@ -292,11 +302,7 @@ class IngestService:
             await self.pipeline.close()
         if self.mqtt is not None:
             await self.mqtt.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
 
     async def wait_stopped(self) -> None:
         await self._stop.wait()

@@ -24,7 +24,7 @@ import yaml
 
 from alerts.service import AlertService
 from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
-from ingest.service import IngestService
+from ingest.service import IngestService, cancel_and_wait
 from ingest.settings import Settings, default_config_dir
 from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
@@ -183,11 +183,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 tasks.append(task)
 
         async def stop() -> None:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             await app.stop()
             for engine in engines:
                 await engine.stop()

@@ -34,13 +34,17 @@ from alerts.notify.base import (
     deliver_with_retries,
     encode_event,
 )
+from ingest.mqtt import (
+    RECONNECT_FIRST_S,
+    back_off,
+    next_delay,
+    reconnect_forever,
+    reset_backoff,
+)
 from ingest.settings import MqttEndpoint
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_FIRST_S = 1
-_RECONNECT_MAX_S = 30
-_UNLIMITED = -1
 # Kept briefly so a packet in flight during a reconnect is replayed rather than lost.
 _SESSION_EXPIRY_S = 300
 
@@ -116,9 +120,7 @@ class MqttChannel:
         )
         if endpoint.username:
             self._client.set_auth_credentials(endpoint.username, endpoint.password)
-        self._client.set_config(
-            {"reconnect_retries": _UNLIMITED, "reconnect_delay": _RECONNECT_FIRST_S}
-        )
+        reconnect_forever(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
 
@@ -131,7 +133,7 @@ class MqttChannel:
         return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
-        client.set_config({"reconnect_delay": _RECONNECT_FIRST_S})
+        reset_backoff(client)
         self.connected.set()
         log.info(
             "alert publisher connected to broker",
@@ -142,8 +144,7 @@ class MqttChannel:
         self.connected.clear()
         if self._closing:
             return
-        delay = min(max(_RECONNECT_FIRST_S, client.reconnect_delay * 2), _RECONNECT_MAX_S)
-        client.set_config({"reconnect_delay": delay})
+        back_off(client)
         log.warning(
             "alert publisher disconnected from broker; reconnecting",
             extra={"event": "notify_broker_disconnected", "channel": self.name},
@@ -154,7 +155,7 @@ class MqttChannel:
             self._connector = asyncio.create_task(self._connect(), name=f"notify-{self.name}")
 
     async def _connect(self) -> None:
-        delay: float = _RECONNECT_FIRST_S
+        delay: float = RECONNECT_FIRST_S
         while not self._closing:
             try:
                 await self._client.connect(
@@ -176,7 +177,7 @@ class MqttChannel:
                     extra={"event": "notify_broker_retry", "channel": self.name},
                 )
                 await self._sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_S)
+                delay = next_delay(delay)
 
     async def close(self) -> None:
         self._closing = True
