@@ -20,11 +20,15 @@ import psycopg
 
 from ingest.contract import Problem, Reason
 from ingest.metrics import IngestMetrics
+from ingest.stream import CommittedBatch
 from ingest.writer import BatchResult, BatchWriter, Item
 
 log = logging.getLogger(__name__)
 
 WriterFactory = Callable[[], Awaitable[BatchWriter]]
+# Told about every committed batch, in commit order, right after the commit. Must not block:
+# a consumer queues the batch and works on it in its own task.
+Subscriber = Callable[[CommittedBatch], None]
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
@@ -59,6 +63,7 @@ class Pipeline:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.database_ok = True  # false from a failed write until the next successful one
+        self.subscribers: list[Subscriber] = []
 
     @property
     def pending(self) -> int:
@@ -184,6 +189,8 @@ class Pipeline:
             self.database_ok = True
             self.metrics.database_up.set(1)
             self._record(items, result, time.monotonic() - started)
+            if result.committed is not None:
+                self._emit(result.committed)
             return
 
     async def _isolate(self, items: list[Item], exc: psycopg.Error) -> None:
@@ -212,6 +219,19 @@ class Pipeline:
         ]
         item.readings = []
         await self._write_with_retry(items)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def _emit(self, batch: CommittedBatch) -> None:
+        for subscriber in self.subscribers:
+            try:
+                subscriber(batch)
+            except Exception:
+                # A consumer's bug never stops storage; it reads what it missed from its cursor.
+                log.exception(
+                    "committed-batch subscriber failed", extra={"event": "subscriber_error"}
+                )
 
     def _record(self, items: list[Item], result: BatchResult, seconds: float) -> None:
         m = self.metrics

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from ingest import stream
+
 log = logging.getLogger(__name__)
 
 TIMESCALE = "timescaledb"
@@ -156,9 +158,16 @@ async def _readings(conn: psycopg.AsyncConnection, backend: str, opts: StorageOp
     """)
 
 
+async def _committed_stream(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    await stream.migrate(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "stations, rejections, ingested files", _base),
     (2, "readings and hourly rollup", _readings),
+    (3, "committed stream and its cursors", _committed_stream),
 ]
 
 

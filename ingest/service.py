@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ingest import schema
+from ingest import schema, stream
 from ingest.catalog import Catalog, load_catalog
 from ingest.contract import Feedback
 from ingest.files import watch_folder
@@ -238,9 +238,11 @@ class IngestService:
                 await asyncio.wait_for(self._stop.wait(), interval)
             try:
                 self.reload_registry_if_changed()
-                if self.backend != schema.POSTGRES:
-                    continue
                 async with await connect(s) as conn:
+                    await stream.prune(conn)
+                    await conn.commit()
+                    if self.backend != schema.POSTGRES:
+                        continue
                     if s.rollup_interval_s:
                         await refresh_hourly(conn)
                     now = datetime.now(UTC)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from ingest import stream
 from ingest.contract import Problem, Reading, Reason, Status
 from ingest.schema import (
     POSTGRES,
@@ -123,6 +124,8 @@ class BatchResult:
     duplicates: int
     conflicts: int
     rejections: int
+    # What was stored, as consumers see it; None when the batch stored no reading.
+    committed: stream.CommittedBatch | None = None
 
 
 def _conflict(
@@ -202,6 +205,7 @@ class BatchWriter:
         kept = self._dedupe_across_items(items)
         stored_per_item = [len(k) for k in kept]
         total = sum(stored_per_item)
+        not_inserted: set[tuple[int, str, datetime]] = set()
         async with conn.cursor() as cur:
             if total:
                 async with cur.copy(_COPY_READINGS) as copy:
@@ -225,7 +229,9 @@ class BatchWriter:
                         return None
                 else:
                     await cur.execute(_INSERT_CLASSIFYING)
-                    racing = self._classify(items, await cur.fetchall(), stored_per_item)
+                    missing = await cur.fetchall()
+                    not_inserted.update((row[0], row[1], row[2]) for row in missing)
+                    racing = self._classify(items, missing, stored_per_item)
                     if racing:
                         await cur.execute(
                             _RECHECK,
@@ -262,13 +268,35 @@ class BatchWriter:
                     copy.set_types(_REJECTION_TYPES)
                     for row in rejections:
                         await copy.write_row(row)
+            committed_items = self._committed_items(items, kept, not_inserted)
+            batch_id = await stream.append(cur, committed_items) if committed_items else 0
         await conn.commit()
         return BatchResult(
             stored=sum(it.stored for it in items),
             duplicates=sum(it.duplicates for it in items),
             conflicts=sum(len(it.conflicts) for it in items),
             rejections=len(rejections),
+            committed=stream.CommittedBatch(batch_id, committed_items) if batch_id else None,
         )
+
+    @staticmethod
+    def _committed_items(
+        items: Sequence[Item],
+        kept: list[list[Reading]],
+        not_inserted: set[tuple[int, str, datetime]],
+    ) -> list[stream.CommittedItem]:
+        """Per item, the readings this transaction inserted: what consumers are told."""
+        committed = []
+        for index, it in enumerate(items):
+            readings = kept[index]
+            if not_inserted:
+                readings = [
+                    r for r in readings if (index, r.param, r.measured_at) not in not_inserted
+                ]
+            if readings:
+                station = it.station_id or readings[0].station_id
+                committed.append(stream.CommittedItem(station, it.received_at, it.source, readings))
+        return committed
 
     @staticmethod
     def _hours_measuring(kept: list[list[Reading]]) -> list[datetime]:
