@@ -213,6 +213,10 @@ quantrac demo — {len(service.current_registry().stations)} stations (Bắc Gia
   sign in    {", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)}
   metrics    {base}/metrics
   health     {base}/healthz
+  reports    board page "Báo cáo" (sign in as inspector), or in another terminal:
+             QUANTRAC_DATABASE_URL='{settings.safe_database_url}' .venv/bin/quantrac report \\
+               exceedances --station BG_WW_SONGKHE --from <today>T00:00+07:00 \\
+               --to <tomorrow>T00:00+07:00 --format pdf -o songkhe.pdf
   Replaying the last 6 hours fast, then live readings every 10 s, with config/scenarios/demo.yaml:
   a COD exceedance at BG_WW_SONGKHE, BG_AIR_03 falling silent and a fault on a stack.
   Ctrl-C stops.

@@ -64,6 +64,9 @@ FAMILIES = {
     "aqi.category.{}": list(js_mapping("AQI_COLOURS")),
     "kind.{}": ["air", "wastewater", "emission"],
     "status.{}": ["00", "01", "02"],
+    "board.trouble.{}": js_list("TROUBLE_TIERS"),
+    "board.reports.kind_{}": ["exceedances", "completeness", "indicators"],
+    "averaging.{}": ["1h", "8h", "24h", "year"],
 }
 
 
@@ -91,6 +94,13 @@ def test_every_key_the_board_builds_belongs_to_a_known_family() -> None:
     assert prefixes, "the pattern no longer finds t(`prefix.${x}`) calls"
     known = {pattern.split("{}")[0] for pattern in FAMILIES}
     assert prefixes <= known, sorted(prefixes - known)
+
+
+def test_the_trouble_tiers_match_the_api() -> None:
+    from quantrac.api.routes import TROUBLE_ORDER, TROUBLE_TIERS
+
+    assert js_list("TROUBLE_TIERS") == list(TROUBLE_ORDER)
+    assert set(TROUBLE_TIERS) == {k.value for k in Kind}
 
 
 def test_the_board_lists_match_the_alert_model_and_the_aqi_colours() -> None:

@@ -38,6 +38,29 @@ router = APIRouter(prefix="/api/v1")
 
 ONLINE_CADENCES = 2  # newest reading within 2 cadences: online
 LATE_CADENCES = 12  # within 12 cadences (1 h at 5 min): late; older or never: offline
+# An hourly AQI is current until the next hour's is due: older than this after its hour ended
+# (or from a station that is silent), it is shown as stale.
+AQI_FRESH = timedelta(minutes=90)
+# A station takes the colour of its worst open alert: exceedance, then a faulty instrument, then
+# missing data, then early warnings (the board's legend names these tiers).
+TROUBLE_TIERS = {
+    "exceedance": "exceedance",
+    "device_fault": "fault",
+    "out_of_range": "fault",
+    "stuck_value": "fault",
+    "data_loss": "data_loss",
+    "warning": "warning",
+    "calibration": "warning",
+    "clock_drift": "warning",
+}
+TROUBLE_ORDER = ("exceedance", "fault", "data_loss", "warning")
+# The averaging a live value is coloured against: the shortest in force, never the annual mean
+# (an instant value above an annual mean says nothing).
+LIVE_AVERAGINGS = ("1h", "8h", "24h")
+SEVERITY_ORDER = (
+    "CASE a.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'minor' THEN 2 ELSE 3 END"
+)
+FLAP_WINDOW = timedelta(hours=24)
 
 
 class Credentials(BaseModel):
@@ -82,7 +105,13 @@ async def me(user: CurrentUser) -> dict[str, Any]:
 # --- stations ----------------------------------------------------------------------------------
 
 
-def _station_json(station: Station, newest: datetime | None, now: datetime) -> dict[str, Any]:
+def _station_json(
+    station: Station, newest: datetime | None, now: datetime, data_loss: bool = False
+) -> dict[str, Any]:
+    status = _status(station, newest, now)
+    if data_loss and status != "offline":
+        # Readings arrive, but not all that should: not "transmitting".
+        status = "data_loss"
     return {
         "id": station.id,
         "name": station.name,
@@ -92,7 +121,7 @@ def _station_json(station: Station, newest: datetime | None, now: datetime) -> d
         "lat": station.lat,
         "lon": station.lon,
         "cadence_s": station.cadence_s,
-        "status": _status(station, newest, now),
+        "status": status,
         "last_reading_at": newest.isoformat() if newest else None,
         "regulation": station.regulation.id if station.regulation else None,
     }
@@ -131,15 +160,32 @@ async def _latest(conn: Conn, station: Station, now: datetime) -> dict[str, tupl
     return {row[0]: row[1:] for row in await cur.fetchall()}
 
 
-async def _open_alerts_by_station(conn: Conn) -> dict[str, dict[str, int]]:
+class OpenAlerts:
+    """Open (or acknowledged) alerts of every station, by severity and by kind."""
+
+    def __init__(self, rows: list[tuple[str, str, str, int]]):
+        self.by_severity: dict[str, dict[str, int]] = {}
+        self.by_kind: dict[str, dict[str, int]] = {}
+        for station_id, severity, kind, n in rows:
+            sev = self.by_severity.setdefault(station_id, {})
+            sev[severity] = sev.get(severity, 0) + n
+            kinds = self.by_kind.setdefault(station_id, {})
+            kinds[kind] = kinds.get(kind, 0) + n
+
+    def worst(self, station_id: str) -> str | None:
+        tiers = {TROUBLE_TIERS.get(k, "warning") for k in self.by_kind.get(station_id, {})}
+        return next((t for t in TROUBLE_ORDER if t in tiers), None)
+
+    def data_loss(self, station_id: str) -> bool:
+        return "data_loss" in self.by_kind.get(station_id, {})
+
+
+async def _open_alerts_by_station(conn: Conn) -> OpenAlerts:
     cur = await conn.execute(
-        "SELECT station_id, severity, count(*) FROM alerts WHERE state <> 'resolved' "
-        "GROUP BY station_id, severity"
+        "SELECT station_id, severity, kind, count(*) FROM alerts WHERE state <> 'resolved' "
+        "GROUP BY station_id, severity, kind"
     )
-    out: dict[str, dict[str, int]] = {}
-    for station_id, severity, n in await cur.fetchall():
-        out.setdefault(station_id, {})[severity] = n
-    return out
+    return OpenAlerts(list(await cur.fetchall()))
 
 
 async def _current_aqi(conn: Conn, since: datetime) -> dict[str, dict[str, Any]]:
@@ -168,11 +214,19 @@ async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     aqi = await _current_aqi(conn, now - timedelta(hours=3))
     items = []
     for station in registry.stations.values():
+        item = _station_json(station, newest.get(station.id), now, alerts.data_loss(station.id))
+        current = aqi.get(station.id)
+        if current is not None:
+            hour_end = datetime.fromisoformat(current["hour_start"]) + timedelta(hours=1)
+            stale = now - hour_end > AQI_FRESH or item["status"] in ("offline", "data_loss")
+            current = {**current, "stale": stale}
         items.append(
             {
-                **_station_json(station, newest.get(station.id), now),
-                "open_alerts": alerts.get(station.id, {}),
-                "aqi": aqi.get(station.id),
+                **item,
+                "open_alerts": alerts.by_severity.get(station.id, {}),
+                "open_alert_kinds": alerts.by_kind.get(station.id, {}),
+                "worst_alert": alerts.worst(station.id),
+                "aqi": current,
             }
         )
     return page(items, len(items), len(items), 0)
@@ -210,10 +264,15 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
             for lim in limits.in_force(code, now)
         ]
         value = row[1] if row else None
-        first = in_force[0] if in_force else None
+        reference = _reference_limit(in_force)
         ratio = None
-        if value is not None and first and first["maximum"] and first["minimum"] is None:
-            ratio = round(value / first["maximum"], 4)
+        if (
+            value is not None
+            and reference
+            and reference["maximum"]
+            and reference["minimum"] is None
+        ):
+            ratio = round(value / reference["maximum"], 4)
         values.append(
             {
                 "param": code,
@@ -222,6 +281,9 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
                 "value": value,
                 "status": f"{row[2]:02d}" if row else None,
                 "limits": in_force,
+                # Colour and percentage are both against this one limit (None: only an annual
+                # mean applies, which a live value is not compared with).
+                "reference": reference,
                 "ratio": ratio,
             }
         )
@@ -232,6 +294,14 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
         "values": values,
         "limit_problems": limits.problems,
     }
+
+
+def _reference_limit(in_force: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for averaging in LIVE_AVERAGINGS:
+        for limit in in_force:
+            if limit["averaging"] == averaging:
+                return limit
+    return None
 
 
 @router.get("/stations/{station_id}/readings", tags=["readings"], summary="A series of one param")
@@ -367,6 +437,7 @@ async def alerts(
     end: str | None = Query(None, alias="to"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
+    sort: str = Query("time", pattern="^(time|severity)$", description="severity: worst first"),
 ) -> dict[str, Any]:
     filters = Filters()
     filters.add("a.state = ANY(%s)", _csv(state, {s.value for s in State}, "state"))
@@ -376,13 +447,18 @@ async def alerts(
     filters.add("a.opened_at >= %s", parse_when(start, "from"))
     filters.add("a.opened_at < %s", parse_when(end, "to"))
     total = await filters.count(conn, "alerts a")
+    order = f"{SEVERITY_ORDER}, " if sort == "severity" else ""
+    # flaps: how often this condition (station, parameter, kind) opened in the last 24 hours.
     cur = await conn.execute(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE {filters.sql} "
-        "ORDER BY a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
-        [*filters.args, limit, offset],
+        f"SELECT {_ALERT_COLUMNS}, (SELECT count(*) FROM alerts b WHERE "
+        "b.station_id = a.station_id AND b.param IS NOT DISTINCT FROM a.param "
+        "AND b.kind = a.kind AND b.opened_at > %s) "
+        f"FROM alerts a WHERE {filters.sql} "
+        f"ORDER BY {order}a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
+        [ctx.clock() - FLAP_WINDOW, *filters.args, limit, offset],
     )
     names = {s.id: s.name for s in ctx.registry().stations.values()}
-    items = [_alert_json(r, names) for r in await cur.fetchall()]
+    items = [{**_alert_json(r[:-1], names), "flaps_24h": r[-1]} for r in await cur.fetchall()]
     return page(items, total, limit, offset)
 
 

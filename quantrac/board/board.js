@@ -13,13 +13,17 @@ export const KINDS = [
 ];
 export const SEVERITIES = ['critical', 'major', 'minor', 'info'];
 export const STATES = ['open', 'acknowledged', 'resolved'];
-export const STATION_STATUSES = ['online', 'late', 'offline'];
+export const STATION_STATUSES = ['online', 'late', 'data_loss', 'offline'];
+// A station's worst open alert, worst first (quantrac/api/routes.py: TROUBLE_TIERS).
+export const TROUBLE_TIERS = ['exceedance', 'fault', 'data_loss', 'warning'];
 export const ROLES = ['operator', 'inspector', 'admin'];
 export const AQI_COLOURS = {
   good: '#00E400', moderate: '#FFFF00', poor: '#FF7E00',
   bad: '#FF0000', very_bad: '#8F3F97', hazardous: '#7E0023',
 };
-const STATUS_COLOURS = { online: '#2e7d32', late: '#f9a825', offline: '#757575' };
+const STATUS_COLOURS = { online: '#2e7d32', late: '#f9a825', data_loss: '#6d4c41', offline: '#757575' };
+const TROUBLE_COLOURS = { exceedance: '#c62828', fault: '#6a1b9a', data_loss: '#6d4c41', warning: '#f9a825' };
+const EXPORTING_ROLES = new Set(['inspector', 'admin']);
 const ACTING_ROLES = new Set(['operator', 'admin']);
 
 // Evidence in an alert's details: key → translation key, and how to show the value.
@@ -92,6 +96,15 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** On a phone a table is a list of cards: each cell carries its column's name. */
+function labelCells(table) {
+  const names = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+  for (const row of table.querySelectorAll('tbody tr')) {
+    [...row.children].forEach((cell, i) => { if (names[i] && cell.colSpan === 1) cell.dataset.label = names[i]; });
+  }
+  table.classList.add('cards');
+}
+
 /** Replace an element's children (null and false are skipped, unlike replaceChildren). */
 function fill(el, ...children) {
   el.replaceChildren();
@@ -118,11 +131,21 @@ export function t(key, params = {}) {
 
 const locale = () => (S.lang === 'vi' ? 'vi-VN' : 'en-GB');
 const canAct = () => !!S.user && ACTING_ROLES.has(S.user.role);
+const canExport = () => !!S.user && EXPORTING_ROLES.has(S.user.role);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function fmtNumber(value, digits = 2) {
   if (value === null || value === undefined || Number.isNaN(value)) return '—';
   return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value);
+}
+
+/** A value with its unit, with the precision its size needs (3 significant figures, at most 2 decimals). */
+function fmtValue(value, unit = '', digits = null) {
+  if (value === null || value === undefined || Number.isNaN(value)) return '—';
+  const abs = Math.abs(value);
+  const d = digits ?? (abs >= 100 ? 0 : abs >= 10 ? 1 : 2);
+  const text = new Intl.NumberFormat(locale(), { minimumFractionDigits: d, maximumFractionDigits: d }).format(value);
+  return unit ? `${text} ${unit}` : text;
 }
 
 function fmtPercent(share, digits = 1) {
@@ -175,6 +198,13 @@ const stateName = (state) => (STATES.includes(state) ? t(`alert.state.${state}`)
 const eventName = (event) => (S.messages[`alert.event.${event}`] ? t(`alert.event.${event}`) : event);
 const target = (param) => param || t('alert.station_wide');
 
+/** A reading status other than 00: calibration (01) or device fault (02), never shown as normal data. */
+function statusChip(status) {
+  const code = String(status).padStart(2, '0');
+  const name = S.messages[`status.${code}`] ? t(`status.${code}`) : code;
+  return h('span', { class: `badge reading-status reading-status-${code}`, dataset: { status: code } }, `${code} · ${name}`);
+}
+
 function severityBadge(severity) {
   return h('span', { class: `badge sev sev-${severity}` }, severityName(severity));
 }
@@ -192,6 +222,13 @@ function aqiBadge(aqi) {
   const colour = AQI_COLOURS[aqi.category] || '#999';
   const category = S.messages[`aqi.category.${aqi.category}`] ? t(`aqi.category.${aqi.category}`)
     : aqi.category;
+  if (aqi.stale) {
+    // An old index is not today's air: grey, with its hour.
+    return h('span', { class: 'aqi stale', dataset: { stale: 'true' }, title: t('board.aqi.stale_help') },
+      h('span', { class: 'swatch', style: { background: '#bdbdbd' }, 'aria-hidden': 'true' }),
+      `${aqi.aqi} · ${category} `, h('span', { class: 'muted small' },
+        `(${t('board.aqi.stale', { hour: fmtTime(aqi.hour_start, 'short') })})`));
+  }
   return h('span', {
     class: 'aqi', title: t('board.aqi.title', { hour: fmtTime(aqi.hour_start), dominant: aqi.dominant || '—' }),
   }, h('span', { class: 'swatch', style: { background: colour }, 'aria-hidden': 'true' }),
@@ -554,7 +591,7 @@ function route() {
   const root = $('#view');
   fill(root);
   const views = { alerts: id ? alertView : alertsView, stations: id ? stationView : stationsView,
-    indicators: indicatorsView };
+    indicators: indicatorsView, reports: reportsView };
   (views[name] || alertsView)(root, id);
 }
 
@@ -616,19 +653,22 @@ function alertsView(root) {
   if (!canAct()) root.append(h('p', { class: 'muted', id: 'read-only-note' }, t('board.alerts.read_only')));
 
   async function load() {
-    const query = new URLSearchParams({ limit: '200' });
+    const query = new URLSearchParams({ limit: '200', sort: 'severity' });
     for (const [key, value] of Object.entries(S.filters)) if (value) query.set(key, value);
     try {
       const data = await api(`/alerts?${query}`);
       if (!alive()) return;
-      summary.textContent = t('board.alerts.summary', { shown: data.items.length, total: data.total });
+
       // Live updates redraw the rows: keep the keyboard focus on the same control.
       const active = document.activeElement;
       const kept = body.contains(active) ? {
         id: active.closest('tr')?.dataset.alertId, action: active.dataset.action, href: active.getAttribute('href'),
       } : null;
-      fill(body, ...(data.items.length ? data.items.map(alertRow)
+      const shown = foldRepeats(data.items);
+      summary.textContent = t('board.alerts.summary', { shown: shown.length, total: data.total });
+      fill(body, ...(shown.length ? shown.map(alertRow)
         : [h('tr', {}, h('td', { colspan: 9, class: 'empty' }, t('board.alerts.none')))]));
+      labelCells(table);
       if (kept?.id) {
         const again = [...body.querySelectorAll(`tr[data-alert-id="${kept.id}"] a, tr[data-alert-id="${kept.id}"] button`)]
           .find((el) => (kept.action ? el.dataset.action === kept.action : el.getAttribute('href') === kept.href));
@@ -657,6 +697,30 @@ function alertsView(root) {
     dispose: () => { later.cancel(); clearInterval(tick); },
   };
   load();
+}
+
+/** Repeated open/clear of one condition: the newest row stays, the earlier resolved ones fold into it. */
+function foldRepeats(items) {
+  const kept = new Map();
+  const out = [];
+  for (const alert of items) {
+    const key = `${alert.station_id}|${alert.param || ''}|${alert.kind}`;
+    const first = kept.get(key);
+    if (first && alert.state === 'resolved') {
+      first.folded = (first.folded || 0) + 1;
+      continue;
+    }
+    if (!first) kept.set(key, alert);
+    out.push(alert);
+  }
+  return out;
+}
+
+function flapBadge(alert) {
+  const n = Math.max(alert.flaps_24h || 0, (alert.folded || 0) + 1);
+  if (n < 2) return null;
+  return h('span', { class: 'badge flaps', title: t('board.alerts.flaps_help'), dataset: { flaps: n } },
+    '↻ ', t('board.alerts.flaps', { n }));
 }
 
 function evidenceText(alert) {
@@ -699,7 +763,9 @@ function alertRow(alert) {
   h('td', {}, severityBadge(alert.severity)),
   h('td', {}, h('a', { href: `#/alerts/${alert.id}` }, kindName(alert.kind)), ' · ',
     h('span', { class: 'param' }, target(alert.param)),
-    d.unverified ? h('span', { class: 'unverified', title: t('board.detail.unverified_help') }, ' ', t('board.unverified_mark')) : null),
+    d.unverified ? h('span', { class: 'unverified', title: t('board.detail.unverified_help') }, ' ', t('board.unverified_mark')) : null,
+    d.status && d.status !== '00' ? h('div', {}, statusChip(d.status)) : null,
+    flapBadge(alert) ? h('div', {}, flapBadge(alert)) : null),
   h('td', {}, h('a', { href: `#/stations/${encodeURIComponent(alert.station_id)}` }, alert.station_name),
     h('div', { class: 'muted small' }, alert.station_id)),
   h('td', { class: 'num' }, evidenceText(alert),
@@ -861,6 +927,7 @@ function alertView(root, id) {
             h('td', {}, e.actor || t('board.alert.engine')), h('td', {}, e.note || '')))))),
       noteForm,
     );
+    labelCells($('table.trail', root));
   }
   const later = debounce(load, 250);
   S.view = {
@@ -879,28 +946,42 @@ function backLink(href, key) {
 
 // --- stations board ----------------------------------------------------------------------------
 
+/** A live value's colour, against the same one limit as its percentage (value.reference):
+ * the shortest averaging in force, never an annual mean. A value with a status other than 00
+ * is calibration or a fault, not data to colour. */
 function valueLevel(value) {
   if (value.value === null || value.value === undefined) return 'none';
-  const limits = value.limits || [];
-  if (!limits.length) return 'none';
-  const over = limits.some((l) => (l.maximum !== null && l.maximum !== undefined && value.value > l.maximum)
-    || (l.minimum !== null && l.minimum !== undefined && value.value < l.minimum));
+  if (value.status && value.status !== '00') return `status-${value.status}`;
+  const l = value.reference;
+  if (!l) return 'none';
+  const over = (l.maximum !== null && l.maximum !== undefined && value.value > l.maximum)
+    || (l.minimum !== null && l.minimum !== undefined && value.value < l.minimum);
   if (over) return 'over';
   if (value.ratio !== null && value.ratio !== undefined && value.ratio >= 0.8) return 'near';
   return 'ok';
+}
+
+function averagingName(averaging) {
+  return S.messages[`averaging.${averaging}`] ? t(`averaging.${averaging}`) : (averaging || '');
+}
+
+/** 'against the 1-hour limit ≤ 75 mg/L' — which limit a colour and a percentage are measured on. */
+function referenceText(v) {
+  if (v.reference) return t('board.station.against', { averaging: averagingName(v.reference.averaging), limit: v.reference.text || '' });
+  if (v.limits?.length) return t('board.station.annual_only');
+  return t('board.station.no_limit');
 }
 
 function valueChips(detail) {
   if (!detail) return h('span', { class: 'muted' }, '…');
   return h('ul', { class: 'chips' }, detail.values.map((v) => {
     const level = valueLevel(v);
-    const limit = v.limits?.[0];
-    const title = limit ? t('board.station.chip_title', { limit: limit.text || '', averaging: limit.averaging || '' })
-      : t('board.station.no_limit');
-    return h('li', { class: `chip level-${level}`, title, dataset: { param: v.param } },
+    return h('li', { class: `chip level-${level}`, title: referenceText(v), dataset: { param: v.param, level } },
       h('span', { class: 'chip-param' }, v.param), ' ',
-      v.value === null ? '—' : `${fmtNumber(v.value)} ${v.unit}`,
-      v.ratio !== null && v.ratio !== undefined ? h('span', { class: 'chip-ratio' }, ` ${fmtPercent(v.ratio)}`) : null);
+      v.value === null ? '—' : `${fmtValue(v.value, v.unit)}`,
+      level.startsWith('status-') ? h('span', { class: 'chip-status' }, ` ${statusChip(v.status).textContent}`)
+        : v.ratio !== null && v.ratio !== undefined ? h('span', { class: 'chip-ratio' },
+          ` ${fmtPercent(v.ratio)} ${t('board.station.of_averaging', { averaging: averagingName(v.reference?.averaging) })}`) : null);
   }));
 }
 
@@ -973,13 +1054,15 @@ function stationMap(stations) {
   for (const { s, x, y } of positions) {
     const status = STATION_STATUSES.includes(s.status) ? s.status : 'offline';
     const group = h('a', { href: `#/stations/${encodeURIComponent(s.id)}`, class: `station status-${status}`, svg: true,
-      dataset: { station: s.id, status },
-      'aria-label': t('board.map.station_label', { id: s.id, name: s.name, status: t(`board.status.${status}`) }) });
+      dataset: { station: s.id, status, trouble: s.worst_alert || 'none' },
+      'aria-label': t('board.map.station_label', { id: s.id, name: s.name,
+        status: s.worst_alert ? `${t(`board.status.${status}`)}, ${t(`board.trouble.${s.worst_alert}`)}` : t(`board.status.${status}`) }) });
     group.append(h('title', {}, `${s.id} · ${s.name}\n${t(`board.status.${status}`)} · ${fmtAgo(s.last_reading_at)}`));
     if (s.kind === 'air' && s.aqi) {
       group.append(h('circle', { cx: x, cy: y, r: 17, class: 'aqi-ring', stroke: AQI_COLOURS[s.aqi.category] || '#999' }));
     }
-    const fill = STATUS_COLOURS[status];
+    // The worst open alert colours the marker; without one, the transmission status does.
+    const fill = s.worst_alert ? TROUBLE_COLOURS[s.worst_alert] : STATUS_COLOURS[status];
     if (s.kind === 'wastewater') {
       group.append(h('rect', { x: x - 9, y: y - 9, width: 18, height: 18, transform: `rotate(45 ${x} ${y})`, fill, class: 'marker' }));
     } else if (s.kind === 'emission') {
@@ -990,7 +1073,8 @@ function stationMap(stations) {
     const open = Object.values(s.open_alerts || {}).reduce((a, b) => a + b, 0);
     if (open) {
       const sev = SEVERITIES.find((k) => s.open_alerts[k]);
-      group.append(h('circle', { cx: x + 13, cy: y - 13, r: 9, class: `alert-dot sev-${sev}` }),
+      group.append(h('circle', { cx: x + 13, cy: y - 13, r: 9, class: `alert-dot sev-${sev}`,
+        fill: s.worst_alert ? TROUBLE_COLOURS[s.worst_alert] : undefined }),
         h('text', { x: x + 13, y: y - 9.5, 'text-anchor': 'middle', class: 'alert-count' }, String(open)));
     }
     // Label: right, left, below or above, whichever does not collide.
@@ -1010,9 +1094,14 @@ function stationMap(stations) {
   return svg;
 }
 
+function troubleBadge(tier, text = t(`board.trouble.${tier}`)) {
+  return h('span', { class: `badge trouble-badge trouble-${tier}`, dataset: { trouble: tier } }, text);
+}
+
 function mapLegend() {
   return h('ul', { class: 'legend', 'aria-label': t('board.map.legend') },
-    STATION_STATUSES.map((s) => h('li', {}, h('span', { class: 'dot', style: { background: STATUS_COLOURS[s] } }), t(`board.status.${s}`))),
+    TROUBLE_TIERS.map((k) => h('li', { dataset: { trouble: k } }, h('span', { class: 'dot', style: { background: TROUBLE_COLOURS[k] } }), t(`board.trouble.${k}`))),
+    STATION_STATUSES.filter((s) => s !== 'data_loss').map((s) => h('li', {}, h('span', { class: 'dot', style: { background: STATUS_COLOURS[s] } }), t(`board.status.${s}`))),
     h('li', {}, h('span', { class: 'shape circle' }), t('kind.air')),
     h('li', {}, h('span', { class: 'shape diamond' }), t('kind.wastewater')),
     h('li', {}, h('span', { class: 'shape triangle' }), t('kind.emission')),
@@ -1039,7 +1128,8 @@ function stationsView(root) {
     h('p', { class: 'muted small' }, t('board.station.values_note')));
 
   function rows(stations) {
-    fill(body, ...stations.map((s) => h('tr', { dataset: { station: s.id, status: s.status } },
+    fill(body, ...stations.map((s) => h('tr', { class: s.worst_alert ? `trouble trouble-${s.worst_alert}` : '',
+      dataset: { station: s.id, status: s.status, trouble: s.worst_alert || 'none' } },
       h('td', {}, h('a', { href: `#/stations/${encodeURIComponent(s.id)}` }, s.name),
         h('div', { class: 'muted small' }, `${s.id} · ${s.facility || ''} · ${s.province || ''}`)),
       h('td', {}, S.messages[`kind.${s.kind}`] ? t(`kind.${s.kind}`) : s.kind),
@@ -1048,7 +1138,9 @@ function stationsView(root) {
         h('div', { class: 'muted small' }, fmtAgo(s.last_reading_at))] : t('board.never')),
       h('td', { class: 'values-cell' }, valueChips(details.get(s.id))),
       h('td', {}, s.kind === 'air' ? aqiBadge(s.aqi) : h('span', { class: 'muted' }, '—')),
-      h('td', {}, alertCounts(s.open_alerts)))));
+      h('td', {}, alertCounts(s.open_alerts),
+        s.worst_alert ? h('div', { class: 'small' }, troubleBadge(s.worst_alert)) : null))));
+    labelCells($('#stations-table', root) || body.closest('table'));
   }
 
   async function load() {
@@ -1062,7 +1154,10 @@ function stationsView(root) {
     if (!alive()) return;
     S.stations = data.items;
     const counts = Object.fromEntries(STATION_STATUSES.map((s) => [s, data.items.filter((x) => x.status === s).length]));
-    summary.textContent = t('board.stations.summary', { total: data.items.length, ...counts });
+    const tiers = TROUBLE_TIERS.map((k) => [k, data.items.filter((x) => x.worst_alert === k).length]).filter(([, n]) => n);
+    fill(summary, t('board.stations.summary', { total: data.items.length, ...counts }),
+      tiers.length ? [' · ', t('board.trouble.summary'), ' ',
+        tiers.map(([k, n], i) => [i ? ' ' : null, troubleBadge(k, t('board.trouble.count', { n, tier: t(`board.trouble.${k}`) }))])] : null);
     fill(mapBox, stationMap(data.items));
     rows(data.items);
     // Latest values against limits, a few stations at a time.
@@ -1087,8 +1182,9 @@ function stationsView(root) {
 
 function ratioBar(v) {
   const level = valueLevel(v);
+  if (level.startsWith('status-')) return statusChip(v.status);
   if (v.ratio === null || v.ratio === undefined) {
-    return h('span', { class: `level-text level-${level}` }, level === 'none' ? '—' : t(`board.level.${level}`));
+    return h('span', { class: `level-text level-${level}` }, level === 'none' ? referenceText(v) : t(`board.level.${level}`));
   }
   const width = Math.min(v.ratio, 1.5) / 1.5 * 100;
   return h('div', { class: `ratio level-${level}`, role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': 150,
@@ -1096,7 +1192,8 @@ function ratioBar(v) {
   h('div', { class: 'ratio-track' },
     h('div', { class: 'ratio-fill', style: { width: `${width}%` } }),
     h('div', { class: 'ratio-limit', style: { left: `${100 / 1.5}%` } })),
-  h('span', { class: 'ratio-text' }, fmtPercent(v.ratio)));
+  h('span', { class: 'ratio-text' }, fmtPercent(v.ratio)),
+  h('span', { class: 'muted small ratio-ref' }, referenceText(v)));
 }
 
 function limitText(limits) {
@@ -1193,6 +1290,7 @@ function stationView(root, id) {
         h('div', { class: 'chart-head' }, h('h2', {}, t('board.chart.heading')),
           h('div', { class: 'field inline' }, h('label', { for: 'chart-param' }, t('board.col.param')), paramSelect)),
         charts));
+    labelCells($('#values-table', root));
     if (param) drawCharts();
   }
 
@@ -1374,6 +1472,112 @@ function indicatorsView(root) {
   }
   S.view = { name: 'indicators' };
   load();
+}
+
+// --- reports: an inspector's exports ---------------------------------------------------------
+
+const REPORT_FORMATS = { exceedances: ['pdf', 'xlsx', 'csv'], completeness: ['csv'], indicators: ['csv'] };
+
+/** The file name the server chose (Content-Disposition filename*, else filename). */
+function downloadName(response, fallback) {
+  const header = response.headers.get('Content-Disposition') || '';
+  const utf8 = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (utf8) return decodeURIComponent(utf8[1]);
+  const plain = /filename="([^"]+)"/i.exec(header);
+  return plain ? plain[1] : fallback;
+}
+
+function fmtBytes(n) {
+  return n >= 1024 * 1024 ? `${fmtNumber(n / 1024 / 1024, 1)} MB` : `${fmtNumber(Math.max(1, n / 1024), 0)} kB`;
+}
+
+function reportsView(root) {
+  const alive = current();
+  const today = localDate(new Date());
+  const monthStart = `${today.slice(0, 8)}01`;
+  const status = h('div', { id: 'report-status', role: 'status', 'aria-live': 'polite' });
+  const facilities = [...new Set(S.stations.map((s) => s.facility).filter(Boolean))].sort();
+  const targetSelect = h('select', { id: 'report-target', required: true },
+    h('optgroup', { label: t('board.reports.station_group') },
+      S.stations.map((s) => h('option', { value: `station:${s.id}` }, `${s.id} · ${s.name}`))),
+    facilities.length ? h('optgroup', { label: t('board.reports.facility_group') },
+      facilities.map((f) => h('option', { value: `facility:${f}` }, f))) : null);
+  const formatSelect = h('select', { id: 'report-format' });
+  const kindSelect = h('select', { id: 'report-kind', onchange: () => syncKind() },
+    Object.keys(REPORT_FORMATS).map((k) => h('option', { value: k }, t(`board.reports.kind_${k}`))));
+  const field = (id, key, control) => h('div', { class: 'field', id: `${id}-field` }, h('label', { for: id }, t(key)), control);
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'report-submit', disabled: !canExport() },
+    t('board.reports.download'));
+  const form = h('form', { class: 'filters report-form', id: 'report-form', onsubmit: (e) => { e.preventDefault(); download(); } },
+    field('report-kind', 'board.reports.kind', kindSelect),
+    field('report-target', 'board.reports.target', targetSelect),
+    field('report-from', 'board.reports.from', h('input', { id: 'report-from', type: 'date', value: monthStart, required: true })),
+    field('report-to', 'board.reports.to', h('input', { id: 'report-to', type: 'date', value: today, required: true })),
+    field('report-format', 'board.reports.format', formatSelect),
+    field('report-lang', 'board.reports.lang', h('select', { id: 'report-lang' },
+      h('option', { value: 'vi', selected: S.lang === 'vi' }, t('board.lang.vi')),
+      h('option', { value: 'en', selected: S.lang === 'en' }, t('board.lang.en')))),
+    h('div', { class: 'field' }, submit));
+
+  function syncKind() {
+    const kind = kindSelect.value;
+    fill(formatSelect, REPORT_FORMATS[kind].map((f) => h('option', { value: f }, f.toUpperCase())));
+    $('#report-target-field', root).hidden = kind === 'indicators';
+  }
+
+  async function download() {
+    const kind = kindSelect.value;
+    const from = $('#report-from', root).value;
+    const to = $('#report-to', root).value;
+    if (!from || !to || to < from) {
+      fill(status, h('p', { class: 'error', role: 'alert' }, t('board.reports.period_invalid')));
+      return;
+    }
+    // Both days are Vietnamese calendar days, the end one included.
+    const end = new Date(new Date(`${to}T00:00:00+07:00`).getTime() + 86400000);
+    const query = new URLSearchParams({ from: `${from}T00:00:00+07:00`, to: `${localDate(end)}T00:00:00+07:00`,
+      format: formatSelect.value, lang: $('#report-lang', root).value });
+    if (kind !== 'indicators') {
+      const [scope, ...rest] = targetSelect.value.split(':');
+      query.set(scope, rest.join(':'));
+    }
+    const path = kind === 'indicators' ? '/indicators' : `/reports/${kind}`;
+    submit.disabled = true;
+    fill(status, h('p', { class: 'muted' }, t('board.reports.working')));
+    try {
+      const response = await fetch(`${API}${path}?${query}`, { headers: { Authorization: `Bearer ${S.token}` }, cache: 'no-store' });
+      if (!response.ok) {
+        let body = null;
+        try { body = await response.json(); } catch { body = null; }
+        if (response.status === 401) signOut(t('board.login.expired'));
+        throw new ApiFailure(response.status, body);
+      }
+      const blob = await response.blob();
+      if (!alive()) return;
+      const name = downloadName(response, `${kind}.${formatSelect.value}`);
+      const url = URL.createObjectURL(blob);
+      const link = h('a', { href: url, download: name, id: 'report-file' }, t('board.reports.again'));
+      fill(status, h('p', { class: 'notice' }, t('board.reports.done', { file: name, size: fmtBytes(blob.size) }), ' ', link));
+      link.click();
+    } catch (exc) {
+      if (alive()) fill(status, errorBox(exc));
+    } finally {
+      submit.disabled = !canExport();
+    }
+  }
+
+  root.append(h('div', { class: 'view-head' }, h('h1', {}, t('board.reports.title'))),
+    h('p', { class: 'muted' }, t('board.reports.intro')),
+    canExport() ? null : h('p', { class: 'notice', id: 'report-no-export' }, t('board.reports.no_export')),
+    form, h('p', { class: 'muted small' }, t('board.reports.times_note')), status);
+  syncKind();
+  if (!S.stations.length) {
+    api('/stations').then((data) => {
+      S.stations = data.items;
+      if (alive() && data.items.length) route();
+    }).catch(() => {});
+  }
+  S.view = { name: 'reports' };
 }
 
 // --- start -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from alerts.limits import VIETNAM
 from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when
 from quantrac.api.users import User, audit
 from quantrac.reports.completeness import completeness_report
@@ -35,6 +36,7 @@ from quantrac.reports.writers import (
     exceedance_json,
     exceedance_pdf,
     exceedance_xlsx,
+    indicators_csv,
 )
 
 router = APIRouter(prefix="/api/v1")
@@ -64,6 +66,16 @@ def _download(body: bytes, fmt: str, name: str) -> Response:
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
     return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
+
+
+def local_date(at: datetime) -> str:
+    """A period's first Vietnamese day, for file names."""
+    return at.astimezone(VIETNAM).date().isoformat()
+
+
+def last_local_date(end: datetime) -> str:
+    """A period's last Vietnamese day (the end is exclusive: up to 01/01 00:00 ends on 31/12)."""
+    return (end - timedelta(seconds=1)).astimezone(VIETNAM).date().isoformat()
 
 
 def _slug(text: str) -> str:
@@ -137,7 +149,7 @@ async def exceedances(
             "bytes": len(body),
         },
     )
-    name = f"exceedances-{_slug(facility or station or '')}-{t0.date()}-{t1.date()}"
+    name = f"exceedances-{_slug(facility or station or '')}-{local_date(t0)}-{last_local_date(t1)}"
     return _download(body, fmt, name)
 
 
@@ -177,7 +189,8 @@ async def completeness(
         target,
         {"report": "completeness", "format": fmt, "from": t0.isoformat(), "to": t1.isoformat()},
     )
-    return _download(body, fmt, f"completeness-{_slug(facility or station or '')}-{t0.date()}")
+    name = f"completeness-{_slug(facility or station or '')}-{local_date(t0)}-{last_local_date(t1)}"
+    return _download(body, fmt, name)
 
 
 @router.get(
@@ -192,11 +205,25 @@ async def indicators(
     user: Reader,
     start: str = Query(..., alias="from"),
     end: str = Query(..., alias="to"),
-) -> dict[str, Any]:
+    fmt: str = Query("json", alias="format", pattern="^(json|csv)$"),
+    lang: str = Query("vi", pattern="^(vi|en)$"),
+) -> Any:
+    _may_export(user, fmt)
     t0, t1 = _period(start, end)
     try:
         config = load_indicator_config(indicators_path(ctx.settings.config_dir))
     except IndicatorConfigError as exc:
         raise ApiError(500, "invalid_configuration", str(exc)) from None
     result = await compute_indicators(conn, ctx.registry(), config, t0, t1, now=ctx.clock())
-    return indicators_json(result)
+    doc = indicators_json(result)
+    if fmt == "json":
+        return doc
+    body = indicators_csv(doc, lang)
+    await audit(
+        conn,
+        user.username,
+        "report.export",
+        "indicators",
+        {"report": "indicators", "format": fmt, "from": t0.isoformat(), "to": t1.isoformat()},
+    )
+    return _download(body, fmt, f"indicators-{local_date(t0)}-{last_local_date(t1)}")

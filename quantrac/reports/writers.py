@@ -470,6 +470,88 @@ def completeness_csv(report: CompletenessReport, lang: str = "vi") -> bytes:
     return csv_bytes(completeness_table(report, lang))
 
 
+def indicators_csv(doc: dict[str, Any], lang: str = "vi") -> bytes:
+    """The indicators of ``indicators_json`` as one table: a row per province and indicator,
+    then a row per facility (No. 23's evidence)."""
+    headers = [
+        _t("col.indicator", lang),
+        _t("province", lang),
+        _t("facility", lang),
+        _t("stations", lang),
+        _t("transmitted", lang),
+        _t("required", lang),
+        _t("col.value", lang),
+        _t("col.completeness_pct", lang),
+        _t("col.note", lang),
+    ]
+    rows: list[list[Any]] = []
+    i23 = doc["indicator_23"]
+    rows.append(
+        [
+            "23",
+            _t("all_provinces", lang),
+            "",
+            "",
+            i23["transmitted"],
+            i23["required"],
+            percent(i23["value"]),
+            "",
+            "%",
+        ]
+    )
+    for p in i23["by_province"]:
+        rows.append(
+            [
+                "23",
+                p["province"],
+                "",
+                "",
+                p["transmitted"],
+                p["required"],
+                percent(p["value"]),
+                "",
+                "%",
+            ]
+        )
+    for f in i23["facilities"]:
+        rows.append(
+            [
+                "23",
+                f["province"],
+                f["facility"],
+                " ".join(f["stations"]),
+                _yes(f["transmitted"], lang),
+                "",
+                "",
+                percent(f["completeness"]),
+                "",
+            ]
+        )
+    for i in [
+        *doc["indicator_22"],
+        *([doc["indicator_22_overall"]] if doc.get("indicator_22_overall") else []),
+    ]:
+        note = _t("per_100k", lang)
+        if i.get("illustrative"):
+            note += f" {_t('illustrative', lang)}"
+        if i.get("source"):
+            note += f"; {i['source']}"
+        rows.append(
+            [
+                "22",
+                i["province"] or _t("all_provinces", lang),
+                "",
+                i["air_stations"],
+                i["air_stations_transmitting"],
+                i["urban_population"],
+                rounded(i["per_100k"] if i["per_100k"] is not None else i["value"]),
+                "",
+                note,
+            ]
+        )
+    return csv_bytes((headers, rows))
+
+
 # --- XLSX ----------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,381 @@
+"""What operators, inspectors and vendors see on the board (issue 13), in Debian's Chromium.
+
+Alerts are put in place through the alert store (as the engine would), readings and AQI rows as
+ingest and the AQI job store them; the board then runs against the real API on a desktop
+(1366×768) and a phone (390×844) viewport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from alerts.engine import Change, Transition
+from alerts.model import Kind, Severity
+from alerts.store import AlertStore
+from quantrac.api.users import add_user
+from quantrac.app import App
+from quantrac.localservers import free_port
+from tests.test_board import CHROMIUM, PASSWORD, TIMEOUT_MS, async_playwright
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(async_playwright is None, reason="the playwright package is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+
+DESKTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
+NAMES = {"WW1": "Trạm nước thải thử", "AIR1": "Trạm không khí thử"}
+SEVERITY = {
+    Kind.EXCEEDANCE: Severity.CRITICAL,
+    Kind.WARNING: Severity.MINOR,
+    Kind.DATA_LOSS: Severity.MAJOR,
+    Kind.DEVICE_FAULT: Severity.MAJOR,
+}
+
+
+@pytest.fixture
+async def board(make_settings: Any, database_url: str) -> AsyncIterator[tuple[str, str]]:
+    """The API and board alone (no alert engine: the test decides which alerts exist)."""
+    port = free_port()
+    app = App(make_settings(http_port=port, alerts_enabled=False))
+    await app.start()
+    try:
+        assert app.api is not None
+        await asyncio.wait_for(app.api.events.connected.wait(), 10)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await add_user(conn, "op.an", "operator", PASSWORD, "Nguyễn Văn An")
+            await add_user(conn, "tt.binh", "inspector", PASSWORD, "Trần Thị Bình")
+        yield f"http://127.0.0.1:{port}", database_url
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def sign_in(browser: Any, base: str, username: str, viewport: dict[str, int]) -> Any:
+    context = await browser.new_context(viewport=viewport, accept_downloads=True)
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    await page.goto(f"{base}/board/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#alerts-table")
+    return page
+
+
+def transition(
+    change: Change, kind: Kind, station: str, param: str, at: datetime, **details: Any
+) -> Transition:
+    return Transition(change, kind, station, param, at, details.get("value"), details)
+
+
+async def apply(database_url: str, transitions: list[Transition], now: datetime) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await AlertStore(conn, NAMES).apply(transitions, lambda k: SEVERITY[k], now)
+        await conn.commit()
+
+
+async def store_readings(
+    database_url: str, rows: list[tuple[str, str, datetime, float, int]]
+) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for station, param, at, value, status in rows:
+            await conn.execute(
+                "INSERT INTO readings (station_id, param, measured_at, value, status, received_at)"
+                " VALUES (%s, %s, %s, %s, %s, now())",
+                [station, param, at, value, status],
+            )
+        await conn.commit()
+
+
+async def no_sideways_scroll(page: Any) -> None:
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    wide = await page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
+        f"{PHONE['width']} + 1).slice(-3).map(e => e.tagName + '#' + e.id + '.' + e.className)"
+    )
+    assert width <= PHONE["width"], f"{page.url} is {width} px wide on a phone: {wide}"
+
+
+# --- 1. inspectors export from the board ------------------------------------------------------
+
+
+async def test_an_inspector_exports_reports_from_the_board(board: Any, browser: Any) -> None:
+    base, database_url = board
+    now = datetime.now(UTC)
+    await store_readings(
+        database_url, [("WW1", "COD", now - timedelta(minutes=5 * i), 40.0, 0) for i in range(6)]
+    )
+    page = await sign_in(browser, base, "tt.binh", DESKTOP)
+    assert "xem và xuất báo cáo" in await page.inner_text("#who")
+    assert "chỉ xem" not in await page.inner_text("#who")
+    await page.click("a[data-nav=reports]")
+    await page.wait_for_selector("#report-form option[value='station:WW1']", state="attached")
+    assert await page.inner_text("a[data-nav=reports]") == "Báo cáo"
+    await page.select_option("#report-target", "station:WW1")
+    await page.fill("#report-from", "2026-01-01")
+    await page.fill("#report-to", "2026-01-31")
+
+    # The PDF: named after the station and the local days chosen (both included).
+    await page.select_option("#report-format", "pdf")
+    async with page.expect_download() as info:
+        await page.click("#report-submit")
+    download = await info.value
+    assert download.suggested_filename == "exceedances-WW1-2026-01-01-2026-01-31.pdf"
+    assert Path(await download.path()).read_bytes()[:5] == b"%PDF-"
+    await page.wait_for_selector("#report-file")
+    assert "exceedances-WW1-2026-01-01-2026-01-31.pdf" in await page.inner_text("#report-status")
+
+    # Completeness, as CSV.
+    await page.select_option("#report-kind", "completeness")
+    async with page.expect_download() as info:
+        await page.click("#report-submit")
+    download = await info.value
+    assert download.suggested_filename == "completeness-WW1-2026-01-01-2026-01-31.csv"
+    text = Path(await download.path()).read_text(encoding="utf-8-sig")
+    assert next(csv.reader(io.StringIO(text)))[:3] == ["Trạm", "Thông số", "Ngày"]
+
+    # The provincial indicators, as CSV, in English: no station to choose.
+    await page.select_option("#report-kind", "indicators")
+    assert await page.is_hidden("#report-target-field")
+    await page.select_option("#report-lang", "en")
+    async with page.expect_download() as info:
+        await page.click("#report-submit")
+    download = await info.value
+    assert download.suggested_filename == "indicators-2026-01-01-2026-01-31.csv"
+    rows = list(csv.reader(io.StringIO(Path(await download.path()).read_text("utf-8-sig"))))
+    assert rows[0][0] == "Indicator"
+    assert {r[0] for r in rows[1:]} == {"23", "22"}
+    assert any(r[2] == "KCN Thử" for r in rows)
+
+    # Every export is in the audit log, under the inspector's name.
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT details->>'report' FROM audit_log WHERE actor = 'tt.binh' "
+            "AND action = 'report.export' ORDER BY id"
+        )
+        assert [r[0] for r in await cur.fetchall()] == [
+            "exceedances",
+            "completeness",
+            "indicators",
+        ]
+    assert page.errors == []
+
+
+async def test_an_operator_sees_reports_but_may_not_download(board: Any, browser: Any) -> None:
+    base, _ = board
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+    await page.click("a[data-nav=reports]")
+    await page.wait_for_selector("#report-no-export")
+    assert await page.is_disabled("#report-submit")
+    assert page.errors == []
+
+
+# --- 2. trouble at a glance -------------------------------------------------------------------
+
+
+async def trouble(database_url: str) -> datetime:
+    """WW1: a COD exceedance and a flapping TSS warning; AIR1: data loss while it transmits."""
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    await store_readings(
+        database_url,
+        [("AIR1", "PM10", now - timedelta(minutes=2), 60.0, 0)]
+        + [("WW1", "COD", now - timedelta(minutes=5 * i), 150.0, 0) for i in range(3)],
+    )
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        # An AQI from three hours ago is not today's air.
+        await AlertStore(conn, NAMES).save_aqi(
+            [
+                {
+                    "station_id": "AIR1",
+                    "hour_start": hour - timedelta(hours=2),
+                    "aqi": 87,
+                    "category": "moderate",
+                    "dominant": ["PM10"],
+                    "sub_indices": {"PM10": 87},
+                    "inputs": {},
+                }
+            ]
+        )
+        await conn.commit()
+    # The warning opens and clears three times; the third is still open.
+    for i in range(3):
+        at = now - timedelta(minutes=50 - 10 * i)
+        await apply(
+            database_url,
+            [transition(Change.RAISE, Kind.WARNING, "WW1", "TSS", at, value=45.0, limit=50.0)],
+            at,
+        )
+        if i < 2:
+            await apply(
+                database_url,
+                [transition(Change.CLEAR, Kind.WARNING, "WW1", "TSS", at + timedelta(minutes=5))],
+                at + timedelta(minutes=5),
+            )
+    await apply(
+        database_url,
+        [
+            transition(
+                Change.RAISE,
+                Kind.EXCEEDANCE,
+                "WW1",
+                "COD",
+                now - timedelta(minutes=40),
+                value=150.0,
+                limit=75.0,
+                unit="mg/L",
+                multiple=2.0,
+                averaging="1h",
+            ),
+            transition(
+                Change.RAISE,
+                Kind.DATA_LOSS,
+                "AIR1",
+                "NO2",
+                now - timedelta(minutes=1),
+                silent_minutes=35,
+                threshold_minutes=30,
+            ),
+        ],
+        now,
+    )
+    return now
+
+
+async def test_trouble_at_a_glance(board: Any, browser: Any) -> None:
+    base, database_url = board
+    await trouble(database_url)
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+
+    # The list: worst first, and the flapping warning is one row with its counter.
+    await page.wait_for_selector("#alerts-body tr[data-kind=data_loss]")
+    severities = await page.eval_on_selector_all(
+        "#alerts-body tr[data-alert-id]", "rows => rows.map(r => r.dataset.severity)"
+    )
+    assert severities == ["critical", "major", "minor"]
+    await page.select_option("#filter-state", "")
+    await page.wait_for_function(
+        "document.querySelector('#alerts-summary').textContent.includes('3 / 5')"
+    )
+    warnings = page.locator("#alerts-body tr[data-kind=warning]")
+    assert await warnings.count() == 1
+    assert "lặp lại 3 lần trong 24 giờ" in await warnings.inner_text()
+
+    # The stations: the worst open alert colours the marker and the row; data loss is not
+    # "transmitting", and the old AQI says it is old.
+    await page.click("a[data-nav=stations]")
+    await page.wait_for_selector("svg.map a[data-station=WW1][data-trouble=exceedance]")
+    ww1 = page.locator("svg.map a[data-station=WW1] .marker")
+    assert await ww1.get_attribute("fill") == "#c62828"
+    air = page.locator("#stations-body tr[data-station=AIR1]")
+    assert await air.get_attribute("data-status") == "data_loss"
+    assert await air.get_attribute("data-trouble") == "data_loss"
+    assert "Đang truyền" not in await air.inner_text()
+    assert "Mất dữ liệu" in await air.inner_text()
+    assert await page.locator("#stations-body tr[data-station=AIR1] .aqi[data-stale=true]").count()
+    assert "cũ" in await air.locator(".aqi").inner_text()
+    assert await page.get_attribute("#stations-body tr[data-station=WW1]", "class") == (
+        "trouble trouble-exceedance"
+    )
+    summary = await page.inner_text("#stations-summary")
+    # WW1 transmits (with an exceedance); AIR1 does not count as transmitting.
+    assert "1 đang truyền" in summary and "1 mất dữ liệu" in summary
+    assert "1 Vượt quy chuẩn" in summary and "1 Mất dữ liệu" in summary
+    assert page.errors == []
+
+
+# --- 3. one limit per colour ------------------------------------------------------------------
+
+
+async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
+    board: Any, browser: Any
+) -> None:
+    base, database_url = board
+    now = datetime.now(UTC)
+    # NO2 150 µg/m³: over the 24-hour (100) and annual (40) means, but a live value is compared
+    # with the 1-hour limit (200): 75 %, not red. PM10 has 24-hour and annual limits only.
+    await store_readings(
+        database_url,
+        [
+            ("AIR1", "NO2", now - timedelta(minutes=1), 150.0, 0),
+            ("AIR1", "PM10", now - timedelta(minutes=1), 120.0, 0),
+        ],
+    )
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+    await page.goto(f"{base}/board/#/stations/AIR1")
+    row = page.locator("#values-table tr[data-param=NO2]")
+    await row.wait_for()
+    assert await row.get_attribute("data-level") == "ok"
+    text = await row.inner_text()
+    assert "75%" in text and "so với giới hạn trung bình 1 giờ ≤ 200" in text
+    pm10 = page.locator("#values-table tr[data-param=PM10]")
+    assert await pm10.get_attribute("data-level") == "over"
+    assert "120%" in await pm10.inner_text() and "24 giờ" in await pm10.inner_text()
+    assert page.errors == []
+
+
+# --- 10. phone --------------------------------------------------------------------------------
+
+
+async def test_the_board_on_a_phone(board: Any, browser: Any) -> None:
+    base, database_url = board
+    await trouble(database_url)
+    page = await sign_in(browser, base, "op.an", PHONE)
+    row = page.locator("#alerts-body tr[data-kind=exceedance]")
+    await row.wait_for()
+    await no_sideways_scroll(page)
+    # Cards: every cell names its column; the buttons are on screen, big enough to tap.
+    assert await row.locator("td[data-label='Mức độ']").count() == 1
+    for action in ("acknowledge", "resolve"):
+        box = await row.locator(f"button[data-action={action}]").bounding_box()
+        assert box is not None
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        assert box["height"] >= 36
+    await row.locator("button[data-action=acknowledge]").click()
+    await page.wait_for_selector("#act-dialog[open]")
+    await page.fill("#act-note", "Đã gọi nhà máy")
+    await page.click("#act-submit")
+    await page.wait_for_selector("#alerts-body tr[data-kind=exceedance][data-state=acknowledged]")
+    await no_sideways_scroll(page)
+
+    await page.click("a[data-nav=stations]")
+    await page.wait_for_selector("#stations-body tr[data-station=WW1] .chip[data-param=COD]")
+    await no_sideways_scroll(page)
+    await page.goto(f"{base}/board/#/stations/WW1")
+    await page.wait_for_selector("#chart-24h svg")
+    await no_sideways_scroll(page)
+    alert_id = await page.evaluate(
+        "fetch('/api/v1/alerts?kind=exceedance', {headers: {Authorization: "
+        "'Bearer ' + sessionStorage.getItem('quantrac.token')}}).then(r => r.json())"
+        ".then(d => d.items[0].id)"
+    )
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("table.trail")
+    await no_sideways_scroll(page)
+    await page.click("a[data-nav=reports]")
+    await page.wait_for_selector("#report-form")
+    await no_sideways_scroll(page)
+    assert page.errors == []
