@@ -22,6 +22,13 @@ from ingest.registry import RegistryError, load_registry
 from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
 from quantrac.app import App, run_until_signalled
+from quantrac.evidence.cli import (
+    open_evidence,
+    seal_written_file,
+    sealable_digest,
+    start_sealed_snapshot,
+)
+from quantrac.evidence.cli import register as register_evidence
 from quantrac.logs import configure_logging
 from quantrac.reports.cli import register as register_reports
 from simulator.check_cli import register_check
@@ -180,14 +187,30 @@ async def cmd_export_readings(settings: Settings, args: argparse.Namespace) -> i
         print("--to must be after --from", file=sys.stderr)
         return 2
     params = args.param or None
-    async with await connect(settings) as conn:
+    async with await open_evidence(settings) as conn:
+        await start_sealed_snapshot(conn)
         rows = stored_readings(conn, args.station, args.start, args.end, params)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = await write_export(rows, out, args.format)
-        else:
+        if not args.output:
             count = await write_export(rows, sys.stdout, args.format)
-    print(f"{count} readings exported", file=sys.stderr)
+            print(f"{count} readings exported", file=sys.stderr)
+            return 0
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = await write_export(rows, out, args.format)
+        digest = await sealable_digest(conn, [args.station], args.start, args.end, params)
+        await conn.commit()
+        print(f"{count} readings exported", file=sys.stderr)
+        if digest is not None:
+            note = await seal_written_file(
+                conn,
+                Path(args.output),
+                kind="export readings",
+                request={"format": args.format, "params": params},
+                stations=[args.station],
+                start=args.start,
+                end=args.end,
+                digest=digest,
+            )
+            print(note, file=sys.stderr)
     return 0
 
 
@@ -302,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_regulations(sub)
     register_check(sub)
     register_reports(sub)
+    register_evidence(sub)
     return parser
 
 

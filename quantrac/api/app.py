@@ -32,6 +32,8 @@ from quantrac.api import schema
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
 from quantrac.api.routes import router
+from quantrac.evidence.routes import router as evidence_router
+from quantrac.evidence.schema import upgrade as upgrade_evidence
 from quantrac.reports.routes import router as reports_router
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def build_api(
     if context is not None:
         app.include_router(router)
         app.include_router(reports_router)
+        app.include_router(evidence_router)
         if BOARD.is_dir():
             app.mount("/board", StaticFiles(directory=BOARD, html=True), name="board")
 
@@ -153,6 +156,7 @@ class ApiService:
         async with self.pool.connection() as conn:
             await upgrade_alerts(conn)
             await schema.upgrade(conn)
+            await upgrade_evidence(conn)
         await self.events.start()
         self.context = ApiContext(
             settings=s,

@@ -17,6 +17,13 @@ from ingest.i18n import translate
 from ingest.registry import load_registry
 from ingest.service import connect, upgrade_database
 from ingest.settings import Settings
+from quantrac.evidence.cli import (
+    open_evidence,
+    register_verify,
+    seal_written_file,
+    sealable_digest,
+    start_sealed_snapshot,
+)
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.indicators import (
@@ -104,10 +111,10 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
         print("quantrac report exceedances: pdf and xlsx need -o FILE", file=sys.stderr)
         return 2
     bar = ProgressBar() if args.end - args.start > PROGRESS_AFTER and not args.quiet else None
-    await upgrade_database(settings)
-    async with await connect(settings) as conn:
+    station_ids = [s.id for s in stations]
+    async with await open_evidence(settings) as conn:
         await upgrade_alerts(conn)
-        await conn.commit()
+        await start_sealed_snapshot(conn)
         try:
             report = await exceedance_report(
                 conn,
@@ -122,18 +129,39 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-    try:
-        data = exceedance_file(report, args.format, args.lang, section=args.section)
-    except ReportFontError as exc:
-        print(f"quantrac report exceedances: {exc}", file=sys.stderr)
-        return 1
-    code = _write(data, args.output, args.format in ("pdf", "xlsx"))
-    if code == 0 and args.output:
-        print(
-            f"{len(report.episodes)} episode(s), {len(report.status_periods)} calibration/fault "
-            f"period(s) → {args.output}",
-            file=sys.stderr,
-        )
+        digest = await sealable_digest(conn, station_ids, args.start, args.end)
+        await conn.commit()
+        if digest is not None:
+            report.readings_sha256, report.readings_count = digest.sha256, digest.count
+        try:
+            data = exceedance_file(report, args.format, args.lang, section=args.section)
+        except ReportFontError as exc:
+            print(f"quantrac report exceedances: {exc}", file=sys.stderr)
+            return 1
+        code = _write(data, args.output, args.format in ("pdf", "xlsx"))
+        if code == 0 and args.output:
+            print(
+                f"{len(report.episodes)} episode(s), {len(report.status_periods)} "
+                f"calibration/fault period(s) → {args.output}",
+                file=sys.stderr,
+            )
+            if digest is not None and args.output != "-":
+                note = await seal_written_file(
+                    conn,
+                    Path(args.output),
+                    kind="report exceedances",
+                    request={
+                        "format": args.format,
+                        "lang": args.lang,
+                        "section": args.section,
+                        "facility": args.facility,
+                    },
+                    stations=station_ids,
+                    start=args.start,
+                    end=args.end,
+                    digest=digest,
+                )
+                print(note, file=sys.stderr)
     return code
 
 
@@ -258,6 +286,8 @@ def register(sub: Any) -> None:
     )
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(handler=cmd_exceedances)
+
+    register_verify(report_sub)
 
     co = report_sub.add_parser(
         "completeness", help="valid readings against expected, per parameter and day"

@@ -152,6 +152,9 @@ class ExceedanceReport:
     by_parameter: list[ParamSummary] = field(default_factory=list)
     by_month: list[MonthSummary] = field(default_factory=list)
     facility: str | None = None
+    # Sealed reports (closed periods) carry the digest of the readings they were built from.
+    readings_sha256: str | None = None
+    readings_count: int | None = None
 
     @property
     def title_target(self) -> str:

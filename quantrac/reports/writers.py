@@ -361,10 +361,23 @@ def completeness_json(report: CompletenessReport) -> dict[str, Any]:
     }
 
 
+def _readings_digest_json(report: ExceedanceReport) -> dict[str, Any] | None:
+    if report.readings_sha256 is None:
+        return None
+    return {"sha256": report.readings_sha256, "readings": report.readings_count}
+
+
+def readings_digest_line(report: ExceedanceReport, lang: str) -> str | None:
+    if report.readings_sha256 is None:
+        return None
+    return _t("readings_digest", lang, n=report.readings_count, sha256=report.readings_sha256)
+
+
 def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
     return {
         "period": {"from": local_iso(report.start), "to": local_iso(report.end)},
         "generated_at": local_iso(report.generated_at),
+        "readings_digest": _readings_digest_json(report),
         "facility": report.facility,
         "stations": [
             {
@@ -598,6 +611,7 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
         (report.title_target, True),
         (_t("period", lang, start=local_text(report.start), end=local_text(report.end)), False),
         (_t("generated", lang, at=local_text(report.generated_at)), False),
+        (readings_digest_line(report, lang) or "", False),
         ("", False),
     ]
     for s in report.stations:
@@ -771,6 +785,10 @@ def exceedance_pdf(
     pdf.multi_cell(width, 6, report.title_target, new_x="LMARGIN", new_y="NEXT")
     para(_t("period", lang, start=local_text(report.start), end=local_text(report.end)), 9)
     para(_t("generated", lang, at=local_text(report.generated_at)), 8)
+    digest_line = readings_digest_line(report, lang)
+    if digest_line:
+        para(digest_line, 7)
+        pdf.set_keywords(f"readings-sha256:{report.readings_sha256}")
 
     # Stations, regulations and limits, numbered so the episodes can refer to them
     refs: dict[tuple[str, str, str, str], int] = {}

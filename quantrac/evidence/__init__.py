@@ -1,0 +1,2 @@
+"""Sealed evidence: digests of reports and of the readings behind them, locked periods and the
+audited correction path."""
