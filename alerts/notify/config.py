@@ -427,22 +427,31 @@ def build_notifier(
                 )
             )
         else:
-            username = spec.username and resolve_env(spec.username, f"{where}: username", env)
-            password = spec.password and resolve_env(spec.password, f"{where}: password", env)
-            channels.append(
-                EmailChannel(
-                    spec.name,
-                    spec.host,
-                    spec.port,
-                    security=spec.security,
-                    username=username or None,
-                    password=password or None,
-                    sender=spec.sender,
-                    recipients=spec.recipients,
-                    lang=spec.lang,
-                    timeout_s=spec.timeout_s,
-                    max_attempts=spec.max_attempts,
-                    backoff_s=spec.backoff_s,
-                )
-            )
+            channels.append(build_email_channel(spec, env))
     return Notifier(channels, config.routes, registry, queue_size=config.queue_size)
+
+
+def build_email_channel(
+    spec: EmailChannelConfig,
+    environ: Mapping[str, str],
+    recipients: tuple[str, ...] | None = None,
+) -> EmailChannel:
+    """The channel of ``spec`` (credentials resolved), optionally to other recipients (the
+    scheduled reports use an alert channel's server for their own recipients)."""
+    where = f"notifications channel {spec.name!r}"
+    username = spec.username and resolve_env(spec.username, f"{where}: username", environ)
+    password = spec.password and resolve_env(spec.password, f"{where}: password", environ)
+    return EmailChannel(
+        spec.name,
+        spec.host,
+        spec.port,
+        security=spec.security,
+        username=username or None,
+        password=password or None,
+        sender=spec.sender,
+        recipients=recipients or spec.recipients,
+        lang=spec.lang,
+        timeout_s=spec.timeout_s,
+        max_attempts=spec.max_attempts,
+        backoff_s=spec.backoff_s,
+    )

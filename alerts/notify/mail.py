@@ -251,6 +251,11 @@ class EmailChannel:
             on_retry=self.on_retry,
         )
 
+    async def send_once(self, message: EmailMessage) -> None:
+        """One attempt to deliver a ready message, for callers that keep their own durable
+        retries (scheduled reports). Raises DeliveryError."""
+        await self._attempt(message)
+
     async def _attempt(self, message: EmailMessage) -> None:
         try:
             refused = await asyncio.to_thread(self._send_blocking, message)

@@ -182,9 +182,43 @@ async def seal_file(
     actor: str,
 ) -> Seal:
     """Record the seal of a written file and write its sidecar. The caller commits."""
-    seal = Seal(
-        file_name=path.name,
-        file_sha256=file_sha256(path.read_bytes()),
+    seal = seal_for(
+        path.read_bytes(),
+        path.name,
+        kind=kind,
+        request=request,
+        stations=stations,
+        start=start,
+        end=end,
+        readings=readings,
+        now=now,
+        actor=actor,
+    )
+    await record_seal(conn, seal)
+    sidecar_path(path).write_text(seal_json(seal), encoding="utf-8")
+    return seal
+
+
+def seal_json(seal: Seal) -> str:
+    return json.dumps(seal.to_json(), ensure_ascii=False, indent=1) + "\n"
+
+
+def seal_for(
+    data: bytes,
+    file_name: str,
+    *,
+    kind: str,
+    request: dict[str, Any],
+    stations: Sequence[str],
+    start: datetime,
+    end: datetime,
+    readings: ReadingsDigest,
+    now: datetime,
+    actor: str,
+) -> Seal:
+    return Seal(
+        file_name=file_name,
+        file_sha256=file_sha256(data),
         kind=kind,
         request=request,
         stations=tuple(stations),
@@ -194,11 +228,6 @@ async def seal_file(
         sealed_at=now,
         sealed_by=actor,
     )
-    await record_seal(conn, seal)
-    sidecar_path(path).write_text(
-        json.dumps(seal.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
-    return seal
 
 
 async def find_seal(conn: psycopg.AsyncConnection, sha256: str) -> Seal | None:

@@ -33,6 +33,7 @@ from quantrac.reports.indicators import (
     indicators_path,
     load_indicator_config,
 )
+from quantrac.reports.schedule_cli import register as register_schedule
 from quantrac.reports.writers import (
     ReportFontError,
     completeness_csv,
@@ -288,6 +289,7 @@ def register(sub: Any) -> None:
     ex.set_defaults(handler=cmd_exceedances)
 
     register_verify(report_sub)
+    register_schedule(report_sub)
 
     co = report_sub.add_parser(
         "completeness", help="valid readings against expected, per parameter and day"
