@@ -52,7 +52,7 @@ class Window:
     start: datetime  # UTC, inclusive
     end: datetime  # UTC, exclusive
     mean: float | None  # None: insufficient data
-    count: int  # valid readings (1 h, 24 h) or valid hourly means (8 h)
+    count: int  # cadence slots with a valid reading (1 h, 24 h), valid hourly means (8 h)
     expected: float
     maximum: float | None  # the highest valid reading (1 h, 24 h) or hourly mean (8 h)
 
@@ -90,7 +90,13 @@ class SeriesWindows:
         return True
 
     def count(self, hour_start: datetime) -> int:
-        return len(self.hours.get(hour_start, ()))
+        """Cadence slots of the hour that hold a valid reading (not readings: a station sending
+        every minute at a registered 5 minutes fills at most the 12 slots it owes)."""
+        return self._slots(hour_start, self.hours.get(hour_start, {}))
+
+    def _slots(self, origin: datetime, values: Iterable[datetime]) -> int:
+        step = self.cadence_s
+        return len({int((at - origin).total_seconds() // step) for at in values})
 
     def is_full(self, hour_start: datetime) -> bool:
         return self.count(hour_start) >= math.floor(expected_per_hour(self.cadence_s))
@@ -100,13 +106,13 @@ class SeriesWindows:
         expected = expected_per_hour(self.cadence_s)
         if not values:
             return Window(ONE_HOUR, hour_start, hour_start + HOUR, None, 0, expected, None)
-        count = len(values)
+        count = self._slots(hour_start, values)
         ok = _meets(count, max(expected, 1.0), self.min_completeness)
         return Window(
             ONE_HOUR,
             hour_start,
             hour_start + HOUR,
-            math.fsum(values.values()) / count if ok else None,
+            math.fsum(values.values()) / len(values) if ok else None,
             count,
             expected,
             max(values.values()),
@@ -131,20 +137,22 @@ class SeriesWindows:
     def day(self, day: date) -> Window:
         start, end = local_day_bounds(day, self.tz)
         values: list[float] = []
+        slots = 0
         hour = start
         while hour < end:
             bucket = self.hours.get(hour)
             if bucket:
                 values.extend(bucket.values())
+                slots += self._slots(start, bucket)
             hour += HOUR
         expected = (end - start).total_seconds() / self.cadence_s
-        ok = _meets(len(values), expected, self.min_completeness)
+        ok = _meets(slots, expected, self.min_completeness)
         return Window(
             DAILY,
             start,
             end,
             math.fsum(values) / len(values) if ok else None,
-            len(values),
+            slots,
             expected,
             max(values) if values else None,
         )

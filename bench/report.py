@@ -306,7 +306,10 @@ async def explain(url: str, start: datetime, end: datetime) -> dict[str, str]:
     """EXPLAIN ANALYZE of each report query over the whole period."""
     queries = {
         "episodes": (exceedances_module._EPISODES, {"stations": [STATION]}),
-        "received_per_day": (completeness_module._RECEIVED, {"stations": [STATION]}),
+        "received_per_day": (
+            completeness_module._RECEIVED,
+            {"stations": [STATION], "per_hour": [completeness_module.owed_per_hour(CADENCE_S)]},
+        ),
         "status_per_day": (completeness_module._NOT_VALID, {"stations": [STATION]}),
         "status_periods": (
             exceedances_module._STATUS_PERIODS,

@@ -125,6 +125,10 @@ def readings() -> list[Reading]:
         out.append(Reading("WW1", "pH", t, value, Status.FAULT if fault else Status.MEASURING))
     for i in range(12):
         out.append(Reading("AIR1", "PM10", at(31, 9) + i * step, 40.0 + i, Status.MEASURING))
+    # NO2 every 30 s for one hour, at a registered 5 minutes: that hour owes 12, no more.
+    for i in range(120):
+        t = at(31, 10) + i * timedelta(seconds=30)
+        out.append(Reading("AIR1", "NO2", t, 20.0 + (1 if i % 2 else -1), Status.MEASURING))
     return out
 
 
@@ -181,7 +185,7 @@ async def world(servers: Any, tmp_path_factory: Any) -> AsyncIterator[World]:
                                 r.measured_at,
                             )
                         )
-                hours = sorted({r.measured_at.replace(minute=0) for r in data})
+                hours = sorted({r.measured_at.replace(minute=0, second=0) for r in data})
                 await cur.execute(
                     "INSERT INTO rollup_dirty (hour) SELECT unnest(%s::timestamptz[])", [hours]
                 )
@@ -252,6 +256,10 @@ async def test_completeness_per_day_and_parameter(world: World) -> None:
     assert (whole.received, whole.expected) == (864, 1152) and whole.share == 0.75
     assert c.day("WW1", None, date(2026, 11, 1)).received == 200 + 282
     assert c.total("WW1", "COD").received == 488
+    # Sending faster than the registered cadence does not fill a day: 120 readings in one
+    # hour count as that hour's 12.
+    air = (await report_of(world, ["AIR1"])).completeness
+    assert air.day("AIR1", "NO2", date(2026, 10, 31)).received == 12
 
 
 async def test_calibration_and_fault_periods(world: World) -> None:

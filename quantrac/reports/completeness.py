@@ -227,12 +227,23 @@ def combine(
 
 # --- queries -----------------------------------------------------------------------------------
 
+# An hour counts at most the readings its cadence owes (12 at 5 minutes): a station sending
+# faster than registered cannot fill a day in a few hours.
 _RECEIVED = f"""
-    SELECT station_id, param, {LOCAL_DAY_SQL.format(col="hour")} AS day, sum(n)::bigint
-    FROM readings_hourly
-    WHERE station_id = ANY(%(stations)s) AND hour >= %(start)s AND hour < %(end)s
+    SELECT h.station_id, h.param, {LOCAL_DAY_SQL.format(col="h.hour")} AS day,
+           sum(least(h.n, c.per_hour))::bigint
+    FROM readings_hourly h
+    JOIN unnest(%(stations)s::text[], %(per_hour)s::int[]) AS c(station_id, per_hour)
+      ON c.station_id = h.station_id
+    WHERE h.station_id = ANY(%(stations)s) AND h.hour >= %(start)s AND h.hour < %(end)s
     GROUP BY 1, 2, 3
 """
+
+
+def owed_per_hour(cadence_s: int) -> int:
+    """The most readings one hour can count: 3600 / cadence, at least one."""
+    return max(1, 3600 // cadence_s)
+
 
 # Served by the partial index readings_not_valid (status <> 0): a few rows, never the year.
 _NOT_VALID = f"""
@@ -246,9 +257,15 @@ _NOT_VALID = f"""
 
 
 async def count_received(
-    conn: psycopg.AsyncConnection, station_ids: list[str], start: datetime, end: datetime
+    conn: psycopg.AsyncConnection, stations: list[Station], start: datetime, end: datetime
 ) -> dict[tuple[str, str, date], int]:
-    cur = await conn.execute(_RECEIVED, {"stations": station_ids, "start": start, "end": end})
+    args = {
+        "stations": [s.id for s in stations],
+        "per_hour": [owed_per_hour(s.cadence_s) for s in stations],
+        "start": start,
+        "end": end,
+    }
+    cur = await conn.execute(_RECEIVED, args)
     return {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
 
 
@@ -283,7 +300,7 @@ async def completeness_report(
     steps = period_steps(start, end)
     total = steps_total if steps_total is not None else len(steps)
     for i, (lo, hi) in enumerate(steps, 1):
-        received.update(await count_received(conn, ids, lo, hi))
+        received.update(await count_received(conn, stations, lo, hi))
         other.update(await count_not_valid(conn, ids, lo, hi))
         if progress is not None:
             progress(steps_before + i, total, month_label(local_day(lo)))

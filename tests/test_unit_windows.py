@@ -1,0 +1,49 @@
+"""Averaging windows count what they cover: distinct cadence slots, not readings."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+from alerts.windows import SeriesWindows
+
+HOUR = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
+VN = timezone(timedelta(hours=7))
+
+
+def series(times: list[datetime], value: float = 10.0) -> SeriesWindows:
+    windows = SeriesWindows(300, VN, 0.75)
+    for i, t in enumerate(times):
+        windows.add(t, value + (1 if i % 2 else -1))
+    return windows
+
+
+def test_a_burst_in_two_minutes_does_not_make_an_hour_complete() -> None:
+    burst = [HOUR + timedelta(seconds=5 * i) for i in range(24)]  # 24 readings, first 2 minutes
+    window = series(burst).hour(HOUR)
+    assert window.count == 1  # one 5-minute slot of twelve
+    assert window.mean is None and not window.sufficient
+    assert round(window.completeness, 3) == round(1 / 12, 3)
+
+
+def test_a_station_faster_than_its_cadence_fills_the_slots_it_owes_and_no_more() -> None:
+    every_minute = [HOUR + timedelta(minutes=i) for i in range(60)]
+    window = series(every_minute).hour(HOUR)
+    assert (window.count, window.completeness) == (12, 1.0)
+    assert window.mean == 10.0  # every reading still counts in the mean
+
+
+def test_the_cadence_it_is_registered_with_is_complete() -> None:
+    window = series([HOUR + timedelta(minutes=5 * i) for i in range(12)]).hour(HOUR)
+    assert (window.count, window.completeness, window.sufficient) == (12, 1.0, True)
+
+
+def test_a_day_counts_slots_too() -> None:
+    day_start = datetime(2026, 11, 1, tzinfo=VN).astimezone(UTC)
+    # Every minute for 18 hours: 216 of the day's 288 slots, 75 %, not 1080 readings.
+    times = [day_start + timedelta(minutes=i) for i in range(18 * 60)]
+    window = series(times).day(date(2026, 11, 1))
+    assert (window.count, window.expected) == (216, 288)
+    assert window.completeness == 0.75 and window.sufficient
+    # Every minute for 6 hours: 72 slots, 25 %: insufficient however many readings came.
+    short = series(times[: 6 * 60]).day(date(2026, 11, 1))
+    assert short.count == 72 and not short.sufficient
