@@ -213,6 +213,11 @@ class Settings:
     files_poll_s: float = field(default=5.0, metadata={"parse": _non_negative_float})
     http_host: str = field(default="127.0.0.1", metadata={"parse": _text})
     http_port: int = field(default=8080, metadata={"parse": _port})
+    # HTTPS beside plain HTTP (same API and board), with a certificate and its key.
+    https_host: str = field(default="127.0.0.1", metadata={"parse": _text})
+    https_port: int = field(default=0, metadata={"parse": _port})
+    https_cert_file: Path | None = field(default=None, metadata={"parse": _optional_path})
+    https_key_file: Path | None = field(default=None, metadata={"parse": _optional_path})
     storage_backend: str = field(
         default="auto", metadata={"parse": _choice("auto", "postgresql", "timescaledb")}
     )
@@ -226,6 +231,8 @@ class Settings:
     alerts_file: Path | None = field(default=None, metadata={"parse": _optional_path})
     regulations_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     alerts_tick_s: float = field(default=5.0, metadata={"parse": _positive_float})
+    # Written by `quantrac stations credentials`: broker accounts (hashes) and ACLs.
+    broker_auth_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     log_level: str = field(
         default="INFO", metadata={"parse": _choice("DEBUG", "INFO", "WARNING", "ERROR")}
     )
@@ -256,6 +263,10 @@ class Settings:
     @property
     def regulations_path(self) -> Path:
         return self.regulations_dir or self.config_dir / "regulations"
+
+    @property
+    def broker_auth_path(self) -> Path:
+        return self.broker_auth_dir or self.config_dir / "mosquitto" / "auth"
 
     @property
     def retention(self) -> timedelta:
@@ -321,4 +332,32 @@ def load_settings(
             values[name] = parse(value)
         except ValueError as exc:
             raise SettingsError(f"{source}: {exc} (got {value!r})") from None
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_together(settings, {name: source for name, (_, source) in raw.items()})
+    return settings
+
+
+# Placeholders that documentation and examples use; a service started with one is open to anyone
+# who read the same page.
+_PLACEHOLDER_PASSWORDS = re.compile(r"change-?me|changeit|^password$|^secret$|^public$", re.I)
+
+
+def _check_together(settings: Settings, sources: dict[str, str]) -> None:
+    if settings.https_port and not (settings.https_cert_file and settings.https_key_file):
+        raise SettingsError(
+            f"{sources.get('https_port', 'https_port')}: HTTPS needs https_cert_file and "
+            "https_key_file"
+        )
+    passwords = {
+        "database_url": urlsplit(settings.database_url).password
+        if settings.database_url and "://" in settings.database_url
+        else None,
+        "mqtt_url": parse_mqtt_url(settings.mqtt_url).password,
+        "mqtt_password": settings.mqtt_password,
+    }
+    for name, password in passwords.items():
+        if password and _PLACEHOLDER_PASSWORDS.search(password):
+            raise SettingsError(
+                f"{sources.get(name, name)}: a placeholder password ({password!r}); set a real "
+                "one (docs/deploy.md, Credentials)"
+            )

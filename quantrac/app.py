@@ -15,7 +15,7 @@ from alerts.service import AlertService
 from ingest.service import IngestService
 from ingest.settings import Settings
 from quantrac.api.app import ApiService, build_api
-from quantrac.web import WebServer, ingest_health
+from quantrac.web import WebServer, ingest_health, web_servers
 
 
 class App:
@@ -29,8 +29,8 @@ class App:
             self.alerts.load_configuration(self.service.current_registry())
             self.service.registry_listeners.append(self.alerts.set_registry)
         self.api: ApiService | None = None
-        self.web: WebServer | None = None
-        if settings.http_port:
+        self.web: list[WebServer] = []
+        if settings.http_port or settings.https_port:
             assert self.service.catalog is not None
             self.api = ApiService(settings, self.service.catalog, self.service.current_registry)
 
@@ -45,12 +45,13 @@ class App:
                 metrics=self.service.metrics.registry,
                 health=lambda: ingest_health(self.service),
             )
-            self.web = WebServer(app, self.settings.http_host, self.settings.http_port)
-            await self.web.start()
+            self.web = web_servers(app, self.settings)
+            for server in self.web:
+                await server.start()
 
     async def stop(self) -> None:
-        if self.web is not None:
-            await self.web.stop()
+        for server in self.web:
+            await server.stop()
         if self.api is not None:
             await self.api.stop()
         await self.service.stop()  # ingest first: what it acknowledged is stored

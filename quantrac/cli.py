@@ -80,7 +80,7 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from quantrac.api.app import ApiService, FileRegistry, build_api
-    from quantrac.web import WebServer
+    from quantrac.web import WebServer, web_servers
 
     catalog = load_catalog(settings.catalog_path)
     api = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
@@ -88,10 +88,12 @@ async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     async def start() -> None:
         context = await api.start()
-        web = WebServer(build_api(context), settings.http_host, settings.http_port)
-        await web.start()
-        server.append(web)
-        print(f"quantrac api on http://{settings.http_host}:{web.port}/ (OpenAPI at /docs)")
+        for web in web_servers(build_api(context), settings):
+            await web.start()
+            server.append(web)
+            scheme = "https" if web.server.config.ssl_certfile else "http"
+            host = web.server.config.host
+            print(f"quantrac api on {scheme}://{host}:{web.port}/ (OpenAPI at /docs)")
 
     async def stop() -> None:
         for web in server:
@@ -155,6 +157,41 @@ def cmd_stations_check(settings: Settings, args: argparse.Namespace) -> int:
         kinds[station.kind] = kinds.get(station.kind, 0) + 1
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
     print(f"{path}: {len(registry.stations)} stations OK ({summary})")
+    return 0
+
+
+def cmd_stations_credentials(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from quantrac import broker_auth
+
+    catalog = load_catalog(settings.catalog_path)
+    registry = load_registry(settings.stations_path, catalog)
+    folder = Path(args.dir) if args.dir else settings.broker_auth_path
+    services = broker_auth.service_accounts(settings.mqtt_share_group, settings.alerts_share_group)
+    try:
+        accounts, issued, removed = broker_auth.update_accounts(
+            broker_auth.load_accounts(folder),
+            registry.stations,
+            services,
+            rotate=args.rotate or (),
+            rotate_all=args.rotate_all,
+        )
+    except broker_auth.CredentialsError as exc:
+        print(f"quantrac stations credentials: {exc}", file=sys.stderr)
+        return 2
+    broker_auth.write_accounts(folder, accounts, services)
+    if args.format == "json":
+        print(json.dumps({"issued": broker_auth.issued_json(issued), "removed": removed}))
+    else:
+        for item in issued:
+            print(f"{item.account}\t{item.secret}\t({item.kind}, {item.reason})")
+        print(
+            f"{len(accounts)} accounts in {folder} ({len(issued)} new or rotated, "
+            f"{len(removed)} removed). The secrets above are shown once and stored only "
+            "hashed: give each station its own now. Restart the broker to apply.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -257,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = st_sub.add_parser("check", help="validate a registry file")
     check.add_argument("file", nargs="?", help="default: the configured stations file")
     check.set_defaults(handler=cmd_stations_check)
+    creds = st_sub.add_parser(
+        "credentials",
+        help="create or rotate broker accounts (one per station, and quantrac's own) and write "
+        "the broker's files",
+    )
+    creds.add_argument("--dir", help="output folder (default: the broker_auth_dir setting)")
+    creds.add_argument(
+        "--rotate", action="append", metavar="ACCOUNT", help="new secret for this account"
+    )
+    creds.add_argument("--rotate-all", action="store_true", help="new secrets for every account")
+    creds.add_argument("--format", choices=("text", "json"), default="text")
+    creds.set_defaults(handler=cmd_stations_credentials)
 
     files = sub.add_parser("ingest-files", help="ingest Circular 10/2021 .txt files from DIR")
     files.add_argument("dir")

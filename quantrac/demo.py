@@ -95,6 +95,19 @@ async def _add_demo_users(settings: Settings) -> None:
                 await add_user(conn, name, role, password, f"Demo {role}")
 
 
+def _demo_broker_accounts(settings: Settings, folder: Path) -> dict[str, str]:
+    """Accounts for every station of the registry and for quantrac: their secrets, by name."""
+    from ingest.catalog import load_catalog
+    from ingest.registry import load_registry
+    from quantrac import broker_auth
+
+    registry = load_registry(settings.stations_path, load_catalog(settings.catalog_path))
+    services = broker_auth.service_accounts(settings.mqtt_share_group, settings.alerts_share_group)
+    accounts, issued, _ = broker_auth.update_accounts({}, registry.stations, services)
+    broker_auth.write_accounts(folder, accounts, services)
+    return {item.account: item.secret for item in issued}
+
+
 def _report_failure(task: asyncio.Task[object]) -> None:
     if not task.cancelled() and task.exception() is not None:
         print(f"quantrac demo: a part of the demo stopped: {task.exception()!r}", file=sys.stderr)
@@ -125,9 +138,16 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
         if not settings.database_url:
             postgres = PostgresServer(root / "postgres", timescale=True).start()
             changes["database_url"] = postgres.url
+        station_secrets: dict[str, str] | None = None
         if "QUANTRAC_MQTT_URL" not in os.environ and settings.mqtt_url == Settings().mqtt_url:
-            mosquitto = MosquittoServer(root / "mosquitto").start()
+            # As in production: no anonymous access, each simulated station signs in with its
+            # own account, quantrac with its service account.
+            secrets = _demo_broker_accounts(settings, root / "broker-auth")
+            mosquitto = MosquittoServer(root / "mosquitto", auth_dir=root / "broker-auth").start()
             changes["mqtt_url"] = mosquitto.url
+            changes["mqtt_username"] = "quantrac-ingest"
+            changes["mqtt_password"] = secrets.pop("quantrac-ingest")
+            station_secrets = secrets
         changes["alerts_file"] = _demo_alerts_file(settings, root)
         settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
         # The alert engine starts once the replayed history is stored: it then rebuilds from it
@@ -151,6 +171,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 speed=720.0,
                 messages=history,
                 client_id="quantrac-demo-history",
+                credentials=station_secrets,
             )
             await _until_stored(app.service)
             alerts = AlertService(settings, metrics_registry=app.service.metrics.registry)
@@ -167,6 +188,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 seed=2026,
                 interval=10,
                 client_id="quantrac-demo-live",
+                credentials=station_secrets,
             )
 
         async def start() -> None:
@@ -175,7 +197,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             _print_banner(settings, app.service)
             for coro in (
                 history_then_live(),
-                _vendor_with_mistakes(settings),
+                _vendor_with_mistakes(settings, station_secrets),
                 _summaries(settings, app.service),
             ):
                 task = asyncio.create_task(coro)
@@ -207,7 +229,8 @@ def _print_banner(settings: Settings, service: IngestService) -> None:
         f"""
 quantrac demo — {len(service.current_registry().stations)} stations (Bắc Giang-shaped fleet)
   storage    {service.backend} at {settings.safe_database_url}
-  broker     {settings.mqtt_url}   (publish to stations/<id>/data, acks on stations/<id>/ack)
+  broker     {settings.mqtt_url}   (each station signs in as itself: stations/<id>/data, acks
+             on stations/<id>/ack; accounts from `quantrac stations credentials`)
   board      {base}/board/   (Vietnamese; English switch in the header)
   API        {base}/docs   (OpenAPI: {base}/openapi.json)
   sign in    {", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)}
@@ -232,12 +255,19 @@ async def _summaries(settings: Settings, service: IngestService) -> None:
             await _print_summary(settings, service)
 
 
-async def _vendor_with_mistakes(settings: Settings) -> None:
+async def _vendor_with_mistakes(settings: Settings, secrets: dict[str, str] | None) -> None:
     """Every 30 s a station sends a wrong unit and an undeclared parameter; print its ack."""
     from gmqtt import Client
 
     endpoint = settings.mqtt
+    if secrets is not None:
+        # The station's own account: it may publish its data and read its acks, nothing else.
+        endpoint = dataclasses.replace(
+            endpoint, username=MISCONFIGURED_STATION, password=secrets[MISCONFIGURED_STATION]
+        )
     listener = Client("quantrac-demo-vendor-ack")
+    if endpoint.username:
+        listener.set_auth_credentials(endpoint.username, endpoint.password)
 
     def on_message(client: Client, topic: str, payload: bytes, qos: int, props: object) -> int:
         body = json.loads(payload)

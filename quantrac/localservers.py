@@ -77,6 +77,19 @@ def find_mosquitto() -> Path | None:
     return Path(found) if found else None
 
 
+def find_dynamic_security_plugin() -> Path | None:
+    """Mosquitto's dynamic-security plugin (in Debian's mosquitto package since 2.0)."""
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    return None
+
+
 def _service_user() -> pwd.struct_passwd | None:
     """PostgreSQL refuses to run as root; borrow Debian's 'postgres' account then."""
     if os.geteuid() != 0:
@@ -227,11 +240,38 @@ class PostgresServer:
         self.start()
 
 
+# Lines of the shipped configuration that name its listeners, files and plugins: replaced by
+# local ones.
+_LOCAL_REPLACES = (
+    "listener",
+    "persistence",
+    "log_dest",
+    "user ",
+    "certfile",
+    "keyfile",
+    "cafile",
+    "tls_version",
+    "require_certificate",
+    "plugin",
+    "password_file",
+    "acl_file",
+    "allow_anonymous",
+)
+
+
 @dataclass
 class MosquittoServer:
+    """A private Mosquitto with the shipped settings on one loopback listener.
+
+    With ``auth_dir`` (a folder written by ``quantrac stations credentials``) it signs clients in
+    and applies the ACLs as in production: the dynamic-security plugin, no anonymous access.
+    Without, it accepts anonymous clients: the test suite's shared broker.
+    """
+
     root: Path
     port: int = field(default_factory=free_port)
     persistence: bool = True
+    auth_dir: Path | None = None
     # Lines appended after the listener (TLS files, password_file, allow_anonymous false …);
     # a later line wins in Mosquitto's configuration.
     extra_config: list[str] = field(default_factory=list)
@@ -245,18 +285,26 @@ class MosquittoServer:
     def config_text(self) -> str:
         """The shipped configuration, with the listener and paths made local."""
         shipped = (default_config_dir() / "mosquitto" / "mosquitto.conf").read_text()
-        keep = [
-            line
-            for line in shipped.splitlines()
-            if not line.startswith(("listener", "persistence", "log_dest", "user "))
-        ]
+        keep = [line for line in shipped.splitlines() if not line.startswith(_LOCAL_REPLACES)]
         keep += [
-            f"listener {self.port} 127.0.0.1",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.root}/",
             f"log_dest file {self.root}/mosquitto.log",
-            *self.extra_config,
         ]
+        if self.auth_dir is not None:
+            from quantrac.broker_auth import MOSQUITTO_DYNSEC
+
+            plugin = find_dynamic_security_plugin()
+            if plugin is None:
+                raise LocalServerError("Mosquitto's dynamic-security plugin is not installed")
+            keep += [
+                "allow_anonymous false",
+                f"plugin {plugin}",
+                f"plugin_opt_config_file {self.auth_dir / MOSQUITTO_DYNSEC}",
+            ]
+        else:
+            keep.append("allow_anonymous true")
+        keep += [f"listener {self.port} 127.0.0.1", *self.extra_config]
         if os.geteuid() == 0:
             keep.append("user root")
         return "\n".join(keep) + "\n"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from ingest.service import IngestService
+from ingest.settings import Settings
 
 
 def ingest_health(service: IngestService) -> dict[str, Any]:
@@ -25,7 +27,14 @@ def ingest_health(service: IngestService) -> dict[str, Any]:
 
 
 class WebServer:
-    def __init__(self, app: Any, host: str, port: int):
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+    ):
         # Open event streams (boards) would otherwise hold a shutdown forever.
         config = uvicorn.Config(
             app,
@@ -34,6 +43,8 @@ class WebServer:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=5,
+            ssl_certfile=str(cert_file) if cert_file else None,
+            ssl_keyfile=str(key_file) if key_file else None,
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -58,3 +69,21 @@ class WebServer:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
+
+
+def web_servers(app: Any, settings: Settings) -> list[WebServer]:
+    """Plain HTTP on http_host:http_port and, when configured, HTTPS on https_port (same app)."""
+    servers = []
+    if settings.http_port:
+        servers.append(WebServer(app, settings.http_host, settings.http_port))
+    if settings.https_port:
+        servers.append(
+            WebServer(
+                app,
+                settings.https_host,
+                settings.https_port,
+                settings.https_cert_file,
+                settings.https_key_file,
+            )
+        )
+    return servers

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import time
 import uuid
@@ -162,3 +163,61 @@ class Publisher:
         finally:
             await self._client.disconnect()
         return complete
+
+
+class StationPublishers:
+    """One connection per station, each signed in with that station's own account, as real
+    stations are: the broker lets each publish only on its own topic. Same interface as
+    :class:`Publisher`; a message goes out on the connection of the station its topic names."""
+
+    def __init__(
+        self,
+        endpoint: MqttEndpoint,
+        credentials: dict[str, str],
+        *,
+        client_id: str | None = None,
+        **options: Any,
+    ) -> None:
+        prefix = client_id or f"quantrac-sim-{uuid.uuid4().hex[:8]}"
+        self._publishers = {
+            station_id: Publisher(
+                dataclasses.replace(endpoint, username=station_id, password=secret),
+                client_id=f"{prefix}-{station_id}",
+                **options,
+            )
+            for station_id, secret in credentials.items()
+        }
+
+    @property
+    def published(self) -> int:
+        return sum(p.published for p in self._publishers.values())
+
+    @property
+    def stats(self) -> PublisherStats:
+        parts = [p.stats for p in self._publishers.values()]
+        return PublisherStats(
+            sum(s.published for s in parts),
+            sum(s.acknowledged for s in parts),
+            sum(s.in_flight for s in parts),
+            sum(s.lost for s in parts),
+        )
+
+    async def connect(self) -> None:
+        try:
+            await asyncio.gather(*(p.connect() for p in self._publishers.values()))
+        except BaseException:
+            await self.close(timeout=0)
+            raise
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        station_id = topic.split("/")[1]
+        publisher = self._publishers.get(station_id)
+        if publisher is None:
+            raise KeyError(f"no credentials for station {station_id!r}")
+        await publisher.publish(topic, payload)
+
+    async def close(self, timeout: float = 10.0) -> bool:
+        results = await asyncio.gather(
+            *(p.close(timeout) for p in self._publishers.values()), return_exceptions=True
+        )
+        return all(r is True for r in results)

@@ -20,7 +20,7 @@ from ingest.contract import data_topic
 from ingest.registry import Registry, Station
 from ingest.settings import MqttEndpoint
 from simulator.encode import FORMATS, encode_message, tt10_file_name, write_file_bytes
-from simulator.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher
+from simulator.publisher import DEFAULT_MAX_IN_FLIGHT, Publisher, StationPublishers
 from simulator.scenarios import Message, ScenarioPlayer, ScenarioSet, load_scenarios
 
 DEFAULT_SPEED_BACKLOG = timedelta(hours=6)
@@ -74,7 +74,9 @@ def rate_schedule(
 
 
 class _Progress:
-    def __init__(self, publisher: Publisher, callback: ProgressCallback | None) -> None:
+    def __init__(
+        self, publisher: Publisher | StationPublishers, callback: ProgressCallback | None
+    ) -> None:
         self.publisher = publisher
         self.player: ScenarioPlayer | None = None
         self.callback = callback
@@ -130,12 +132,16 @@ async def simulate(
     protocol: str = "5",
     clock: Callable[[], datetime] = _utc_now,
     scenarios: ScenarioSet | None = None,
+    credentials: dict[str, str] | None = None,
 ) -> SimStats:
     """Publish the registry's stations until ``duration`` s or ``messages`` are reached (or
     forever). Live by default; ``speed`` replays from ``start``; ``rate`` sends msg/s.
 
     ``scenarios`` (times relative to the run's first measured time) change what is sent; the
-    messages they hold back (backlog, out-of-order) are sent before the run ends."""
+    messages they hold back (backlog, out-of-order) are sent before the run ends.
+
+    ``credentials`` (station id → secret) makes each station publish on its own connection,
+    signed in as itself, as the broker's ACL expects of real stations."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     if speed is not None and rate is not None:
@@ -152,13 +158,17 @@ async def simulate(
             raise ValueError("rate mode needs messages or duration")
         messages = math.ceil(rate * duration)
 
-    publisher = Publisher(
-        endpoint,
-        qos=qos,
-        client_id=client_id,
-        max_in_flight=max_in_flight,
-        ca_file=ca_file,
-        protocol=protocol,
+    options: dict[str, Any] = {
+        "qos": qos,
+        "client_id": client_id,
+        "max_in_flight": max_in_flight,
+        "ca_file": ca_file,
+        "protocol": protocol,
+    }
+    publisher: Publisher | StationPublishers = (
+        Publisher(endpoint, **options)
+        if credentials is None
+        else StationPublishers(endpoint, _station_credentials(stations, credentials), **options)
     )
     await publisher.connect()
     progress = _Progress(publisher, on_progress)
@@ -217,6 +227,13 @@ async def simulate(
     finally:
         await publisher.close(timeout=10.0)
     return progress.final()
+
+
+def _station_credentials(stations: list[Station], credentials: dict[str, str]) -> dict[str, str]:
+    missing = [s.id for s in stations if s.id not in credentials]
+    if missing:
+        raise ValueError(f"no broker credentials for {', '.join(missing)}")
+    return {s.id: credentials[s.id] for s in stations}
 
 
 async def simulate_scenario_file(

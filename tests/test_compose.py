@@ -113,8 +113,20 @@ def compose(env: dict[str, str]) -> dict[str, Any]:
 
 # The two ways the stack is run: no .env at all (compose's own defaults), and .env.example's
 # scale-out block switched on.
-SINGLE: dict[str, str] = {}
-SCALE_OUT = parse_env_file(ENV_EXAMPLE.read_text(encoding="utf-8"), uncomment=True)
+# Compose has no default for any password: the operator sets them in .env.
+PASSWORDS = {
+    "QUANTRAC_DB_PASSWORD": "db-Secret-1",
+    "GRAFANA_DB_PASSWORD": "reader-Secret-2",
+    "GRAFANA_ADMIN_PASSWORD": "admin-Secret-3",
+    "EMQX_DASHBOARD_PASSWORD": "emqx-Secret-4",
+    "QUANTRAC_MQTT_INGEST_PASSWORD": "ingest-Secret-5",
+    "QUANTRAC_MQTT_ALERTS_PASSWORD": "alerts-Secret-6",
+}
+SINGLE: dict[str, str] = dict(PASSWORDS)
+SCALE_OUT = {
+    **parse_env_file(ENV_EXAMPLE.read_text(encoding="utf-8"), uncomment=True),
+    **PASSWORDS,
+}
 SETUPS = {"single": SINGLE, "scale-out": SCALE_OUT}
 
 
@@ -312,7 +324,9 @@ def test_published_ports_do_not_collide(setup):
             assert 0 < host_port < 65536, f"{name}: {host_port}"
             assert host_port not in seen, f"{name} and {seen.get(host_port)} publish {host_port}"
             seen[host_port] = f"{name} ({address})"
-    assert 1883 in seen and seen[1883].startswith("emqx" if setup == "scale-out" else "mosquitto")
+    # Stations reach the broker over TLS only; plain MQTT stays inside the compose network.
+    assert 8883 in seen and seen[8883].startswith("emqx" if setup == "scale-out" else "mosquitto")
+    assert 1883 not in seen and 8080 not in seen, seen
 
 
 def test_consoles_without_their_own_access_control_stay_on_loopback():
@@ -384,7 +398,16 @@ def test_quantrac_services_resolve_to_compose_services(setup):
         assert settings.http_port > 0
         assert healthcheck_url_port(svc) == settings.http_port, name
         for _, _, container_port in published_ports(svc):
-            assert container_port == settings.http_port, name
+            # Only the HTTPS listener is published, with its certificate mounted.
+            assert container_port == settings.https_port, name
+            assert settings.https_cert_file and settings.https_key_file
+            cert = mounted_host_path(svc, str(settings.https_cert_file))
+            assert cert == ROOT / "config/tls/server.pem", name
+        # quantrac signs in to the broker with its own account.
+        assert mqtt.username == (
+            "quantrac-alerts" if command(svc)[0] == "alerts" else "quantrac-ingest"
+        )
+        assert mqtt.password, name
 
 
 @pytest.mark.parametrize("setup", SETUPS)
@@ -436,9 +459,14 @@ def test_emqx_is_configured_as_its_documentation_says():
     assert node == "emqx" and "." in host and emqx["hostname"] == host
     assert emqx["healthcheck"]["test"] == ["CMD", "/opt/emqx/bin/emqx_ctl", "status"]
     assert [c for _, _, c in published_ports(compose(SINGLE)["services"]["emqx"])] == [
-        1883,
+        8883,
         18083,
     ]
+    # Accounts and ACL from `quantrac stations credentials`, refused when nothing matches.
+    assert env["EMQX_AUTHENTICATION__1__BACKEND"] == "built_in_database"
+    assert env["EMQX_AUTHORIZATION__NO_MATCH"] == "deny"
+    for key in ("EMQX_AUTHENTICATION__1__BOOTSTRAP_FILE", "EMQX_AUTHORIZATION__SOURCES__1__PATH"):
+        assert mounted_host_path(emqx, env[key]).parent == ROOT / "config/mosquitto/auth"
 
 
 def test_mosquitto_config_matches_the_compose_service():
@@ -447,8 +475,13 @@ def test_mosquitto_config_matches_the_compose_service():
     assert conf_path == ROOT / "config/mosquitto/mosquitto.conf"
     lines = [line.split() for line in conf_path.read_text().splitlines() if line.strip()]
     settings = {words[0]: words[1:] for words in lines if not words[0].startswith("#")}
-    assert settings["listener"][0] == str(MQTT_PORT)
+    listeners = [words[1] for words in lines if words[0] == "listener"]
+    assert listeners == [str(MQTT_PORT), "8883"]
+    assert settings["allow_anonymous"] == ["false"]
     assert settings["persistence"] == ["true"]
+    for key in ("certfile", "keyfile", "plugin_opt_config_file"):
+        assert mounted_host_path(svc, settings[key][0]) is not None, key
+        assert mounted_host_path(svc, settings[key][0]).parent.is_dir(), key
     data = settings["persistence_location"][0].rstrip("/")
     assert data in [v.split(":")[1] for v in svc["volumes"] if not v.startswith(".")]
 
@@ -463,9 +496,25 @@ def test_env_example_documents_every_variable_with_the_compose_default():
             used[name] = match.group("arg") or ""
     assert set(used) <= set(documented), f"undocumented: {set(used) - set(documented)}"
     for name, default in used.items():
+        if name in PASSWORDS:
+            continue
         assert documented[name] == default, f"{name}: .env.example {documented[name]!r}"
-    # Copying .env.example unchanged gives the same stack as no .env at all.
-    assert compose(documented) == compose(SINGLE)
+    # Copying .env.example and setting its passwords gives the same stack as compose's defaults.
+    assert compose({**documented, **PASSWORDS}) == compose(SINGLE)
+
+
+def test_no_password_has_a_default():
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    documented = parse_env_file(ENV_EXAMPLE.read_text(encoding="utf-8"), uncomment=True)
+    for match in _VARIABLE.finditer(text):
+        name = match.group("braced") or match.group("plain") or ""
+        if "PASSWORD" in name:
+            assert match.group("op") == ":?", f"{name} must be required, without a default"
+            assert name in PASSWORDS and documented[name] == "", name
+    assert "change-me" not in text.lower()
+    # Without them compose stops instead of starting with a guessable password.
+    with pytest.raises(AssertionError, match="compose needs"):
+        compose({})
 
 
 # --- Prometheus --------------------------------------------------------------------------------

@@ -263,3 +263,30 @@ def test_paths_and_floats_from_env(tmp_path: Path) -> None:
     assert s.stations_path == tmp_path / "stations.yaml"
     assert (s.files_poll_s, s.rate_limit_per_s) == (0.0, 0.0)
     assert s.tt10_timezone == timezone(timedelta(hours=8))
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "source"),
+    [
+        ("QUANTRAC_DATABASE_URL", "postgresql://quantrac:change-me@db/quantrac", "DATABASE_URL"),
+        ("QUANTRAC_MQTT_URL", "mqtt://ingest:changeme@broker:1883", "MQTT_URL"),
+        ("QUANTRAC_MQTT_PASSWORD", "Change-Me-Too", "MQTT_PASSWORD"),
+    ],
+)
+def test_placeholder_passwords_stop_start_up(env: str, value: str, source: str) -> None:
+    with pytest.raises(SettingsError, match=f"QUANTRAC_{source}: a placeholder password"):
+        load_settings({env: value})
+    assert load_settings({env: value.replace("hange", "x-hange-not")}).mqtt
+
+
+def test_https_needs_its_certificate_and_key() -> None:
+    with pytest.raises(SettingsError, match="HTTPS needs https_cert_file"):
+        load_settings({"QUANTRAC_HTTPS_PORT": "8443"})
+    settings = load_settings(
+        {
+            "QUANTRAC_HTTPS_PORT": "8443",
+            "QUANTRAC_HTTPS_CERT_FILE": "/tls/server.pem",
+            "QUANTRAC_HTTPS_KEY_FILE": "/tls/server.key",
+        }
+    )
+    assert settings.https_port == 8443 and settings.https_host == "127.0.0.1"
