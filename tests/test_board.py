@@ -215,7 +215,7 @@ async def test_operator_sees_a_new_alert_live_and_acknowledges_it(
         line = page.locator(f"#chart-{span} .limit-line[data-value='75'] line")
         await line.wait_for(state="attached")
         assert await line.get_attribute("stroke-dasharray")
-    assert "Limit 1h: 75 mg/L" in await page.inner_text("#chart-24h")
+    assert "1-hour limit: 75 mg/L" in await page.inner_text("#chart-24h")
 
     # The indicators page: a clear message while the route is missing, the figures once it is.
     await page.route(

@@ -21,6 +21,7 @@ import pytest
 from alerts.engine import Change, Transition
 from alerts.model import Kind, Severity
 from alerts.store import AlertStore
+from ingest.rollup import refresh_hourly
 from quantrac.api.users import add_user
 from quantrac.app import App
 from quantrac.localservers import free_port
@@ -378,4 +379,191 @@ async def test_the_board_on_a_phone(board: Any, browser: Any) -> None:
     await page.click("a[data-nav=reports]")
     await page.wait_for_selector("#report-form")
     await no_sideways_scroll(page)
+    assert page.errors == []
+
+
+# --- 4, 5. true times and a readable audit trail ------------------------------------------------
+
+
+def local_hm(at: datetime) -> str:
+    return (at + timedelta(hours=7)).strftime("%H:%M")
+
+
+async def test_the_audit_trail_and_true_times(board: Any, browser: Any) -> None:
+    base, database_url = board
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    window_end = now.replace(minute=0) - timedelta(hours=1)
+    newest = window_end - timedelta(minutes=5)
+    await store_readings(
+        database_url,
+        [("WW1", "COD", newest - timedelta(minutes=5 * i), 150.0, 0) for i in range(12)]
+        + [("AIR1", "NO2", now - timedelta(minutes=47), 30.0, 0)],
+    )
+    raise_ = transition(
+        Change.RAISE,
+        Kind.EXCEEDANCE,
+        "WW1",
+        "COD",
+        window_end,
+        value=150.0,
+        limit=75.0,
+        unit="mg/L",
+        averaging="1h",
+    )
+    await apply(database_url, [raise_], now - timedelta(minutes=30))
+    for i in range(5):  # late readings revised the evidence five times
+        revise = transition(
+            Change.REVISE, Kind.EXCEEDANCE, "WW1", "COD", window_end, value=151.0 + i, limit=75.0
+        )
+        await apply(database_url, [revise], now - timedelta(minutes=25 - i))
+    await apply(
+        database_url,
+        [
+            transition(
+                Change.RAISE,
+                Kind.DATA_LOSS,
+                "AIR1",
+                "",
+                now - timedelta(minutes=10),
+                last_measured_at=(now - timedelta(minutes=47)).isoformat(),
+                silent_minutes=37,
+            )
+        ],
+        now - timedelta(minutes=10),
+    )
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+    row = page.locator("#alerts-body tr[data-kind=exceedance]")
+    await row.wait_for()
+    # Latest data: the newest reading, not the end of the window.
+    assert local_hm(newest) in await row.locator("td").nth(5).inner_text()
+    silent = await page.inner_text("#alerts-body tr[data-kind=data_loss] .silent-since")
+    assert silent.startswith("mất tín hiệu từ ") and local_hm(now - timedelta(minutes=47)) in silent
+    assert "(47 phút)" in silent or "(48 phút)" in silent  # counted from the last reading
+
+    # Resolving needs a note: the dialog says so, and so does the API.
+    await row.locator("button[data-action=resolve]").click()
+    await page.wait_for_selector("#act-dialog[open]")
+    assert "bắt buộc" in await page.inner_text("label[for=act-note]")
+    await page.click("#act-submit")
+    assert "Cần ghi chú khi đóng" in await page.inner_text("#act-error")
+    token = await page.evaluate("sessionStorage.getItem('quantrac.token')")
+    alert_id = int(await row.get_attribute("data-alert-id") or 0)
+    refused = await page.evaluate(
+        f"fetch('/api/v1/alerts/{alert_id}/resolve', {{method: 'POST', headers: "
+        f"{{Authorization: 'Bearer {token}', 'Content-Type': 'application/json'}}, "
+        "body: JSON.stringify({note: '  '})})"
+        ".then(async r => [r.status, (await r.json()).error.code])"
+    )
+    assert refused == [422, "note_required"]
+    await page.fill("#act-note", "Nhà máy đã dừng xả, kiểm tra lại bể lắng")
+    await page.click("#act-submit")
+    await page.wait_for_selector("#act-dialog", state="hidden")
+
+    # The trail: the five revisions are one line, the people's actions stand out, and the
+    # closed alert says who closed it.
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("table.trail tr[data-event=resolved]")
+    revised = page.locator("table.trail tr[data-event=revised]")
+    assert await revised.count() == 1
+    assert await revised.get_attribute("data-folded") == "5"
+    assert "× 5 lần" in await revised.inner_text()
+    assert await page.get_attribute("table.trail tr[data-event=resolved]", "class") == "human"
+    assert await revised.get_attribute("class") == "machine"
+    assert (
+        await page.inner_text("#closed-by")
+        == f"đóng bởi op.an · {await page.inner_text('#closed-by time')}"
+    )
+    assert page.errors == []
+
+
+async def test_an_alert_the_engine_cleared_says_so(board: Any, browser: Any) -> None:
+    base, database_url = board
+    now = datetime.now(UTC)
+    at = now - timedelta(minutes=30)
+    await apply(
+        database_url, [transition(Change.RAISE, Kind.WARNING, "WW1", "TSS", at, value=45.0)], at
+    )
+    await apply(database_url, [transition(Change.CLEAR, Kind.WARNING, "WW1", "TSS", now)], now)
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+    await page.select_option("#filter-state", "resolved")
+    row = page.locator("#alerts-body tr[data-kind=warning][data-state=resolved]")
+    await row.wait_for()
+    assert "tự đóng: điều kiện đã hết" in await row.locator(".closed-by").inner_text()
+    assert page.errors == []
+
+
+# How many pairs of a chart's text labels overlap (by their boxes on screen).
+OVERLAPPING_LABELS = """svg => {
+  const boxes = [...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect())
+    .filter((b) => b.width > 0);
+  let n = 0;
+  for (let i = 0; i < boxes.length; i++) {
+    for (let j = i + 1; j < boxes.length; j++) {
+      const [a, b] = [boxes[i], boxes[j]];
+      const apart = a.right - 0.5 <= b.left || b.right - 0.5 <= a.left
+        || a.bottom - 0.5 <= b.top || b.bottom - 0.5 <= a.top;
+      if (!apart) n++;
+    }
+  }
+  return n;
+}"""
+
+
+# --- 9. flagged data looks flagged ------------------------------------------------------------
+
+
+async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
+    board: Any, browser: Any
+) -> None:
+    base, database_url = board
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = [("WW1", "COD", now - timedelta(minutes=5 * i), 40.0, 0) for i in range(12, 60)]
+    rows += [
+        ("WW1", "TSS", now - timedelta(minutes=5 * i), 30.0, 2 if i < 12 else 0) for i in range(60)
+    ]
+    await store_readings(database_url, rows)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO rollup_dirty (hour) SELECT generate_series("
+            "date_trunc('hour', now()) - interval '6 hours', now(), interval '1 hour')"
+        )
+        await refresh_hourly(conn)
+    await apply(
+        database_url,
+        [
+            transition(
+                Change.RAISE,
+                Kind.DEVICE_FAULT,
+                "WW1",
+                "TSS",
+                now,
+                status="02",
+                since=(now - timedelta(minutes=55)).isoformat(),
+            )
+        ],
+        now,
+    )
+    page = await sign_in(browser, base, "op.an", DESKTOP)
+    row = page.locator("#alerts-body tr[data-kind=device_fault]")
+    await row.wait_for()
+    assert (
+        await row.locator(".reading-status[data-status='02']").inner_text() == "02 · Lỗi thiết bị"
+    )
+
+    # The station link of the alert opens the page on TSS, not on the first parameter.
+    await row.locator("td:nth-child(3) a").click()
+    await page.wait_for_url("**/#/stations/WW1/TSS")
+    await page.wait_for_selector("#chart-24h svg")
+    assert await page.input_value("#chart-param") == "TSS"
+    tss = page.locator("#values-table tr[data-param=TSS]")
+    assert await tss.get_attribute("data-level") == "status-02"
+    assert await tss.locator(".ratio-fill").count() == 0  # no green bar for a faulty reading
+    assert "Lỗi thiết bị" in await tss.inner_text()
+    await page.wait_for_selector("#chart-24h rect.status-02")
+    assert "02 · Lỗi thiết bị" in await page.inner_text("#chart-24h .flagged-legend")
+
+    # No two labels of a chart overlap.
+    for chart in ("#chart-24h", "#chart-7d"):
+        overlaps = await page.eval_on_selector(f"{chart} svg", OVERLAPPING_LABELS)
+        assert overlaps == 0, chart
     assert page.errors == []

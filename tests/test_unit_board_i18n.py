@@ -67,6 +67,9 @@ FAMILIES = {
     "board.trouble.{}": js_list("TROUBLE_TIERS"),
     "board.reports.kind_{}": ["exceedances", "completeness", "indicators"],
     "averaging.{}": ["1h", "8h", "24h", "year"],
+    "api.error.{}": [
+        key.removeprefix("api.error.") for key in default_messages() if key.startswith("api.error.")
+    ],
 }
 
 
@@ -121,3 +124,16 @@ def test_board_yaml_holds_only_board_keys_and_each_is_used() -> None:
     assert board and all(key.startswith("board.") for key in board)
     unused = sorted(set(board) - literal_keys() - built_keys())
     assert unused == [], f"board.yaml keys the board does not use: {unused}"
+
+
+def test_every_api_error_code_has_a_text_for_people() -> None:
+    root = BOARD.parent
+    codes = set()
+    for path in root.rglob("*.py"):
+        codes |= set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', path.read_text("utf-8")))
+    assert {"not_found", "forbidden", "note_required"} <= codes
+    table = default_messages()
+    missing = sorted(c for c in codes if f"api.error.{c}" not in table)
+    assert missing == [], (
+        f"API error codes without a translation (config/messages/api.yaml): {missing}"
+    )

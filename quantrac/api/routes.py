@@ -296,6 +296,31 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
     }
 
 
+async def _flagged_runs(
+    conn: Conn, station: Station, param: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Runs of consecutive status 01 or 02 readings (a gap over 1.5 cadences ends a run); each
+    ends one cadence after its last reading. Served by the partial index on status <> 0."""
+    cur = await conn.execute(
+        "SELECT measured_at, status FROM readings WHERE station_id = %s AND param = %s "
+        "AND status <> 0 AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
+        [station.id, param, start, end],
+    )
+    cadence = timedelta(seconds=station.cadence_s)
+    runs: list[dict[str, Any]] = []
+    last: datetime | None = None
+    for at, status in await cur.fetchall():
+        code = f"{status:02d}"
+        run = runs[-1] if runs else None
+        if run and run["status"] == code and last is not None and at - last <= 1.5 * cadence:
+            run["count"] += 1
+        else:
+            runs.append({"status": code, "start": at, "count": 1})
+        last = at
+        runs[-1]["end"] = at + cadence
+    return [{**r, "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in runs]
+
+
 def _reference_limit(in_force: list[dict[str, Any]]) -> dict[str, Any] | None:
     for averaging in LIVE_AVERAGINGS:
         for limit in in_force:
@@ -358,12 +383,15 @@ async def readings(
         ]
     now = ctx.clock()
     limits = station_limits(station, ctx.regulations).in_force(param, now)
+    flagged = await _flagged_runs(conn, station, param, t0, t1)
     return {
         "station": station_id,
         "param": param,
         "unit": station.parameters[param].unit.id,
         "interval": interval,
         "points": points,
+        # Readings that are not data: calibration (01) and device fault (02), as time runs.
+        "flagged": flagged,
         "limits": [
             {"averaging": lim.averaging, "maximum": lim.maximum, "minimum": lim.minimum}
             for lim in limits
@@ -449,16 +477,27 @@ async def alerts(
     total = await filters.count(conn, "alerts a")
     order = f"{SEVERITY_ORDER}, " if sort == "severity" else ""
     # flaps: how often this condition (station, parameter, kind) opened in the last 24 hours.
+    # newest: the newest reading the alert rests on (last_data_at is a window's end).
     cur = await conn.execute(
         f"SELECT {_ALERT_COLUMNS}, (SELECT count(*) FROM alerts b WHERE "
         "b.station_id = a.station_id AND b.param IS NOT DISTINCT FROM a.param "
-        "AND b.kind = a.kind AND b.opened_at > %s) "
+        "AND b.kind = a.kind AND b.opened_at > %s), "
+        "(SELECT max(r.measured_at) FROM readings r WHERE r.station_id = a.station_id "
+        "AND (a.param = '' OR r.param = a.param) AND r.measured_at <= a.last_data_at "
+        "AND r.measured_at > a.first_data_at - interval '2 days') "
         f"FROM alerts a WHERE {filters.sql} "
         f"ORDER BY {order}a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
         [ctx.clock() - FLAP_WINDOW, *filters.args, limit, offset],
     )
     names = {s.id: s.name for s in ctx.registry().stations.values()}
-    items = [{**_alert_json(r[:-1], names), "flaps_24h": r[-1]} for r in await cur.fetchall()]
+    items = [
+        {
+            **_alert_json(r[:-2], names),
+            "flaps_24h": r[-2],
+            "newest_reading_at": r[-1].isoformat() if r[-1] else None,
+        }
+        for r in await cur.fetchall()
+    ]
     return page(items, total, limit, offset)
 
 
@@ -544,7 +583,10 @@ async def acknowledge(
 async def resolve(
     alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note | None = None
 ) -> dict[str, Any]:
-    text = body.note if body else None
+    text = (body.note or "").strip() if body else ""
+    if not text:
+        # Closing is evidence too: say what was done (the board asks for it in the dialog).
+        raise ApiError(422, "note_required", "note: required to resolve an alert")
     return await _act(ctx, conn, user, alert_id, EventType.RESOLVED, text)
 
 

@@ -35,7 +35,7 @@ const DETAIL_FIELDS = [
   ['multiple', 'alert.detail.multiple', 'multiple'],
   ['excess', 'board.detail.excess', 'number'],
   ['band', 'alert.detail.band', 'text'],
-  ['averaging', 'alert.detail.averaging', 'text'],
+  ['averaging', 'alert.detail.averaging', 'averaging'],
   ['window_start', 'alert.detail.window_start', 'time'],
   ['window_end', 'alert.detail.window_end', 'time'],
   ['regulation', 'alert.detail.regulation', 'text'],
@@ -264,6 +264,10 @@ async function api(path, { method = 'GET', body, auth = true } = {}) {
 }
 
 function errorText(error) {
+  if (error instanceof ApiFailure && error.code && S.messages[`api.error.${error.code}`]) {
+    const detail = ['invalid_parameter', 'invalid_request', 'invalid_registry'].includes(error.code) ? ` (${error.message})` : '';
+    return `${t(`api.error.${error.code}`)}${detail}`;
+  }
   if (error instanceof ApiFailure) {
     if (error.status === 403) return t('board.error.forbidden');
     if (error.status === 409) return t('board.error.conflict', { message: error.message });
@@ -580,7 +584,7 @@ function disposeView() {
 
 function route() {
   if (!S.token) return;
-  const [name = 'alerts', id] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const [name = 'alerts', id, sub] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   disposeView();
   S.renderSeq += 1;
   for (const link of $$('[data-nav]')) {
@@ -592,7 +596,7 @@ function route() {
   fill(root);
   const views = { alerts: id ? alertView : alertsView, stations: id ? stationView : stationsView,
     indicators: indicatorsView, reports: reportsView };
-  (views[name] || alertsView)(root, id);
+  (views[name] || alertsView)(root, id, sub);
 }
 
 /** A view's async loader: ignored if the user has moved on meanwhile. */
@@ -682,6 +686,7 @@ function alertsView(root) {
 
   const later = debounce(load, 250);
   const tick = setInterval(() => { if (alive()) load(); }, 60000);
+  const counting = setInterval(tickSilent, 20000);
   if (!S.stations.length) {
     api('/stations').then((data) => {
       S.stations = data.items;
@@ -694,12 +699,18 @@ function alertsView(root) {
     name: 'alerts',
     refresh: load,
     onEvent: later,
-    dispose: () => { later.cancel(); clearInterval(tick); },
+    dispose: () => { later.cancel(); clearInterval(tick); clearInterval(counting); },
   };
   load();
 }
 
 /** Repeated open/clear of one condition: the newest row stays, the earlier resolved ones fold into it. */
+/** The station page, opened on the alert's parameter when it has one. */
+function stationHref(alert) {
+  const base = `#/stations/${encodeURIComponent(alert.station_id)}`;
+  return alert.param ? `${base}/${encodeURIComponent(alert.param)}` : base;
+}
+
 function foldRepeats(items) {
   const kept = new Map();
   const out = [];
@@ -723,6 +734,34 @@ function flapBadge(alert) {
     '↻ ', t('board.alerts.flaps', { n }));
 }
 
+/** 'mất tín hiệu từ 14:05 (37 phút)': from the last reading, counting up while the page is open. */
+function silentSince(alert) {
+  const d = alert.details || {};
+  const since = parseTime(d.last_measured_at || alert.newest_reading_at || alert.first_data_at);
+  if (!since) return t('board.alerts.silent', { minutes: d.silent_minutes ?? '—' });
+  const until = alert.state === 'resolved' ? parseTime(alert.resolved_at) : null;
+  return h('span', { class: 'silent-since', dataset: { since: since.toISOString(), until: until?.toISOString() } },
+    silentText(since, until));
+}
+
+function silentText(since, until) {
+  const minutes = Math.max(0, Math.floor(((until || new Date()) - since) / 60000));
+  return t('board.alerts.silent_since', { time: fmtTime(since, 'short'), duration: fmtDuration(minutes) });
+}
+
+/** 45 phút, 2 giờ 5 phút, 3 ngày 4 giờ. */
+function fmtDuration(minutes) {
+  if (minutes < 60) return t('board.duration.minutes', { m: minutes });
+  if (minutes < 1440) return t('board.duration.hours', { h: Math.floor(minutes / 60), m: minutes % 60 });
+  return t('board.duration.days', { d: Math.floor(minutes / 1440), h: Math.floor((minutes % 1440) / 60) });
+}
+
+function tickSilent() {
+  for (const el of $$('.silent-since')) {
+    if (!el.dataset.until) el.textContent = silentText(new Date(el.dataset.since), null);
+  }
+}
+
 function evidenceText(alert) {
   const d = alert.details || {};
   if (d.value !== undefined && d.value !== null && d.limit !== undefined && d.limit !== null) {
@@ -732,7 +771,7 @@ function evidenceText(alert) {
   if (alert.last_value !== null && alert.last_value !== undefined) {
     return `${fmtNumber(alert.last_value)} ${d.unit || ''}`.trim();
   }
-  if (d.silent_minutes !== undefined) return t('board.alerts.silent', { minutes: d.silent_minutes });
+  if (d.silent_minutes !== undefined || alert.kind === 'data_loss') return silentSince(alert);
   return '—';
 }
 
@@ -766,15 +805,16 @@ function alertRow(alert) {
     d.unverified ? h('span', { class: 'unverified', title: t('board.detail.unverified_help') }, ' ', t('board.unverified_mark')) : null,
     d.status && d.status !== '00' ? h('div', {}, statusChip(d.status)) : null,
     flapBadge(alert) ? h('div', {}, flapBadge(alert)) : null),
-  h('td', {}, h('a', { href: `#/stations/${encodeURIComponent(alert.station_id)}` }, alert.station_name),
+  h('td', {}, h('a', { href: stationHref(alert) }, alert.station_name),
     h('div', { class: 'muted small' }, alert.station_id)),
   h('td', { class: 'num' }, evidenceText(alert),
-    d.averaging ? h('div', { class: 'muted small' }, `${d.averaging}${d.band ? ` · ${t('alert.detail.band')} ${d.band}` : ''}`) : null),
+    d.averaging ? h('div', { class: 'muted small' }, `${t('board.alerts.mean_of', { averaging: averagingName(d.averaging) })}${d.band ? ` · ${t('alert.detail.band')} ${d.band}` : ''}`) : null),
   h('td', {}, timeEl(alert.opened_at, 'short')),
-  h('td', {}, timeEl(alert.last_data_at, 'short')),
+  h('td', {}, timeEl(alert.newest_reading_at || alert.last_data_at, 'short')),
   h('td', { class: 'num' }, fmtNumber(alert.count, 0)),
   h('td', {}, stateBadge(alert.state),
-    alert.acknowledged_by ? h('div', { class: 'muted small' }, alert.acknowledged_by) : null),
+    alert.state === 'resolved' ? h('div', { class: 'muted small closed-by' }, closedBy(alert))
+      : alert.acknowledged_by ? h('div', { class: 'muted small' }, alert.acknowledged_by) : null),
   h('td', { class: 'actions' }, actionButtons(alert)));
 }
 
@@ -789,6 +829,8 @@ function openActDialog(alertId, action, summary = '') {
   $('#act-summary').textContent = summary;
   $('#act-submit').textContent = t(`board.act.${action}`);
   $('#act-note').value = '';
+  $('#act-note').setAttribute('aria-required', String(action === 'resolve'));
+  $('label[for=act-note]').textContent = t(action === 'resolve' ? 'board.dialog.note_resolve' : 'board.dialog.note');
   $('#act-error').hidden = true;
   dialog.dataset.action = action;
   dialog.showModal();
@@ -801,6 +843,13 @@ async function submitAct(event) {
   const { alertId, action } = dialogAction;
   const note = $('#act-note').value.trim();
   const submit = $('#act-submit');
+  if (action === 'resolve' && !note) {
+    const error = $('#act-error');
+    error.textContent = t('board.dialog.note_required');
+    error.hidden = false;
+    $('#act-note').focus();
+    return;
+  }
   submit.disabled = true;
   try {
     await api(`/alerts/${alertId}/${action}`, { method: 'POST', body: { note: note || null } });
@@ -831,6 +880,7 @@ function detailValue(kind, value) {
   switch (kind) {
     case 'number': return typeof value === 'number' ? fmtNumber(value, 4) : String(value);
     case 'multiple': return `×${fmtNumber(value, 2)}`;
+    case 'averaging': return t('board.alerts.mean_of', { averaging: averagingName(value) });
     case 'percent': return fmtPercent(value);
     case 'time': return timeEl(value);
     case 'code': return h('code', {}, String(value));
@@ -904,7 +954,7 @@ function alertView(root, id) {
           h('h2', {}, t('board.alert.facts')),
           h('dl', { class: 'evidence' },
             h('dt', {}, t('board.col.station')),
-            h('dd', {}, h('a', { href: `#/stations/${encodeURIComponent(alert.station_id)}` },
+            h('dd', {}, h('a', { href: stationHref(alert), id: 'alert-station-link' },
               `${alert.station_id} · ${alert.station_name}`)),
             h('dt', {}, t('board.col.opened')), h('dd', {}, timeEl(alert.opened_at)),
             h('dt', {}, t('board.alert.first_data')), h('dd', {}, timeEl(alert.first_data_at)),
@@ -915,16 +965,21 @@ function alertView(root, id) {
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
             alert.resolved_at ? [h('dt', {}, t('board.alert.resolved_by')),
-              h('dd', {}, `${alert.resolved_by || t('board.alert.engine')} · `, timeEl(alert.resolved_at))] : null,
+              h('dd', { id: 'closed-by' }, `${closedBy(alert)} · `, timeEl(alert.resolved_at))] : null,
             alert.note ? [h('dt', {}, t('alert.email.note')), h('dd', {}, alert.note)] : null))),
       h('section', { class: 'card' },
         h('h2', {}, t('board.alert.trail')),
         h('table', { class: 'trail' },
           h('thead', {}, h('tr', {}, ['board.col.time', 'alert.email.event', 'alert.email.actor', 'alert.email.note']
             .map((k) => h('th', { scope: 'col' }, t(k))))),
-          h('tbody', {}, (alert.events || []).map((e) => h('tr', { dataset: { event: e.event } },
-            h('td', {}, timeEl(e.at)), h('td', {}, eventName(e.event)),
-            h('td', {}, e.actor || t('board.alert.engine')), h('td', {}, e.note || '')))))),
+          h('tbody', {}, foldTrail(alert.events || []).map((e) => h('tr', {
+            class: HUMAN_EVENTS.has(e.event) && e.actor ? 'human' : 'machine',
+            dataset: { event: e.event, folded: e.folded > 1 ? e.folded : undefined },
+          },
+          h('td', {}, timeEl(e.at), e.folded > 1 ? [' – ', timeEl(e.last_at, 'time')] : null),
+          h('td', {}, eventName(e.event),
+            e.folded > 1 ? h('span', { class: 'fold-count' }, ` ${t('board.alert.folded', { n: e.folded })}`) : null),
+          h('td', {}, e.actor || t('board.alert.engine')), h('td', {}, e.note || '')))))),
       noteForm,
     );
     labelCells($('table.trail', root));
@@ -938,6 +993,32 @@ function alertView(root, id) {
   };
   root.append(h('p', { class: 'muted' }, t('board.loading')));
   load();
+}
+
+// People's actions stand out in the trail; the engine's repeats and revisions fold.
+const HUMAN_EVENTS = new Set(['acknowledged', 'resolved', 'noted', 'assigned']);
+const FOLDED_EVENTS = new Set(['revised', 'updated']);
+
+/** Consecutive machine events of one type become one line with a count and a time span. */
+function foldTrail(events) {
+  const out = [];
+  for (const e of events) {
+    const last = out[out.length - 1];
+    if (last && FOLDED_EVENTS.has(e.event) && last.event === e.event && !e.actor && !last.actor) {
+      last.folded += 1;
+      last.last_at = e.at;
+      continue;
+    }
+    out.push({ ...e, folded: 1, last_at: e.at });
+  }
+  return out;
+}
+
+/** Who or what closed an alert: a person (with their note) or the engine when it cleared. */
+function closedBy(alert) {
+  if (alert.state !== 'resolved') return null;
+  if (alert.resolution === 'auto' || !alert.resolved_by) return t('board.alert.closed_auto');
+  return t('board.alert.closed_by', { user: alert.resolved_by });
 }
 
 function backLink(href, key) {
@@ -1206,9 +1287,9 @@ function limitText(limits) {
     l.unverified ? h('span', { class: 'unverified', title: t('board.detail.unverified_help') }, t('board.unverified_mark')) : null));
 }
 
-function stationView(root, id) {
+function stationView(root, id, wanted = null) {
   const alive = current();
-  let param = null;
+  let param = wanted; // #/stations/WW1/COD opens on COD (the parameter of an alert)
   let station = null;
   const charts = h('div', { class: 'charts', id: 'charts' });
 
@@ -1229,7 +1310,8 @@ function stationView(root, id) {
         if (!alive() || !figure) return;
         fill(figure, figure.firstChild, lineChart({
           points: data.points, limits: data.limits, unit: data.unit || unit, from, to: now, span, param,
-        }));
+          flagged: data.flagged || [],
+        }), (data.flagged || []).length ? flaggedLegend(data.flagged) : null);
       } catch (exc) {
         if (alive() && figure) fill(figure, figure.firstChild, errorBox(exc));
       }
@@ -1300,6 +1382,11 @@ function stationView(root, id) {
   load();
 }
 
+function flaggedLegend(runs) {
+  const codes = [...new Set(runs.map((r) => r.status))].sort();
+  return h('p', { class: 'small flagged-legend' }, t('board.chart.flagged'), ' ', codes.map((c) => [statusChip(c), ' ']));
+}
+
 /** A nice round step for about `count` ticks over `span`. */
 function niceStep(span, count) {
   const raw = span / count;
@@ -1309,7 +1396,7 @@ function niceStep(span, count) {
 }
 
 /** A line chart of hourly means, their min–max band, and the limits as dashed lines. */
-function lineChart({ points, limits, unit, from, to, span, param }) {
+function lineChart({ points, limits, unit, from, to, span, param, flagged = [] }) {
   const W = 800;
   const H = 260;
   const m = { l: 56, r: 16, t: 14, b: 30 };
@@ -1345,6 +1432,17 @@ function lineChart({ points, limits, unit, from, to, span, param }) {
   }
   axes.append(h('text', { x: 4, y: m.t + 2, class: 'unit' }, unit));
   svg.append(axes);
+  // Calibration and fault periods: shaded, never drawn as data.
+  const shaded = h('g', { class: 'flagged' });
+  for (const run of flagged) {
+    const a = Math.max(x0, parseTime(run.start).getTime());
+    const b = Math.min(x1, parseTime(run.end).getTime());
+    if (b <= a) continue;
+    shaded.append(h('rect', { x: X(a), y: m.t, width: Math.max(2, X(b) - X(a)), height: H - m.t - m.b,
+      class: `status-${run.status}`, dataset: { status: run.status } },
+    h('title', {}, `${statusChip(run.status).textContent}: ${fmtTime(run.start)} – ${fmtTime(run.end, 'time')} (${run.count})`)));
+  }
+  svg.append(shaded);
 
   // Segments break where an hour (or more) is missing.
   const segments = [];
@@ -1369,13 +1467,20 @@ function lineChart({ points, limits, unit, from, to, span, param }) {
       h('title', {}, `${fmtTime(p.t)} · ${fmtNumber(p.v, 3)} ${unit}`)));
   }
   svg.append(dots);
+  // Limit labels never overlap: each sits at least 13 px from the one above it.
+  const labelY = new Map();
+  [...lines].map((l, i) => ({ i, y: Y(l.value) - 5 })).sort((a, b) => a.y - b.y).reduce((prev, item) => {
+    const y = Math.max(item.y, prev + 13, m.t + 10);
+    labelY.set(item.i, y);
+    return y;
+  }, -Infinity);
   lines.forEach((l, i) => {
     const y = Y(l.value);
     svg.append(h('g', { class: `limit-line limit-${l.averaging === '1h' ? 'hour' : 'other'}`, dataset: { value: l.value } },
       h('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, 'stroke-dasharray': i % 2 ? '3 4' : '8 5' }),
-      h('text', { x: W - m.r - 4, y: y - 5, 'text-anchor': 'end' },
+      h('text', { x: W - m.r - 4, y: labelY.get(i), 'text-anchor': 'end' },
         t(l.kind === 'max' ? 'board.chart.limit_max' : 'board.chart.limit_min',
-          { value: fmtNumber(l.value, 3), unit, averaging: l.averaging || '' }))));
+          { value: fmtNumber(l.value, 3), unit, averaging: averagingName(l.averaging) }))));
   });
   if (!series.length) {
     svg.append(h('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'no-data' }, t('board.chart.no_data')));
