@@ -33,6 +33,14 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        # Per station and reason, so a vendor's broken logger shows by name. A station the
+        # registry does not know is "unknown": an unregistered id never becomes a label.
+        self.station_rejections = Counter(
+            "quantrac_station_rejections_total",
+            "Rejected payloads or readings, by station and reason",
+            ["station", "reason"],
+            registry=r,
+        )
         self.batch_readings = Histogram(
             "quantrac_batch_readings",
             "Readings per committed batch",
@@ -76,6 +84,7 @@ class IngestMetrics:
         # Labelled children are cached: .labels() on every call doubles the cost.
         self._rejections = {reason: self.rejections.labels(reason.value) for reason in Reason}
         self._sources: dict[str, Counter] = {}
+        self._station_rejections: dict[tuple[str, Reason], Counter] = {}
         self._stations: dict[str, Gauge] = {}
         self._newest: dict[str, float] = {}
 
@@ -89,8 +98,19 @@ class IngestMetrics:
             child = self._sources[source] = self.messages.labels(source)
         child.inc()
 
-    def rejected(self, reason: Reason, count: int = 1) -> None:
+    def rejected(self, reason: Reason, count: int = 1, station: str | None = None) -> None:
         self._rejections[reason].inc(count)
+        if station is None:
+            return
+        if not station or reason is Reason.STATION_UNKNOWN:
+            station = "unknown"
+        key = (station, reason)
+        child = self._station_rejections.get(key)
+        if child is None:
+            child = self._station_rejections[key] = self.station_rejections.labels(
+                station, reason.value
+            )
+        child.inc(count)
 
     def station_reading(self, station_id: str, measured_at: datetime) -> None:
         stamp = measured_at.timestamp()

@@ -242,9 +242,11 @@ class Pipeline:
             m.duplicates.inc(result.duplicates)
         for it in items:
             for problem in it.problems:
-                m.rejected(problem.reason)
+                m.rejected(problem.reason, station=it.station_id or "")
             if it.conflicts:
-                m.rejected(Reason.CONFLICTING_DUPLICATE, len(it.conflicts))
+                m.rejected(
+                    Reason.CONFLICTING_DUPLICATE, len(it.conflicts), station=it.station_id or ""
+                )
             if it.readings:
                 newest = max(r.measured_at for r in it.readings)
                 m.lag_seconds.observe(max(0.0, (it.received_at - newest).total_seconds()))

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -567,3 +568,19 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
         overlaps = await page.eval_on_selector(f"{chart} svg", OVERLAPPING_LABELS)
         assert overlaps == 0, chart
     assert page.errors == []
+
+
+# --- 11. Prometheus ---------------------------------------------------------------------------
+
+
+async def test_open_alerts_by_kind_and_severity_on_metrics(board: Any) -> None:
+    base, database_url = board
+    await trouble(database_url)
+    async with httpx.AsyncClient(base_url=base, follow_redirects=False) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200  # answered directly, no redirect
+    text = response.text
+    assert 'quantrac_alerts_open{kind="exceedance",severity="critical"} 1.0' in text
+    assert 'quantrac_alerts_open{kind="warning",severity="minor"} 1.0' in text  # 2 cleared
+    assert 'quantrac_alerts_open{kind="data_loss",severity="major"} 1.0' in text
+    assert 'quantrac_alerts_open{kind="device_fault",severity="major"} 0.0' in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import http.client
 import io
 import json
 import os
@@ -135,13 +136,31 @@ async def test_metrics_and_health_endpoints(make_settings, servers):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as response:
                 return response.status, response.read().decode()
 
+        def get_direct(path: str) -> tuple[int, str]:
+            # No redirect followed: Prometheus scrapes /metrics itself.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                return response.status, response.read().decode()
+            finally:
+                conn.close()
+
         async def stored() -> bool:
-            _, text = await asyncio.to_thread(get, "/metrics/")
+            _, text = await asyncio.to_thread(get_direct, "/metrics")
             return "quantrac_readings_stored_total 1.0" in text
 
         await wait_until(stored)
-        _, text = await asyncio.to_thread(get, "/metrics/")
+        status, text = await asyncio.to_thread(get_direct, "/metrics")
+        assert status == 200
         assert 'quantrac_rejections_total{reason="param_unknown"} 1.0' in text
+        assert (
+            'quantrac_station_rejections_total{reason="param_unknown",station="AIR1"} 1.0' in text
+        )
+        # Every kind and severity of open alert is there, zero included (Alertmanager pages on
+        # quantrac_alerts_open{kind="exceedance"} > 0).
+        assert 'quantrac_alerts_open{kind="exceedance",severity="critical"} 0.0' in text
+        assert 'quantrac_alerts_open{kind="data_loss",severity="info"} 0.0' in text
         assert 'quantrac_station_last_reading_timestamp_seconds{station="AIR1"}' in text
         status, body = await asyncio.to_thread(get, "/healthz")
         health = json.loads(body)

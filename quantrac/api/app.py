@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from swagger_ui_bundle import swagger_ui_path
 
@@ -29,6 +29,7 @@ from ingest.registry import Registry, RegistryError, load_registry
 from ingest.service import upgrade_database
 from ingest.settings import Settings
 from quantrac.api import schema
+from quantrac.api.alert_metrics import OpenAlertsGauge
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
 from quantrac.api.routes import router
@@ -99,7 +100,15 @@ def build_api(
                 return RedirectResponse("/board/")
 
     if metrics is not None:
-        app.mount("/metrics", make_asgi_app(registry=metrics))
+        open_alerts = OpenAlertsGauge.of(metrics) if context is not None else None
+
+        # A route, not a mounted app: /metrics answers itself (a mount redirects to /metrics/).
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus() -> Response:
+            if open_alerts is not None and context is not None:
+                await open_alerts.refresh(context.pool)
+            return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
     return app
 
 
