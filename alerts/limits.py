@@ -11,6 +11,7 @@ date at UTC+07:00 before it is compared.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -29,7 +30,8 @@ from alerts.regulations import (
     number_text,
     range_text,
 )
-from ingest.registry import Station
+from ingest.i18n import translate
+from ingest.registry import RegulationRef, Station
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 SOURCES = ("regulation", "permit")
@@ -182,6 +184,10 @@ class StationLimits:
     station_id: str
     limits: list[EffectiveLimit] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    regime: list[RegimePeriod] = field(default_factory=list)  # which regulation when, and why
+
+    def regime_on(self, day: date) -> RegimePeriod | None:
+        return next((p for p in self.regime if p.applies_on(day)), None)
 
     def params(self) -> set[str]:
         return {limit.param for limit in self.limits}
@@ -210,13 +216,16 @@ class StationLimits:
 
 
 class _Inputs:
-    def __init__(self, station_id: str, values: dict[str, Any]):
+    def __init__(
+        self, station_id: str, values: dict[str, Any], prefix: str = "regulation.coefficients"
+    ):
         self.station_id = station_id
         self.values = values
+        self.prefix = prefix
         self.problems: list[str] = []
 
     def problem(self, name: str, message: str) -> None:
-        self.problems.append(f"{self.station_id}: regulation.coefficients.{name}: {message}")
+        self.problems.append(f"{self.station_id}: {self.prefix}.{name}: {message}")
 
     def number(self, name: str) -> float | None:
         """The input as a number ≥ 0; None when absent (a problem is recorded when invalid)."""
@@ -395,41 +404,287 @@ def _formula(
 def station_limits(station: Station, regulations: RegulationCatalog) -> StationLimits:
     """The effective limits of the parameters a station declares, plus its permit limits.
 
-    Problems (unknown regulation or column, a missing coefficient input without a documented
-    default, an invalid permit limit) are returned, each naming the station and the field; the
-    limits that could still be computed are returned with them.
+    The station's regime (``regime`` in the registry) decides which regulation applies on which
+    day: an existing facility keeps its regulation until the 2025 transition ends (or an earlier
+    switch date from its permit), then ``regime.next``; a sector regulation takes precedence over
+    the general one. Problems (unknown regulation or column, a missing coefficient input without
+    a documented default, an invalid permit limit, a parameter with no number on a regulation
+    whose table is missing) are returned, each naming the station and the field; the limits that
+    could still be computed are returned with them.
     """
     result = StationLimits(station.id)
-    ref = station.regulation
-    if ref is None:
+    if station.regulation is None:
         return result
+    problems: list[str] = []
+    periods = _regime_periods(station, regulations, problems)
+    for period in periods:
+        result.limits.extend(_period_limits(station, period, regulations, problems))
+    result.regime = [period.public() for period in periods]
+    _missing_numbers(station, periods, regulations, result.limits, problems)
+    result.problems = list(dict.fromkeys(problems))  # a period repeats its regulation's problems
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class RegimePeriod:
+    """Which regulation applies to a station from one day to another, and why."""
+
+    regulation_id: str
+    column: str | None
+    sector_id: str | None
+    valid_from: date | None  # first day (None: as long as the regulation is in force)
+    valid_to: date | None  # first day it no longer applies
+    reason_key: str  # config/messages/regulations.yaml
+    reason_params: tuple[tuple[str, str], ...] = ()
+
+    def reason(self, lang: str = "vi") -> str:
+        return translate(self.reason_key, lang, **dict(self.reason_params))
+
+    def applies_on(self, day: date) -> bool:
+        return (self.valid_from is None or day >= self.valid_from) and (
+            self.valid_to is None or day < self.valid_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    ref: RegulationRef | None  # None: the regulation after the transition is not configured
+    regulation_id: str
+    valid_from: date | None
+    valid_to: date | None
+    reason_key: str
+    reason_params: dict[str, str]
+
+    def public(self) -> RegimePeriod:
+        ref = self.ref
+        return RegimePeriod(
+            regulation_id=self.regulation_id,
+            column=ref.column if ref else None,
+            sector_id=ref.sector.id if ref and ref.sector else None,
+            valid_from=self.valid_from,
+            valid_to=self.valid_to,
+            reason_key=self.reason_key,
+            reason_params=tuple(self.reason_params.items()),
+        )
+
+
+def _vn_day(day: date | None) -> str:
+    return f"{day:%d/%m/%Y}" if day else "–"
+
+
+def _regime_periods(
+    station: Station, regulations: RegulationCatalog, problems: list[str]
+) -> list[_Period]:
+    ref = station.regulation
+    assert ref is not None
+    regime = station.regime
+    if regime is None:
+        return [_Period(ref, ref.id, None, None, "regime.unstated", {"regulation": ref.id})]
+    successor = regulations.successor(ref.id)
+    params = {"basis": regime.basis, "regulation": ref.id}
+    if regime.status == "new":
+        if successor is not None and successor.id != ref.id:
+            since = _vn_day(successor.effective_from)
+            problems.append(
+                f"{station.id}: regime.status: a new facility applies {successor.id} (in force "
+                f"from {since}), not {ref.id} which it replaces; set regulation.id"
+            )
+        own = regulations.get(ref.id)
+        start = own.effective_from if own is not None else None
+        end = own.effective_to if own is not None else None
+        return [_Period(ref, ref.id, start, end, "regime.new", params)]
+
+    transition = successor.transition if successor is not None else None
+    transition_end = transition.existing_until if transition is not None else None
+    switch = regime.switch_on
+    if switch is not None and transition_end is not None and switch > transition_end:
+        problems.append(
+            f"{station.id}: regime.switch_on: {switch.isoformat()} is after the end of the "
+            f"transition to {successor.id if successor else '?'} ({transition_end.isoformat()}, "
+            "the first day the old regulation no longer applies); the transition end is used"
+        )
+        switch = transition_end
+    end = switch or transition_end
+    permit = station.permit.citation() if station.permit else "giấy phép môi trường"
+    params = {
+        **params,
+        "next": regime.next.id if regime.next else successor.id if successor else "–",
+        "last_day": _vn_day(end - timedelta(days=1)) if end else "–",
+        "switch": _vn_day(end),
+        "permit": permit,
+    }
+    if end is None:
+        key = "regime.existing_open" if successor is not None else "regime.existing_plain"
+        return [_Period(ref, ref.id, None, None, key, params)]
+    key = "regime.existing_switch" if regime.switch_on is not None else "regime.existing"
+    periods = [_Period(ref, ref.id, None, end, key, params)]
+    if regime.next is not None:
+        periods.append(
+            _Period(regime.next, regime.next.id, end, None, "regime.after_transition", params)
+        )
+    else:
+        periods.append(_Period(None, params["next"], end, None, "regime.next_missing", params))
+    return periods
+
+
+def _clip(limit: EffectiveLimit, period: _Period) -> EffectiveLimit | None:
+    valid_from = _later(limit.valid_from, period.valid_from)
+    valid_to = _earlier(limit.valid_to, period.valid_to)
+    if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+        return None
+    return dataclasses.replace(limit, valid_from=valid_from, valid_to=valid_to)
+
+
+def _period_limits(
+    station: Station, period: _Period, regulations: RegulationCatalog, problems: list[str]
+) -> list[EffectiveLimit]:
+    ref = period.ref
+    if ref is None:
+        return []
+    field_name = "regulation" if ref is station.regulation else "regime.next"
+    regulation = _checked(station, ref, regulations, field_name, problems)
+    if regulation is None:
+        return []
+    limits = _regulation_limits(station, ref, regulation, field_name, problems)
+    if ref.sector is not None:
+        limits = _with_sector(station, ref, regulation, limits, regulations, field_name, problems)
+    permits = _permits(station, ref, regulation, limits, problems)
+    return [c for limit in limits + permits if (c := _clip(limit, period)) is not None]
+
+
+def _checked(
+    station: Station,
+    ref: RegulationRef,
+    regulations: RegulationCatalog,
+    field_name: str,
+    problems: list[str],
+) -> Regulation | None:
     regulation = regulations.get(ref.id)
     if regulation is None:
         known = ", ".join(r.id for r in regulations.all()) or "none"
-        result.problems.append(
-            f"{station.id}: regulation.id: {ref.id!r} is not in the regulation catalog "
+        problems.append(
+            f"{station.id}: {field_name}.id: {ref.id!r} is not in the regulation catalog "
             f"(known: {known})"
         )
-        return result
+        return None
     if regulation.kind != station.kind:
-        result.problems.append(
-            f"{station.id}: regulation.id: {ref.id} is a {regulation.kind} regulation, "
+        problems.append(
+            f"{station.id}: {field_name}.id: {ref.id} is a {regulation.kind} regulation, "
             f"the station is {station.kind}"
         )
-        return result
+        return None
     if regulation.columns and ref.column not in regulation.columns:
-        result.problems.append(
-            f"{station.id}: regulation.column: must be one of {', '.join(regulation.columns)} "
+        problems.append(
+            f"{station.id}: {field_name}.column: must be one of {', '.join(regulation.columns)} "
             f"for {ref.id}, not {ref.column!r}"
         )
-        return result
+        return None
     if not regulation.columns and ref.column is not None:
-        result.problems.append(
-            f"{station.id}: regulation.column: {ref.id} has no columns; remove {ref.column!r}"
+        problems.append(
+            f"{station.id}: {field_name}.column: {ref.id} has no columns; remove {ref.column!r}"
         )
-        return result
+        return None
+    return regulation
 
-    inputs = _Inputs(station.id, ref.coefficients)
+
+def _with_sector(
+    station: Station,
+    ref: RegulationRef,
+    general: Regulation,
+    limits: list[EffectiveLimit],
+    regulations: RegulationCatalog,
+    field_name: str,
+    problems: list[str],
+) -> list[EffectiveLimit]:
+    """The sector regulation's limits replace the general one's of the same parameter and
+    averaging period; a parameter the sector regulation has no row for keeps the general limit
+    only when the sector table is complete (with its table missing, nobody knows)."""
+    sector_ref = ref.sector
+    assert sector_ref is not None
+    where = f"{field_name}.sector"
+    candidate = regulations.get(sector_ref.id)
+    if candidate is not None and candidate.sector_of != general.id:
+        problems.append(
+            f"{station.id}: {where}.id: {candidate.id} is not a sector regulation of {general.id}"
+            + (f" (it is one of {candidate.sector_of})" if candidate.sector_of else "")
+        )
+        return limits
+    sector = _checked(station, sector_ref, regulations, where, problems)
+    if sector is None:
+        return limits
+    own = _regulation_limits(station, sector_ref, sector, where, problems)
+    covered = {(limit.param, limit.averaging) for limit in own}
+    sector_params = {limit.param for limit in own}
+    kept = [
+        limit
+        for limit in limits
+        if (limit.param, limit.averaging) not in covered
+        and limit.param not in sector_params
+        and not sector.limits_missing
+    ]
+    return own + kept
+
+
+def _missing_numbers(
+    station: Station,
+    periods: list[_Period],
+    regulations: RegulationCatalog,
+    limits: list[EffectiveLimit],
+    problems: list[str],
+) -> None:
+    """Say which monitored parameter has no number on a regulation whose table is missing."""
+    for period in periods:
+        ref = period.ref
+        if ref is None:
+            continue
+        general = regulations.get(ref.id)
+        sector = regulations.get(ref.sector.id) if ref.sector else None
+        incomplete = [r for r in (sector, general) if r is not None and r.limits_missing]
+        if not incomplete or general is None or general.kind != station.kind:
+            continue
+        regulation = incomplete[0]
+        exempt = regulation.not_limited | (sector.not_limited if sector else frozenset())
+        for param in station.parameters:
+            if param in exempt:
+                continue
+            if any(
+                lim.param == param and _overlaps(lim, period.valid_from, period.valid_to)
+                for lim in limits
+            ):
+                continue
+            when = _period_text(period.valid_from, period.valid_to)
+            problems.append(
+                f"{station.id}: {param}: no numeric limit in {regulation.id}{when}: "
+                f"{regulation.missing_text('en')} "
+                "(docs/regulations.md: adding a table; stations.yaml: permit.limits)"
+            )
+
+
+def _overlaps(limit: EffectiveLimit, start: date | None, end: date | None) -> bool:
+    return (limit.valid_to is None or start is None or limit.valid_to > start) and (
+        end is None or limit.valid_from is None or limit.valid_from < end
+    )
+
+
+def _period_text(start: date | None, end: date | None) -> str:
+    parts = []
+    if start is not None:
+        parts.append(f"from {start.isoformat()}")
+    if end is not None:
+        parts.append(f"until {(end - timedelta(days=1)).isoformat()}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _regulation_limits(
+    station: Station,
+    ref: RegulationRef,
+    regulation: Regulation,
+    field_name: str,
+    problems: list[str],
+) -> list[EffectiveLimit]:
+    """One regulation's limits for a station (its column, coefficients, category, flow band)."""
+    result: list[EffectiveLimit] = []
+    inputs = _Inputs(station.id, ref.coefficients, f"{field_name}.coefficients")
     used = regulation.inputs()
     for name in ref.coefficients:
         if name not in used:
@@ -490,19 +745,18 @@ def station_limits(station: Station, regulations: RegulationCatalog) -> StationL
                     station, regulation, row, factors, factors_ok, o2_reference, band_text
                 )
                 if limit is not None:
-                    result.limits.append(limit)
+                    result.append(limit)
+    problems.extend(inputs.problems)
     if not factors_ok:
         skipped = sorted(
             {p for p in station.parameters if any(k[0] == p for k in rows)}
-            - {limit.param for limit in result.limits}
+            - {limit.param for limit in result}
         )
         if skipped:
-            result.problems.append(
+            problems.append(
                 f"{station.id}: no limit computed for {', '.join(skipped)} "
                 "until the coefficient inputs above are fixed"
             )
-    result.problems[:0] = inputs.problems
-    _permits(station, regulation, result, o2_reference)
     return result
 
 
@@ -580,16 +834,37 @@ def _permit_number(value: Any, where: str, problems: list[str]) -> float | None:
     return float(value)
 
 
+def _permit_entries(station: Station) -> list[tuple[str, dict[str, Any], str | None]]:
+    """Every permit limit of a station: (where, entry, the permit's citation as default source)."""
+    found: list[tuple[str, dict[str, Any], str | None]] = []
+    if station.regulation is not None:
+        for i, entry in enumerate(station.regulation.permit_limits):
+            found.append((f"regulation.permit_limits[{i}]", entry, None))
+    if station.permit is not None:
+        citation = station.permit.citation()
+        for i, entry in enumerate(station.permit.limits):
+            found.append((f"permit.limits[{i}]", entry, citation))
+    return found
+
+
 def _permits(
     station: Station,
+    ref: RegulationRef,
     regulation: Regulation,
-    result: StationLimits,
-    o2_reference: float | None,
-) -> None:
-    ref = station.regulation
-    assert ref is not None
-    for i, entry in enumerate(ref.permit_limits):
-        where = f"{station.id}: regulation.permit_limits[{i}]"
+    limits: list[EffectiveLimit],
+    all_problems: list[str],
+) -> list[EffectiveLimit]:
+    """The permit's limits while ``regulation`` applies: they replace its limit of the same
+    parameter and averaging period (``StationLimits.in_force`` prefers them)."""
+    category = regulation.categories.get(str(ref.coefficients.get("category")))
+    o2_reference = (
+        category.o2_reference_percent
+        if category is not None and category.o2_reference_percent is not None
+        else regulation.o2_reference_percent
+    )
+    made: list[EffectiveLimit] = []
+    for field_path, entry, default_source in _permit_entries(station):
+        where = f"{station.id}: {field_path}"
         problems: list[str] = []
         for key in entry:
             if key not in _PERMIT_KEYS:
@@ -613,7 +888,7 @@ def _permits(
             problems.append(f"{where}: give 'max', 'min' or both")
         if maximum is not None and minimum is not None and minimum >= maximum:
             problems.append(f"{where}.min: must be below max")
-        source = entry.get("source")
+        source = entry.get("source", default_source)
         if not isinstance(source, str) or not source.strip():
             problems.append(f"{where}.source: the permit (number, date) is required")
         confidence = entry.get("confidence", PERMIT_CONFIDENCE)
@@ -623,6 +898,9 @@ def _permits(
         if not isinstance(note, str):
             problems.append(f"{where}.note: must be a string")
         valid_from = _permit_date(entry.get("effective_from"), f"{where}.effective_from", problems)
+        if valid_from is None and "effective_from" not in entry and station.permit is not None:
+            # A permit's own limits apply from the day it was issued unless they say otherwise.
+            valid_from = station.permit.issued_on if default_source is not None else None
         valid_to = _permit_date(entry.get("effective_to"), f"{where}.effective_to", problems)
         if valid_from and valid_to and valid_to <= valid_from:
             problems.append(f"{where}.effective_to: must be after effective_from")
@@ -633,12 +911,12 @@ def _permits(
             if given is not None and given != unit:
                 problems.append(f"{where}.unit: limits of {param} are in {unit}, not {given!r}")
         if problems or param is None or unit is None:
-            result.problems.extend(problems)
+            all_problems.extend(problems)
             continue
         assert isinstance(source, str) and isinstance(confidence, str) and isinstance(note, str)
         replaced = [
             limit
-            for limit in result.limits
+            for limit in limits
             if limit.source == "regulation"
             and limit.param == param
             and limit.averaging == averaging
@@ -659,12 +937,12 @@ def _permits(
                 if maximum is not None and r.maximum is not None and maximum > r.maximum
             ]
             if looser:
-                result.problems.append(
+                all_problems.append(
                     f"{where}.max: {number_text(maximum)} {unit} is less strict than "
                     f"{regulation.id} ({number_text(looser[0].maximum)} {unit}); check the permit"
                 )
         provenance = Provenance(source.strip(), confidence, note.strip())
-        result.limits.append(
+        made.append(
             EffectiveLimit(
                 station_id=station.id,
                 param=param,
@@ -687,3 +965,4 @@ def _permits(
                 o2_reference_percent=o2_reference if regulation.kind == "emission" else None,
             )
         )
+    return made

@@ -8,6 +8,7 @@ QCVN 19:2024 as a file without touching code.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable
@@ -192,6 +193,24 @@ class RegulationLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Transition:
+    """How facilities move to this regulation from the ones it replaces (the 2025 reform).
+
+    Existing facilities keep a replaced regulation until ``existing_until`` (the first day they no
+    longer may; None: not known); new facilities apply this one from its ``effective_from``.
+    """
+
+    replaces: tuple[str, ...]
+    existing_until: date | None
+    existing_vi: str  # who counts as an existing facility
+    existing_en: str
+    provenance: Provenance
+
+    def existing(self, lang: str = "vi") -> str:
+        return self.existing_en if lang == "en" else self.existing_vi
+
+
+@dataclass(frozen=True, slots=True)
 class Regulation:
     id: str
     title_vi: str
@@ -213,6 +232,32 @@ class Regulation:
     categories: dict[str, Category] = field(default_factory=dict)
     flow_bands: FlowBands | None = None
     limits: tuple[RegulationLimit, ...] = ()
+    # The numeric table is not (fully) in the catalog: why, and what to do. Empty: complete.
+    limits_missing_vi: str = ""
+    limits_missing_en: str = ""
+    transition: Transition | None = None
+    sector_of: str | None = None  # a sector regulation: the general one it takes precedence over
+    sector_vi: str = ""  # the sector ("cement kilns")
+    sector_en: str = ""
+    # Parameters a station measures for the conditions (flow, O2 …) that no limit is expected for.
+    not_limited: frozenset[str] = frozenset()
+    column_choice_vi: str = ""  # how a facility's column is chosen
+    column_choice_en: str = ""
+    column_choice_provenance: Provenance | None = None
+    supplements: tuple[str, ...] = ()  # table files that add limit rows (``extends:``)
+
+    @property
+    def limits_missing(self) -> bool:
+        return bool(self.limits_missing_en)
+
+    def missing_text(self, lang: str = "vi") -> str:
+        return self.limits_missing_en if lang == "en" else self.limits_missing_vi
+
+    def sector(self, lang: str = "vi") -> str:
+        return self.sector_en if lang == "en" else self.sector_vi
+
+    def column_choice(self, lang: str = "vi") -> str:
+        return self.column_choice_en if lang == "en" else self.column_choice_vi
 
     def title(self, lang: str = "vi") -> str:
         return self.title_en if lang == "en" else self.title_vi
@@ -299,6 +344,14 @@ class RegulationCatalog:
 
     def all(self) -> list[Regulation]:
         return sorted(self.regulations.values(), key=lambda r: r.id)
+
+    def successor(self, regulation_id: str) -> Regulation | None:
+        """The regulation whose transition replaces this one (QCVN 40:2011 → QCVN 40:2025)."""
+        for reg in self.all():
+            if reg.transition is not None and regulation_id in reg.transition.replaces:
+                return reg
+        old = self.regulations.get(regulation_id)
+        return self.regulations.get(old.replaced_by) if old and old.replaced_by else None
 
     def band_for(self, kind: str, multiple: float) -> PenaltyBand | None:
         """The Decree 45/2022 band of an exceedance multiple; None within the limit or for air."""
@@ -599,13 +652,25 @@ def _limits(
     default_averaging: str | None,
     categories: dict[str, Category],
     flow_band_ids: set[str],
+    *,
+    may_be_empty: bool = False,
+    existing: tuple[RegulationLimit, ...] = (),
+    existing_path: str = "",
 ) -> list[RegulationLimit]:
+    if may_be_empty and raw == []:
+        return []
     if not isinstance(raw, list) or not raw:
-        rd.fail("limits", "must be a non-empty list of limits")
+        hint = "" if may_be_empty else " (or [] with 'limits_missing' saying why)"
+        rd.fail("limits", f"must be a non-empty list of limits{hint}")
         return []
     limits: list[RegulationLimit] = []
     seen: dict[tuple[str, str, str | None, str | None], list[tuple[int, date | None, date | None]]]
     seen = {}
+    # Rows of the file a table supplement extends: index -1, named by that file in messages.
+    for row in existing:
+        if row.column == (columns[0] if columns else None):
+            key = (row.param, row.averaging, row.category, row.flow_band)
+            seen.setdefault(key, []).append((-1, row.valid_from, row.valid_to))
     known = {"param", "unit", "averaging", "max", "min", "valid_from", "valid_to"}
     known |= {"category", "flow_band", "provenance"}
     for i, item in enumerate(raw):
@@ -662,10 +727,14 @@ def _limits(
         key = (code, str(averaging), _opt(category), _opt(flow_band))
         for j, other_from, other_to in seen.get(key, []):
             if _ranges_overlap(valid_from, valid_to, other_from, other_to):
+                other = (
+                    f"a row of {existing_path}"
+                    if j < 0
+                    else f"limits[{j}] (line {rd.line_of(f'limits[{j}]')})"
+                )
                 rd.fail(
                     f"{path}.valid_from" if "valid_from" in entry else path,
-                    f"{code} {averaging}: dates overlap limits[{j}] "
-                    f"(line {rd.line_of(f'limits[{j}]')}); give valid_from/valid_to that "
+                    f"{code} {averaging}: dates overlap {other}; give valid_from/valid_to that "
                     "do not overlap",
                 )
                 break
@@ -711,6 +780,7 @@ def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | No
     top_keys |= {"replaced_by", "provenance", "o2_reference_percent", "sources", "averaging"}
     top_keys |= {"columns", "categories", "flow_bands", "coefficients"}
     top_keys |= {"coefficients_not_applied_to", "limits"}
+    top_keys |= {"limits_missing", "transition", "sector", "not_limited", "column_choice"}
     rd.unknown_keys(data, "", top_keys)
     _sources(rd, data)
     reg_id = rd.text(data, "id", "")
@@ -745,17 +815,7 @@ def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | No
     for key, meaning in rd.mapping(data.get("columns"), "columns", required=False).items():
         columns_vi[str(key)], columns_en[str(key)] = rd.languages(meaning, f"columns.{key}")
 
-    categories: dict[str, Category] = {}
-    for key, raw in rd.mapping(data.get("categories"), "categories", required=False).items():
-        cpath = f"categories.{key}"
-        entry = rd.mapping(raw, cpath)
-        rd.unknown_keys(entry, cpath, ("vi", "en", "o2_reference_percent"))
-        ref = None
-        if entry.get("o2_reference_percent") is not None:
-            ref = _o2(rd, entry["o2_reference_percent"], f"{cpath}.o2_reference_percent")
-        categories[str(key)] = Category(
-            str(key), rd.text(entry, "vi", cpath), rd.text(entry, "en", cpath), ref
-        )
+    categories = _categories(rd, data.get("categories"))
 
     flow_bands = None
     if data.get("flow_bands") is not None:
@@ -795,6 +855,9 @@ def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | No
         if found:
             not_applied.add(found)
 
+    missing_vi = missing_en = ""
+    if data.get("limits_missing") is not None:
+        missing_vi, missing_en = rd.languages(data["limits_missing"], "limits_missing")
     limits = _limits(
         rd,
         data.get("limits"),
@@ -802,7 +865,25 @@ def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | No
         default_averaging,
         categories,
         {b.id for b in flow_bands.bands} if flow_bands else set(),
+        may_be_empty=bool(missing_en),
     )
+    transition = _transition(rd, data.get("transition"))
+    sector_of = None
+    sector_vi = sector_en = ""
+    if data.get("sector") is not None:
+        sector = rd.mapping(data["sector"], "sector")
+        rd.unknown_keys(sector, "sector", ("general", "vi", "en"))
+        sector_of = rd.text(sector, "general", "sector") or None
+        sector_vi, sector_en = rd.text(sector, "vi", "sector"), rd.text(sector, "en", "sector")
+    not_limited = _codes(rd, data.get("not_limited"), "not_limited")
+    choice_vi = choice_en = ""
+    choice_provenance = None
+    if data.get("column_choice") is not None:
+        choice = rd.mapping(data["column_choice"], "column_choice")
+        rd.unknown_keys(choice, "column_choice", ("vi", "en", "provenance"))
+        choice_vi = rd.text(choice, "vi", "column_choice")
+        choice_en = rd.text(choice, "en", "column_choice")
+        choice_provenance = rd.provenance(choice.get("provenance"), "column_choice.provenance")
     if rd.issues or provenance is None or kind not in REGULATION_KINDS:
         return None
     return Regulation(
@@ -826,6 +907,91 @@ def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | No
         categories=categories,
         flow_bands=flow_bands,
         limits=tuple(limits),
+        limits_missing_vi=missing_vi,
+        limits_missing_en=missing_en,
+        transition=transition,
+        sector_of=sector_of,
+        sector_vi=sector_vi,
+        sector_en=sector_en,
+        not_limited=frozenset(not_limited),
+        column_choice_vi=choice_vi,
+        column_choice_en=choice_en,
+        column_choice_provenance=choice_provenance,
+    )
+
+
+def _categories(rd: _Reader, raw: Any) -> dict[str, Category]:
+    categories: dict[str, Category] = {}
+    for key, value in rd.mapping(raw, "categories", required=False).items():
+        cpath = f"categories.{key}"
+        entry = rd.mapping(value, cpath)
+        rd.unknown_keys(entry, cpath, ("vi", "en", "o2_reference_percent"))
+        ref = None
+        if entry.get("o2_reference_percent") is not None:
+            ref = _o2(rd, entry["o2_reference_percent"], f"{cpath}.o2_reference_percent")
+        categories[str(key)] = Category(
+            str(key), rd.text(entry, "vi", cpath), rd.text(entry, "en", cpath), ref
+        )
+    return categories
+
+
+def _codes(rd: _Reader, raw: Any, path: str) -> set[str]:
+    if raw is None:
+        return set()
+    if not isinstance(raw, list):
+        rd.fail(path, "must be a list of parameter codes")
+        return set()
+    return {c for i, code in enumerate(raw) if (c := rd.param_code(code, f"{path}[{i}]"))}
+
+
+def _transition(rd: _Reader, raw: Any) -> Transition | None:
+    if raw is None:
+        return None
+    entry = rd.mapping(raw, "transition")
+    rd.unknown_keys(entry, "transition", ("replaces", "existing_until", "existing", "provenance"))
+    replaces = entry.get("replaces")
+    if (
+        not isinstance(replaces, list)
+        or not replaces
+        or not all(isinstance(r, str) and r.strip() for r in replaces)
+    ):
+        rd.fail("transition.replaces", "must list the ids of the regulations this one replaces")
+        replaces = []
+    existing_until = rd.day(entry, "existing_until", "transition")
+    vi, en = rd.languages(entry.get("existing"), "transition.existing")
+    provenance = rd.provenance(entry.get("provenance"), "transition.provenance")
+    if provenance is None:
+        return None
+    return Transition(tuple(replaces), existing_until, vi, en, provenance)
+
+
+def _supplement(rd: _Reader, data: dict[str, Any], base: Regulation) -> Regulation:
+    """A catalog regulation with the source categories and limit rows a department adds
+    (``extends:``): the shipped file keeps its facts, the department's file its own source and
+    confidence."""
+    known = ("format", "extends", "provenance", "sources", "categories", "limits")
+    rd.unknown_keys(data, "", known)
+    _sources(rd, data)
+    rd.provenance(data.get("provenance"), "provenance")
+    added = _categories(rd, data.get("categories"))
+    for key in added.keys() & base.categories.keys():
+        rd.fail(f"categories.{key}", f"category {key!r} is already in {base.path}")
+    categories = {**base.categories, **added}
+    rows = _limits(
+        rd,
+        data.get("limits"),
+        list(base.columns),
+        base.default_averaging,
+        categories,
+        {b.id for b in base.flow_bands.bands} if base.flow_bands else set(),
+        existing=base.limits,
+        existing_path=base.path,
+    )
+    return dataclasses.replace(
+        base,
+        categories=categories,
+        limits=base.limits + tuple(rows),
+        supplements=(*base.supplements, rd.source),
     )
 
 
@@ -939,8 +1105,7 @@ def _fine_tiers(rd: _Reader, row: Any, path: str) -> tuple[FineTier, ...]:
     return tuple(tiers)
 
 
-def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySchedule:
-    """One regulation or penalty-band file, checked completely; raises RegulationError."""
+def _read(path: Path, catalog: Catalog) -> tuple[dict[str, Any], _Reader]:
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -956,12 +1121,16 @@ def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySc
     if not isinstance(data, dict):
         rd.fail("format", "the file must be a mapping starting with 'format:'")
         raise RegulationError(rd.issues)
+    return data, rd
+
+
+def _parse(data: dict[str, Any], rd: _Reader) -> Regulation | PenaltySchedule:
     fmt = data.get("format")
     loaded: Regulation | PenaltySchedule | None
     if fmt == REGULATION_FORMAT:
-        loaded = _regulation(rd, data, source)
+        loaded = _regulation(rd, data, rd.source)
     elif fmt == PENALTY_FORMAT:
-        loaded = _penalties(rd, data, source)
+        loaded = _penalties(rd, data, rd.source)
     else:
         rd.fail("format", f"must be {REGULATION_FORMAT!r} or {PENALTY_FORMAT!r}, not {fmt!r}")
         loaded = None
@@ -970,14 +1139,36 @@ def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySc
     return loaded
 
 
+def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySchedule:
+    """One regulation or penalty-band file, checked completely; raises RegulationError.
+
+    A table supplement (``extends:``) needs the regulation it extends: load it with
+    ``load_regulation_files`` together with that regulation's file.
+    """
+    data, rd = _read(path, catalog)
+    if "extends" in data:
+        rd.fail("extends", "a table supplement is checked together with the regulation it extends")
+        raise RegulationError(rd.issues)
+    return _parse(data, rd)
+
+
 def load_regulation_files(paths: Iterable[Path], catalog: Catalog) -> RegulationCatalog:
-    """Several files as one catalog: every file is checked, and ids must not repeat."""
+    """Several files as one catalog: every file is checked, and ids must not repeat.
+
+    Table supplements (``extends: ID``) are checked against the regulation they extend, after
+    every regulation file, and their rows join that regulation's table.
+    """
     issues: list[RegistryIssue] = []
     result = RegulationCatalog()
     penalty_kinds: dict[str, str] = {}
+    supplements: list[tuple[dict[str, Any], _Reader]] = []
     for path in paths:
         try:
-            loaded = load_regulation_file(path, catalog)
+            data, rd = _read(path, catalog)
+            if "extends" in data:
+                supplements.append((data, rd))
+                continue
+            loaded = _parse(data, rd)
         except RegulationError as exc:
             issues.extend(exc.issues)
             continue
@@ -1003,9 +1194,51 @@ def load_regulation_files(paths: Iterable[Path], catalog: Catalog) -> Regulation
                     )
                 penalty_kinds[kind] = str(path)
             result.penalties.append(loaded)
+    for data, rd in supplements:
+        if data.get("format") != REGULATION_FORMAT:
+            rd.fail("format", f"a table supplement must be {REGULATION_FORMAT!r}")
+        base = result.regulations.get(str(data.get("extends")))
+        if base is None:
+            known = ", ".join(r.id for r in result.all()) or "none"
+            rd.fail("extends", f"no regulation {data.get('extends')!r} (known: {known})")
+        if rd.issues or base is None:
+            issues.extend(rd.issues)
+            continue
+        extended = _supplement(rd, data, base)
+        if rd.issues:
+            issues.extend(rd.issues)
+            continue
+        result.regulations[base.id] = extended
+    for reg in result.all():
+        if reg.sector_of is not None:
+            general = result.regulations.get(reg.sector_of)
+            where = Path(reg.path)
+            if general is None:
+                issues.append(
+                    RegistryIssue(
+                        reg.path,
+                        _line_of(where, "sector.general"),
+                        "sector.general",
+                        f"no regulation {reg.sector_of!r} in the catalog",
+                    )
+                )
+            elif general.kind != reg.kind:
+                issues.append(
+                    RegistryIssue(
+                        reg.path,
+                        _line_of(where, "sector.general"),
+                        "sector.general",
+                        f"{general.id} is a {general.kind} regulation, this one {reg.kind}",
+                    )
+                )
     if issues:
         raise RegulationError(issues)
     return result
+
+
+def _line_of(path: Path, field_path: str) -> int:
+    _, lines = load_yaml_with_lines(path.read_text(encoding="utf-8"))
+    return nearest_line(lines, field_path)
 
 
 def _line_of_id(path: Path) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,71 @@ class RegulationRef:
     coefficients: dict[str, Any]
     # Stricter limits from the facility's environmental permit; alerts checks their content.
     permit_limits: tuple[dict[str, Any], ...] = ()
+    # A sector regulation (QCVN 23:2009 for cement kilns …) that takes precedence over ``id``.
+    sector: RegulationRef | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "column": self.column,
+            "coefficients": self.coefficients,
+            "permit_limits": [_json_safe(p) for p in self.permit_limits],
+            "sector": self.sector.to_json() if self.sector else None,
+        }
+
+
+REGIME_STATUSES = ("existing", "new")
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """The facility's environmental permit: who issued it, when, and the limits it sets."""
+
+    number: str
+    issued_on: date | None = None
+    issued_by: str | None = None
+    # Limit entries as written ({param, averaging, max/min, note …}); alerts checks them.
+    limits: tuple[dict[str, Any], ...] = ()
+
+    def citation(self) -> str:
+        """'Giấy phép môi trường số 123/GPMT-UBND ngày 15/06/2024 (UBND tỉnh Bắc Giang)'."""
+        text = f"Giấy phép môi trường số {self.number}"
+        if self.issued_on:
+            text += f" ngày {self.issued_on:%d/%m/%Y}"
+        if self.issued_by:
+            text += f" ({self.issued_by})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "issued_on": self.issued_on.isoformat() if self.issued_on else None,
+            "issued_by": self.issued_by,
+            "limits": [_json_safe(p) for p in self.limits],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Regime:
+    """Where the facility stands in the 2025 transition, and why.
+
+    ``existing``: the facility keeps ``regulation`` (the old regulation) until the transition
+    ends or ``switch_on`` (an earlier date its permit sets), then ``next`` applies. ``new``: the
+    2025 regulation applies from its first day.
+    """
+
+    status: str  # "existing" | "new"
+    basis: str  # why: "ĐTM phê duyệt năm 2019 (QĐ 123/QĐ-UBND)"
+    switch_on: date | None = None
+    next: RegulationRef | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "basis": self.basis,
+            "switch_on": self.switch_on.isoformat() if self.switch_on else None,
+            "next": self.next.to_json() if self.next else None,
+        }
 
 
 def _json_safe(value: Any) -> Any:
@@ -82,6 +147,10 @@ class Station:
     regulation: RegulationRef | None
     ftp_name: str | None = None
     utc_offset: tzinfo | None = None
+    permit: Permit | None = None
+    regime: Regime | None = None
+    # Ambient stations: may this station publish VN_AQI (Circular 10/2021 Art. 29)? None: not said.
+    aqi_publishable: bool | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -94,15 +163,16 @@ class Station:
             "lon": self.lon,
             "cadence_s": self.cadence_s,
             "parameters": [{"code": p.code, "unit": p.unit.id} for p in self.parameters.values()],
+            # The regime and the permit travel with the regulation (one JSON column).
             "regulation": None
             if self.regulation is None
             else {
-                "id": self.regulation.id,
-                "column": self.regulation.column,
-                "coefficients": self.regulation.coefficients,
-                "permit_limits": [_json_safe(p) for p in self.regulation.permit_limits],
+                **self.regulation.to_json(),
+                "permit": self.permit.to_json() if self.permit else None,
+                "regime": self.regime.to_json() if self.regime else None,
             },
             "ftp_name": self.ftp_name,
+            "aqi_publishable": self.aqi_publishable,
         }
 
 
@@ -290,33 +360,18 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
         parameters[code] = DeclaredParameter(code=code, unit=unit)
 
     regulation = None
-    reg = entry.get("regulation")
-    if reg is not None:
-        rpath = f"{path}.regulation"
-        if not isinstance(reg, dict):
-            chk.fail(rpath, "must be a mapping with id, column and coefficients")
-        else:
-            reg_id = _text(chk, reg, "id", rpath)
-            column = reg.get("column")
-            coefficients = reg.get("coefficients", {}) or {}
-            if column is not None and not isinstance(column, str):
-                chk.fail(f"{rpath}.column", "must be a string such as 'A' or 'B'")
-            if not isinstance(coefficients, dict):
-                chk.fail(f"{rpath}.coefficients", "must be a mapping of inputs")
-            permits = reg.get("permit_limits", []) or []
-            if not isinstance(permits, list):
-                chk.fail(f"{rpath}.permit_limits", "must be a list of {param, max|min, source}")
-                permits = []
-            for i, permit in enumerate(permits):
-                if not isinstance(permit, dict):
-                    chk.fail(f"{rpath}.permit_limits[{i}]", "each permit limit must be a mapping")
-            if reg_id is not None and isinstance(coefficients, dict):
-                regulation = RegulationRef(
-                    reg_id,
-                    column,
-                    dict(coefficients),
-                    tuple(dict(p) for p in permits if isinstance(p, dict)),
-                )
+    if entry.get("regulation") is not None:
+        regulation = _regulation_ref(chk, entry["regulation"], f"{path}.regulation")
+    permit = _permit(chk, entry.get("permit"), f"{path}.permit")
+    regime = _regime(chk, entry.get("regime"), f"{path}.regime")
+    if regime is not None and regulation is None:
+        chk.fail(f"{path}.regime", "a regime needs the station's 'regulation'")
+    aqi_publishable = entry.get("aqi_publishable")
+    if aqi_publishable is not None:
+        if not isinstance(aqi_publishable, bool):
+            chk.fail(f"{path}.aqi_publishable", "must be true or false")
+        elif kind != "air":
+            chk.fail(f"{path}.aqi_publishable", "only ambient-air stations publish VN_AQI")
 
     ftp_name = _text(chk, entry, "ftp_name", path, required=False)
     offset = None
@@ -343,6 +398,9 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
         "regulation",
         "ftp_name",
         "utc_offset",
+        "permit",
+        "regime",
+        "aqi_publishable",
     }
     for key in entry:
         if key not in known:
@@ -365,7 +423,105 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
         regulation=regulation,
         ftp_name=ftp_name,
         utc_offset=offset,
+        permit=permit,
+        regime=regime,
+        aqi_publishable=aqi_publishable if isinstance(aqi_publishable, bool) else None,
     )
+
+
+def _date(chk: _Checker, value: Any, path: str) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    chk.fail(path, f"must be a date such as 2026-01-01, not {value!r}")
+    return None
+
+
+def _entries(chk: _Checker, raw: Any, path: str, what: str) -> list[dict[str, Any]]:
+    items = raw or []
+    if not isinstance(items, list):
+        chk.fail(path, f"must be a list of {what}")
+        return []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            chk.fail(f"{path}[{i}]", "each entry must be a mapping")
+    return [dict(item) for item in items if isinstance(item, dict)]
+
+
+def _known_keys(chk: _Checker, entry: dict[str, Any], path: str, known: set[str]) -> None:
+    for key in entry:
+        if key not in known:
+            chk.fail(f"{path}.{key}", f"unknown field (expected one of {', '.join(sorted(known))})")
+
+
+def _regulation_ref(
+    chk: _Checker, reg: Any, rpath: str, *, nested: bool = False
+) -> RegulationRef | None:
+    if not isinstance(reg, dict):
+        chk.fail(rpath, "must be a mapping with id, column and coefficients")
+        return None
+    known = {"id", "column", "coefficients"} | (set() if nested else {"permit_limits", "sector"})
+    _known_keys(chk, reg, rpath, known)
+    reg_id = _text(chk, reg, "id", rpath)
+    column = reg.get("column")
+    coefficients = reg.get("coefficients", {}) or {}
+    if column is not None and not isinstance(column, str):
+        chk.fail(f"{rpath}.column", "must be a string such as 'A' or 'B'")
+    if not isinstance(coefficients, dict):
+        chk.fail(f"{rpath}.coefficients", "must be a mapping of inputs")
+    permits = _entries(
+        chk, reg.get("permit_limits"), f"{rpath}.permit_limits", "{param, max|min, source}"
+    )
+    sector = None
+    if reg.get("sector") is not None:
+        sector = _regulation_ref(chk, reg["sector"], f"{rpath}.sector", nested=True)
+    if reg_id is None or not isinstance(coefficients, dict):
+        return None
+    return RegulationRef(reg_id, column, dict(coefficients), tuple(permits), sector)
+
+
+def _permit(chk: _Checker, raw: Any, path: str) -> Permit | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        chk.fail(path, "must be a mapping with number, issued_on, issued_by and limits")
+        return None
+    _known_keys(chk, raw, path, {"number", "issued_on", "issued_by", "limits"})
+    number = _text(chk, raw, "number", path)
+    issued_on = _date(chk, raw.get("issued_on"), f"{path}.issued_on")
+    issued_by = _text(chk, raw, "issued_by", path, required=False)
+    limits = _entries(chk, raw.get("limits"), f"{path}.limits", "{param, max|min}")
+    if number is None:
+        return None
+    return Permit(number, issued_on, issued_by, tuple(limits))
+
+
+def _regime(chk: _Checker, raw: Any, path: str) -> Regime | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        chk.fail(path, "must be a mapping with status and basis")
+        return None
+    _known_keys(chk, raw, path, {"status", "basis", "switch_on", "next"})
+    status = raw.get("status")
+    if status not in REGIME_STATUSES:
+        chk.fail(f"{path}.status" if "status" in raw else path, "must be existing or new")
+    basis = _text(chk, raw, "basis", path)
+    switch_on = _date(chk, raw.get("switch_on"), f"{path}.switch_on")
+    following = None
+    if raw.get("next") is not None:
+        following = _regulation_ref(chk, raw["next"], f"{path}.next")
+    if status == "new" and ("switch_on" in raw or "next" in raw):
+        chk.fail(path, "switch_on and next are for existing facilities; a new one has none")
+    if status not in REGIME_STATUSES or basis is None:
+        return None
+    return Regime(str(status), basis, switch_on, following)
 
 
 def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> Registry:

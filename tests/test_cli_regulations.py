@@ -59,7 +59,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["QCVN 19:2009/BTNMT"][-2:] == ["36", str(FOLDER / "qcvn-19-2009-btnmt.yaml")]
     assert rows["QCVN 14:2008/BTNMT"][-2] == "2"
     assert rows["QCVN 05:2023/BTNMT"][2:4] == ["air", "2023-09-12"]
-    assert rows["Nghị định 45/2022/NĐ-CP"][-2] == "7"
+    assert rows["Nghị định 45/2022/NĐ-CP"][-2] == "6"
 
 
 def test_show_with_provenance_and_unverified_marks(capsys: pytest.CaptureFixture[str]) -> None:

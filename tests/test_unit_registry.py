@@ -223,7 +223,7 @@ def test_empty_parameters(catalog: Catalog) -> None:
 def test_unknown_field(catalog: Catalog) -> None:
     (issue,) = issues(one(extra="    colour: red\n"), catalog)
     assert (issue.line, issue.field) == (10, "stations[0].colour")
-    assert issue.message.startswith("unknown field (expected one of cadence, facility, ftp_name")
+    assert issue.message.startswith("unknown field (expected one of aqi_publishable, cadence")
 
 
 def test_duplicate_id(catalog: Catalog) -> None:

@@ -145,17 +145,83 @@ def mutated(tmp_path: Path, name: str, old: str, new: str) -> tuple[Path, str]:
 # --- the shipped catalog -----------------------------------------------------------------------
 
 
-def test_shipped_catalog_has_the_four_regulations_and_decree_45(
+def test_shipped_catalog_has_old_and_2025_regulations_and_decree_45(
     regulations: RegulationCatalog,
 ) -> None:
     assert [r.id for r in regulations.all()] == [
         "QCVN 05:2023/BTNMT",
         "QCVN 14:2008/BTNMT",
+        "QCVN 14:2025/BTNMT",
         "QCVN 19:2009/BTNMT",
+        "QCVN 19:2024/BTNMT",
+        "QCVN 22:2009/BTNMT",
+        "QCVN 23:2009/BTNMT",
         "QCVN 40:2011/BTNMT",
+        "QCVN 40:2025/BTNMT",
     ]
     assert [p.id for p in regulations.penalties] == ["Nghị định 45/2022/NĐ-CP"]
-    assert regulations.get("QCVN 40:2025/BTNMT") is None
+
+
+def test_2025_regulations_carry_only_known_facts(regulations: RegulationCatalog) -> None:
+    ww = regulations.get("QCVN 40:2025/BTNMT")
+    em = regulations.get("QCVN 19:2024/BTNMT")
+    dom = regulations.get("QCVN 14:2025/BTNMT")
+    assert ww is not None and em is not None and dom is not None
+    assert (ww.issued_by, ww.effective_from) == (
+        "Thông tư 06/2025/TT-BTNMT (28/02/2025)",
+        date(2025, 9, 1),
+    )
+    assert (em.issued_by, em.effective_from) == (
+        "Thông tư 45/2024/TT-BTNMT (30/12/2024)",
+        date(2025, 7, 1),
+    )
+    assert (dom.issued_by, dom.effective_from) == (
+        "Thông tư 05/2025/TT-BTNMT (28/02/2025)",
+        date(2025, 9, 1),
+    )
+    # No invented number: the wastewater tables are empty and say so.
+    assert ww.limits == () and dom.limits == () and ww.limits_missing and dom.limits_missing
+    assert "Circular 06/2025" in ww.missing_text("en")
+    assert list(ww.columns) == list(em.columns) == ["A", "B", "C"] and dom.columns == {}
+    assert "QCVN 08:2023" in ww.column_choice("en")
+    # QCVN 19:2024: only the §6 gas-turbine samples, all at 15 % O2, confidence M.
+    assert em.limits_missing and {r.provenance.confidence for r in em.limits} == {"M"}
+    assert {c.o2_reference_percent for c in em.categories.values()} == {15}
+    so2 = {
+        r.column: r.maximum
+        for r in em.limits
+        if r.param == "SO2" and r.category == "gas_turbine_gt_1200mw"
+    }
+    assert so2 == {"A": 50, "B": 60, "C": 70}
+    # The transition: existing facilities keep the old regulation until 31/12/2031.
+    assert ww.transition is not None and em.transition is not None and dom.transition is not None
+    assert ww.transition.existing_until == em.transition.existing_until == date(2032, 1, 1)
+    assert dom.transition.existing_until is None  # not obtained
+    assert regulations.successor("QCVN 40:2011/BTNMT") is ww
+    assert regulations.successor("QCVN 23:2009/BTNMT") is em
+    assert regulations.successor("QCVN 14:2008/BTNMT") is dom
+    assert regulations.successor("QCVN 05:2023/BTNMT") is None
+
+
+def test_sector_regulations_ship_structure_only(regulations: RegulationCatalog) -> None:
+    cement = regulations.get("QCVN 23:2009/BTNMT")
+    power = regulations.get("QCVN 22:2009/BTNMT")
+    assert cement is not None and power is not None
+    assert cement.sector_of == power.sector_of == "QCVN 19:2009/BTNMT"
+    assert cement.limits == () and power.limits == ()
+    assert cement.effective_to == power.effective_to == date(2032, 1, 1)
+    assert cement.sector("en") == "cement kilns"
+
+
+def test_filled_facts_qcvn_19_2009_circular_and_decree_45_emission_warning(
+    regulations: RegulationCatalog,
+) -> None:
+    reg = regulations.get("QCVN 19:2009/BTNMT")
+    assert reg is not None and reg.issued_by == "Thông tư 25/2009/TT-BTNMT (16/11/2009)"
+    band = regulations.band_for("emission", 1.05)
+    assert band is not None and band.consequence("en") == "Warning"
+    assert band.provenance is not None and band.provenance.confidence == "H"
+    assert not band.unverified and "Điều 20" in band.article
 
 
 def test_qcvn_40_2011_values(regulations: RegulationCatalog) -> None:
@@ -489,4 +555,4 @@ def test_penalty_file_is_a_schedule(catalog: Catalog) -> None:
         "5–<10",
         "≥10",
     ]
-    assert loaded.unverified_count() == 7  # every emission band is [L]
+    assert loaded.unverified_count() == 6  # every emission band but the warning (< 1.1) is [L]
