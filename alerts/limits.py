@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -444,6 +445,41 @@ class RegimePeriod:
         return (self.valid_from is None or day >= self.valid_from) and (
             self.valid_to is None or day < self.valid_to
         )
+
+
+def period_text(valid_from: date | None, valid_to: date | None, lang: str = "vi") -> str:
+    """'từ 01/01/2032', 'đến hết 31/12/2031', both, or 'every day in force' (last day shown)."""
+    parts = []
+    if valid_from is not None:
+        parts.append(translate("regime.from", lang, day=_vn_day(valid_from)))
+    if valid_to is not None:
+        parts.append(translate("regime.until", lang, day=_vn_day(valid_to - timedelta(days=1))))
+    return ", ".join(parts) or translate("regime.always", lang)
+
+
+def describe_regime(
+    periods: Sequence[RegimePeriod], permit: str | None, lang: str = "vi"
+) -> list[str]:
+    """Which regulation applies when, and why; the sector precedence; the permit's citation."""
+    lines = []
+    for period in periods:
+        column = translate("regime.column", lang, column=period.column) if period.column else ""
+        head = translate(
+            "regime.period",
+            lang,
+            period=period_text(period.valid_from, period.valid_to, lang),
+            regulation=period.regulation_id,
+            column=column,
+        )
+        lines.append(f"{head} — {period.reason(lang)}")
+        if period.sector_id:
+            sector = translate(
+                "regime.sector", lang, sector=period.sector_id, general=period.regulation_id
+            )
+            lines.append(f"  {sector}")
+    if permit is not None:
+        lines.append(translate("regime.permit", lang, citation=permit))
+    return lines
 
 
 @dataclass(frozen=True, slots=True)

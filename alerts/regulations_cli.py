@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from alerts.limits import EffectiveLimit, Factor, factor_text, station_limits
+from alerts.limits import EffectiveLimit, Factor, describe_regime, factor_text, station_limits
 from alerts.regulations import (
     CoefficientRule,
     PenaltySchedule,
@@ -23,7 +23,8 @@ from alerts.regulations import (
     regulation_files,
 )
 from ingest.catalog import load_catalog
-from ingest.registry import load_registry
+from ingest.i18n import translate
+from ingest.registry import RegistryError, load_registry
 from ingest.settings import Settings
 
 _MARK = {"vi": "CHƯA KIỂM CHỨNG", "en": "UNVERIFIED"}
@@ -86,17 +87,20 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     regulations = _load(settings, args)
     if regulations is None:
         return 1
-    rows = [["ID", "KIND", "FROM", "UNTIL (LAST DAY)", "REPLACED BY", "UNVERIFIED", "FILE"]]
+    header = ["ID", "KIND", "FROM", "UNTIL (LAST DAY)", "REPLACED BY", "NUMBERS", "UNVERIFIED"]
+    rows = [[*header, "FILE"]]
     for reg in regulations.all():
+        kind = reg.kind if reg.sector_of is None else f"{reg.kind} (sector)"
         rows.append(
             [
                 reg.id,
-                reg.kind,
+                kind,
                 _day(reg.effective_from),
                 _last_day(reg.effective_to),
                 reg.replaced_by or "–",
+                _numbers(reg),
                 str(reg.unverified_count()),
-                reg.path,
+                " + ".join((reg.path, *reg.supplements)),
             ]
         )
     for schedule in regulations.penalties:
@@ -107,6 +111,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
                 _day(schedule.effective_from),
                 "–",
                 "–",
+                "–",
                 str(schedule.unverified_count()),
                 schedule.path,
             ]
@@ -114,6 +119,13 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     for line in _table(rows):
         print(line)
     return 0
+
+
+def _numbers(reg: Regulation) -> str:
+    """'complete', 'missing' (no number at all) or 'partial' (some rows, the table incomplete)."""
+    if not reg.limits_missing:
+        return "complete"
+    return "partial" if reg.limits else "missing"
 
 
 # --- show ----------------------------------------------------------------------------------------
@@ -155,8 +167,44 @@ def _show_regulation(reg: Regulation, lang: str) -> None:
     )
     print(f"  file: {reg.path}")
     print(f"  provenance: {_prov(reg.provenance, lang)}")
+    for supplement in reg.supplements:
+        print(f"  table supplement: {supplement}")
     o2 = f"{number_text(reg.o2_reference_percent)} %" if reg.o2_reference_percent else "none"
+    if reg.kind == "emission" and any(c.o2_reference_percent for c in reg.categories.values()):
+        o2 = "per source category (below)"
     print(f"  O2 reference: {o2}")
+    if reg.kind == "emission" and o2 != "none":
+        print("    correction: C × (20.9 − O2ref) / (20.9 − O2meas)")
+    if reg.sector_of:
+        print(
+            "  "
+            + translate(
+                "show.sector", lang, sector=reg.sector(lang), general=reg.sector_of, id=reg.id
+            )
+        )
+    if reg.transition is not None:
+        t = reg.transition
+        until = _last_day(t.existing_until) if t.existing_until else "?"
+        print(
+            "  "
+            + translate(
+                "show.transition",
+                lang,
+                replaces=", ".join(t.replaces),
+                existing=t.existing(lang),
+                until=until,
+                since=_day(reg.effective_from),
+            )
+        )
+        print(f"    {_prov(t.provenance, lang)}")
+    if reg.column_choice_en:
+        print("  " + translate("show.column_choice", lang, text=reg.column_choice(lang)))
+        print(f"    {_prov(reg.column_choice_provenance, lang)}")
+    if reg.limits_missing:
+        print("  " + translate("show.limits_missing", lang, text=reg.missing_text(lang)))
+    if reg.not_limited:
+        names = ", ".join(sorted(reg.not_limited))
+        print("  " + translate("show.not_limited", lang, params=names))
     if reg.default_averaging:
         rule = _prov(reg.averaging_provenance, lang)
         print(f"  compared at: {reg.default_averaging} averages — {rule}")
@@ -185,6 +233,8 @@ def _show_regulation(reg: Regulation, lang: str) -> None:
         excluded = ", ".join(sorted(reg.coefficients_not_applied_to)) or "–"
         print(f"    not applied to: {excluded} (nor to ranges such as pH)")
     print("  limits:")
+    if not reg.limits:
+        print("    " + translate("show.no_numbers", lang))
     column_keys: list[str | None] = list(reg.columns) or [None]
     for key in column_keys:
         if key is not None:
@@ -268,7 +318,40 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             f"{schedule.path}: OK ({schedule.id}, penalty bands, "
             f"{schedule.unverified_count()} unverified)"
         )
-    return 0
+    # The whole folder (or --stations): also every station's limits, as the alert service
+    # computes them at start-up, so a missing number is seen before the service runs.
+    if args.files and not args.stations:
+        return 0
+    return _check_stations(settings, args, regulations)
+
+
+def _check_stations(
+    settings: Settings, args: argparse.Namespace, regulations: RegulationCatalog
+) -> int:
+    path = Path(args.stations) if args.stations else settings.stations_path
+    try:
+        registry = load_registry(path, load_catalog(settings.catalog_path))
+    except RegistryError as exc:
+        print(f"{len(exc.issues)} problem(s) in {path}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    problems = [
+        p
+        for station in registry.stations.values()
+        for p in station_limits(station, regulations).problems
+    ]
+    if not problems:
+        print(
+            translate("check.stations_ok", args.lang, registry=path, count=len(registry.stations))
+        )
+        return 0
+    print(
+        translate("check.stations", args.lang, count=len(problems), registry=path), file=sys.stderr
+    )
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
 
 
 # --- limits --------------------------------------------------------------------------------------
@@ -310,6 +393,10 @@ def cmd_limits(settings: Settings, args: argparse.Namespace) -> int:
         inputs = ", ".join(f"{k}={v}" for k, v in ref.coefficients.items())
         print(f"  inputs: {inputs}")
     result = station_limits(station, regulations)
+    print(f"  {translate('regime.heading', lang)}:")
+    permit = station.permit.citation() if station.permit else None
+    for line in describe_regime(result.regime, permit, lang):
+        print(f"    {line}")
     factors: dict[str, Factor] = {}
     for limit in result.limits:
         for factor in limit.factors:
@@ -356,8 +443,18 @@ def register(sub: Any) -> None:
     show = with_lang(with_dir(actions.add_parser("show", help="every limit of one regulation")))
     show.add_argument("id", help='e.g. "QCVN 40:2011/BTNMT"')
     show.set_defaults(handler=cmd_show)
-    check = with_dir(actions.add_parser("check", help="validate regulation files"))
-    check.add_argument("files", nargs="*", metavar="FILE", help="default: every file of the folder")
+    check = with_lang(
+        with_dir(
+            actions.add_parser("check", help="validate regulation files and the stations' limits")
+        )
+    )
+    check.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="default: every file of the folder, and every station of the registry",
+    )
+    check.add_argument("--stations", help="also check this station registry's limits")
     check.set_defaults(handler=cmd_check)
     limits = with_lang(with_dir(actions.add_parser("limits", help="effective limits of a station")))
     limits.add_argument("station_id")

@@ -470,7 +470,8 @@ def test_shipped_permit_override(regulations: RegulationCatalog, catalog: Catalo
         60,
         "mg/L",
     )
-    assert permit.provenance.source == "Giấy phép môi trường số 123/GPMT-UBND (2024)"
+    citation = "Giấy phép môi trường số 123/GPMT-UBND ngày 14/06/2024 (UBND tỉnh Bắc Giang)"
+    assert permit.provenance.source == citation
     assert permit.provenance.confidence == "H" and not permit.unverified
     assert permit.formula == (
         "permit: ≤ 60 mg/L (replaces C × Kq × Kf = 75 × 1.0 × 0.9 = 67.5 mg/L)"
@@ -480,8 +481,8 @@ def test_shipped_permit_override(regulations: RegulationCatalog, catalog: Catalo
     # Before the permit's first day the regulation's Cmax applies.
     (earlier,) = result.in_force("COD", datetime(2024, 6, 30, 12, tzinfo=UTC))
     assert earlier.source == "regulation" and earlier.maximum == 67.5
-    assert "giấy phép (Giấy phép môi trường số 123/GPMT-UBND (2024))" in permit.describe("vi")
-    assert station.to_row()["regulation"]["permit_limits"][0]["effective_from"] == "2024-07-01"
+    assert f"giấy phép ({citation})" in permit.describe("vi")
+    assert station.to_row()["regulation"]["permit"]["limits"][0]["effective_from"] == "2024-07-01"
 
 
 def test_permit_with_end_date_and_range(regulations: RegulationCatalog, make: Any) -> None:

@@ -127,7 +127,7 @@ def test_existing_facility_without_next_ends_with_the_transition(
     result = station_limits(station(catalog, text), regulations)
     assert result.problems == []
     assert result.regime[1].reason_key == "regime.next_missing"
-    assert "From 01/01/2032: QCVN 40:2025/BTNMT" in result.regime[1].reason("en")
+    assert "After the transition: QCVN 40:2025/BTNMT" in result.regime[1].reason("en")
     assert bound(result, "COD", vn("2032-01-01")) is None
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from alerts.config import AlertConfigError, load_alerts_config
 from alerts.regulations import RegulationError, load_regulation_catalog
 from alerts.store import upgrade as upgrade_alerts
 from ingest.catalog import load_catalog
@@ -105,7 +106,8 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
     try:
         registry, regulations = _load(settings)
         stations = stations_for(registry, args.station, args.facility)
-    except (ReportError, RegulationError) as exc:
+        engine_config = load_alerts_config(settings.alerts_path).engine
+    except (ReportError, RegulationError, AlertConfigError) as exc:
         print(f"quantrac report exceedances: {exc}", file=sys.stderr)
         return 2
     if args.format in ("pdf", "xlsx") and not args.output:
@@ -126,6 +128,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
                 args.end,
                 progress=bar,
                 facility=args.facility,
+                engine_config=engine_config,
             )
         finally:
             if bar is not None:

@@ -21,7 +21,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from alerts.limits import EffectiveLimit, Factor, station_limits
+from alerts.choices import DesignChoice, design_choices
+from alerts.config import EngineConfig
+from alerts.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
 from alerts.regulations import RegulationCatalog
 from ingest.registry import Registry, Station
 from quantrac.reports.completeness import (
@@ -138,6 +140,10 @@ class StationInfo:
     column: str | None
     limits: tuple[LimitInfo, ...]
     problems: tuple[str, ...]
+    # Which regulation applied on the days of the period, and why (the facility's regime).
+    regime: tuple[RegimePeriod, ...] = ()
+    permit: str | None = None  # the environmental permit's citation
+    aqi_publishable: bool | None = None  # ambient stations (Circular 10/2021 Art. 29)
 
 
 @dataclass
@@ -155,6 +161,8 @@ class ExceedanceReport:
     # Sealed reports (closed periods) carry the digest of the readings they were built from.
     readings_sha256: str | None = None
     readings_count: int | None = None
+    # The project's configurable choices the report was computed with (not law).
+    design_choices: list[DesignChoice] = field(default_factory=list)
 
     @property
     def title_target(self) -> str:
@@ -238,6 +246,14 @@ def station_info(
         column=ref.column if ref else None,
         limits=tuple(_limit_info(lim) for lim in chosen),
         problems=tuple(limits.problems),
+        regime=tuple(
+            p
+            for p in limits.regime
+            if (p.valid_from is None or p.valid_from <= last)
+            and (p.valid_to is None or p.valid_to > first)
+        ),
+        permit=station.permit.citation() if station.permit else None,
+        aqi_publishable=station.aqi_publishable,
     )
 
 
@@ -448,8 +464,12 @@ async def exceedance_report(
     progress: Progress | None = None,
     now: datetime | None = None,
     facility: str | None = None,
+    engine_config: EngineConfig | None = None,
 ) -> ExceedanceReport:
     """The exceedance history of ``station_ids`` over [start, end) (aware times).
+
+    ``engine_config`` (config/alerts.yaml; default: its built-in defaults) gives the design
+    choices the report lists as such.
 
     ``progress(done, total, label)`` is called after each month of completeness counts and
     after the episodes and the calibration and fault periods.
@@ -491,6 +511,7 @@ async def exceedance_report(
         completeness=completeness,
         status_periods=periods,
         facility=facility,
+        design_choices=design_choices(engine_config or EngineConfig(), regulations),
     )
     summarise(report)
     return report

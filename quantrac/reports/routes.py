@@ -116,6 +116,7 @@ async def exceedances(
             t1,
             now=ctx.clock(),
             facility=facility,
+            engine_config=ctx.engine_config,
         )
     except ReportError as exc:
         status = 404 if "no station" in str(exc) else 422

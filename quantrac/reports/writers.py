@@ -19,11 +19,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from alerts.limits import VIETNAM, Factor, factor_text
+from alerts.limits import VIETNAM, Factor, describe_regime, factor_text
 from alerts.regulations import number_text
 from ingest.i18n import translate
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
-from quantrac.reports.exceedances import EpisodeRow, ExceedanceReport, LimitInfo
+from quantrac.reports.exceedances import EpisodeRow, ExceedanceReport, LimitInfo, StationInfo
 
 FONT_DIR_ENV = "QUANTRAC_REPORT_FONT_DIR"
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -125,6 +125,36 @@ def limit_line(limit: LimitInfo, lang: str) -> str:
 
 
 # --- tables (shared by CSV, XLSX and PDF) --------------------------------------------------
+
+
+def regime_lines(s: StationInfo, lang: str) -> list[str]:
+    """The regulation in force by date and why, the permit, and (ambient) the AQI flag."""
+    lines = describe_regime(s.regime, s.permit, lang)
+    if s.kind == "air":
+        flag = {True: "yes", False: "no", None: "unknown"}[s.aqi_publishable]
+        lines.append(translate(f"aqi.publishable.{flag}", lang))
+    return lines
+
+
+def choice_lines(report: ExceedanceReport, lang: str) -> list[str]:
+    return [translate("choice.heading", lang)] + [
+        f"- {c.text(lang)}" for c in report.design_choices
+    ]
+
+
+def _regime_json(s: StationInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "regulation": p.regulation_id,
+            "column": p.column,
+            "sector": p.sector_id,
+            "valid_from": p.valid_from.isoformat() if p.valid_from else None,
+            "valid_to": p.valid_to.isoformat() if p.valid_to else None,
+            "reason_vi": p.reason("vi"),
+            "reason_en": p.reason("en"),
+        }
+        for p in s.regime
+    ]
 
 
 def _headers(lang: str, *keys: str) -> list[str]:
@@ -389,6 +419,9 @@ def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
                 "cadence_s": s.cadence_s,
                 "regulation": s.regulation_id,
                 "column": s.column,
+                "regime": _regime_json(s),
+                "permit": s.permit,
+                "aqi_publishable": s.aqi_publishable,
                 "problems": list(s.problems),
                 "limits": [
                     {
@@ -449,6 +482,7 @@ def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
             for m in report.by_month
         ],
         "completeness": completeness_json(report.completeness),
+        "design_choices": [c.to_json() for c in report.design_choices],
     }
 
 
@@ -626,6 +660,7 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
                 False,
             )
         )
+        lines.extend((text, False) for text in regime_lines(s, lang))
         lines.append((_t("limits", lang), True))
         lines.extend((limit_line(lim, lang), False) for lim in s.limits)
         if not s.limits:
@@ -635,6 +670,10 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
     lines.append((_t("unverified_note", lang), False))
     lines.append((_t("completeness_note", lang), False))
     lines.append((_t("hours_note", lang), False))
+    lines.append(("", False))
+    choices = choice_lines(report, lang)
+    lines.append((choices[0], True))
+    lines.extend((text, False) for text in choices[1:])
     for row, (text, bold) in enumerate(lines, 1):
         cell = overview.cell(row, 1, text)
         if bold:
@@ -801,6 +840,8 @@ def exceedance_pdf(
             f"{_t('facility', lang)}: {s.facility}   {_t('province', lang)}: {s.province}   "
             f"{_t('cadence', lang)}: {s.cadence_s} s   {_t('regulation', lang)}: {reg}"
         )
+        for text in regime_lines(s, lang):
+            para(text, 7.5)
         pdf.set_font("DejaVu", "B", 8)
         pdf.multi_cell(width, 4.5, _t("limits", lang), new_x="LMARGIN", new_y="NEXT")
         if not s.limits:
@@ -816,6 +857,11 @@ def exceedance_pdf(
             para(_t("limit_problem", lang, problem=problem), 7.5)
     pdf.ln(1)
     para(_t("unverified_note", lang), 7)
+    choices = choice_lines(report, lang)
+    pdf.set_font("DejaVu", "B", 8)
+    pdf.multi_cell(width, 4.5, choices[0], new_x="LMARGIN", new_y="NEXT")
+    for text in choices[1:]:
+        para(text, 7)
 
     # Summaries and chart
     heading(_t("section.by_parameter", lang))
