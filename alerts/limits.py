@@ -446,6 +446,17 @@ class RegimePeriod:
             self.valid_to is None or day < self.valid_to
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "regulation": self.regulation_id,
+            "column": self.column,
+            "sector": self.sector_id,
+            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+            "reason_vi": self.reason("vi"),
+            "reason_en": self.reason("en"),
+        }
+
 
 def period_text(valid_from: date | None, valid_to: date | None, lang: str = "vi") -> str:
     """'từ 01/01/2032', 'đến hết 31/12/2031', both, or 'every day in force' (last day shown)."""
@@ -576,7 +587,13 @@ def _period_limits(
 ) -> list[EffectiveLimit]:
     ref = period.ref
     if ref is None:
-        return []
+        # After the transition with no regulation configured: the permit still binds.
+        following = regulations.get(period.regulation_id)
+        if following is None or following.kind != station.kind:
+            return []
+        bare = RegulationRef(following.id, None, {})
+        permits = _permits(station, bare, following, [], problems)
+        return [c for limit in permits if (c := _clip(limit, period)) is not None]
     field_name = "regulation" if ref is station.regulation else "regime.next"
     regulation = _checked(station, ref, regulations, field_name, problems)
     if regulation is None:

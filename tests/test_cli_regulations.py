@@ -44,6 +44,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         "DAY)",
         "REPLACED",
         "BY",
+        "NUMBERS",
         "UNVERIFIED",
         "FILE",
     ]
@@ -55,7 +56,11 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         "QCVN",
         "40:2025/BTNMT",
     ]
-    assert rows["QCVN 40:2011/BTNMT"][7] == "0"
+    assert rows["QCVN 40:2011/BTNMT"][7:9] == ["complete", "0"]
+    assert rows["QCVN 40:2025/BTNMT"][2:8] == ["wastewater", "2025-09-01", "–", "–", "missing", "0"]
+    assert rows["QCVN 19:2024/BTNMT"][2:8] == ["emission", "2025-07-01", "–", "–", "partial", "0"]
+    assert rows["QCVN 14:2025/BTNMT"][6] == "missing"
+    assert rows["QCVN 23:2009/BTNMT"][2:4] == ["emission", "(sector)"]
     assert rows["QCVN 19:2009/BTNMT"][-2:] == ["36", str(FOLDER / "qcvn-19-2009-btnmt.yaml")]
     assert rows["QCVN 14:2008/BTNMT"][-2] == "2"
     assert rows["QCVN 05:2023/BTNMT"][2:4] == ["air", "2023-09-12"]
@@ -101,9 +106,20 @@ def test_show_range_and_penalties(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["regulations", "check"]) == 0
-    out = capsys.readouterr().out
+    # The shipped files are valid; the demo cement kiln answers to QCVN 23:2009, whose numbers
+    # are not in the catalog: the check says so (as the alert service does at start-up).
+    assert main(["regulations", "check", "--lang", "en"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out
     assert f"{FOLDER / 'qcvn-40-2011-btnmt.yaml'}: OK (QCVN 40:2011/BTNMT, 60 limit values" in out
+    assert f"{FOLDER / 'qcvn-40-2025-btnmt.yaml'}: OK (QCVN 40:2025/BTNMT, 0 limit values" in out
+    err = captured.err.splitlines()
+    assert err[0].startswith("4 limit problem(s) of the stations in ")
+    assert err[1].startswith(
+        "  BG_EM_XIMANG_01: PM: no numeric limit in QCVN 23:2009/BTNMT (until 2031-12-31): "
+        "No limit of QCVN 23:2009 (the text was not read)."
+    )
+    assert [line.split(":")[1].strip() for line in err[1:]] == ["PM", "SO2", "NOx", "CO"]
     good = tmp_path / "qcvn-40-2025.yaml"
     good.write_text(QCVN_40_2025_LIKE, encoding="utf-8")
     assert main(["regulations", "check", str(good)]) == 0
@@ -142,8 +158,18 @@ def test_limits_of_a_shipped_station(capsys: pytest.CaptureFixture[str]) -> None
     )
     assert (
         "    COD 1h: permit: ≤ 60 mg/L (replaces C × Kq × Kf = 75 × 1.0 × 0.9 = 67.5 mg/L)  "
-        "[from 2024-07-01]  — [H] Giấy phép môi trường số 123/GPMT-UBND (2024)"
+        "[from 2024-07-01, until 2031-12-31]  — [H] Giấy phép môi trường số 123/GPMT-UBND ngày "
+        "14/06/2024 (UBND tỉnh Bắc Giang) — Demo value, not a real permit."
     ) in out
+    # After the transition the permit still binds, though no regulation is configured yet.
+    assert "    COD 1h: permit: ≤ 60 mg/L  [from 2032-01-01]  — [H] Giấy phép" in out
+    assert "  Regulation in force by date, and why:" in out
+    assert (
+        "    until 31/12/2031: QCVN 40:2011/BTNMT column A — Existing facility (Giấy phép môi "
+        "trường cấp năm 2024 (minh họa)): keeps QCVN 40:2011/BTNMT until 31/12/2031 under the "
+        "transition to QCVN 40:2025/BTNMT."
+    ) in out
+    assert "    from 01/01/2032: QCVN 40:2025/BTNMT — After the transition: " in out
     assert "    pH 1h: 6–9 (coefficients do not apply)" in out
     assert main(["regulations", "limits", "BG_EM_HABAC_01"]) == 0
     out = capsys.readouterr().out

@@ -70,6 +70,7 @@ FAMILIES = {
     "api.error.{}": [
         key.removeprefix("api.error.") for key in default_messages() if key.startswith("api.error.")
     ],
+    "aqi.publishable.{}": ["yes", "no", "unknown"],
 }
 
 

@@ -463,7 +463,13 @@ def test_shipped_permit_override(regulations: RegulationCatalog, catalog: Catalo
     station = registry.stations["BG_WW_SONGKHE"]
     result = station_limits(station, regulations)
     assert result.problems == []
-    (permit,) = [x for x in result.limits if x.source == "permit"]
+    # The permit binds under the old regulation and, after the transition, on its own.
+    permit, after = [x for x in result.limits if x.source == "permit"]
+    assert (permit.valid_to, after.valid_from, after.maximum) == (
+        date(2032, 1, 1),
+        date(2032, 1, 1),
+        60,
+    )
     assert (permit.param, permit.averaging, permit.maximum, permit.unit) == (
         "COD",
         "1h",

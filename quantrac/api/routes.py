@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from alerts.choices import design_choices
 from alerts.limits import station_limits
 from alerts.model import EventType, Kind, Severity, State
 from alerts.store import AlertStore
@@ -124,6 +125,7 @@ def _station_json(
         "status": status,
         "last_reading_at": newest.isoformat() if newest else None,
         "regulation": station.regulation.id if station.regulation else None,
+        "aqi_publishable": station.aqi_publishable,
     }
 
 
@@ -293,6 +295,10 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
         "column": station.regulation.column if station.regulation else None,
         "values": values,
         "limit_problems": limits.problems,
+        "regime": [period.to_json() for period in limits.regime],
+        "permit": station.permit.citation() if station.permit else None,
+        # Values quantrac decides with that no legal text sets, and where to change them.
+        "design_choices": [c.to_json() for c in design_choices(ctx.engine_config, ctx.regulations)],
     }
 
 

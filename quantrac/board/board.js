@@ -1277,6 +1277,25 @@ function ratioBar(v) {
   h('span', { class: 'muted small ratio-ref' }, referenceText(v)));
 }
 
+// Which regulation applies when and why, the AQI flag, and the project's design choices
+// (configurable values that are not law), from GET /stations/{id}.
+function regimeCard(station) {
+  const lines = (station.regime || []).map((p) => p[`reason_${S.lang}`] || p.reason_vi);
+  if (station.permit) lines.push(t('regime.permit', { citation: station.permit }));
+  if (station.kind === 'air') {
+    const flag = station.aqi_publishable === true ? 'yes' : station.aqi_publishable === false ? 'no' : 'unknown';
+    lines.push(t(`aqi.publishable.${flag}`));
+  }
+  const choices = (station.design_choices || []).map((c) => c[`text_${S.lang}`] || c.text_vi);
+  if (!lines.length && !choices.length) return null;
+  return h('section', { class: 'card', id: 'regime' },
+    h('h2', {}, t('regime.heading')),
+    h('ul', { class: 'small' }, lines.map((line) => h('li', {}, line))),
+    choices.length ? h('details', { id: 'design-choices' },
+      h('summary', {}, t('choice.heading')),
+      h('ul', { class: 'small' }, choices.map((c) => h('li', {}, c)))) : null);
+}
+
 function limitText(limits) {
   if (!limits?.length) return h('span', { class: 'muted' }, t('board.station.no_limit'));
   return limits.map((l) => h('div', { class: 'limit' },
@@ -1352,6 +1371,7 @@ function stationView(root, id, wanted = null) {
           listed?.kind === 'air' ? [h('dt', {}, t('board.col.aqi')), h('dd', {}, aqiBadge(listed.aqi))] : null,
           listed ? [h('dt', {}, t('board.col.open_alerts')), h('dd', {},
             h('a', { href: '#/alerts', onclick: () => { S.filters.station = id; } }, alertCounts(listed.open_alerts)))] : null)),
+      regimeCard(station),
       station.limit_problems?.length ? h('div', { class: 'warning', role: 'note' },
         h('strong', {}, t('board.station.limit_problems')),
         h('ul', {}, station.limit_problems.map((p) => h('li', {}, typeof p === 'string' ? p : JSON.stringify(p))))) : null,

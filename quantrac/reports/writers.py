@@ -142,21 +142,6 @@ def choice_lines(report: ExceedanceReport, lang: str) -> list[str]:
     ]
 
 
-def _regime_json(s: StationInfo) -> list[dict[str, Any]]:
-    return [
-        {
-            "regulation": p.regulation_id,
-            "column": p.column,
-            "sector": p.sector_id,
-            "valid_from": p.valid_from.isoformat() if p.valid_from else None,
-            "valid_to": p.valid_to.isoformat() if p.valid_to else None,
-            "reason_vi": p.reason("vi"),
-            "reason_en": p.reason("en"),
-        }
-        for p in s.regime
-    ]
-
-
 def _headers(lang: str, *keys: str) -> list[str]:
     return [_t(f"col.{k}", lang) for k in keys]
 
@@ -419,7 +404,7 @@ def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
                 "cadence_s": s.cadence_s,
                 "regulation": s.regulation_id,
                 "column": s.column,
-                "regime": _regime_json(s),
+                "regime": [p.to_json() for p in s.regime],
                 "permit": s.permit,
                 "aqi_publishable": s.aqi_publishable,
                 "problems": list(s.problems),
