@@ -153,7 +153,7 @@ def run_replay(
 
     def limits_for(station: Station) -> StationLimits:
         limits = station_limits(station, regulations)
-        problems.extend(f"{station.id}: {p}" for p in limits.problems)
+        problems.extend(limits.problems)  # each names its station
         return limits
 
     ordered = sorted(rows, key=lambda r: (r.reading.measured_at, r.line))

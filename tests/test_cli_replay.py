@@ -195,3 +195,69 @@ def test_unknown_regulation_is_a_usage_error(files: tuple[Path, Path], capsys: A
         "QCVN 99",
     )
     assert code == 2 and "unknown regulation 'QCVN 99'" in err
+
+
+SIDE_BY_SIDE = """
+stations:
+  - id: OLD
+    name: "Cơ sở hiện hữu"
+    kind: wastewater
+    facility: F1
+    province: P
+    location: {lat: 21, lon: 106}
+    parameters:
+      - {code: COD, unit: "mg/L"}
+    regulation:
+      id: "QCVN 40:2011/BTNMT"
+      column: A
+      coefficients: {receiving_water: river, receiving_flow_m3s: 120, discharge_m3_per_day: 3000}
+    regime:
+      status: existing
+      basis: "ĐTM 2018"
+      next: {id: "QCVN 40:2025/BTNMT", column: A}
+  - id: NEW
+    name: "Cơ sở mới"
+    kind: wastewater
+    facility: F2
+    province: P
+    location: {lat: 21, lon: 106}
+    parameters:
+      - {code: COD, unit: "mg/L"}
+    regulation: {id: "QCVN 40:2025/BTNMT", column: A}
+    regime: {status: new, basis: "ĐTM 2029"}
+    permit:
+      number: "7/GPMT-UBND"
+      issued_on: 2030-01-01
+      limits: [{param: COD, max: 80}]
+"""
+
+
+def test_replay_applies_each_facilitys_regime_across_the_transition(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """Two outfalls, the same COD of 100 mg/L from 22:00 on 31/12/2031 to 02:00 on 01/01/2032:
+    the existing facility is held to QCVN 40:2011 (75 × Kq 1.0 × Kf 1.0) until its transition
+    ends at midnight, then to QCVN 40:2025, which has no number (said, not guessed); the new
+    facility is held to its permit's 80 mg/L on both days."""
+    stations = tmp_path / "stations.yaml"
+    stations.write_text(SIDE_BY_SIDE, encoding="utf-8")
+    readings = tmp_path / "readings.csv"
+    start = datetime(2031, 12, 31, 22, tzinfo=VIETNAM_UTC_OFFSET)
+    with readings.open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["station", "param", "time", "value", "unit", "status"])
+        for sid in ("OLD", "NEW"):
+            for i in range(4 * 12):
+                moment = start + timedelta(minutes=5 * i)
+                out.writerow([sid, "COD", moment.isoformat(), 100, "mg/L", "00"])
+    code, rows, err = run(
+        capsys, "replay", "--readings", str(readings), "--stations", str(stations)
+    )
+    assert code == 0, err
+    episodes = {r["station"]: r for r in rows if r["record"] == "episode"}
+    old, new = episodes["OLD"], episodes["NEW"]
+    assert (old["regulation"], old["limit"], old["count"]) == ("QCVN 40:2011/BTNMT", 75, 2)
+    assert old["window_end"].startswith("2032-01-01T00:00:00+07:00")
+    assert (new["regulation"], new["limit"], new["count"]) == ("QCVN 40:2025/BTNMT", 80, 4)
+    assert "limits: OLD: COD: no numeric limit in QCVN 40:2025/BTNMT (from 2032-01-01)" in err
+    assert "NEW: COD: no numeric limit" not in err

@@ -294,3 +294,65 @@ def test_every_report_text_has_both_languages() -> None:
     keys = [k for k in default_messages() if k.startswith("report.")]
     assert len(keys) > 50
     assert all(default_messages()[k]["vi"] and default_messages()[k]["en"] for k in keys)
+
+
+def test_reports_name_each_facilitys_regime_and_the_design_choices() -> None:
+    """An existing and a new facility side by side over the 2031/2032 switch: the report says
+    which regulation applied when and why, and lists the values that are choices, not law."""
+    from alerts.choices import design_choices
+    from alerts.config import EngineConfig
+    from alerts.regulations import load_regulation_catalog
+    from quantrac.reports.exceedances import station_info
+    from quantrac.reports.writers import exceedance_json
+    from tests.test_cli_replay import SIDE_BY_SIDE
+
+    catalog = load_catalog(CONFIG / "parameters.yaml")
+    regulations = load_regulation_catalog(CONFIG / "regulations", catalog)
+    registry = registry_from_text(SIDE_BY_SIDE, catalog)
+    start, end = datetime(2031, 12, 31, tzinfo=VN), datetime(2032, 1, 2, tzinfo=VN)
+    old, new = (station_info(registry.stations[s], regulations, start, end) for s in ("OLD", "NEW"))
+    assert [(p.regulation_id, p.valid_to) for p in old.regime] == [
+        ("QCVN 40:2011/BTNMT", date(2032, 1, 1)),
+        ("QCVN 40:2025/BTNMT", None),
+    ]
+    assert [p.reason_key for p in old.regime] == ["regime.existing", "regime.after_transition"]
+    assert [(p.regulation_id, p.reason_key) for p in new.regime] == [
+        ("QCVN 40:2025/BTNMT", "regime.new")
+    ]
+    assert new.permit == "Giấy phép môi trường số 7/GPMT-UBND ngày 01/01/2030"
+    assert [(lim.source, lim.text) for lim in new.limits] == [("permit", "≤ 80 mg/L")]
+    report = ExceedanceReport(
+        start=start,
+        end=end,
+        generated_at=end,
+        stations=[old, new],
+        episodes=[],
+        completeness=combine(
+            [registry.stations["OLD"], registry.stations["NEW"]], start, end, {}, {}, now=end
+        ),
+        status_periods=[],
+        design_choices=design_choices(EngineConfig(), regulations),
+    )
+    data = exceedance_json(report)
+    assert data["stations"][0]["regime"][0]["reason_en"] == (
+        "Existing facility (ĐTM 2018): keeps QCVN 40:2011/BTNMT until 31/12/2031 under the "
+        "transition to QCVN 40:2025/BTNMT."
+    )
+    assert data["stations"][1]["permit"] == new.permit
+    choices = {c["key"]: c for c in data["design_choices"]}
+    assert choices["completeness"]["value"] == "75 %"
+    assert choices["completeness"]["where"] == "config/alerts.yaml: evaluation.min_completeness"
+    assert choices["averaging"]["value"] == "1h"
+    assert choices["warning"]["text_en"].startswith("Approaching-limit warning: above 80 %")
+    book = load_workbook(io.BytesIO(exceedance_xlsx(report, "en")))
+    overview = [row[0] for row in book.worksheets[0].iter_rows(values_only=True) if row[0]]
+    assert "quantrac's design choices (configurable, not law)" in overview
+    assert any(
+        str(line).startswith("until 31/12/2031: QCVN 40:2011/BTNMT column A — Existing")
+        for line in overview
+    )
+    assert any(
+        str(line).startswith("from 01/01/2032: QCVN 40:2025/BTNMT column A") for line in overview
+    )
+    pdf = exceedance_pdf(report, "vi")
+    assert pdf.startswith(b"%PDF")
