@@ -184,10 +184,14 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("time must be an ISO-8601 string or epoch milliseconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            seconds = value / 1000.0
+        except OverflowError:  # an integer beyond any double
+            raise ValueError("epoch milliseconds out of range") from None
+        if not math.isfinite(seconds):
             raise ValueError("epoch milliseconds must be finite")
         try:
-            return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise ValueError(f"epoch milliseconds out of range ({exc})") from None
     if not isinstance(value, str):

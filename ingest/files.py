@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ingest import tt10
 from ingest.contract import ParsedPayload, Problem, Reason
-from ingest.payloads import excerpt
+from ingest.payloads import decode_text, excerpt
 from ingest.receiver import Receiver
+from ingest.storable import storable_key
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,22 @@ class FileOutcome:
     rejected: bool  # moved to rejected/: nothing in it could be stored
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes) -> str | Problem:
+    """The file's text: by its byte-order mark (UTF-8, UTF-16, UTF-32), else UTF-8, else the
+    Windows code page older dataloggers use for the degree sign. UTF-16 without a mark, or
+    broken after its mark, is refused."""
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Older Windows dataloggers write the degree sign in a legacy code page.
-        return raw.decode("cp1252", "replace")
+        return decode_text(raw)[0]
+    except UnicodeDecodeError as exc:
+        if exc.encoding == "utf-8" and raw.find(0) < 0:
+            return raw.decode("cp1252", "replace")
+        return Problem(
+            Reason.PAYLOAD_ENCODING,
+            "file",
+            excerpt(raw, 80),
+            f"file is not {exc.encoding.upper()} ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8",
+        )
 
 
 def _unique_target(target: Path) -> Path:
@@ -108,10 +119,14 @@ async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome
                     ],
                 )
             else:
-                readings, problems = tt10.parse_lines(_decode(raw), local)
-                parsed = ParsedPayload(
-                    "tt10", None, None, None, readings=readings, problems=problems
-                )
+                text = _decode(raw)
+                if isinstance(text, Problem):
+                    parsed = ParsedPayload("tt10", None, None, None, problems=[text])
+                else:
+                    readings, problems = tt10.parse_lines(text, local)
+                    parsed = ParsedPayload(
+                        "tt10", None, None, None, readings=readings, problems=problems
+                    )
     item = receiver.build_item(
         parsed,
         topic=f"file:{name}",
@@ -131,7 +146,7 @@ async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome
     path.rename(target)
     if problems:
         reason = {
-            "file": name,
+            "file": storable_key(name),
             "station": committed.station_id,
             "received_at": received_at.isoformat(),
             "stored": committed.stored,
@@ -139,14 +154,15 @@ async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome
             "rejected": len(problems),
             "problems": [p.to_json() for p in problems],
         }
-        target.with_name(target.name + ".reason.json").write_text(
-            json.dumps(reason, ensure_ascii=False, indent=2), encoding="utf-8"
+        # A file name with undecodable bytes holds lone surrogates: keep them visible, escaped.
+        target.with_name(target.name + ".reason.json").write_bytes(
+            json.dumps(reason, ensure_ascii=False, indent=2).encode("utf-8", "backslashreplace")
         )
     log.info(
         "file ingested",
         extra={
             "event": "file_ingested",
-            "file": name,
+            "file": storable_key(name),
             "folder": folder,
             "stored": committed.stored,
             "duplicates": committed.duplicates,
@@ -182,9 +198,27 @@ def pending_files(root: Path, settle_s: float = 0.0) -> list[Path]:
 
 
 async def ingest_folder(root: Path, receiver: Receiver, settle_s: float = 0.0) -> list[FileOutcome]:
-    """Ingest every waiting file concurrently, so they share batches."""
+    """Ingest every waiting file concurrently, so they share batches. A file that cannot be
+    read or moved is logged and left in place (tried again next time); it never stops the
+    others."""
     files = pending_files(root, settle_s)
-    return list(await asyncio.gather(*(ingest_file(p, root, receiver) for p in files)))
+    results = await asyncio.gather(
+        *(ingest_file(p, root, receiver) for p in files), return_exceptions=True
+    )
+    outcomes = []
+    for path, result in zip(files, results, strict=True):
+        if isinstance(result, BaseException):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            log.error(
+                "file not ingested: %s",
+                result,
+                exc_info=result,
+                extra={"event": "file_error", "file": storable_key(path.name)},
+            )
+            continue
+        outcomes.append(result)
+    return outcomes
 
 
 async def watch_folder(root: Path, receiver: Receiver, poll_s: float, stop: asyncio.Event) -> None:
@@ -192,7 +226,7 @@ async def watch_folder(root: Path, receiver: Receiver, poll_s: float, stop: asyn
     while not stop.is_set():
         try:
             await ingest_folder(root, receiver, settle_s=2.0)
-        except OSError as exc:
+        except Exception as exc:  # the watcher lives on: next poll, next try
             log.error("file drop folder error: %s", exc, extra={"event": "file_drop_error"})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)

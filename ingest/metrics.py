@@ -81,6 +81,17 @@ class IngestMetrics:
             "Batch writes that failed and will be retried",
             registry=r,
         )
+        self.stuck_since = Gauge(
+            "quantrac_storage_stuck_since_timestamp_seconds",
+            "When the current run of failed batch writes began (epoch seconds); 0 while storing",
+            registry=r,
+        )
+        self.unstorable = Counter(
+            "quantrac_unstorable_payloads_total",
+            "Payloads the database refused even as a plain rejection record; acknowledged, "
+            "logged (event storage_refused_unrecorded), not stored",
+            registry=r,
+        )
         # Labelled children are cached: .labels() on every call doubles the cost.
         self._rejections = {reason: self.rejections.labels(reason.value) for reason in Reason}
         self._sources: dict[str, Counter] = {}

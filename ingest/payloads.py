@@ -5,6 +5,7 @@ JSON v1 and the Circular 10/2021 text lines are told apart by their first charac
 
 from __future__ import annotations
 
+import codecs
 from datetime import tzinfo
 from typing import Any
 
@@ -21,14 +22,41 @@ from ingest.contract import (
     Reason,
     parse_time,
 )
+from ingest.storable import describe, fits_int8, safe_repr
 
 _EXCERPT = 200
 _decoder = msgspec.json.Decoder()
 
 
 def excerpt(data: bytes | str, limit: int = _EXCERPT) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = data.decode("utf-8", "backslashreplace") if isinstance(data, bytes) else data
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# Windows dataloggers and editors save text as UTF-16 (or, rarely, UTF-32) with a byte-order
+# mark, and UTF-8 with one. Longest mark first: UTF-32-LE's starts with UTF-16-LE's.
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode_text(raw: bytes) -> tuple[str, str]:
+    """The text of a payload or file and its encoding: by its byte-order mark if it has one,
+    else UTF-8. Raises UnicodeDecodeError."""
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            return raw[len(mark) :].decode(encoding), encoding
+    nul = raw.find(0)
+    if nul >= 0 and raw.count(0) * 4 >= len(raw):
+        # Valid UTF-8 in theory, but text with a NUL every other byte is UTF-16 without a mark.
+        raise UnicodeDecodeError(
+            "utf-8", raw, nul, nul + 1, "NUL bytes: UTF-16 without a byte-order mark?"
+        )
+    return raw.decode("utf-8"), "utf-8"
 
 
 def _whole(reason: Reason, field: str, value: str, detail: str, fmt: str) -> ParsedPayload:
@@ -51,18 +79,19 @@ def parse_payload(raw: bytes, *, max_bytes: int, local: tzinfo) -> ParsedPayload
             "unknown",
         )
     try:
-        text = raw.decode("utf-8")
+        text, encoding = decode_text(raw)
     except UnicodeDecodeError as exc:
         return _whole(
             Reason.PAYLOAD_ENCODING,
             "payload",
             excerpt(raw),
-            f"payload is not UTF-8 ({exc.reason} at byte {exc.start})",
+            f"payload is not {exc.encoding.upper()} ({exc.reason} at byte {exc.start})",
             "unknown",
         )
-    if text.startswith("\ufeff"):
-        # Windows editors and some dataloggers start UTF-8 text with a byte-order mark.
-        text, raw = text[1:], raw[3:]
+    if encoding != "utf-8":
+        raw = text.encode("utf-8")
+    elif raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
     if not text.strip():
         return _whole(Reason.PAYLOAD_EMPTY, "payload", "", "payload is empty", "unknown")
     if tt10.looks_like_tt10(text):
@@ -78,9 +107,7 @@ def parse_payload(raw: bytes, *, max_bytes: int, local: tzinfo) -> ParsedPayload
 
 def _time_problem(field: str, value: Any, exc: ValueError) -> Problem:
     reason = Reason.TIME_NO_OFFSET if isinstance(exc, NaiveTimeError) else Reason.TIME_INVALID
-    return Problem(
-        reason, field, excerpt(repr(value) if not isinstance(value, str) else value), str(exc)
-    )
+    return Problem(reason, field, excerpt(describe(value)), str(exc))
 
 
 class _TypedPayload(msgspec.Struct):
@@ -107,6 +134,8 @@ def _parse_well_formed(raw: bytes) -> ParsedPayload | None:
     except (msgspec.DecodeError, RecursionError):
         return None
     if doc.v != JSON_PAYLOAD_VERSION or not doc.station or not doc.readings:
+        return None
+    if doc.seq is not None and not fits_int8(doc.seq):
         return None
     try:
         moment = parse_time(doc.time)
@@ -164,7 +193,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
             Problem(
                 Reason.PAYLOAD_SCHEMA,
                 "station",
-                excerpt(repr(station)),
+                excerpt(safe_repr(station)),
                 "station must be a non-empty string",
             )
         )
@@ -173,11 +202,24 @@ def parse_json(raw: bytes) -> ParsedPayload:
 
     seq = doc.get("seq")
     if seq is not None:
+        if isinstance(seq, int) and not isinstance(seq, bool) and not fits_int8(seq):
+            problems.append(
+                Problem(
+                    Reason.PAYLOAD_SCHEMA,
+                    "seq",
+                    excerpt(describe(seq)),
+                    "seq must fit in a signed 64-bit integer (-9223372036854775808 to "
+                    "9223372036854775807)",
+                )
+            )
+            return parsed
         if isinstance(seq, int) and not isinstance(seq, bool):
             parsed.seq = seq
         else:
             problems.append(
-                Problem(Reason.PAYLOAD_SCHEMA, "seq", excerpt(repr(seq)), "seq must be an integer")
+                Problem(
+                    Reason.PAYLOAD_SCHEMA, "seq", excerpt(safe_repr(seq)), "seq must be an integer"
+                )
             )
             return parsed
 
@@ -194,7 +236,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
             Problem(
                 Reason.PAYLOAD_SCHEMA,
                 "readings",
-                excerpt(repr(readings)),
+                excerpt(safe_repr(readings)),
                 "readings must be a non-empty array",
             )
         )
@@ -207,7 +249,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
                 Problem(
                     Reason.PAYLOAD_SCHEMA,
                     where,
-                    excerpt(repr(item)),
+                    excerpt(safe_repr(item)),
                     "each reading must be a JSON object",
                 )
             )
@@ -218,7 +260,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
                 Problem(
                     Reason.PAYLOAD_SCHEMA,
                     f"{where}.param",
-                    excerpt(repr(param)),
+                    excerpt(safe_repr(param)),
                     "param must be a non-empty string",
                 )
             )
@@ -229,7 +271,7 @@ def parse_json(raw: bytes) -> ParsedPayload:
                 Problem(
                     Reason.PAYLOAD_SCHEMA,
                     f"{where}.unit",
-                    excerpt(repr(unit)),
+                    excerpt(safe_repr(unit)),
                     "unit must be a string",
                 )
             )

@@ -20,6 +20,7 @@ import psycopg
 
 from ingest.contract import Problem, Reason
 from ingest.metrics import IngestMetrics
+from ingest.storable import plain_ascii, storable_key
 from ingest.stream import CommittedBatch
 from ingest.writer import BatchResult, BatchWriter, Item
 
@@ -30,7 +31,31 @@ WriterFactory = Callable[[], Awaitable[BatchWriter]]
 # a consumer queues the batch and works on it in its own task.
 Subscriber = Callable[[CommittedBatch], None]
 
-_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+# Failures of the database itself, retried as long as they last; any other error is something
+# in the batch, isolated. SQLSTATE classes: 08 connection, 40 rollback (deadlock, serialization),
+# 53 insufficient resources (disk full), 55 lock not available, 57 operator intervention
+# (shutdown, cancel), 58 system error (I/O). Not 54 (program limit: a value too large for an
+# index), which a payload can cause.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def _is_transient(exc: Exception, writer: BatchWriter | None) -> bool:
+    if isinstance(exc, psycopg.InterfaceError | OSError):
+        return True
+    if writer is None or writer.conn.closed or writer.conn.broken:
+        return True  # no working connection (the factory failed, or the server went away)
+    if isinstance(exc, psycopg.OperationalError):
+        return exc.sqlstate is None or exc.sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+def _plain(problem: Problem) -> Problem:
+    return Problem(
+        problem.reason,
+        plain_ascii(problem.field, 100),
+        plain_ascii(problem.value, 100),
+        plain_ascii(problem.detail, 300),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +69,10 @@ class PipelineOptions:
 
 class PipelineStopped(RuntimeError):
     pass
+
+
+class WriteFailed(RuntimeError):
+    """An unexpected error while committing: the item is not acknowledged (redelivered later)."""
 
 
 class Pipeline:
@@ -64,6 +93,8 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self.database_ok = True  # false from a failed write until the next successful one
         self.subscribers: list[Subscriber] = []
+        self.stuck_since: float | None = None  # epoch seconds of the first failed write, if any
+        self.writer_failed: BaseException | None = None  # the writer task ended by an error
 
     @property
     def pending(self) -> int:
@@ -71,6 +102,24 @@ class Pipeline:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="quantrac-writer")
+        self._task.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # Never expected (every write error is handled); if it happens, say so loudly and
+        # make /healthz fail so the process gets restarted.
+        self.writer_failed = task.exception()
+        self._storage_failing()
+        log.critical(
+            "the writer task died; nothing more will be stored",
+            exc_info=self.writer_failed,
+            extra={"event": "writer_died"},
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return self.database_ok and self.writer_failed is None
 
     async def submit(self, item: Item) -> Item:
         """Queue the item; return it once committed, with stored/duplicates/conflicts set."""
@@ -142,21 +191,38 @@ class Pipeline:
                     await asyncio.wait_for(self._wake.wait(), remaining)
                 continue
             batch, self._batch, self._batch_readings = self._batch, [], 0
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # a bug; the writer must live on and the producers know
+                log.exception("batch commit failed unexpectedly", extra={"event": "bug"})
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(WriteFailed(f"{type(exc).__name__}: {exc}"))
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Item]]]) -> None:
         items = [item for item, _ in batch]
         weight = sum(max(1, len(it.readings)) for it in items)
-        await self._write_with_retry(items)
-        self._pending -= weight
-        self.metrics.pending.set(self._pending)
+        try:
+            await self._write_with_retry(items)
+        finally:
+            self._pending -= weight
+            self.metrics.pending.set(self._pending)
+            async with self._room:
+                self._room.notify_all()
         for item, future in batch:
             if not future.done():
                 future.set_result(item)
-        async with self._room:
-            self._room.notify_all()
 
     async def _write_with_retry(self, items: list[Item]) -> None:
+        """Commit the items; never raises, never gives up on a working database, and never
+        retries forever what the database refuses (see ``_isolate``)."""
+        error = await self._attempt(items)
+        if error is not None:
+            await self._isolate(items, error)
+
+    async def _attempt(self, items: list[Item]) -> Exception | None:
+        """Write until committed (None) or refused for its content (the error). Only a
+        failure of the database itself is retried, with backoff, as long as it lasts."""
         delay = self.options.retry_initial_s
         while True:
             try:
@@ -164,9 +230,11 @@ class Pipeline:
                     self._writer = await self._writer_factory()
                 started = time.monotonic()
                 result = await self._writer.write(items)
-            except _CONNECTION_ERRORS as exc:
-                self.database_ok = False
-                self.metrics.database_up.set(0)
+            except Exception as exc:
+                if not _is_transient(exc, self._writer):
+                    self.metrics.write_failures.inc()
+                    return exc
+                self._storage_failing()
                 self.metrics.write_failures.inc()
                 log.warning(
                     "database unavailable, retrying in %.1f s: %s",
@@ -181,19 +249,18 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_s)
                 continue
-            except psycopg.Error as exc:
-                # Not the connection: something in the data. Find the item and reject it alone.
-                self.metrics.write_failures.inc()
-                await self._isolate(items, exc)
-                return
-            self.database_ok = True
-            self.metrics.database_up.set(1)
-            self._record(items, result, time.monotonic() - started)
+            self._storage_working()
+            try:
+                self._record(items, result, time.monotonic() - started)
+            except Exception:  # counting must never undo a commit
+                log.exception("metrics of a committed batch failed", extra={"event": "bug"})
             if result.committed is not None:
                 self._emit(result.committed)
-            return
+            return None
 
-    async def _isolate(self, items: list[Item], exc: psycopg.Error) -> None:
+    async def _isolate(self, items: list[Item], error: Exception) -> None:
+        """The database refused the batch for something in it: bisect down to the item that
+        causes it, so everything else commits, then store that item in ever plainer forms."""
         if len(items) > 1:
             middle = len(items) // 2
             await self._write_with_retry(items[:middle])
@@ -201,10 +268,25 @@ class Pipeline:
             return
         item = items[0]
         log.error(
-            "the database refused a payload's readings: %s",
-            exc,
-            extra={"event": "storage_refused", "station": item.station_id},
+            "the database refused a payload's data: %s",
+            error,
+            extra={
+                "event": "storage_refused",
+                "station": storable_key(item.station_id),
+                "topic": storable_key(item.topic),
+                "error": type(error).__name__,
+            },
         )
+        detail = plain_ascii(f"{type(error).__name__}: {error}", 300)
+        # 1. Its readings as they are, its rejections in plain ASCII.
+        item.problems = [_plain(p) for p in item.problems]
+        item.payload_excerpt = plain_ascii(item.payload_excerpt, 200)
+        if item.readings:
+            error2 = await self._attempt(items)
+            if error2 is None:
+                return
+            detail = plain_ascii(f"{type(error2).__name__}: {error2}", 300)
+        # 2. Its readings refused too, each with the database's reason.
         item.problems = [
             *item.problems,
             *(
@@ -212,13 +294,53 @@ class Pipeline:
                     Reason.STORAGE_REFUSED,
                     f"{r.param}@{r.measured_at.isoformat()}",
                     repr(r.value),
-                    f"the database refused this reading: {exc}",
+                    f"the database refused this reading: {detail}",
                 )
                 for r in item.readings
             ),
         ]
+        if not item.readings:
+            item.problems.append(
+                Problem(
+                    Reason.STORAGE_REFUSED,
+                    "payload",
+                    "",
+                    f"the database refused what was stored about this payload: {detail}",
+                )
+            )
         item.readings = []
-        await self._write_with_retry(items)
+        error3 = await self._attempt(items)
+        if error3 is None:
+            return
+        # 3. Nothing of it can be stored. Acknowledge it anyway (with its problems in the
+        # feedback): redelivering it would fail the same way forever.
+        self.metrics.unstorable.inc()
+        log.error(
+            "a payload's rejection could not be stored either; acknowledged without a record: %s",
+            error3,
+            extra={
+                "event": "storage_refused_unrecorded",
+                "station": storable_key(item.station_id),
+                "topic": storable_key(item.topic),
+                "problems": [p.to_json() for p in item.problems[:20]],
+            },
+        )
+        for problem in item.problems:
+            self.metrics.rejected(problem.reason)
+
+    def _storage_failing(self) -> None:
+        self.database_ok = False
+        self.metrics.database_up.set(0)
+        if self.stuck_since is None:
+            self.stuck_since = time.time()
+            self.metrics.stuck_since.set(self.stuck_since)
+
+    def _storage_working(self) -> None:
+        self.database_ok = True
+        self.metrics.database_up.set(1)
+        if self.stuck_since is not None:
+            self.stuck_since = None
+            self.metrics.stuck_since.set(0)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)

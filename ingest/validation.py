@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from ingest.catalog import Catalog
 from ingest.contract import STATUS_BY_CODE, ParsedPayload, Problem, Reading, Reason
 from ingest.registry import Registry, Station
+from ingest.storable import describe
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class Validated:
 
 
 def _short(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = describe(value)
     return text if len(text) <= 120 else text[:120] + "…"
 
 

@@ -24,6 +24,7 @@ from ingest.schema import (
     month_start,
     partition_name,
 )
+from ingest.storable import fits_int8, storable_key, storable_text
 
 _STAGING = """
     CREATE TEMP TABLE IF NOT EXISTS staging_readings (
@@ -253,9 +254,9 @@ class BatchWriter:
                         "INSERT INTO ingested_files (name, sha256, station_id, received_at,"
                         " stored, duplicates, rejected) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                         [
-                            it.topic,
+                            storable_key(it.topic),
                             it.file_sha256,
-                            it.station_id,
+                            storable_key(it.station_id),
                             it.received_at,
                             it.stored,
                             it.duplicates,
@@ -350,17 +351,23 @@ class BatchWriter:
 
     @staticmethod
     def _rejection_rows(items: Sequence[Item]) -> Iterable[tuple]:
+        # Everything here but the reason code came from a payload: make it storable
+        # (ingest.storable), or one NUL byte fails the whole batch.
         for it in items:
+            station_id = storable_key(it.station_id)
+            topic = storable_key(it.topic)
+            seq = it.seq if it.seq is not None and fits_int8(it.seq) else None
+            excerpt = storable_text(it.payload_excerpt)
             for p in (*it.problems, *it.conflicts):
                 yield (
                     it.received_at,
-                    it.station_id,
-                    it.topic,
+                    station_id,
+                    topic,
                     it.source,
                     p.reason.value,
-                    p.field,
-                    p.value,
-                    p.detail,
-                    it.seq,
-                    it.payload_excerpt,
+                    storable_text(p.field),
+                    storable_text(p.value),
+                    storable_text(p.detail),
+                    seq,
+                    excerpt,
                 )

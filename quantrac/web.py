@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,18 @@ from ingest.settings import Settings
 
 def ingest_health(service: IngestService) -> dict[str, Any]:
     broker = service.mqtt is not None and service.mqtt.connected.is_set()
-    database = service.pipeline is not None and service.pipeline.database_ok
+    pipeline = service.pipeline
+    database = pipeline is not None and pipeline.database_ok
+    storing = pipeline is not None and pipeline.healthy
+    stuck_since = pipeline.stuck_since if pipeline is not None else None
     return {
-        "status": "ok" if broker and database else "degraded",
+        "status": "ok" if broker and storing else "degraded",
         "broker_connected": broker,
         "database_connected": database,
+        "storage_stuck_since": datetime.fromtimestamp(stuck_since, UTC).isoformat()
+        if stuck_since is not None
+        else None,
+        "writer_running": pipeline is not None and pipeline.writer_failed is None,
         "storage_backend": service.backend,
         "pending_readings": service.pipeline.pending if service.pipeline else 0,
         "stations": len(service.registry.stations) if service.registry else 0,

@@ -372,8 +372,9 @@ class Message:
 def break_payload(raw: bytes, how: str, fmt: str) -> bytes:
     """Bytes a faulty datalogger might send instead of ``raw``."""
     if how == "not_utf8":
-        # A legacy code page, or a corrupted buffer: ingest must say "not UTF-8".
-        return b"\xff\xfe" + raw
+        # A legacy code page, or a corrupted buffer: ingest must say "not UTF-8". (Not
+        # b"\xff\xfe": that is UTF-16's byte-order mark, which ingest honours.)
+        return b"\xb0\xff" + raw
     if how == "value_as_text":
         if fmt == "json":
             doc = msgspec.json.decode(raw)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ingest.service import IngestService
+from quantrac.web import ingest_health
 from tests.conftest import fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,11 @@ async def test_postgres_down_mid_stream_loses_nothing(make_settings, servers, da
             await asyncio.sleep(0.002)
         await asyncio.sleep(1.5)
         assert not svc.pipeline.database_ok
+        # Stuck storage shows: /healthz is not ok, a metric says since when.
+        health = ingest_health(svc)
+        assert health["status"] == "degraded" and health["storage_stuck_since"] is not None
+        since = svc.metrics.value("quantrac_storage_stuck_since_timestamp_seconds")
+        assert 0 < since <= datetime.now(UTC).timestamp()
         # Backpressure: the pipeline holds a bounded amount, the rest waits at the broker.
         assert svc.pipeline.pending <= 400 + len(STATION_PARAMS)
         servers.postgres.start()
@@ -61,6 +67,8 @@ async def test_postgres_down_mid_stream_loses_nothing(make_settings, servers, da
         expected = total * len(STATION_PARAMS)
         await wait_until(lambda: _equals(count(database_url), expected), timeout=60)
         assert svc.pipeline.database_ok
+        assert ingest_health(svc)["storage_stuck_since"] is None
+        assert svc.metrics.value("quantrac_storage_stuck_since_timestamp_seconds") == 0
         seqs = await fetch(database_url, "SELECT count(DISTINCT measured_at) FROM readings")
         assert seqs == [(total,)]
     finally:

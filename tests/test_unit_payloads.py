@@ -284,7 +284,7 @@ def test_non_utf8() -> None:
     assert parsed.format == "unknown"
     assert reasons(parsed) == [(Reason.PAYLOAD_ENCODING, "payload")]
     assert parsed.problems[0].detail == "payload is not UTF-8 (invalid start byte at byte 13)"
-    assert parsed.problems[0].value == '{"station": "\ufffd\ufffd"}'
+    assert parsed.problems[0].value == '{"station": "\\xff\\xfe"}'  # visible, not U+FFFD
 
 
 def test_payload_too_large() -> None:
@@ -424,7 +424,7 @@ def test_excerpt() -> None:
     assert excerpt("abc") == "abc"
     assert excerpt("x" * 200) == "x" * 200
     assert excerpt("x" * 201) == "x" * 200 + "…"
-    assert excerpt(b"\xffa", limit=5) == "\ufffda"
+    assert excerpt(b"\xffa", limit=5) == "\\xffa"  # undecodable bytes shown, not lost
 
 
 def test_problem_values_are_excerpted() -> None:
@@ -572,3 +572,66 @@ def test_a_utf8_byte_order_mark_is_ignored_for_json_and_text() -> None:
     assert [r.param for r in as_text.readings] == ["NO2"]
     only_bom = parse(bom)
     assert [p.reason for p in only_bom.problems] == [Reason.PAYLOAD_EMPTY]
+
+
+BODY = {
+    "station": "AIR1",
+    "time": "2026-11-01T08:05:00+07:00",
+    "readings": [{"param": "NO2", "value": 41.5, "unit": "µg/m3"}],
+}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_decoded(encoding: str) -> None:
+    text = json.dumps(BODY, ensure_ascii=False)
+    raw = text.encode(encoding)
+    if encoding.endswith("-be"):
+        raw = ("\ufeff" + text).encode(encoding)
+    parsed = parse(raw)
+    assert parsed.format == "json" and not parsed.problems
+    assert [(r.param, r.value, r.unit) for r in parsed.readings] == [("NO2", 41.5, "µg/m3")]
+    tt10 = parse("\ufeffNO2\t41,5\tug/m3\t20261101080500\t00\r\n".encode(encoding))
+    assert tt10.format == "tt10" and not tt10.problems
+
+
+def test_utf16_without_a_byte_order_mark_is_a_payload_encoding_problem() -> None:
+    parsed = parse(json.dumps(BODY).encode("utf-16-le"))
+    assert reasons(parsed) == [(Reason.PAYLOAD_ENCODING, "payload")]
+    assert "UTF-16" in parsed.problems[0].detail
+    assert parsed.problems[0].value.startswith('{\x00"\x00s')  # escaped when stored
+
+
+def test_broken_utf16_after_its_mark_is_a_payload_encoding_problem() -> None:
+    parsed = parse(b"\xff\xfe{\x00\x00\xd8")  # a lone high surrogate
+    assert reasons(parsed) == [(Reason.PAYLOAD_ENCODING, "payload")]
+    assert parsed.problems[0].detail.startswith("payload is not UTF-16-LE")
+
+
+@pytest.mark.parametrize(
+    "seq", [str(2**63), str(-(2**63) - 1), str(2**64 + 1), "9" * 400], ids=["+", "-", "u64", "400"]
+)
+def test_seq_that_does_not_fit_64_bits_is_a_schema_problem(seq: str) -> None:
+    raw = json.dumps(BODY)[:-1].encode() + b', "seq": ' + seq.encode() + b"}"
+    parsed = parse(raw)
+    assert reasons(parsed) == [(Reason.PAYLOAD_SCHEMA, "seq")]
+    assert parsed.seq is None and not parsed.readings
+    assert "64-bit" in parsed.problems[0].detail
+
+
+@pytest.mark.parametrize("seq", [2**63 - 1, -(2**63)])
+def test_seq_at_the_64_bit_limits_is_kept(seq: int) -> None:
+    parsed = parse({**BODY, "seq": seq})
+    assert parsed.seq == seq and not parsed.problems
+
+
+def test_integers_beyond_any_double_or_printable_length_are_problems_not_crashes() -> None:
+    huge = "9" * 5000
+    for raw in (
+        f'{{"station": "AIR1", "time": {huge}, "readings": [{{"param": "NO2", "value": 1,'
+        ' "unit": "ug/m3"}]}',
+        f'{{"station": "AIR1", "time": "2026-11-01T08:05:00+07:00", "readings": [{huge}]}}',
+        f'{{"station": {huge}, "readings": []}}',
+    ):
+        parsed = parse(raw)
+        assert parsed.problems and all(p.value for p in parsed.problems)
+        assert all(len(p.value) < 300 for p in parsed.problems)
