@@ -7,6 +7,7 @@ does I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -98,13 +99,19 @@ class Problem:
     field: str
     value: str
     detail: str
+    # Named facts for the translated texts (config/messages/ack.yaml): the registered unit, …
+    params: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> dict[str, str]:
+        from ingest.i18n import translate_ack
+
         return {
             "field": self.field,
             "value": self.value,
             "rule": self.reason.value,
             "detail": self.detail,
+            "detail_vi": translate_ack(self, "vi"),
+            "detail_en": translate_ack(self, "en"),
         }
 
 
@@ -228,6 +235,8 @@ class Feedback:
     duplicates: int
     problems: list[Problem]
     source: str = "mqtt"
+    # Said about accepted data (a logger exactly 7 h off): {"rule", "detail", "detail_vi", …}.
+    notices: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -247,4 +256,6 @@ class Feedback:
             "rejected": len(self.problems),
             "problems": [p.to_json() for p in self.problems],
         }
+        if self.notices:
+            body["notices"] = self.notices
         return _json_encoder.encode(body)

@@ -55,3 +55,21 @@ def translate(key: str, lang: str = DEFAULT_LANGUAGE, /, **params: Any) -> str:
     entry = default_messages()[key]
     text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
     return text.format(**params) if params else text
+
+
+def translate_ack(problem: Any, lang: str) -> str:
+    """A rejection as a station is told it (config/messages/ack.yaml), falling back to the
+    problem's own English detail when the rule has no text or a fact is missing."""
+    key = f"ack.{problem.reason.value}"
+    entry = default_messages().get(key)
+    if entry is None:
+        return str(problem.detail)
+    params = {"field": problem.field, "value": problem.value, **problem.params}
+    try:
+        text = (entry.get(lang) or entry[DEFAULT_LANGUAGE]).format(**params)
+    except (KeyError, IndexError):
+        return str(problem.detail)
+    hint = problem.params.get("clock_hint")
+    if hint:
+        text += " " + translate(f"ack.clock.{hint}", lang)
+    return text

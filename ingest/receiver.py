@@ -12,7 +12,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
 from ingest.catalog import Catalog
-from ingest.contract import Feedback, ParsedPayload, Problem, Reason, station_from_topic
+from ingest.clock_hint import LOGGER_ON_UTC, utc_offset_hint
+from ingest.contract import (
+    Feedback,
+    ParsedPayload,
+    Problem,
+    Reading,
+    Reason,
+    station_from_topic,
+)
+from ingest.i18n import translate
 from ingest.metrics import IngestMetrics
 from ingest.payloads import excerpt, parse_payload
 from ingest.pipeline import Pipeline
@@ -128,6 +137,7 @@ class Receiver:
             accepted=committed.stored,
             duplicates=committed.duplicates,
             problems=[*committed.problems, *committed.conflicts],
+            notices=clock_notices(committed.readings, received_at),
         )
         return committed, feedback
 
@@ -163,3 +173,23 @@ class Receiver:
             repeated=result.duplicates,
         )
         return item
+
+
+def clock_notices(readings: list[Reading], received_at: datetime) -> list[dict[str, str]]:
+    """Accepted readings whose newest measured time is exactly 7 h behind their arrival: the
+    logger is on UTC. Stored as sent (a backlog can be 7 h old too), but the station is told."""
+    if not readings:
+        return []
+    newest = max(r.measured_at for r in readings)
+    if utc_offset_hint(newest, received_at) != LOGGER_ON_UTC:
+        return []
+    return [
+        {
+            "field": "time",
+            "value": newest.isoformat(),
+            "rule": "clock_utc_offset",
+            "detail": translate("ack.clock.logger_on_utc", "en"),
+            "detail_vi": translate("ack.clock.logger_on_utc", "vi"),
+            "detail_en": translate("ack.clock.logger_on_utc", "en"),
+        }
+    ]

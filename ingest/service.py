@@ -224,7 +224,7 @@ class IngestService:
     async def _handle_mqtt(self, topic: str, payload: bytes) -> Feedback | None:
         assert self.receiver is not None
         _, feedback = await self.receiver.receive_mqtt(topic, payload)
-        if feedback.problems or self.settings.positive_ack:
+        if feedback.problems or feedback.notices or self.settings.positive_ack:
             return feedback
         return None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ingest.catalog import Catalog
+from ingest.clock_hint import LOCAL_MARKED_UTC, utc_offset_hint
 from ingest.contract import STATUS_BY_CODE, ParsedPayload, Problem, Reading, Reason
 from ingest.registry import Registry, Station
 from ingest.storable import describe
@@ -109,13 +110,21 @@ def validate(
                     f"{where}.param",
                     _short(raw.param),
                     f"{param.code} is not declared for station {station.id} in the registry",
+                    {"param": param.code, "station": station.id},
                 )
             )
             continue
         unit = catalog.unit(raw.unit) if isinstance(raw.unit, str) else None
         if unit is None:
             result.problems.append(
-                Problem(Reason.UNIT_UNKNOWN, f"{where}.unit", _short(raw.unit), "not a known unit")
+                Problem(
+                    Reason.UNIT_UNKNOWN,
+                    f"{where}.unit",
+                    _short(raw.unit),
+                    f"not a known unit; {param.code} is registered in {declared.unit.id}: "
+                    f'write "{declared.unit.id}"',
+                    {"param": param.code, "declared": declared.unit.id},
+                )
             )
             continue
         factor = catalog.conversion_factor(unit, declared.unit)
@@ -126,7 +135,8 @@ def validate(
                     f"{where}.unit",
                     _short(raw.unit),
                     f"{param.code} is declared in {declared.unit.id}; "
-                    f"{unit.id} cannot be converted to it exactly",
+                    f'{unit.id} cannot be converted to it exactly: send "{declared.unit.id}"',
+                    {"param": param.code, "declared": declared.unit.id},
                 )
             )
             continue
@@ -137,7 +147,7 @@ def validate(
                     Reason.VALUE_NOT_NUMBER,
                     f"{where}.value",
                     _short(value),
-                    "value must be a number",
+                    "value must be a number, e.g. 12.5",
                 )
             )
             continue
@@ -169,18 +179,28 @@ def validate(
         moment = raw.time
         if not isinstance(moment, datetime):
             result.problems.append(
-                Problem(Reason.TIME_INVALID, f"{where}.time", _short(moment), "time did not parse")
+                Problem(
+                    Reason.TIME_INVALID,
+                    f"{where}.time",
+                    _short(moment),
+                    "time did not parse; expected ISO 8601 with an offset, "
+                    "e.g. 2026-12-02T14:05:00+07:00",
+                )
             )
             continue
         if moment > newest:
+            hint = utc_offset_hint(moment, now)
+            detail = (
+                f"more than {int(limits.future_margin.total_seconds())} s ahead of the server "
+                f"clock ({now.isoformat()}); check the datalogger's clock"
+            )
+            if hint == LOCAL_MARKED_UTC:
+                detail += "; exactly 7 h ahead: local time marked as UTC, write +07:00"
+            params = {"seconds": str(round((moment - now).total_seconds()))}
+            if hint:
+                params["clock_hint"] = hint
             result.problems.append(
-                Problem(
-                    Reason.TIME_IN_FUTURE,
-                    f"{where}.time",
-                    moment.isoformat(),
-                    f"more than {int(limits.future_margin.total_seconds())} s ahead of the server "
-                    f"clock ({now.isoformat()}); check the datalogger's clock",
-                )
+                Problem(Reason.TIME_IN_FUTURE, f"{where}.time", moment.isoformat(), detail, params)
             )
             continue
         if moment < oldest:
@@ -190,6 +210,7 @@ def validate(
                     f"{where}.time",
                     moment.isoformat(),
                     f"older than the retention of {limits.retention.days} days",
+                    {"days": str(limits.retention.days)},
                 )
             )
             continue
@@ -206,6 +227,7 @@ def validate(
                         _short(value),
                         f"a different {param.code} value for {moment.isoformat()} appears earlier "
                         "in the same message; the first one was kept",
+                        {"param": param.code, "time": moment.isoformat()},
                     )
                 )
             continue

@@ -314,6 +314,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             retention=settings.retention,
         ),
         max_payload_bytes=settings.max_payload_bytes,
+        origin="folder" if args.folder else "capture" if args.capture else "live",
+        origin_path=args.folder or args.capture or "",
     )
     fmt = _report_format(args)
     if args.output:

@@ -45,7 +45,8 @@ def _header(report: Report, lang: str) -> list[tuple[str, str]]:
         (translate("check.report.kind", lang), translate(f"kind.{report.kind}", lang)),
         (
             translate("check.report.source", lang),
-            translate(f"check.report.source.{report.mode}", lang),
+            f"{translate(f'check.report.source.{report.mode}', lang)} — "
+            + translate(f"check.report.origin.{report.origin}", lang, path=report.origin_path),
         ),
         (translate("check.report.period", lang), _period(report)),
         (translate("check.report.messages", lang), f"{report.messages:,}"),
@@ -130,6 +131,8 @@ def report_json(report: Report, lang: str = "vi") -> dict[str, Any]:
         "station_name": report.station_name,
         "kind": report.kind,
         "source": report.mode,
+        "origin": report.origin,
+        "origin_path": report.origin_path,
         "verdict": report.verdict,
         "passed": report.passed,
         "messages": report.messages,

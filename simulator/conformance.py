@@ -21,12 +21,14 @@ from typing import Any
 
 from ingest import tt10
 from ingest.catalog import Catalog
+from ingest.clock_hint import utc_offset_hint
 from ingest.contract import (
     Problem,
     Reason,
     Status,
     station_from_topic,
 )
+from ingest.i18n import translate_ack
 from ingest.payloads import excerpt, parse_payload
 from ingest.registry import Registry, Station
 from ingest.validation import TimeLimits, validate
@@ -220,6 +222,8 @@ class Report:
     last_received: datetime | None
     criteria: list[CriterionResult]
     ignored: int = 0  # captured messages of other stations
+    origin: str = "live"  # "live" (MQTT during the check), "folder" or "capture"
+    origin_path: str = ""  # the folder or capture file
 
     @property
     def verdict(self) -> str:
@@ -370,6 +374,9 @@ def _problem_findings(messages: list[_Message], criterion: str, collector: _Coll
                         "field": problem.field,
                         "value": problem.value,
                         "detail": problem.detail,
+                        # What the station's ack says, in each language (config/messages/ack.yaml).
+                        "detail_vi": translate_ack(problem, "vi"),
+                        "detail_en": translate_ack(problem, "en"),
                     },
                 ),
                 Text(f"check.fix.{problem.reason.value}"),
@@ -551,10 +558,17 @@ def _cadence(
                     Text("check.fix.jitter"),
                     message.example,
                 )
+    # The verdict names the rule and what was seen.
+    seen = {
+        "seconds": round(median, 1),
+        "declared": int(declared),
+        "maximum": int(limits.max_cadence_s),
+        "intervals": len(intervals),
+        "shortest": round(min(s for s, _ in intervals), 1),
+        "longest": round(max(s for s, _ in intervals), 1),
+    }
     return collector.result(
-        "cadence",
-        Text("check.ok.cadence", {"seconds": round(median, 1), "declared": int(declared)}),
-        Text("check.bad.cadence", {"seconds": round(median, 1), "declared": int(declared)}),
+        "cadence", Text("check.ok.cadence", seen), Text("check.bad.cadence", seen)
     )
 
 
@@ -580,7 +594,19 @@ def _clock(
         return collector.result("clock", Text("check.ok.clock"), Text("check.bad.clock_future"))
     median = statistics.median(s for s, _ in latencies)
     closest = min(latencies, key=lambda pair: abs(pair[0] - median))[1]
-    if median < -limits.clock_ahead_s:
+    hint = utc_offset_hint(
+        closest.measured or closest.captured.received_at, closest.captured.received_at
+    )
+    if hint is not None and abs(abs(median) - 7 * 3600) <= 600:
+        # Exactly the Vietnamese offset: not a drifting clock but a time zone set wrong.
+        collector.add(
+            hint,
+            FAIL,
+            Text(f"check.finding.{hint}", {"seconds": round(median)}),
+            Text(f"check.fix.{hint}"),
+            closest.example,
+        )
+    elif median < -limits.clock_ahead_s:
         collector.add(
             "ahead",
             FAIL,
@@ -801,6 +827,8 @@ def check_station(
     time_limits: TimeLimits,
     max_payload_bytes: int = 256 * 1024,
     limits: CheckLimits | None = None,
+    origin: str = "live",
+    origin_path: str = "",
 ) -> Report:
     """The verdict on ``station``'s captured traffic (all MQTT, or all files), in arrival order.
 
@@ -844,6 +872,8 @@ def check_station(
         last_received=mine[-1].received_at if mine else None,
         criteria=criteria,
         ignored=len(ordered) - len(mine),
+        origin=origin,
+        origin_path=origin_path,
     )
 
 

@@ -460,3 +460,55 @@ def test_bad_capture_lines_name_their_line(line: str) -> None:
     good = '{"received_at": "2025-03-04T01:00:00+00:00", "topic": "t", "payload": "x"}'
     with pytest.raises(CaptureError, match=r"^cap:2: "):
         parse_capture(f"{good}\n{line}\n", "cap")
+
+
+# --- vendors told what to fix (issue 13, item 8) --------------------------------------------
+
+
+def test_a_tt10_logger_on_utc_is_told_to_set_utc_plus_7(
+    registry: Registry, catalog: Catalog
+) -> None:
+    # A TT10 logger left on UTC: its local-time stamps are exactly 7 h behind their arrival.
+    report = judge(registry, catalog, stream(registry, fmt="tt10", latency=7 * 3600 + 4))
+    clock = report.criterion("clock")
+    assert clock.verdict == FAIL
+    (finding,) = clock.findings
+    assert finding.what.key == "check.finding.logger_on_utc"
+    assert translate(finding.fix.key, "en", **finding.fix.params).startswith(
+        "Logger on UTC: set UTC+7"
+    )
+    assert "đặt về UTC+7" in translate(finding.fix.key, "vi", **finding.fix.params)
+    assert "Logger on UTC: set UTC+7" in render_table(report, "en")
+
+
+def test_a_clock_seven_hours_ahead_says_local_time_is_marked_utc(
+    registry: Registry, catalog: Catalog
+) -> None:
+    report = judge(registry, catalog, stream(registry, scenario="{kind: clock_drift, offset: 7h}"))
+    findings = {f.what.key: f for f in report.criterion("clock").findings}
+    assert "check.finding.local_marked_utc" in findings
+    finding = findings["check.finding.rule"]
+    assert finding.what.params["rule"] == "time_in_future"
+    text = translate(finding.what.key, "vi", **finding.what.params)
+    assert "giờ Việt Nam nhưng ghi như giờ UTC: ghi kèm múi giờ +07:00" in text
+    assert "exactly 7 h ahead" not in text  # the Vietnamese finding is Vietnamese throughout
+
+
+def test_the_cadence_verdict_states_the_rule_and_what_was_seen(
+    registry: Registry, catalog: Catalog
+) -> None:
+    report = judge(registry, catalog, stream(registry))
+    summary = report.criterion("cadence").summary
+    vi = translate(summary.key, "vi", **summary.params)
+    assert vi.startswith("Đạt. Quy định: mỗi bản tin cách nhau không quá 300 giây (TT 10/2021)")
+    assert "Thấy: trung vị 300.0 giây qua 11 khoảng" in vi
+    slow = judge(registry, catalog, stream(registry, cadence=600)).criterion("cadence").summary
+    assert translate(slow.key, "en", **slow.params).startswith("Not met. Rule: at most 300 s")
+
+
+def test_the_report_says_where_the_traffic_came_from(registry: Registry, catalog: Catalog) -> None:
+    report = judge(registry, catalog, stream(registry))
+    assert "MQTT (luồng trực tiếp) — nhận trực tiếp" in render_table(report, "vi")
+    captured = dataclasses.replace(report, origin="capture", origin_path="ww.jsonl")
+    assert "capture file ww.jsonl" in render_table(captured, "en")
+    assert report_json(captured)["origin"] == "capture"

@@ -27,6 +27,7 @@ from ingest.contract import (
     shared_subscription,
     station_from_topic,
 )
+from ingest.i18n import default_messages
 from ingest.ratelimit import RateLimiter
 
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
@@ -188,6 +189,10 @@ def test_feedback_json() -> None:
                 "value": "ppm",
                 "rule": "unit_unknown",
                 "detail": "not a known unit",
+                # Without the registered unit the translated text cannot be written: the
+                # problem's own words stand.
+                "detail_vi": "not a known unit",
+                "detail_en": "not a known unit",
             }
         ],
     }
@@ -207,12 +212,28 @@ def test_feedback_json_nulls_and_source() -> None:
 
 
 def test_problem_to_json() -> None:
-    assert P1.to_json() == {
+    problem = Problem(
+        Reason.UNIT_UNKNOWN,
+        "readings[1].unit",
+        "ppm",
+        "not a known unit",
+        {"param": "NO2", "declared": "µg/m3"},
+    )
+    assert problem.to_json() == {
         "field": "readings[1].unit",
         "value": "ppm",
         "rule": "unit_unknown",
         "detail": "not a known unit",
+        "detail_vi": "Đơn vị ppm không nhận biết được; NO2 đã đăng ký với đơn vị µg/m3, "
+        "ghi đúng «µg/m3».",
+        "detail_en": "Unit ppm is not known; NO2 is registered in µg/m3: write «µg/m3».",
     }
+
+
+def test_every_rule_has_a_vietnamese_and_an_english_text_for_the_station() -> None:
+    table = default_messages()
+    missing = [r.value for r in Reason if f"ack.{r.value}" not in table]
+    assert missing == []
 
 
 # --- rate limiter ------------------------------------------------------------------------------

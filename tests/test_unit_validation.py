@@ -426,3 +426,57 @@ def test_valid_payloads_are_accepted(
     assert result.duplicates == 0
     assert [(r.param, r.value, r.measured_at) for r in result.readings] == expected
     assert [r.status.code for r in result.readings] == [item["status"] for item in doc["readings"]]
+
+
+# --- what the station is told (issue 13, item 8) ----------------------------------------------
+
+
+def test_an_unknown_unit_names_the_registered_unit(registry: Registry, catalog: Catalog) -> None:
+    result = run(registry, catalog, raw(unit="microgram"))
+    (problem,) = result.problems
+    body = problem.to_json()
+    assert "registered in µg/m3" in body["detail"] and 'write "µg/m3"' in body["detail"]
+    assert body["detail_vi"] == (
+        "Đơn vị microgram không nhận biết được; PM10 đã đăng ký với đơn vị µg/m3, ghi đúng «µg/m3»."
+    )
+
+
+def test_one_bad_field_is_one_problem(registry: Registry, catalog: Catalog) -> None:
+    # A wrong unit and a value that is no number: the reading is told once, for its unit.
+    result = run(registry, catalog, raw(unit="xyz", value="n/a"), raw(param="NO2", value="n/a"))
+    assert [(p.reason, p.field) for p in result.problems] == [
+        (Reason.UNIT_UNKNOWN, "readings[0].unit"),
+        (Reason.VALUE_NOT_NUMBER, "readings[0].value"),
+    ]
+    assert "12.5" in result.problems[1].to_json()["detail_vi"]  # the expected form
+
+
+def test_a_clock_exactly_seven_hours_ahead_is_named(registry: Registry, catalog: Catalog) -> None:
+    # Local wall time marked as UTC: 7 h in the server's future.
+    result = run(registry, catalog, raw(time=NOW + timedelta(hours=7, seconds=20)))
+    (problem,) = result.problems
+    assert problem.reason is Reason.TIME_IN_FUTURE
+    body = problem.to_json()
+    assert "exactly 7 h ahead" in body["detail"]
+    assert "ghi như giờ UTC: ghi kèm múi giờ +07:00" in body["detail_vi"]
+    assert "Local time marked as UTC" in body["detail_en"]
+    # Two hours ahead is a clock fault of another kind: no such hint.
+    other = run(registry, catalog, raw(time=NOW + timedelta(hours=2))).problems[0].to_json()
+    assert "UTC" not in other["detail_vi"] and "7 h" not in other["detail"]
+
+
+def test_a_logger_on_utc_is_told_though_its_readings_are_stored() -> None:
+    from ingest.contract import Reading
+    from ingest.receiver import clock_notices
+
+    seven_behind = [Reading("AIR1", "PM10", NOW - timedelta(hours=7, minutes=1), 1.0, Status(0))]
+    (notice,) = clock_notices(seven_behind, NOW)
+    assert notice["rule"] == "clock_utc_offset"
+    assert notice["detail_vi"].startswith(
+        "Đồng hồ bộ ghi dữ liệu đang để giờ UTC: đặt về giờ Việt Nam (UTC+7)."
+    )
+    assert notice["detail_en"].startswith("Logger on UTC: set UTC+7")
+    assert (
+        clock_notices([Reading("AIR1", "PM10", NOW - timedelta(hours=6), 1.0, Status(0))], NOW)
+        == []
+    )
