@@ -302,6 +302,11 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     if not paths:
         print("no regulation files to check", file=sys.stderr)
         return 1
+    if args.files and any(_extends(p) for p in paths):
+        # A table supplement is checked against the regulation it extends: the folder's files.
+        given = {p.resolve() for p in paths}
+        folder = regulation_files(_folder(settings, args))
+        paths = [*paths, *(p for p in folder if p.resolve() not in given)]
     try:
         regulations = load_regulation_files(paths, load_catalog(settings.catalog_path))
     except RegulationError as exc:
@@ -313,6 +318,8 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             f"{reg.path}: OK ({reg.id}, {len(reg.limits)} limit values, "
             f"{reg.unverified_count()} unverified)"
         )
+        for supplement in reg.supplements:
+            print(f"{supplement}: OK (table supplement of {reg.id})")
     for schedule in regulations.penalties:
         print(
             f"{schedule.path}: OK ({schedule.id}, penalty bands, "
@@ -323,6 +330,14 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     if args.files and not args.stations:
         return 0
     return _check_stations(settings, args, regulations)
+
+
+def _extends(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False  # reported by the loader
+    return any(line.startswith("extends:") for line in text.splitlines())
 
 
 def _check_stations(

@@ -96,6 +96,14 @@ async def test_stations_list_and_detail_with_limits(api: Any, database_url: str)
     assert cod["limits"][0]["maximum"] == 75.0
     assert cod["limits"][0]["formula"].endswith("= 75 mg/L")
     assert cod["ratio"] == 0.8
+    # The regime and the project's design choices (not law), with where to change them.
+    (period,) = detail["regime"]
+    assert period["regulation"] == "QCVN 40:2011/BTNMT" and period["column"] == "A"
+    assert "whether the facility is existing or new" in period["reason_en"]
+    choices = {c["key"]: c for c in detail["design_choices"]}
+    assert choices["completeness"]["where"] == "config/alerts.yaml: evaluation.min_completeness"
+    assert choices["warning"]["value"] == "80 %"
+    assert by_id["AIR1"]["aqi_publishable"] is None
     missing = await client.get("/api/v1/stations/NOPE", headers=headers)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 

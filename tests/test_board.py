@@ -216,6 +216,12 @@ async def test_operator_sees_a_new_alert_live_and_acknowledges_it(
         await line.wait_for(state="attached")
         assert await line.get_attribute("stroke-dasharray")
     assert "1-hour limit: 75 mg/L" in await page.inner_text("#chart-24h")
+    # Which regulation applies and why, and the design choices labelled as not law.
+    assert "QCVN 40:2011/BTNMT" in await page.inner_text("#regime")
+    await page.click("#design-choices summary")
+    choices = await page.inner_text("#design-choices")
+    assert "quantrac's design choices (configurable, not law)" in choices
+    assert "config/alerts.yaml: evaluation.min_completeness" in choices
 
     # The indicators page: a clear message while the route is missing, the figures once it is.
     await page.route(

@@ -206,3 +206,93 @@ def test_dir_option_with_a_user_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["regulations", "list", "--dir", str(folder)]) == 1
     err = capsys.readouterr().err
     assert f"{folder / 'broken.yaml'}:1: title: must be a mapping" in err
+
+
+def test_show_a_2025_regulation_says_what_is_known_and_what_is_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["regulations", "show", "QCVN 40:2025/BTNMT", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "  kind: wastewater; issued by: Thông tư 06/2025/TT-BTNMT (28/02/2025)" in out
+    assert "  in force: 2025-09-01 to – (last day)" in out
+    assert (
+        "  Transition: replaces QCVN 40:2011/BTNMT, QCVN 25:2009/BTNMT, QCVN 28:2010/BTNMT"
+    ) in out
+    assert "keep the old regulation until 2031-12-31" in out
+    assert "  How a column is chosen: The column follows the receiving water's class" in out
+    assert "  NUMBERS MISSING: No limit table: the text of Circular 06/2025/TT-BTNMT" in out
+    assert "    (no number in the catalog)" in out
+    assert main(["regulations", "show", "QCVN 19:2024/BTNMT", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "  O2 reference: per source category (below)" in out
+    assert "    correction: C × (20.9 − O2ref) / (20.9 − O2meas)" in out
+    assert "  category gas_turbine_gt_1200mw: Gas turbines, > 1200 MW (O2 reference 15 %)" in out
+    assert main(["regulations", "show", "QCVN 23:2009/BTNMT", "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "  Sector regulation (cement kilns): takes precedence over the general" in out
+
+
+NEW_FACILITY = """\
+stations:
+  - id: WW_NEW
+    name: "Cơ sở mới"
+    kind: wastewater
+    facility: "KCN Mới"
+    province: "Bắc Giang"
+    location: {lat: 21.25, lon: 106.09}
+    parameters:
+      - {code: Flow, unit: "m3/h"}
+      - {code: COD, unit: "mg/L"}
+      - {code: TSS, unit: "mg/L"}
+    regulation: {id: "QCVN 40:2025/BTNMT", column: B}
+    regime: {status: new, basis: "ĐTM phê duyệt 03/2026"}
+    permit:
+      number: "9/GPMT-UBND"
+      issued_on: 2026-04-01
+      issued_by: "UBND tỉnh Bắc Giang"
+      limits: [{param: COD, max: 90}]
+"""
+
+
+def test_check_and_limits_of_a_new_facility_without_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stations = tmp_path / "stations.yaml"
+    stations.write_text(NEW_FACILITY, encoding="utf-8")
+    files = [str(p) for p in sorted(FOLDER.glob("*.yaml"))]
+    assert main(["regulations", "check", *files, "--stations", str(stations), "--lang", "en"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"1 limit problem(s) of the stations in {stations}:",
+        "  WW_NEW: TSS: no numeric limit in QCVN 40:2025/BTNMT (from 2025-09-01): No limit "
+        "table: the text of Circular 06/2025/TT-BTNMT was not read. Add the table (a file with "
+        '"extends", naming its source and confidence) or the environmental permit\'s limits. '
+        "(docs/regulations.md: adding a table; stations.yaml: permit.limits)",
+    ]
+    assert main(["regulations", "limits", "WW_NEW", "--stations", str(stations)]) == 1
+    out = capsys.readouterr().out
+    assert "  Quy chuẩn áp dụng theo thời gian và lý do:" in out
+    assert (
+        "    từ 01/09/2025: QCVN 40:2025/BTNMT cột B — Cơ sở mới (ĐTM phê duyệt 03/2026): áp dụng "
+        "QCVN 40:2025/BTNMT ngay từ ngày có hiệu lực."
+    ) in out
+    assert (
+        "    Giấy phép môi trường: Giấy phép môi trường số 9/GPMT-UBND ngày 01/04/2026 "
+        "(UBND tỉnh Bắc Giang)"
+    ) in out
+    assert "    COD 1h: permit: ≤ 90 mg/L  [từ 2026-04-01]" in out
+
+
+def test_check_a_department_table_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "qcvn-40-2025.bacgiang.yaml"
+    table.write_text(
+        'format: quantrac-regulation/1\nextends: "QCVN 40:2025/BTNMT"\n'
+        'provenance: {source: "bản sao Thông tư 06/2025 (thử)", confidence: M}\n'
+        "limits:\n  - {param: TSS, unit: mg/L, max: {A: 1, B: 2, C: 3},"
+        " provenance: {source: made-up test row, confidence: L}}\n",
+        encoding="utf-8",
+    )
+    assert main(["regulations", "check", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert f"{table}: OK (table supplement of QCVN 40:2025/BTNMT)" in out
+    assert "qcvn-40-2025-btnmt.yaml: OK (QCVN 40:2025/BTNMT, 3 limit values, 3 unverified)" in out
