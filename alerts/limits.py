@@ -27,12 +27,11 @@ from alerts.regulations import (
     Regulation,
     RegulationCatalog,
     RegulationLimit,
-    as_date,
     number_text,
     range_text,
 )
 from ingest.i18n import translate
-from ingest.registry import RegulationRef, Station
+from ingest.registry import RegulationRef, Station, as_date
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 SOURCES = ("regulation", "permit")

@@ -13,14 +13,14 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ingest.catalog import Catalog
-from ingest.registry import RegistryIssue, load_yaml_with_lines, nearest_line
+from ingest.registry import RegistryIssue, as_date, load_yaml_with_lines, nearest_line
 
 REGULATION_FORMAT = "quantrac-regulation/1"
 PENALTY_FORMAT = "quantrac-penalty-bands/1"
@@ -60,18 +60,6 @@ def range_text(symbol: str, over: float | None, up_to: float | None) -> str:
     if up_to is None:
         return f"{symbol} > {number_text(over)}"
     return f"{number_text(over)} < {symbol} ≤ {number_text(up_to)}"
-
-
-def as_date(value: Any) -> date:
-    """A date as YAML gives it (unquoted) or as ISO text; ValueError naming the rule otherwise."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"must be a date such as 2026-01-01, not {value!r}")
 
 
 def number_text(value: float | None) -> str:

@@ -429,9 +429,8 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
     )
 
 
-def _date(chk: _Checker, value: Any, path: str) -> date | None:
-    if value is None:
-        return None
+def as_date(value: Any) -> date:
+    """A date as YAML gives it (unquoted) or as ISO text; ValueError naming the rule otherwise."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if isinstance(value, str):
@@ -439,8 +438,17 @@ def _date(chk: _Checker, value: Any, path: str) -> date | None:
             return date.fromisoformat(value)
         except ValueError:
             pass
-    chk.fail(path, f"must be a date such as 2026-01-01, not {value!r}")
-    return None
+    raise ValueError(f"must be a date such as 2026-01-01, not {value!r}")
+
+
+def _date(chk: _Checker, value: Any, path: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return as_date(value)
+    except ValueError as exc:
+        chk.fail(path, str(exc))
+        return None
 
 
 def _entries(chk: _Checker, raw: Any, path: str, what: str) -> list[dict[str, Any]]:
