@@ -21,6 +21,7 @@ from ingest.files import ingest_folder
 from ingest.registry import RegistryError, load_registry
 from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
+from quantrac.api.users import ROLES
 from quantrac.app import App, run_until_signalled
 from quantrac.evidence.cli import (
     open_evidence,
@@ -104,34 +105,107 @@ async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str | None:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    return password or os.environ.get("QUANTRAC_NEW_PASSWORD")
+
+
+def _scope_from_args(args: argparse.Namespace) -> Any:
+    from quantrac.api.users import Scope
+
+    provinces, facilities = args.province or [], args.facility or []
+    stations = args.station or []
+    if not (provinces or facilities or stations):
+        return None
+    return Scope(frozenset(provinces), frozenset(facilities), frozenset(stations))
+
+
 async def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     from quantrac.api import schema
-    from quantrac.api.users import UserError, add_user, audit, list_users
+    from quantrac.api.users import (
+        UserError,
+        add_user,
+        audit,
+        get_user,
+        list_users,
+        revoke_tokens_of,
+        set_disabled,
+        set_password,
+        set_scope,
+    )
 
     await upgrade_database(settings)
     async with await connect(settings) as conn:
         await schema.upgrade(conn)
         if args.users_command == "list":
-            for user in await list_users(conn):
-                print(f"{user.username:<24}{user.role:<12}{user.display_name}")
+            for user in await list_users(conn, include_disabled=True):
+                shown = user.scope.to_json() if user.scope else "every station"
+                state = "disabled" if user.disabled else "enabled"
+                print(f"{user.username:<24}{user.role:<12}{state:<10}{user.display_name}  {shown}")
             return 0
-        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-        password = password or os.environ.get("QUANTRAC_NEW_PASSWORD")
-        if not password:
+        if args.users_command == "add":
+            password = _read_password(args)
+            if not password:
+                print(
+                    "give the password on standard input (--password-stdin) "
+                    "or in QUANTRAC_NEW_PASSWORD",
+                    file=sys.stderr,
+                )
+                return 2
+            try:
+                user = await add_user(
+                    conn,
+                    args.username,
+                    args.role,
+                    password,
+                    args.name or "",
+                    _scope_from_args(args),
+                )
+            except UserError as exc:
+                print(f"quantrac users add: {exc}", file=sys.stderr)
+                return 2
+            details = {"role": user.role, "scope": user.scope.to_json() if user.scope else None}
+            await audit(conn, "cli", "user.add", f"user:{user.username}", details)
+            await conn.commit()
+            print(f"user {user.username} added with role {user.role}")
+            return 0
+        target = await get_user(conn, args.username)
+        if target is None:
             print(
-                "give the password on standard input (--password-stdin) "
-                "or in QUANTRAC_NEW_PASSWORD",
-                file=sys.stderr,
+                f"quantrac users {args.users_command}: no user {args.username!r}", file=sys.stderr
             )
             return 2
         try:
-            user = await add_user(conn, args.username, args.role, password, args.name or "")
+            if args.users_command == "passwd":
+                password = _read_password(args)
+                if not password:
+                    print(
+                        "give the new password on standard input (--password-stdin)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                await set_password(conn, target, password)
+                done = "password changed; its tokens are revoked"
+            elif args.users_command in ("disable", "enable"):
+                await set_disabled(conn, target, args.users_command == "disable")
+                done = f"{args.users_command}d"
+            elif args.users_command == "scope":
+                scope = None if args.unrestricted else _scope_from_args(args)
+                if scope is None and not args.unrestricted:
+                    print(
+                        "give --province, --facility, --station or --unrestricted", file=sys.stderr
+                    )
+                    return 2
+                await set_scope(conn, target, args.role or target.role, scope)
+                done = f"scope set: {scope.to_json() if scope else 'every station'}"
+            else:  # revoke
+                done = f"{await revoke_tokens_of(conn, target.id)} tokens revoked"
         except UserError as exc:
-            print(f"quantrac users add: {exc}", file=sys.stderr)
+            print(f"quantrac users {args.users_command}: {exc}", file=sys.stderr)
             return 2
-        await audit(conn, "cli", "user.add", f"user:{user.username}", {"role": user.role})
+        await audit(conn, "cli", f"user.{args.users_command}", f"user:{target.username}", {})
         await conn.commit()
-    print(f"user {user.username} added with role {user.role}")
+    print(f"user {target.username}: {done}")
     return 0
 
 
@@ -267,6 +341,20 @@ async def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return await run_simulator(args, settings)
 
 
+def _scope_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, what in (
+        ("--province", "province"),
+        ("--facility", "facility"),
+        ("--station", "station id"),
+    ):
+        parser.add_argument(
+            flag,
+            action="append",
+            metavar=what.upper().replace(" ", "_"),
+            help=f"only this {what} (repeatable)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quantrac",
@@ -360,11 +448,30 @@ def build_parser() -> argparse.ArgumentParser:
         "add", help="add a user (password on stdin or QUANTRAC_NEW_PASSWORD)"
     )
     add.add_argument("username")
-    add.add_argument("--role", required=True, choices=("operator", "inspector", "admin"))
+    add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--name", help="display name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    _scope_arguments(add)
     add.set_defaults(handler=cmd_users)
     users_sub.add_parser("list", help="list users").set_defaults(handler=cmd_users)
+    passwd = users_sub.add_parser("passwd", help="set a new password (revokes the user's tokens)")
+    passwd.add_argument("username")
+    passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    passwd.set_defaults(handler=cmd_users)
+    for action, text in (
+        ("disable", "refuse the user's sign-ins and revoke its tokens"),
+        ("enable", "allow the user to sign in again"),
+        ("revoke", "revoke every token of the user (sign it out everywhere)"),
+    ):
+        one = users_sub.add_parser(action, help=text)
+        one.add_argument("username")
+        one.set_defaults(handler=cmd_users)
+    scope = users_sub.add_parser("scope", help="limit a user to provinces, facilities, stations")
+    scope.add_argument("username")
+    scope.add_argument("--role", choices=ROLES, help="also change the role")
+    scope.add_argument("--unrestricted", action="store_true", help="every station again")
+    _scope_arguments(scope)
+    scope.set_defaults(handler=cmd_users)
     alerts = sub.add_parser(
         "alerts", help="run the alert engine alone (its own shared-subscription group)"
     )

@@ -75,6 +75,7 @@ async def test_everything_but_the_translations_needs_a_signed_in_user(api: Any) 
         "username": "insp",
         "display_name": "Người dùng insp",
         "role": "inspector",
+        "scope": None,
     }
 
 

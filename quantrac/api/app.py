@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from alerts.config import load_alerts_config
@@ -33,6 +35,7 @@ from quantrac.api.alert_metrics import OpenAlertsGauge
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
 from quantrac.api.routes import router
+from quantrac.api.security import SecurityMiddleware
 from quantrac.evidence.routes import router as evidence_router
 from quantrac.evidence.schema import upgrade as upgrade_evidence
 from quantrac.reports.routes import router as reports_router
@@ -62,7 +65,15 @@ def build_api(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status_code)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing's own answers (no such path, method not allowed) in the one error shape.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -71,6 +82,19 @@ def build_api(
         ]
         return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
 
+    @app.exception_handler(psycopg.DataError)
+    async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot take (a NUL in text, a number out of range): the
+        # request's fault, never a 500.
+        message = str(exc).splitlines()[0][:200]
+        return JSONResponse(error_body("invalid_parameter", message), 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal", "unexpected error; it was logged"), 500)
+
+    app.add_middleware(SecurityMiddleware)
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

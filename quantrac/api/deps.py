@@ -23,12 +23,20 @@ from ingest.catalog import Catalog
 from ingest.registry import Registry
 from ingest.settings import Settings
 from quantrac.api.events import EventHub
-from quantrac.api.users import User, authenticate, user_for_token
+from quantrac.api.security import LoginThrottle, client_address, retry_after_header
+from quantrac.api.users import User, audit, authenticate, user_for_token
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(status_code=status, detail=message)
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.code = code
         self.message = message
         self.details = details
@@ -50,6 +58,7 @@ class ApiContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Set when the registry is edited through the API: the file is rewritten and ingest reloads.
     registry_path: Any = None
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def context(request: Request) -> ApiContext:
@@ -92,9 +101,35 @@ async def _user_from_headers(
             name, _, password = base64.b64decode(credentials).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             name, password = "", ""
-        user = await authenticate(conn, name, password) if name else None
+        user = await sign_in(request, ctx, conn, name, password) if name else None
     if user is None:
         raise ApiError(401, "unauthenticated", "sign in: Bearer token or HTTP Basic")
+    return user
+
+
+async def sign_in(
+    request: Request, ctx: ApiContext, conn: psycopg.AsyncConnection, name: str, password: str
+) -> User | None:
+    """Check a username and password (login and HTTP Basic alike): throttled per account and
+    address, every failure audited. Raises 429 while throttled."""
+    address = client_address(request)
+    name = name[:128]
+    wait = ctx.throttle.retry_after(name, address)
+    if wait > 0:
+        await audit(conn, name, "login.throttled", f"user:{name}", {"address": address})
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            "too many failed sign-ins; try again later",
+            {"retry_after_s": round(wait)},
+            headers=retry_after_header(wait),
+        )
+    user = await authenticate(conn, name, password[:1024])
+    if user is None:
+        ctx.throttle.failed(name, address)
+        await audit(conn, name, "login.failed", f"user:{name}", {"address": address})
+        return None
+    ctx.throttle.succeeded(name)
     return user
 
 
@@ -122,12 +157,49 @@ def page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
+# Dates the API reasons about (periods, windows, offsets from them) stay far from datetime's
+# limits, so that no arithmetic on them overflows.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
+
+
 def parse_when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     from ingest.contract import parse_time
 
+    shown = value[:64]
     try:
-        return parse_time(value)
+        moment = parse_time(value[:64])
     except ValueError as exc:
-        raise ApiError(422, "invalid_parameter", f"{name}: {exc}", {"value": value}) from None
+        raise ApiError(422, "invalid_parameter", f"{name}: {exc}", {"value": shown}) from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"{name}: the year must be between {EARLIEST_YEAR} and {LATEST_YEAR}",
+            {"value": shown},
+        )
+    return moment
+
+
+def visible_station_ids(ctx: ApiContext, user: User) -> list[str] | None:
+    """The stations a scoped user may see (None: every station)."""
+    if user.scope is None:
+        return None
+    return [s.id for s in ctx.registry().stations.values() if user.sees(s)]
+
+
+def registry_for(ctx: ApiContext, user: User) -> Registry:
+    """The registry as this user sees it: only the stations of its scope."""
+    registry = ctx.registry()
+    if user.scope is None:
+        return registry
+    visible = {sid: s for sid, s in registry.stations.items() if user.sees(s)}
+    return Registry(visible, registry.source)
+
+
+def check_visible(ctx: ApiContext, user: User, station_id: str) -> None:
+    """404, as for a station that does not exist: a scoped user learns nothing of the others."""
+    station = ctx.registry().get(station_id)
+    if user.scope is not None and (station is None or not user.sees(station)):
+        raise ApiError(404, "not_found", f"no station {station_id[:100]!r}")

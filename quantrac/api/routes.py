@@ -29,11 +29,28 @@ from quantrac.api.deps import (
     CurrentUser,
     Operator,
     Reader,
+    check_visible,
     page,
     parse_when,
+    sign_in,
     user_on_short_connection,
+    visible_station_ids,
 )
-from quantrac.api.users import UserError, add_user, audit, authenticate, issue_token, list_users
+from quantrac.api.users import (
+    Scope,
+    User,
+    UserError,
+    add_user,
+    audit,
+    check_password_off_loop,
+    get_user,
+    issue_token,
+    list_users,
+    revoke_token,
+    set_disabled,
+    set_password,
+    set_scope,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -65,8 +82,34 @@ FLAP_WINDOW = timedelta(hours=24)
 
 
 class Credentials(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=128)
+    password: str = Field(max_length=1024)
+
+
+class ScopeBody(BaseModel):
+    provinces: list[str] = Field(default_factory=list, max_length=500)
+    facilities: list[str] = Field(default_factory=list, max_length=500)
+    stations: list[str] = Field(default_factory=list, max_length=5000)
+
+    def to_scope(self) -> Scope:
+        return Scope(
+            frozenset(self.provinces), frozenset(self.facilities), frozenset(self.stations)
+        )
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class UserChange(BaseModel):
+    """What an admin may change of a user; omitted fields stay as they are."""
+
+    disabled: bool | None = None
+    password: str | None = Field(default=None, max_length=1024)
+    role: str | None = None
+    scope: ScopeBody | None = None
+    unrestricted: bool = Field(default=False, description="remove the scope: every station")
 
 
 class Note(BaseModel):
@@ -74,10 +117,11 @@ class Note(BaseModel):
 
 
 class NewUser(BaseModel):
-    username: str
+    username: str = Field(max_length=64)
     role: str
-    password: str
-    display_name: str = ""
+    password: str = Field(max_length=1024)
+    display_name: str = Field(default="", max_length=200)
+    scope: ScopeBody | None = None
 
 
 # --- public ------------------------------------------------------------------------------------
@@ -89,8 +133,8 @@ async def i18n(lang: str = Query("vi", pattern="^(vi|en)$")) -> dict[str, str]:
 
 
 @router.post("/login", tags=["auth"], summary="Exchange a username and password for a token")
-async def login(ctx: Ctx, conn: Conn, credentials: Credentials) -> dict[str, Any]:
-    user = await authenticate(conn, credentials.username, credentials.password)
+async def login(request: Request, ctx: Ctx, conn: Conn, credentials: Credentials) -> dict[str, Any]:
+    user = await sign_in(request, ctx, conn, credentials.username, credentials.password)
     if user is None:
         raise ApiError(401, "bad_credentials", "wrong username or password")
     token, expires = await issue_token(conn, user, ctx.clock())
@@ -98,9 +142,32 @@ async def login(ctx: Ctx, conn: Conn, credentials: Credentials) -> dict[str, Any
     return {"token": token, "expires_at": expires.isoformat(), "user": user.to_json()}
 
 
+@router.post("/logout", tags=["auth"], summary="Revoke the token of this request")
+async def logout(request: Request, conn: Conn, user: CurrentUser) -> dict[str, Any]:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    revoked = scheme.lower() == "bearer" and await revoke_token(conn, token.strip())
+    await audit(conn, user.username, "logout", f"user:{user.username}", {})
+    return {"revoked": bool(revoked)}
+
+
 @router.get("/me", tags=["auth"])
 async def me(user: CurrentUser) -> dict[str, Any]:
     return user.to_json()
+
+
+@router.post("/me/password", tags=["auth"], summary="Change one's own password")
+async def change_password(conn: Conn, user: CurrentUser, body: PasswordChange) -> dict[str, Any]:
+    cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", [user.id])
+    row = await cur.fetchone()
+    if row is None or not await check_password_off_loop(body.current_password, row[0]):
+        await audit(conn, user.username, "password.change_failed", f"user:{user.username}", {})
+        raise ApiError(403, "bad_credentials", "the current password is wrong")
+    try:
+        await set_password(conn, user, body.new_password)
+    except UserError as exc:
+        raise ApiError(422, "invalid_user", str(exc)) from None
+    await audit(conn, user.username, "password.change", f"user:{user.username}", {})
+    return {"changed": True, "tokens_revoked": True}
 
 
 # --- stations ----------------------------------------------------------------------------------
@@ -216,6 +283,8 @@ async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     aqi = await _current_aqi(conn, now - timedelta(hours=3))
     items = []
     for station in registry.stations.values():
+        if not user.sees(station):
+            continue
         item = _station_json(station, newest.get(station.id), now, alerts.data_loss(station.id))
         current = aqi.get(station.id)
         if current is not None:
@@ -234,16 +303,16 @@ async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     return page(items, len(items), len(items), 0)
 
 
-def _station(ctx: Ctx, station_id: str) -> Station:
+def _station(ctx: Ctx, station_id: str, user: User) -> Station:
     station = ctx.registry().get(station_id)
-    if station is None:
+    if station is None or not user.sees(station):
         raise ApiError(404, "not_found", f"no station {station_id!r}")
     return station
 
 
 @router.get("/stations/{station_id}", tags=["stations"], summary="Latest values against limits")
 async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
-    station = _station(ctx, station_id)
+    station = _station(ctx, station_id, user)
     now = ctx.clock()
     latest = await _latest(conn, station, now)
     limits = station_limits(station, ctx.regulations)
@@ -346,7 +415,7 @@ async def readings(
     end: str = Query(..., alias="to"),
     interval: str = Query("hour", pattern="^(raw|hour|day)$"),
 ) -> dict[str, Any]:
-    station = _station(ctx, station_id)
+    station = _station(ctx, station_id, user)
     t0, t1 = parse_when(start, "from"), parse_when(end, "to")
     assert t0 is not None and t1 is not None
     if t1 <= t0:
@@ -437,6 +506,12 @@ class Filters:
             self.clauses.append(clause)
             self.args.append(value)
 
+    def within(self, column: str, station_ids: list[str] | None) -> None:
+        """Only these stations (a user's scope); None: no restriction."""
+        if station_ids is not None:
+            self.clauses.append(f"{column} = ANY(%s)")
+            self.args.append(station_ids)
+
     @property
     def sql(self) -> str:
         return " AND ".join(self.clauses)
@@ -478,6 +553,7 @@ async def alerts(
     filters.add("a.kind = ANY(%s)", _csv(kind, {k.value for k in Kind}, "kind"))
     filters.add("a.severity = ANY(%s)", _csv(severity, {s.value for s in Severity}, "severity"))
     filters.add("a.station_id = %s", station)
+    filters.within("a.station_id", visible_station_ids(ctx, user))
     filters.add("a.opened_at >= %s", parse_when(start, "from"))
     filters.add("a.opened_at < %s", parse_when(end, "to"))
     total = await filters.count(conn, "alerts a")
@@ -514,6 +590,10 @@ async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
         raise ApiError(403, "forbidden", f"the role {user.role!r} may not do this (read)")
     queue = ctx.events.listen()
 
+    def visible(event: dict[str, Any]) -> bool:
+        station = ctx.registry().get(str(event.get("station", "")))
+        return user.scope is None or (station is not None and user.sees(station))
+
     async def events() -> AsyncIterator[str]:
         try:
             yield ": connected\n\n"
@@ -522,6 +602,8 @@ async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
                     event = await asyncio.wait_for(queue.get(), 15)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
+                    continue
+                if not visible(event):
                     continue
                 yield f"event: alert\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
         finally:
@@ -537,7 +619,7 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     row = await (
         await conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.id = %s", [alert_id])
     ).fetchone()
-    if row is None:
+    if row is None or not _may_see_station(ctx, user, row[1]):
         raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     item = _alert_json(row, names)
@@ -560,9 +642,20 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     return item
 
 
+def _may_see_station(ctx: Ctx, user: User, station_id: str) -> bool:
+    station = ctx.registry().get(station_id)
+    return user.scope is None or (station is not None and user.sees(station))
+
+
 async def _act(
-    ctx: Ctx, conn: Conn, user: Any, alert_id: int, action: EventType, note: str | None
+    ctx: Ctx, conn: Conn, user: User, alert_id: int, action: EventType, note: str | None
 ) -> dict[str, Any]:
+    if user.scope is not None:
+        row = await (
+            await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
+        ).fetchone()
+        if row is None or not _may_see_station(ctx, user, row[0]):
+            raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     store = AlertStore(conn, names)
     try:
@@ -627,6 +720,7 @@ async def episodes(
         if (station is None or s.id == station)
         and (facility is None or s.facility == facility)
         and (province is None or s.province == province)
+        and user.sees(s)
     ]
     filters = Filters("station_id = ANY(%s)", chosen)
     filters.add("param = %s", param)
@@ -672,7 +766,11 @@ async def episodes(
 @router.get("/aqi/current", tags=["aqi"], summary="The latest hourly VN_AQI per air station")
 async def aqi_current(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     current = await _current_aqi(conn, ctx.clock() - timedelta(hours=3))
-    items = [{"station": sid, **value} for sid, value in sorted(current.items())]
+    items = [
+        {"station": sid, **value}
+        for sid, value in sorted(current.items())
+        if _may_see_station(ctx, user, sid)
+    ]
     return page(items, len(items), len(items), 0)
 
 
@@ -685,6 +783,7 @@ async def aqi_history(
     start: str = Query(..., alias="from"),
     end: str = Query(..., alias="to"),
 ) -> dict[str, Any]:
+    check_visible(ctx, user, station)
     t0, t1 = parse_when(start, "from"), parse_when(end, "to")
     cur = await conn.execute(
         "SELECT hour_start, aqi, category, dominant, sub_indices FROM aqi_hourly "
@@ -732,19 +831,56 @@ async def regulations(
 
 
 @router.get("/users", tags=["admin"])
-async def users(conn: Conn, user: Admin) -> dict[str, Any]:
-    items = [u.to_json() for u in await list_users(conn)]
+async def users(conn: Conn, user: Admin, disabled: bool = False) -> dict[str, Any]:
+    listed = await list_users(conn, include_disabled=disabled)
+    items = [{**u.to_json(), "disabled": u.disabled} for u in listed]
     return page(items, len(items), len(items), 0)
 
 
 @router.post("/users", tags=["admin"], status_code=201)
 async def create_user(conn: Conn, user: Admin, body: NewUser) -> dict[str, Any]:
+    scope = body.scope.to_scope() if body.scope is not None else None
     try:
-        created = await add_user(conn, body.username, body.role, body.password, body.display_name)
+        created = await add_user(
+            conn, body.username, body.role, body.password, body.display_name, scope
+        )
     except UserError as exc:
         raise ApiError(422, "invalid_user", str(exc)) from None
-    await audit(conn, user.username, "user.add", f"user:{created.username}", {"role": body.role})
+    details = {"role": body.role, "scope": scope.to_json() if scope else None}
+    await audit(conn, user.username, "user.add", f"user:{created.username}", details)
     return created.to_json()
+
+
+@router.patch(
+    "/users/{username}", tags=["admin"], summary="Disable, re-enable, set password, role or scope"
+)
+async def change_user(username: str, conn: Conn, user: Admin, body: UserChange) -> dict[str, Any]:
+    target = await get_user(conn, username[:64])
+    if target is None:
+        raise ApiError(404, "not_found", f"no user {username[:64]!r}")
+    try:
+        if body.role is not None or body.scope is not None or body.unrestricted:
+            scope = (
+                None
+                if body.unrestricted
+                else (body.scope.to_scope() if body.scope is not None else target.scope)
+            )
+            await set_scope(conn, target, body.role or target.role, scope)
+        if body.password is not None:
+            await set_password(conn, target, body.password)
+        if body.disabled is not None:
+            if body.disabled and target.id == user.id:
+                raise UserError("an admin may not disable itself")
+            await set_disabled(conn, target, body.disabled)
+    except UserError as exc:
+        raise ApiError(422, "invalid_user", str(exc)) from None
+    changes = body.model_dump(exclude_none=True, exclude={"password"})
+    if body.password is not None:
+        changes["password"] = "changed"
+    await audit(conn, user.username, "user.change", f"user:{target.username}", changes)
+    changed = await get_user(conn, target.username)
+    assert changed is not None
+    return {**changed.to_json(), "disabled": changed.disabled}
 
 
 @router.get("/registry", tags=["admin"], summary="The station registry file")

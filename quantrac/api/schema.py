@@ -1,4 +1,5 @@
-"""Tables of the HTTP side: users, their API tokens, and the audit log of every change."""
+"""Tables of the HTTP side: users (with their scope), their API tokens, and the audit log of
+every change and failed sign-in."""
 
 from __future__ import annotations
 
@@ -38,7 +39,27 @@ async def _v1(conn: psycopg.AsyncConnection) -> None:
     """)
 
 
-MIGRATIONS = [(1, "users, API tokens, audit log", _v1)]
+async def _v2(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute("""
+        ALTER TABLE users DROP CONSTRAINT users_role_check;
+        ALTER TABLE users ADD CONSTRAINT users_role_check
+            CHECK (role IN ('operator', 'inspector', 'admin', 'facility'));
+        ALTER TABLE users
+            ADD COLUMN scoped boolean NOT NULL DEFAULT false,
+            ADD COLUMN scope_provinces text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN scope_facilities text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN scope_stations text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN password_changed_at timestamptz NOT NULL DEFAULT now();
+        ALTER TABLE api_tokens ADD COLUMN revoked_at timestamptz;
+        CREATE INDEX api_tokens_user ON api_tokens (user_id);
+        CREATE INDEX audit_log_action_at ON audit_log (action, at DESC);
+    """)
+
+
+MIGRATIONS = [
+    (1, "users, API tokens, audit log", _v1),
+    (2, "user scopes and the facility role, token revocation", _v2),
+]
 
 
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:

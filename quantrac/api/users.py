@@ -1,32 +1,86 @@
-"""Users, roles, passwords and API tokens.
+"""Users, roles, scopes, passwords and API tokens.
 
 Roles: ``operator`` acknowledges and resolves alerts; ``inspector`` reads and exports; ``admin``
-does both and manages the registry and users. Passwords are stored as scrypt hashes; tokens
-handed out at login are random and only their SHA-256 is stored.
+does both and manages the registry and users; ``facility`` reads and exports only the stations
+of its own facilities. Any user but an admin may be limited to provinces, facilities or
+stations (its scope); a facility user must be.
+
+Passwords are stored as Argon2id hashes with OWASP's parameters (19 MiB, 2 passes, 1 lane);
+older scrypt hashes still verify and are replaced at the next sign-in. Hashing runs in a worker
+thread, at most two at a time, never on the event loop that ingest shares. Tokens handed out at
+login are random, expire after 12 hours and can be revoked; only their SHA-256 is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
-ROLES = ("operator", "inspector", "admin")
+if TYPE_CHECKING:
+    from ingest.registry import Station
+
+ROLES = ("operator", "inspector", "admin", "facility")
 # What each role may do; the admin may do everything.
 PERMISSIONS = {
-    "read": {"operator", "inspector", "admin"},
+    "read": {"operator", "inspector", "admin", "facility"},
     "act": {"operator", "admin"},  # acknowledge, resolve, annotate alerts
-    "export": {"inspector", "admin"},
+    "export": {"inspector", "admin", "facility"},
     "admin": {"admin"},
 }
 TOKEN_LIFETIME = timedelta(hours=12)
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # longer ones only cost hashing time
+# OWASP Password Storage Cheat Sheet: Argon2id, m = 19 MiB, t = 2, p = 1.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Two hashes at a time, in their own threads: a burst of sign-ins queues here instead of taking
+# every core or the event loop.
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="quantrac-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user is unknown, so that a wrong username costs what a wrong password
+    does."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a user may look: stations of these provinces, facilities, or these stations."""
+
+    provinces: frozenset[str] = frozenset()
+    facilities: frozenset[str] = frozenset()
+    stations: frozenset[str] = frozenset()
+
+    def allows(self, station: Station) -> bool:
+        return (
+            station.id in self.stations
+            or station.facility in self.facilities
+            or station.province in self.provinces
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.provinces or self.facilities or self.stations)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "provinces": sorted(self.provinces),
+            "facilities": sorted(self.facilities),
+            "stations": sorted(self.stations),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,35 +89,62 @@ class User:
     username: str
     display_name: str
     role: str
+    # None: every station. Otherwise only the stations the scope allows.
+    scope: Scope | None = None
+    disabled: bool = field(default=False, compare=False)
 
     def may(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission]
+
+    def sees(self, station: Station) -> bool:
+        return self.scope is None or self.scope.allows(station)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "display_name": self.display_name,
             "role": self.role,
+            "scope": self.scope.to_json() if self.scope is not None else None,
         }
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT['n']}${b64(salt).decode()}${b64(digest).decode()}"
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
 
 
 def check_password(password: str, stored: str) -> bool:
+    if stored.startswith("scrypt$"):
+        return _check_scrypt(password, stored)
     try:
-        scheme, n, salt_b64, digest_b64 = stored.split("$")
+        return _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    return stored.startswith("scrypt$") or _HASHER.check_needs_rehash(stored)
+
+
+def _check_scrypt(password: str, stored: str) -> bool:
+    """Hashes written before Argon2id (scrypt, N = 2^14, r = 8, p = 1)."""
+    try:
+        _, n, salt_b64, digest_b64 = stored.split("$")
         salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        candidate = hashlib.scrypt(
+            password.encode(), salt=salt, dklen=len(digest), n=int(n), r=8, p=1
+        )
     except ValueError:
         return False
-    if scheme != "scrypt":
-        return False
-    candidate = hashlib.scrypt(password.encode(), salt=salt, dklen=len(digest), n=int(n), r=8, p=1)
     return hmac.compare_digest(candidate, digest)
+
+
+async def hash_password_off_loop(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, hash_password, password)
+
+
+async def check_password_off_loop(password: str, stored: str) -> bool:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_HASHING, check_password, password, stored)
 
 
 def _token_hash(token: str) -> str:
@@ -74,42 +155,97 @@ class UserError(ValueError):
     pass
 
 
-def check_new_user(username: str, role: str, password: str) -> None:
-    if not username or not username.replace(".", "").replace("_", "").replace("-", "").isalnum():
-        raise UserError("username: letters, digits, '.', '_' and '-' only")
+def check_username(username: str) -> None:
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace(".", "").replace("_", "").replace("-", "").isascii()
+        or not username.replace(".", "").replace("_", "").replace("-", "").isalnum()
+    ):
+        raise UserError("username: 1 to 64 ASCII letters, digits, '.', '_' and '-'")
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UserError(f"password: at most {MAX_PASSWORD} characters")
+
+
+def check_new_user(username: str, role: str, password: str, scope: Scope | None = None) -> None:
+    check_username(username)
     if role not in ROLES:
         raise UserError(f"role: one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise UserError("password: at least 8 characters")
+    check_scope(role, scope)
+    check_password_rules(password)
+
+
+def check_scope(role: str, scope: Scope | None) -> None:
+    if role == "admin" and scope is not None:
+        raise UserError("scope: an admin sees every station; give a scope to other roles")
+    if role == "facility" and (scope is None or (not scope.facilities and not scope.stations)):
+        raise UserError("scope: a facility user needs its facilities or stations")
+    if scope is not None and scope.empty:
+        raise UserError("scope: name provinces, facilities or stations (or give none)")
+
+
+_USER_COLUMNS = (
+    "id, username, display_name, role, scope_provinces, scope_facilities, scope_stations, "
+    "scoped, disabled"
+)
+
+
+def _user(row: Any) -> User:
+    scope = Scope(frozenset(row[4]), frozenset(row[5]), frozenset(row[6])) if row[7] else None
+    return User(row[0], row[1], row[2], row[3], scope, row[8])
+
+
+def _scope_args(scope: Scope | None) -> list[Any]:
+    s = scope or Scope()
+    return [sorted(s.provinces), sorted(s.facilities), sorted(s.stations), scope is not None]
 
 
 async def add_user(
-    conn: psycopg.AsyncConnection, username: str, role: str, password: str, display_name: str = ""
+    conn: psycopg.AsyncConnection,
+    username: str,
+    role: str,
+    password: str,
+    display_name: str = "",
+    scope: Scope | None = None,
 ) -> User:
-    check_new_user(username, role, password)
+    check_new_user(username, role, password, scope)
+    digest = await hash_password_off_loop(password)
     try:
         cur = await conn.execute(
-            "INSERT INTO users (username, display_name, role, password_hash) "
-            "VALUES (%s, %s, %s, %s) RETURNING id",
-            [username, display_name or username, role, hash_password(password)],
+            "INSERT INTO users (username, display_name, role, password_hash, scope_provinces, "
+            "scope_facilities, scope_stations, scoped) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            f"RETURNING {_USER_COLUMNS}",
+            [username, display_name or username, role, digest, *_scope_args(scope)],
         )
     except psycopg.errors.UniqueViolation:
         raise UserError(f"user {username!r} exists already") from None
     row = await cur.fetchone()
     assert row is not None
-    return User(row[0], username, display_name or username, role)
+    return _user(row)
 
 
 async def authenticate(conn: psycopg.AsyncConnection, username: str, password: str) -> User | None:
+    """The user, if the password is right and the user enabled. Takes as long for an unknown or
+    disabled user as for a wrong password: no username is revealed by timing."""
     cur = await conn.execute(
-        "SELECT id, username, display_name, role, password_hash FROM users "
-        "WHERE username = %s AND NOT disabled",
-        [username],
+        f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = %s", [username]
     )
     row = await cur.fetchone()
-    if row is None or not check_password(password, row[4]):
+    stored = row[9] if row is not None else _dummy_hash()
+    ok = await check_password_off_loop(password, stored)
+    if row is None or not ok or row[8]:
         return None
-    return User(row[0], row[1], row[2], row[3])
+    if needs_rehash(stored):
+        await conn.execute(
+            "UPDATE users SET password_hash = %s WHERE id = %s",
+            [await hash_password_off_loop(password), row[0]],
+        )
+    return _user(row)
 
 
 async def issue_token(
@@ -125,21 +261,78 @@ async def issue_token(
 
 
 async def user_for_token(conn: psycopg.AsyncConnection, token: str, now: datetime) -> User | None:
+    if len(token) > 256:
+        return None
+    cols = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
     cur = await conn.execute(
-        "SELECT u.id, u.username, u.display_name, u.role FROM api_tokens t "
-        "JOIN users u ON u.id = t.user_id "
-        "WHERE t.token_hash = %s AND t.expires_at > %s AND NOT u.disabled",
+        f"SELECT {cols} FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        "WHERE t.token_hash = %s AND t.expires_at > %s AND t.revoked_at IS NULL "
+        "AND NOT u.disabled",
         [_token_hash(token), now],
     )
     row = await cur.fetchone()
-    return User(*row) if row else None
+    return _user(row) if row else None
 
 
-async def list_users(conn: psycopg.AsyncConnection) -> list[User]:
+async def revoke_token(conn: psycopg.AsyncConnection, token: str) -> bool:
     cur = await conn.execute(
-        "SELECT id, username, display_name, role FROM users WHERE NOT disabled ORDER BY username"
+        "UPDATE api_tokens SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL",
+        [_token_hash(token)],
     )
-    return [User(*row) for row in await cur.fetchall()]
+    return cur.rowcount > 0
+
+
+async def revoke_tokens_of(conn: psycopg.AsyncConnection, user_id: int) -> int:
+    cur = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        [user_id],
+    )
+    return cur.rowcount
+
+
+async def get_user(conn: psycopg.AsyncConnection, username: str) -> User | None:
+    cur = await conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", [username])
+    row = await cur.fetchone()
+    return _user(row) if row else None
+
+
+async def set_password(conn: psycopg.AsyncConnection, user: User, password: str) -> None:
+    """A new password; every token of the user stops working."""
+    check_password_rules(password)
+    digest = await hash_password_off_loop(password)
+    await conn.execute(
+        "UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
+        [digest, user.id],
+    )
+    await revoke_tokens_of(conn, user.id)
+
+
+async def set_disabled(conn: psycopg.AsyncConnection, user: User, disabled: bool) -> None:
+    """A disabled user cannot sign in, and its tokens stop working at once."""
+    await conn.execute("UPDATE users SET disabled = %s WHERE id = %s", [disabled, user.id])
+    if disabled:
+        await revoke_tokens_of(conn, user.id)
+
+
+async def set_scope(
+    conn: psycopg.AsyncConnection, user: User, role: str, scope: Scope | None
+) -> None:
+    if role not in ROLES:
+        raise UserError(f"role: one of {', '.join(ROLES)}")
+    check_scope(role, scope)
+    await conn.execute(
+        "UPDATE users SET role = %s, scope_provinces = %s, scope_facilities = %s, "
+        "scope_stations = %s, scoped = %s WHERE id = %s",
+        [role, *_scope_args(scope), user.id],
+    )
+
+
+async def list_users(conn: psycopg.AsyncConnection, include_disabled: bool = False) -> list[User]:
+    cur = await conn.execute(
+        f"SELECT {_USER_COLUMNS} FROM users "
+        f"{'' if include_disabled else 'WHERE NOT disabled '}ORDER BY username"
+    )
+    return [_user(row) for row in await cur.fetchall()]
 
 
 async def audit(

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ingest.contract import STATUS_BY_CODE
-from quantrac.api.deps import Admin, ApiError, Conn, Ctx, Reader, page, parse_when
+from quantrac.api.deps import Admin, ApiError, Conn, Ctx, Reader, page, parse_when, registry_for
 from quantrac.api.users import audit
 from quantrac.evidence.locks import (
     Correction,
@@ -108,9 +108,11 @@ async def create_correction(
 
 
 @router.get("/readings/held", summary="Readings that arrived for a locked period")
-async def held(conn: Conn, user: Reader) -> dict[str, Any]:
+async def held(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
+    visible = registry_for(ctx, user).stations
     items = [
         {**r, "time": r["time"].isoformat(), "received_at": r["received_at"].isoformat()}
         for r in await held_readings(conn)
+        if r["station"] in visible
     ]
     return page(items, len(items), len(items), 0)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from alerts.limits import VIETNAM
-from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when
+from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when, registry_for
 from quantrac.api.users import User, audit
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
@@ -106,10 +106,11 @@ async def exceedances(
         raise ApiError(422, "invalid_parameter", f"section: one of {', '.join(CSV_SECTIONS)}")
     t0, t1 = _period(start, end)
     try:
-        chosen = stations_for(ctx.registry(), station, facility)
+        registry = registry_for(ctx, user)
+        chosen = stations_for(registry, station, facility)
         report = await exceedance_report(
             conn,
-            ctx.registry(),
+            registry,
             ctx.regulations,
             [s.id for s in chosen],
             t0,
@@ -175,7 +176,7 @@ async def completeness(
     _may_export(user, fmt)
     t0, t1 = _period(start, end)
     try:
-        chosen = stations_for(ctx.registry(), station, facility)
+        chosen = stations_for(registry_for(ctx, user), station, facility)
     except ReportError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     report = await completeness_report(conn, chosen, t0, t1, now=ctx.clock())
@@ -215,7 +216,9 @@ async def indicators(
         config = load_indicator_config(indicators_path(ctx.settings.config_dir))
     except IndicatorConfigError as exc:
         raise ApiError(500, "invalid_configuration", str(exc)) from None
-    result = await compute_indicators(conn, ctx.registry(), config, t0, t1, now=ctx.clock())
+    # A scoped user's indicators cover the stations of its scope only.
+    registry = registry_for(ctx, user)
+    result = await compute_indicators(conn, registry, config, t0, t1, now=ctx.clock())
     doc = indicators_json(result)
     if fmt == "json":
         return doc
