@@ -113,6 +113,12 @@ async def sign_in(browser: Any, base: str, username: str) -> tuple[Any, Any, lis
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The board runs under its Content-Security-Policy (no inline script): nothing it does may
+    # be blocked by it.
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     await page.goto(f"{base}/")  # redirected to /board/
     await page.wait_for_selector("#login-form")
     assert await page.get_attribute("html", "lang") == "vi"

@@ -16,14 +16,14 @@ export const STATES = ['open', 'acknowledged', 'resolved'];
 export const STATION_STATUSES = ['online', 'late', 'data_loss', 'offline'];
 // A station's worst open alert, worst first (quantrac/api/routes.py: TROUBLE_TIERS).
 export const TROUBLE_TIERS = ['exceedance', 'fault', 'data_loss', 'warning'];
-export const ROLES = ['operator', 'inspector', 'admin'];
+export const ROLES = ['operator', 'inspector', 'admin', 'facility'];
 export const AQI_COLOURS = {
   good: '#00E400', moderate: '#FFFF00', poor: '#FF7E00',
   bad: '#FF0000', very_bad: '#8F3F97', hazardous: '#7E0023',
 };
 const STATUS_COLOURS = { online: '#2e7d32', late: '#f9a825', data_loss: '#6d4c41', offline: '#757575' };
 const TROUBLE_COLOURS = { exceedance: '#c62828', fault: '#6a1b9a', data_loss: '#6d4c41', warning: '#f9a825' };
-const EXPORTING_ROLES = new Set(['inspector', 'admin']);
+const EXPORTING_ROLES = new Set(['inspector', 'admin', 'facility']);
 const ACTING_ROLES = new Set(['operator', 'admin']);
 
 // Evidence in an alert's details: key → translation key, and how to show the value.

@@ -49,8 +49,13 @@ def _invalid(exc: LockError) -> ApiError:
 
 
 @router.get("/locks", summary="Locked periods")
-async def locks(conn: Conn, user: Reader, all: bool = False) -> dict[str, Any]:
-    items = [lock.to_json() for lock in await list_locks(conn, active_only=not all)]
+async def locks(ctx: Ctx, conn: Conn, user: Reader, all: bool = False) -> dict[str, Any]:
+    visible = registry_for(ctx, user).stations
+    items = [
+        lock.to_json()
+        for lock in await list_locks(conn, active_only=not all)
+        if lock.station_id is None or lock.station_id in visible
+    ]
     return page(items, len(items), len(items), 0)
 
 
