@@ -30,6 +30,7 @@ from quantrac.evidence.cli import (
     start_sealed_snapshot,
 )
 from quantrac.evidence.cli import register as register_evidence
+from quantrac.forward.cli import register as register_forward
 from quantrac.logs import configure_logging
 from quantrac.reports.cli import register as register_reports
 from simulator.check_cli import register_check
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check(sub)
     register_reports(sub)
     register_evidence(sub)
+    register_forward(sub)
     return parser
 
 

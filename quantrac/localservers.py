@@ -348,3 +348,129 @@ class MosquittoServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def find_pure_ftpd() -> Path | None:
+    for candidate in (shutil.which("pure-ftpd"), "/usr/sbin/pure-ftpd"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+@dataclass
+class FtpAccount:
+    name: str
+    password: str
+    home: Path
+
+
+@dataclass
+class PureFtpdServer:
+    """Debian's ``pure-ftpd`` with virtual users (``pure-pw``), one chrooted home per account.
+
+    It must start as root (it chroots and switches to the files' owner); uploads belong to
+    ``owner`` (default ``nobody``). ``tls``: 0 plain FTP, 1 FTP or FTPS, 2 FTPS only (needs a PEM
+    holding the certificate and key, ``certfile``).
+    """
+
+    root: Path
+    accounts: list[FtpAccount]
+    tls: int = 0
+    certfile: Path | None = None
+    owner: str = "nobody"
+    max_disk_usage_pct: int = 99
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def passwd_file(self) -> Path:
+        return self.root / "pureftpd.passwd"
+
+    def _pure_pw(self, *args: str, password: str | None = None) -> None:
+        binary = shutil.which("pure-pw") or "/usr/bin/pure-pw"
+        given = None if password is None else f"{password}\n{password}\n"
+        result = subprocess.run(
+            [binary, *args], input=given, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise LocalServerError(f"pure-pw {args[0]}: {result.stderr.strip()}")
+
+    def start(self) -> PureFtpdServer:
+        binary = find_pure_ftpd()
+        if binary is None:
+            raise LocalServerError("pure-ftpd not found (Debian package pure-ftpd)")
+        if os.geteuid() != 0:
+            raise LocalServerError("pure-ftpd must start as root (chroot, virtual users)")
+        user = pwd.getpwnam(self.owner)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for account in self.accounts:
+            account.home.mkdir(parents=True, exist_ok=True)
+            os.chown(account.home, user.pw_uid, user.pw_gid)
+            self._pure_pw(
+                "useradd",
+                account.name,
+                "-f",
+                str(self.passwd_file),
+                "-u",
+                str(user.pw_uid),
+                "-g",
+                str(user.pw_gid),
+                "-d",
+                str(account.home),
+                password=account.password,
+            )
+        database = self.root / "pureftpd.pdb"
+        self._pure_pw("mkdb", str(database), "-f", str(self.passwd_file))
+        passive = free_port()
+        args = [
+            str(binary),
+            "-S",
+            f"127.0.0.1,{self.port}",
+            "-l",
+            f"puredb:{database}",
+            "-E",  # no anonymous access
+            "-A",  # every account chrooted to its home
+            "-H",
+            "-4",
+            "-u",
+            "1",
+            "-k",
+            str(self.max_disk_usage_pct),
+            "-p",
+            f"{passive}:{passive + 20}",
+            "-P",
+            "127.0.0.1",
+            "-g",
+            str(self.root / "pure-ftpd.pid"),
+            "-Y",
+            str(self.tls),
+        ]
+        if self.tls:
+            if self.certfile is None:
+                raise LocalServerError("FTPS needs a certificate file")
+            args += ["-2", str(self.certfile)]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        process = self.process
+        try:
+            wait_for_port(self.port, 10, lambda: process.poll() is None)
+        except LocalServerError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, 9)
+            self.process.wait(5)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None

@@ -154,7 +154,7 @@ def depends_on(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def is_quantrac(svc: dict[str, Any]) -> bool:
-    return "build" in svc
+    return "build" in svc and str(svc.get("image", "quantrac:")).startswith("quantrac:")
 
 
 def quantrac_settings(svc: dict[str, Any]) -> Settings:
@@ -559,7 +559,9 @@ def test_prometheus_scrapes_every_quantrac_worker():
             for host in dns["names"]:
                 targets[host] = int(dns["port"])
     http_services = {
-        name: quantrac_settings(svc).http_port for name, svc in services.items() if is_quantrac(svc)
+        name: quantrac_settings(svc).http_port
+        for name, svc in services.items()
+        if is_quantrac(svc) and quantrac_settings(svc).http_port
     }
     assert targets == http_services
     assert targets["quantrac"] == 8080

@@ -1,0 +1,227 @@
+"""Forwarding runs: which time slots are due, sending them in order, the record of what went.
+
+``forward_log`` (owner module) has one row per target, station and measured time: the file
+name and path, its SHA-256, how many readings it held, when it was sent and how many times.
+A slot is due when it has no row, or when it has more readings now than were sent (a late
+parameter): then the whole file is sent again under the same name. Each file's row is committed
+right after the upload, so a run that fails (server unreachable, disk full) resumes at the
+first file not recorded. ``forward_state`` keeps each target's last outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from ingest.registry import Registry
+from ingest.schema import apply_component_migrations
+from quantrac.forward.config import ForwardTarget, resolve_url
+from quantrac.forward.files import ForwardError, Line, Tt10File, build_file
+from quantrac.forward.targets import Target, TargetError, target_from_url
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = 0x7166776E  # "qfwn"
+VIETNAM = timezone(timedelta(hours=7))
+
+
+async def _v1(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute("""
+        CREATE TABLE forward_log (
+            target      text NOT NULL,
+            station_id  text NOT NULL,
+            measured_at timestamptz NOT NULL,
+            file_name   text NOT NULL,
+            remote_path text NOT NULL,
+            sha256      text NOT NULL,
+            readings    integer NOT NULL,
+            sent_at     timestamptz NOT NULL,
+            sends       integer NOT NULL DEFAULT 1,
+            PRIMARY KEY (target, station_id, measured_at)
+        );
+        CREATE TABLE forward_state (
+            target          text PRIMARY KEY,
+            last_run_at     timestamptz NOT NULL,
+            last_ok_at      timestamptz,
+            last_error      text,
+            files_sent      bigint NOT NULL DEFAULT 0
+        );
+    """)
+
+
+MIGRATIONS = [(1, "forward log and state", _v1)]
+
+
+async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
+    return await apply_component_migrations(conn, "forward_migrations", _MIGRATION_LOCK, MIGRATIONS)
+
+
+def forwarded_stations(target: ForwardTarget, registry: Registry) -> list[str]:
+    """The target's stations; each needs an ftp_name (the name upstream knows it by)."""
+    if target.stations is None:
+        return sorted(s.id for s in registry.stations.values() if s.ftp_name)
+    missing = [
+        s for s in target.stations if registry.get(s) is None or not registry.stations[s].ftp_name
+    ]
+    if missing:
+        raise ForwardError(
+            f"target {target.name}: station(s) without an ftp_name in the registry (the "
+            f"Province_Facility_Station name of their files): {', '.join(missing)}"
+        )
+    return list(target.stations)
+
+
+_DUE_SLOTS = """
+    SELECT r.station_id, r.measured_at, array_agg(r.param ORDER BY r.param),
+           array_agg(r.value ORDER BY r.param), array_agg(r.status ORDER BY r.param)
+    FROM readings r
+    LEFT JOIN forward_log f ON f.target = %s AND f.station_id = r.station_id
+                           AND f.measured_at = r.measured_at
+    WHERE r.station_id = ANY(%s) AND r.measured_at >= %s AND r.measured_at < %s
+    GROUP BY r.station_id, r.measured_at, f.readings
+    HAVING f.readings IS NULL OR f.readings < count(*)
+    ORDER BY r.measured_at, r.station_id
+    LIMIT %s
+"""
+
+
+@dataclass
+class ForwardResult:
+    target: str
+    sent: int = 0
+    resent: int = 0
+    error: str | None = None
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def forward_once(
+    conn: psycopg.AsyncConnection,
+    target: ForwardTarget,
+    registry: Registry,
+    now: datetime,
+    *,
+    environ: Mapping[str, str],
+    max_files: int = 10_000,
+    sleep: Sleep = asyncio.sleep,
+    destination: Target | None = None,
+) -> ForwardResult:
+    """Send the due slots of ``target`` oldest first; stop at the first file that keeps
+    failing (it and what follows are sent by the next run)."""
+    result = ForwardResult(target.name)
+    stations = forwarded_stations(target, registry)
+    dest = destination or target_from_url(
+        resolve_url(target.url, environ), ca_file=target.ca_file, timeout_s=target.timeout_s
+    )
+    cur = await conn.execute(
+        _DUE_SLOTS,
+        [target.name, stations, target.since, now - timedelta(seconds=target.delay_s), max_files],
+    )
+    slots = await cur.fetchall()
+    await conn.commit()
+    opened = False
+    try:
+        for station_id, measured_at, params, values, statuses in slots:
+            station = registry.stations[station_id]
+            assert station.ftp_name is not None
+            local = station.utc_offset or VIETNAM
+            lines = [
+                Line(p, v, station.parameters[p].unit.id if p in station.parameters else "", s)
+                for p, v, s in zip(params, values, statuses, strict=True)
+            ]
+            item = build_file(
+                station_id, station.ftp_name, measured_at, lines, local, target.layout
+            )
+            path = await _put_with_retries(dest, item, target, sleep, opened)
+            opened = True
+            resent = await _record(conn, target.name, item, path, now)
+            result.sent += 1
+            result.resent += int(resent)
+            result.paths.append(path)
+    except TargetError as exc:
+        result.error = str(exc)
+    finally:
+        await asyncio.to_thread(dest.close)
+    await _record_state(conn, result, now)
+    return result
+
+
+async def _put_with_retries(
+    dest: Target, item: Tt10File, target: ForwardTarget, sleep: Sleep, opened: bool
+) -> str:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if not opened:
+                await asyncio.to_thread(dest.open)
+                opened = True
+            return await asyncio.to_thread(dest.put, item)
+        except TargetError as exc:
+            opened = False
+            if not exc.retryable or attempt >= target.max_attempts:
+                raise
+            delay = target.backoff_s * 2 ** (attempt - 1)
+            log.warning(
+                "forward: retrying",
+                extra={
+                    "event": "forward_retry",
+                    "target": target.name,
+                    "file": item.name,
+                    "attempt": attempt,
+                    "error": str(exc),
+                },
+            )
+            await sleep(delay)
+
+
+async def _record(
+    conn: psycopg.AsyncConnection, target: str, item: Tt10File, path: str, now: datetime
+) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO forward_log (target, station_id, measured_at, file_name, remote_path,"
+        " sha256, readings, sent_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (target, station_id, measured_at) DO UPDATE SET"
+        " file_name = EXCLUDED.file_name, remote_path = EXCLUDED.remote_path,"
+        " sha256 = EXCLUDED.sha256, readings = EXCLUDED.readings, sent_at = EXCLUDED.sent_at,"
+        " sends = forward_log.sends + 1 RETURNING sends",
+        [
+            target,
+            item.station_id,
+            item.measured_at,
+            item.name,
+            path,
+            item.sha256,
+            item.readings,
+            now,
+        ],
+    )
+    row = await cur.fetchone()
+    await conn.commit()
+    return bool(row and row[0] > 1)
+
+
+async def _record_state(
+    conn: psycopg.AsyncConnection, result: ForwardResult, now: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO forward_state (target, last_run_at, last_ok_at, last_error, files_sent)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (target) DO UPDATE SET"
+        " last_run_at = EXCLUDED.last_run_at,"
+        " last_ok_at = coalesce(EXCLUDED.last_ok_at, forward_state.last_ok_at),"
+        " last_error = EXCLUDED.last_error,"
+        " files_sent = forward_state.files_sent + EXCLUDED.files_sent",
+        [result.target, now, now if result.ok else None, result.error, result.sent],
+    )
+    await conn.commit()
