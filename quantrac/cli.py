@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from alerts.aqi_cli import register as register_aqi
+from alerts.maintenance_cli import register as register_maintenance
 from alerts.regulations_cli import register as register_regulations
 from alerts.replay import register as register_replay
 from ingest.catalog import load_catalog
@@ -484,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_reports(sub)
     register_evidence(sub)
     register_forward(sub)
+    register_maintenance(sub)
     return parser
 
 

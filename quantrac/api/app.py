@@ -25,6 +25,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from alerts.config import load_alerts_config
 from alerts.regulations import load_regulation_catalog
+from alerts.station_log import upgrade as upgrade_station_log
 from alerts.store import upgrade as upgrade_alerts
 from ingest.catalog import Catalog
 from ingest.registry import Registry, RegistryError, load_registry
@@ -34,6 +35,7 @@ from quantrac.api import schema
 from quantrac.api.alert_metrics import OpenAlertsGauge
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
+from quantrac.api.maintenance import router as maintenance_router
 from quantrac.api.routes import router
 from quantrac.api.security import SecurityMiddleware
 from quantrac.evidence.routes import router as evidence_router
@@ -116,6 +118,7 @@ def build_api(
         app.include_router(router)
         app.include_router(reports_router)
         app.include_router(evidence_router)
+        app.include_router(maintenance_router)
         if BOARD.is_dir():
             app.mount("/board", StaticFiles(directory=BOARD, html=True), name="board")
 
@@ -190,6 +193,7 @@ class ApiService:
             await upgrade_alerts(conn)
             await schema.upgrade(conn)
             await upgrade_evidence(conn)
+            await upgrade_station_log(conn)
         await self.events.start()
         self.context = ApiContext(
             settings=s,

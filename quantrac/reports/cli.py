@@ -36,6 +36,7 @@ from quantrac.reports.indicators import (
 )
 from quantrac.reports.schedule_cli import register as register_schedule
 from quantrac.reports.writers import (
+    CSV_SECTIONS,
     ReportFontError,
     completeness_csv,
     completeness_json,
@@ -284,7 +285,7 @@ def register(sub: Any) -> None:
     ex.add_argument("--lang", choices=("vi", "en"), default="vi")
     ex.add_argument(
         "--section",
-        choices=("episodes", "completeness", "status", "by_parameter", "by_month"),
+        choices=CSV_SECTIONS,
         default="episodes",
         help="csv only: which table (default: episodes)",
     )

@@ -24,7 +24,9 @@ import psycopg
 from alerts.choices import DesignChoice, design_choices
 from alerts.config import EngineConfig
 from alerts.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
+from alerts.maintenance import MaintenanceWindow
 from alerts.regulations import RegulationCatalog
+from alerts.station_log import windows_between
 from ingest.registry import Registry, Station
 from quantrac.reports.completeness import (
     CompletenessReport,
@@ -158,6 +160,8 @@ class ExceedanceReport:
     by_parameter: list[ParamSummary] = field(default_factory=list)
     by_month: list[MonthSummary] = field(default_factory=list)
     facility: str | None = None
+    # Maintenance, repair, replacement and calibration entries of the station log.
+    station_log: list[MaintenanceWindow] = field(default_factory=list)
     # Sealed reports (closed periods) carry the digest of the readings they were built from.
     readings_sha256: str | None = None
     readings_count: int | None = None
@@ -453,6 +457,17 @@ async def fetch_status_periods(
     ]
 
 
+async def fetch_station_log(
+    conn: psycopg.AsyncConnection, station_ids: list[str], start: datetime, end: datetime
+) -> list[MaintenanceWindow]:
+    """The station log's entries in the period (none before the log's table exists)."""
+    cur = await conn.execute("SELECT to_regclass('station_log') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return []
+    return await windows_between(conn, station_ids, start, end)
+
+
 async def exceedance_report(
     conn: psycopg.AsyncConnection,
     registry: Registry,
@@ -512,6 +527,7 @@ async def exceedance_report(
         status_periods=periods,
         facility=facility,
         design_choices=design_choices(engine_config or EngineConfig(), regulations),
+        station_log=await fetch_station_log(conn, [s.id for s in stations], start, end),
     )
     summarise(report)
     return report

@@ -29,7 +29,7 @@ FONT_DIR_ENV = "QUANTRAC_REPORT_FONT_DIR"
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 FORMATS = ("json", "csv", "xlsx", "pdf")
-CSV_SECTIONS = ("episodes", "completeness", "status", "by_parameter", "by_month")
+CSV_SECTIONS = ("episodes", "completeness", "status", "by_parameter", "by_month", "log")
 MEDIA_TYPES = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
@@ -250,6 +250,24 @@ def status_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = Fal
     return headers, rows
 
 
+def station_log_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = False) -> Table:
+    when: Callable[[datetime], Any] = local_naive if spreadsheet else local_iso
+    headers = _headers(lang, "station", "kind", "log_params", "start", "end", "reason", "by")
+    rows = [
+        [
+            w.station_id,
+            _t(f"log.{w.kind}", lang),
+            ", ".join(sorted(w.params)) or _t("whole_station", lang),
+            when(w.start),
+            when(w.end),
+            w.reason,
+            w.actor,
+        ]
+        for w in report.station_log
+    ]
+    return headers, rows
+
+
 def by_parameter_table(report: ExceedanceReport, lang: str) -> Table:
     headers = _headers(
         lang,
@@ -440,6 +458,10 @@ def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
             }
             for p in report.status_periods
         ],
+        "station_log": [
+            {**w.to_json(), "from": local_iso(w.start), "to": local_iso(w.end)}
+            for w in report.station_log
+        ],
         "by_parameter": [
             {
                 "station": s.station_id,
@@ -492,6 +514,7 @@ def exceedance_csv(report: ExceedanceReport, lang: str = "vi", section: str = "e
         "status": lambda: status_table(report, lang),
         "by_parameter": lambda: by_parameter_table(report, lang),
         "by_month": lambda: by_month_table(report, lang),
+        "log": lambda: station_log_table(report, lang),
     }
     if section not in tables:
         raise ValueError(f"section: one of {', '.join(CSV_SECTIONS)}")
@@ -674,6 +697,9 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
         completeness_table(report.completeness, lang, spreadsheet=True),
     )
     fill(book.create_sheet(_t("sheet.status", lang)), status_table(report, lang, spreadsheet=True))
+    fill(
+        book.create_sheet(_t("sheet.log", lang)), station_log_table(report, lang, spreadsheet=True)
+    )
     fill(book.create_sheet(_t("sheet.by_parameter", lang)), by_parameter_table(report, lang))
     months = book.create_sheet(_t("sheet.by_month", lang))
     table = by_month_table(report, lang)
@@ -923,6 +949,18 @@ def exceedance_pdf(
             for r, p in zip(rows, report.status_periods, strict=True)
         ]
         table(headers, rows, (14, 10, 14, 16, 16, 10, 10))
+
+    # The station log: maintenance, repair, replacement and calibration
+    heading(_t("section.log", lang))
+    if not report.station_log:
+        para(_t("no_log", lang))
+    else:
+        headers, rows = station_log_table(report, lang)
+        rows = [
+            [*r[:3], local_text(w.start), local_text(w.end), *r[5:]]
+            for r, w in zip(rows, report.station_log, strict=True)
+        ]
+        table(headers, rows, (14, 12, 12, 16, 16, 40, 10))
     return bytes(pdf.output())
 
 

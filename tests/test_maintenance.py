@@ -1,0 +1,209 @@
+"""Maintenance windows and the station log: suppression rules, flags, hold-off and historical
+readings (pure), the CLI and the API against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerts.maintenance import (
+    SUPPRESSED_KINDS,
+    MaintenanceWindow,
+    WindowError,
+    check_window,
+    in_holdoff,
+    is_historical,
+    reading_flag,
+    suppressed,
+)
+from alerts.model import STATION_WIDE, Kind
+from quantrac.cli import main
+from tests.conftest import fetch
+from tests.test_api import api as api_service  # noqa: F401  (the fixture)
+from tests.test_api import login
+
+T0 = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)  # 08:00 in Hà Nội
+HOUR = timedelta(hours=1)
+WHOLE = MaintenanceWindow(1, "WW1", "maintenance", T0, T0 + 2 * HOUR, "thay bơm", "op")
+COD_CAL = MaintenanceWindow(
+    2, "WW1", "calibration", T0, T0 + HOUR, "hiệu chuẩn COD", "op", frozenset({"COD"})
+)
+DECLARED = {"WW1": ["Flow", "pH", "COD", "TSS"], "AIR1": ["PM10"]}
+
+
+def test_windows_suppress_fault_calibration_and_data_loss_only():
+    assert {Kind.DEVICE_FAULT, Kind.CALIBRATION, Kind.DATA_LOSS} == SUPPRESSED_KINDS
+    inside = T0 + 30 * timedelta(minutes=1)
+    for kind in SUPPRESSED_KINDS:
+        assert suppressed([WHOLE], "WW1", "pH", kind, inside) == WHOLE
+    # Planned work does not excuse an exceedance, nor a stuck or impossible value.
+    for kind in (Kind.EXCEEDANCE, Kind.WARNING, Kind.STUCK_VALUE, Kind.OUT_OF_RANGE):
+        assert suppressed([WHOLE], "WW1", "pH", kind, inside) is None
+    # Edges: start included, end excluded; another station is not covered.
+    assert suppressed([WHOLE], "WW1", "pH", Kind.DEVICE_FAULT, T0) == WHOLE
+    assert suppressed([WHOLE], "WW1", "pH", Kind.DEVICE_FAULT, T0 + 2 * HOUR) is None
+    assert suppressed([WHOLE], "AIR1", "PM10", Kind.DATA_LOSS, inside) is None
+    # A window of some parameters covers those only, and never a station-wide silence.
+    assert suppressed([COD_CAL], "WW1", "COD", Kind.CALIBRATION, inside) == COD_CAL
+    assert suppressed([COD_CAL], "WW1", "pH", Kind.CALIBRATION, inside) is None
+    assert suppressed([COD_CAL], "WW1", STATION_WIDE, Kind.DATA_LOSS, inside) is None
+    assert suppressed([WHOLE], "WW1", STATION_WIDE, Kind.DATA_LOSS, inside) == WHOLE
+
+
+def test_readings_are_flagged_and_held_off_after_calibration():
+    ten = timedelta(minutes=10)
+    assert reading_flag([WHOLE, COD_CAL], "WW1", "COD", T0) == "maintenance"
+    assert reading_flag([COD_CAL], "WW1", "COD", T0 + 5 * ten) == "calibration"
+    assert reading_flag([COD_CAL], "WW1", "COD", T0 + HOUR) is None  # no hold-off configured
+    assert reading_flag([COD_CAL], "WW1", "COD", T0 + HOUR, holdoff=3 * ten) == "holdoff"
+    assert reading_flag([COD_CAL], "WW1", "COD", T0 + HOUR + 3 * ten, holdoff=3 * ten) is None
+    assert reading_flag([COD_CAL], "WW1", "pH", T0 + HOUR, holdoff=3 * ten) is None
+    # A hold-off also follows the analyser's own status-01 readings, window or not.
+    last_01 = T0 + 4 * HOUR
+    assert in_holdoff([], "WW1", "TSS", last_01 + ten, 3 * ten, last_calibration_reading=last_01)
+    assert not in_holdoff([], "WW1", "TSS", last_01 + 4 * ten, 3 * ten, last_01)
+    assert not in_holdoff([COD_CAL], "WW1", "COD", T0 + HOUR, timedelta(0))
+
+
+def test_historical_readings():
+    day = timedelta(days=1)
+    assert is_historical(T0 - 3 * day, T0, after=2 * day)
+    assert not is_historical(T0 - day, T0, after=2 * day)
+    assert not is_historical(T0 - 30 * day, T0, after=None)
+    assert is_historical(T0, T0, after=None, marked=True)  # ingest-files --historical
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"station_id": "NOPE"}, "unknown station 'NOPE'"),
+        ({"end": T0 - HOUR}, "end of the window must be after its start"),
+        ({"end": T0}, "end of the window must be after its start"),
+        ({"end": T0 + timedelta(days=40)}, "at most 31 days"),
+        ({"params": ["NH4"]}, "station WW1 has no parameter NH4"),
+        ({"kind": "party"}, "kind must be one of"),
+        ({"reason": "  "}, "give a reason"),
+        ({"start": datetime(2026, 12, 3, 8)}, "with their offset"),
+    ],
+)
+def test_bad_windows_are_refused_with_the_reason(change, message):
+    values = {
+        "station_id": "WW1",
+        "kind": "maintenance",
+        "start": T0,
+        "end": T0 + HOUR,
+        "params": ["COD"],
+        "reason": "thay màng lọc",
+        "stations": DECLARED,
+    }
+    values.update(change)
+    with pytest.raises(WindowError, match=message):
+        check_window(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def env(make_settings, monkeypatch):
+    settings = make_settings()
+    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
+    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
+    return settings
+
+
+@pytest.mark.integration
+def test_cli_plans_lists_and_cancels_windows(env, capsys):
+    window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
+    add = ["maintenance", "add", "--station", "WW1", *window]
+    assert main([*add, "--param", "COD", "--kind", "calibration", "--reason", "hiệu chuẩn"]) == 0
+    assert "log entry 1: calibration of WW1 (COD)" in capsys.readouterr().out
+    assert main([*add, "--reason", "thay bơm"]) == 0
+    capsys.readouterr()
+    backwards = ["--from", window[3], "--to", window[1]]
+    assert main(["maintenance", "add", "--station", "WW1", *backwards, "--reason", "x"]) == 2
+    assert "after its start" in capsys.readouterr().err
+    assert main(["maintenance", "add", "--station", "NOPE", *window, "--reason", "x"]) == 2
+    assert "unknown station 'NOPE'" in capsys.readouterr().err
+    span = ["--from", "2026-12-01T00:00+07:00", "--to", "2026-12-05T00:00+07:00"]
+    assert main(["maintenance", "list", "--station", "WW1", *span]) == 0
+    out = capsys.readouterr().out
+    assert "calibration  COD" in out and "maintenance  *" in out and "thay bơm" in out
+    assert main(["maintenance", "cancel", "2"]) == 0
+    assert main(["maintenance", "cancel", "2"]) == 2
+    capsys.readouterr()
+    assert main(["maintenance", "list", *span]) == 0
+    assert "thay bơm" not in capsys.readouterr().out
+    rows = asyncio.run(
+        fetch(env.database_url, "SELECT id, cancelled_by LIKE 'cli%%' FROM station_log ORDER BY id")
+    )
+    assert rows == [(1, None), (2, True)]
+
+
+@pytest.mark.integration
+async def test_api_station_log(api_service, database_url):  # noqa: F811  (the fixture)
+    client, _, _ = api_service
+    operator, inspector = await login(client, "op"), await login(client, "insp")
+    body = {
+        "kind": "repair",
+        "from": "2026-12-03T08:00+07:00",
+        "to": "2026-12-03T09:30+07:00",
+        "params": ["pH"],
+        "reason": "thay điện cực pH",
+    }
+    url = "/api/v1/stations/WW1/log"
+    assert (await client.post(url, json=body, headers=inspector)).status_code == 403
+    created = await client.post(url, json=body, headers=operator)
+    assert created.status_code == 201, created.text
+    assert created.json()["params"] == ["pH"] and created.json()["by"] == "op"
+    bad = await client.post(url, json={**body, "to": body["from"]}, headers=operator)
+    assert bad.status_code == 422 and "after its start" in bad.json()["error"]["message"]
+    missing = await client.post("/api/v1/stations/NOPE/log", json=body, headers=operator)
+    assert missing.status_code == 404
+    listed = await client.get(
+        url,
+        params={"start": "2026-12-03T00:00+07:00", "end": "2026-12-04T00:00+07:00"},
+        headers=inspector,
+    )
+    assert [e["kind"] for e in listed.json()["items"]] == ["repair"]
+    entry = created.json()["id"]
+    assert (await client.post(f"/api/v1/log/{entry}/cancel", headers=operator)).status_code == 200
+    assert (await client.post(f"/api/v1/log/{entry}/cancel", headers=operator)).status_code == 404
+    actions = await fetch(
+        database_url, "SELECT action FROM audit_log WHERE action LIKE 'station%%'"
+    )
+    assert [a for (a,) in actions] == ["station_log.add", "station_log.cancel"]
+
+
+@pytest.mark.integration
+def test_the_inspector_report_shows_the_station_log(env, tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
+    base = ["maintenance", "add", "--station", "WW1", *window]
+    assert main([*base, "--kind", "replacement", "--param", "pH", "--reason", "điện cực mới"]) == 0
+    capsys.readouterr()
+    period = ["--from", "2026-12-01T00:00+07:00", "--to", "2026-12-04T00:00+07:00"]
+    report = ["report", "exceedances", "--station", "WW1", *period]
+    assert main([*report, "--format", "json", "-o", str(tmp_path / "r.json")]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    [entry] = doc["station_log"]
+    assert (entry["kind"], entry["params"], entry["reason"]) == (
+        "replacement",
+        ["pH"],
+        "điện cực mới",
+    )
+    assert entry["from"] == "2026-12-03T08:00:00+07:00"
+    assert main([*report, "--format", "csv", "--section", "log", "--lang", "en"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.lstrip("\ufeff"))))
+    assert [(r["Kind"], r["Parameters"], r["Reason"]) for r in rows] == [
+        ("Replacement", "pH", "điện cực mới")
+    ]
+    assert main([*report, "--format", "pdf", "-o", str(tmp_path / "r.pdf")]) == 0
+    assert main([*report, "--format", "xlsx", "-o", str(tmp_path / "r.xlsx")]) == 0
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(tmp_path / "r.xlsx")["Nhật ký trạm"]
+    assert [c.value for c in sheet[2]][1:3] == ["Thay thế thiết bị", "pH"]
