@@ -21,10 +21,11 @@ raises are *historical*: recorded, never paged or escalated.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from alerts.engine import Change, Transition
 from alerts.model import STATION_WIDE, Kind
 
 LOG_KINDS = ("maintenance", "repair", "replacement", "calibration")
@@ -152,3 +153,40 @@ def is_historical(
 ) -> bool:
     """A backfilled reading: marked so by its source, or older than ``after`` on arrival."""
     return marked or (after is not None and received_at - measured_at > after)
+
+
+def apply_windows(
+    transitions: Sequence[Transition], windows: Sequence[MaintenanceWindow]
+) -> tuple[list[Transition], list[tuple[Transition, MaintenanceWindow]]]:
+    """Drop what a window suppresses: a raise, repeat or revision of a fault, calibration or
+    data-loss condition whose data time it covers. A clear always passes, and a condition that
+    still holds after the window opens its alert then (the next repeat opens it)."""
+    kept: list[Transition] = []
+    dropped: list[tuple[Transition, MaintenanceWindow]] = []
+    for t in transitions:
+        window = (
+            None
+            if t.change is Change.CLEAR
+            else suppressed(windows, t.station_id, t.param, t.kind, t.at)
+        )
+        if window is None:
+            kept.append(t)
+        else:
+            dropped.append((t, window))
+    return kept, dropped
+
+
+def mark_historical(
+    transitions: Sequence[Transition],
+    received_at: datetime,
+    after: timedelta | None,
+    marked: bool = False,
+) -> list[Transition]:
+    """Transitions resting on backfilled data carry ``historical: true`` in their details: the
+    alert is recorded, and notification and escalation leave it alone."""
+    return [
+        replace(t, details={**t.details, "historical": True})
+        if t.change is not Change.CLEAR and is_historical(t.at, received_at, after, marked)
+        else t
+        for t in transitions
+    ]

@@ -207,3 +207,34 @@ def test_the_inspector_report_shows_the_station_log(env, tmp_path, capsys):
 
     sheet = load_workbook(tmp_path / "r.xlsx")["Nhật ký trạm"]
     assert [c.value for c in sheet[2]][1:3] == ["Thay thế thiết bị", "pH"]
+
+
+def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historical():
+    from alerts.engine import Change, Transition
+    from alerts.maintenance import apply_windows, mark_historical
+
+    def t(change: Change, kind: Kind, param: str, at: datetime) -> Transition:
+        return Transition(change, kind, "WW1", param, at, 1.0, {})
+
+    inside, after = T0 + timedelta(minutes=20), T0 + 3 * HOUR
+    batch = [
+        t(Change.RAISE, Kind.DEVICE_FAULT, "pH", inside),
+        t(Change.RAISE, Kind.EXCEEDANCE, "COD", inside),
+        t(Change.CLEAR, Kind.CALIBRATION, "COD", inside),
+        t(Change.UPDATE, Kind.DEVICE_FAULT, "pH", after),
+    ]
+    kept, dropped = apply_windows(batch, [WHOLE])
+    assert [(x.kind, x.change) for x in kept] == [
+        (Kind.EXCEEDANCE, Change.RAISE),
+        (Kind.CALIBRATION, Change.CLEAR),
+        (Kind.DEVICE_FAULT, Change.UPDATE),  # the fault still there after the window opens then
+    ]
+    assert [(x.kind, w.id) for x, w in dropped] == [(Kind.DEVICE_FAULT, 1)]
+
+    old = t(Change.RAISE, Kind.EXCEEDANCE, "COD", T0 - timedelta(days=10))
+    fresh = t(Change.RAISE, Kind.EXCEEDANCE, "COD", T0 - timedelta(minutes=5))
+    clear = t(Change.CLEAR, Kind.EXCEEDANCE, "COD", T0 - timedelta(days=10))
+    marked = mark_historical([old, fresh, clear], T0, after=timedelta(days=2))
+    assert [x.details.get("historical") for x in marked] == [True, None, None]
+    flagged = mark_historical([fresh], T0, after=None, marked=True)
+    assert flagged[0].details == {"historical": True}
