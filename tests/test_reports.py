@@ -385,6 +385,7 @@ async def test_csv_xlsx_and_pdf(world: World) -> None:
         "Calibration & faults",
         "Summary by parameter",
         "Summary by month",
+        "Station log",
     ]
     episodes = list(book["Episodes"].iter_rows(values_only=True))
     assert episodes[0][:4] == ("Station", "Parameter", "Averaging", "Start")

@@ -697,9 +697,6 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
         completeness_table(report.completeness, lang, spreadsheet=True),
     )
     fill(book.create_sheet(_t("sheet.status", lang)), status_table(report, lang, spreadsheet=True))
-    fill(
-        book.create_sheet(_t("sheet.log", lang)), station_log_table(report, lang, spreadsheet=True)
-    )
     fill(book.create_sheet(_t("sheet.by_parameter", lang)), by_parameter_table(report, lang))
     months = book.create_sheet(_t("sheet.by_month", lang))
     table = by_month_table(report, lang)
@@ -718,6 +715,8 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
         chart.legend = None
         chart.width, chart.height = 22, 10
         months.add_chart(chart, f"A{n + 4}")
+    log_sheet = book.create_sheet(_t("sheet.log", lang))
+    fill(log_sheet, station_log_table(report, lang, spreadsheet=True))
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
