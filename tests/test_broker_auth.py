@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -242,3 +243,77 @@ def test_the_command_shows_secrets_once(
     assert main([*args, "--rotate", "NOPE"]) == 2
     stored = (env_dir / "accounts.json").read_text()
     assert all(i["secret"] not in stored for i in first["issued"])
+
+
+@needs_broker
+@pytest.mark.integration
+async def test_the_shipped_configuration_as_written(tmp_path: Path) -> None:
+    """config/mosquitto/mosquitto.conf itself, with only its container paths and ports moved
+    here: stations over TLS on the second listener, quantrac in plain MQTT on the first, nobody
+    without an account."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from ingest.settings import default_config_dir
+    from quantrac.localservers import free_port, wait_for_port
+    from tests.test_mqtt_tls import make_certificates
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = make_certificates(certs)
+    key.chmod(0o644)
+    cert.rename(certs / "server.pem")
+    key.rename(certs / "server.key")
+    auth = tmp_path / "auth"
+    accounts, issued, _ = broker_auth.update_accounts({}, ["X"], SERVICES)
+    broker_auth.write_accounts(auth, accounts, SERVICES)
+    secrets = {i.account: i.secret for i in issued}
+    plain, tls = free_port(), free_port()
+    text = (default_config_dir() / "mosquitto" / "mosquitto.conf").read_text()
+    text = (
+        text.replace("listener 1883 0.0.0.0", f"listener {plain} 127.0.0.1")
+        .replace("listener 8883 0.0.0.0", f"listener {tls} 127.0.0.1")
+        .replace("/mosquitto/certs/", f"{certs}/")
+        .replace("/mosquitto/auth/", f"{auth}/")
+        .replace("/usr/lib/mosquitto_dynamic_security.so", str(find_dynamic_security_plugin()))
+        .replace("/mosquitto/data/", f"{tmp_path}/")
+        .replace("log_dest stdout", f"log_dest file {tmp_path}/mosquitto.log")
+    )
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text + ("user root\n" if os.geteuid() == 0 else ""))
+    process = subprocess.Popen([str(find_mosquitto()), "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_for_port(tls, 15, lambda: process.poll() is None)
+        ingest = Client("shipped-ingest")
+        ingest.set_auth_credentials("quantrac-ingest", secrets["quantrac-ingest"])
+        got: list[bytes] = []
+        ingest.on_message = lambda c, t, p, q, props: (got.append(p), 0)[1]
+        await ingest.connect("127.0.0.1", plain)
+        ingest.subscribe("$share/quantrac-ingest/stations/+/data", qos=1)
+        station = Client("shipped-station")
+        station.set_auth_credentials("X", secrets["X"])
+        await station.connect("127.0.0.1", tls, ssl=ssl.create_default_context(cafile=str(ca)))
+        await asyncio.sleep(0.3)
+        station.publish("stations/X/data", b"over tls", qos=1)
+        await wait_until(lambda: _async(got), 5)
+        assert got == [b"over tls"]
+        with pytest.raises(MQTTConnectError):
+            anonymous = Client("shipped-anonymous")
+            try:
+                await anonymous.connect("127.0.0.1", plain)
+            finally:
+                await anonymous.disconnect()
+        # The station port speaks TLS only: plain MQTT gets no CONNACK there.
+        cleartext = Client("shipped-cleartext")
+        cleartext.set_auth_credentials("X", secrets["X"])
+        with pytest.raises((TimeoutError, OSError, MQTTConnectError)):
+            await asyncio.wait_for(cleartext.connect("127.0.0.1", tls), 3)
+        assert not cleartext.is_connected
+        for client in (ingest, station):
+            await client.disconnect()
+    finally:
+        process.terminate()
+        process.wait(10)
