@@ -202,36 +202,64 @@ def mosquitto_password_file(accounts: dict[str, Account]) -> str:
     return "".join(f"{a.name}:{a.mosquitto}\n" for a in _sorted(accounts))
 
 
+# What an account may do, broker-neutral: (action, topic). "publish" sends on a topic,
+# "subscribe" may subscribe with this filter, "receive" may be delivered messages of it.
+Grant = tuple[str, str]
+
+
+def station_grants(station_id: str) -> list[Grant]:
+    """A station's rights; ``station_id`` may be a broker's placeholder for the user name."""
+    return [
+        ("publish", f"stations/{station_id}/data"),
+        ("subscribe", f"stations/{station_id}/ack"),
+        ("receive", f"stations/{station_id}/ack"),
+    ]
+
+
+def service_grants(service: ServiceAccount) -> list[Grant]:
+    grants: list[Grant] = []
+    if service.share_groups:
+        grants.append(("receive", "stations/+/data"))
+        grants += [("subscribe", f"$share/{g}/stations/+/data") for g in service.share_groups]
+    if service.writes_acks:
+        grants.append(("publish", "stations/+/ack"))
+    if service.publishes_alerts:
+        grants.append(("publish", "alerts/#"))
+    if service.reads_alerts:
+        grants += [("subscribe", "alerts/#"), ("receive", "alerts/#")]
+    return grants
+
+
+def _mosquitto_lines(grants: list[Grant], keyword: str) -> list[str]:
+    """acl_file lines: it knows only read (subscribe and receive alike) and write."""
+    lines: list[str] = []
+    for action, topic in grants:
+        line = f"{keyword} {'write' if action == 'publish' else 'read'} {topic}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 def mosquitto_acl(accounts: dict[str, Account], services: Iterable[ServiceAccount]) -> str:
     lines = [
         "# Written by `quantrac stations credentials`; do not edit (it is rewritten).",
         "# Nothing is allowed unless listed; anonymous clients get nothing.",
         "",
         "# Every station: publish its own readings, read its own acks; nothing else.",
-        "pattern write stations/%u/data",
-        "pattern read stations/%u/ack",
+        *_mosquitto_lines(station_grants("%u"), "pattern"),
     ]
-    present = set(accounts)
     for service in services:
-        if service.name not in present:
-            continue
-        lines += ["", f"# {service.purpose}", f"user {service.name}"]
-        if service.share_groups:
-            lines.append("topic read stations/+/data")
-            lines += [f"topic read $share/{g}/stations/+/data" for g in service.share_groups]
-        if service.writes_acks:
-            lines.append("topic write stations/+/ack")
-        if service.publishes_alerts and service.reads_alerts:
-            lines.append("topic readwrite alerts/#")
-        elif service.publishes_alerts:
-            lines.append("topic write alerts/#")
-        elif service.reads_alerts:
-            lines.append("topic read alerts/#")
+        if service.name in accounts:
+            lines += ["", f"# {service.purpose}", f"user {service.name}"]
+            lines += _mosquitto_lines(service_grants(service), "topic")
     return "\n".join(lines) + "\n"
 
 
-def _acl(kind: str, topic: str) -> dict[str, Any]:
-    return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+_DYNSEC_ACL = {
+    "publish": "publishClientSend",
+    "subscribe": "subscribePattern",
+    "receive": "publishClientReceive",
+}
 
 
 def mosquitto_dynamic_security(
@@ -244,30 +272,15 @@ def mosquitto_dynamic_security(
         scheme, iterations, salt, digest = account.mosquitto.split("$")[1:]
         assert scheme == "7"
         role = f"{account.kind}-{account.name}"
-        if account.kind == "station":
-            acls = [
-                _acl("publishClientSend", f"stations/{account.name}/data"),
-                _acl("subscribeLiteral", f"stations/{account.name}/ack"),
-                _acl("publishClientReceive", f"stations/{account.name}/ack"),
-            ]
-        else:
-            service = by_name[account.name]
-            acls = []
-            if service.share_groups:
-                acls.append(_acl("publishClientReceive", "stations/+/data"))
-                acls += [
-                    _acl("subscribePattern", f"$share/{g}/stations/+/data")
-                    for g in service.share_groups
-                ]
-            if service.writes_acks:
-                acls.append(_acl("publishClientSend", "stations/+/ack"))
-            if service.publishes_alerts:
-                acls.append(_acl("publishClientSend", "alerts/#"))
-            if service.reads_alerts:
-                acls += [
-                    _acl("subscribePattern", "alerts/#"),
-                    _acl("publishClientReceive", "alerts/#"),
-                ]
+        grants = (
+            station_grants(account.name)
+            if account.kind == "station"
+            else service_grants(by_name[account.name])
+        )
+        acls = [
+            {"acltype": _DYNSEC_ACL[action], "topic": topic, "priority": 0, "allow": True}
+            for action, topic in grants
+        ]
         roles.append({"rolename": role, "acls": acls})
         clients.append(
             {
@@ -300,6 +313,18 @@ def emqx_users_csv(accounts: dict[str, Account]) -> str:
     return out.getvalue()
 
 
+def _emqx_rules(who: str, grants: list[Grant]) -> list[str]:
+    """acl.conf rules. EMQX checks subscriptions and delivers what they match, so "receive" is a
+    subscription right too; a shared subscription is allowed by its ``$share/…`` filter or by
+    the topic filter behind it, whichever EMQX checks (both are listed)."""
+    by_action: dict[str, list[str]] = {}
+    for action, topic in grants:
+        topics = by_action.setdefault("publish" if action == "publish" else "subscribe", [])
+        if f'"{topic}"' not in topics:
+            topics.append(f'"{topic}"')
+    return [f"{{allow, {who}, {action}, [{', '.join(t)}]}}." for action, t in by_action.items()]
+
+
 def emqx_acl(services: Iterable[ServiceAccount]) -> str:
     """EMQX's file authorizer (acl.conf): Erlang terms, first match wins, then deny."""
     lines = [
@@ -307,20 +332,10 @@ def emqx_acl(services: Iterable[ServiceAccount]) -> str:
         "%% Use with authorization.no_match = deny and authorization.sources = [file].",
     ]
     for service in services:
-        who = f'{{username, "{service.name}"}}'
-        topics = [f'"$share/{g}/stations/+/data"' for g in service.share_groups]
-        if topics:
-            lines.append(f"{{allow, {who}, subscribe, [{', '.join(topics)}]}}.")
-        if service.writes_acks:
-            lines.append(f'{{allow, {who}, publish, ["stations/+/ack"]}}.')
-        if service.publishes_alerts:
-            lines.append(f'{{allow, {who}, publish, ["alerts/#"]}}.')
-        if service.reads_alerts:
-            lines.append(f'{{allow, {who}, subscribe, ["alerts/#"]}}.')
+        lines += _emqx_rules(f'{{username, "{service.name}"}}', service_grants(service))
     lines += [
         "%% Every station: its own data topic and its own ack topic, nothing else.",
-        '{allow, all, publish, ["stations/${username}/data"]}.',
-        '{allow, all, subscribe, ["stations/${username}/ack"]}.',
+        *_emqx_rules("all", station_grants("${username}")),
         "{deny, all}.",
     ]
     return "\n".join(lines) + "\n"
