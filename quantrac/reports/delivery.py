@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from alerts.config import EngineConfig
 from alerts.notify.base import DeliveryError
 from alerts.notify.config import (
     EmailChannelConfig,
@@ -166,8 +167,10 @@ class ReportSender:
         regulations: RegulationCatalog,
         channel_spec: EmailChannelConfig | None,
         environ: Mapping[str, str] | None = None,
+        engine_config: EngineConfig | None = None,
     ) -> None:
         self.conn = conn
+        self.engine_config = engine_config  # the design choices the reports list
         self.config = config
         self.registry = registry
         self.regulations = regulations
@@ -255,6 +258,7 @@ class ReportSender:
             delivery.end,
             now=now,
             facility=schedule.facility,
+            engine_config=self.engine_config,
         )
         digest = await readings_digest(self.conn, ids, delivery.start, delivery.end)
         report.readings_sha256, report.readings_count = digest.sha256, digest.count

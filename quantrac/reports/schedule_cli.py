@@ -85,6 +85,7 @@ async def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
         lambda: load_registry(settings.stations_path, catalog),
         regulations,
         spec,
+        engine_config=load_alerts_config(settings.alerts_path).engine,
     )
     try:
         if args.once:
