@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from alerts.windows import local_day_bounds
+from ingest.i18n import translate
 
 HOUR = timedelta(hours=1)
 NOWCAST_HOURS = 12
@@ -380,3 +381,9 @@ def daily_aqi(
             sub_indices[pollutant] = index
             inputs[pollutant] = concentration
     return _result(station_id, "day", start, end, sub_indices, inputs, table)
+
+
+def publication_text(aqi_publishable: bool | None, lang: str = "vi") -> str:
+    """Whether an ambient station may publish VN_AQI (Circular 10/2021 Art. 29), as a sentence."""
+    flag = {True: "yes", False: "no", None: "unknown"}[aqi_publishable]
+    return translate(f"aqi.publishable.{flag}", lang)

@@ -524,9 +524,12 @@ def _regime_periods(
     ref = station.regulation
     assert ref is not None
     regime = station.regime
-    if regime is None:
-        return [_Period(ref, ref.id, None, None, "regime.unstated", {"regulation": ref.id})]
     successor = regulations.successor(ref.id)
+    if regime is None:
+        own = regulations.get(ref.id)
+        in_transition = successor is not None or (own is not None and own.transition is not None)
+        key = "regime.unstated" if in_transition else "regime.registry"
+        return [_Period(ref, ref.id, None, None, key, {"regulation": ref.id})]
     params = {"basis": regime.basis, "regulation": ref.id}
     if regime.status == "new":
         if successor is not None and successor.id != ref.id:

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from alerts.aqi import publication_text
 from alerts.limits import EffectiveLimit, Factor, describe_regime, factor_text, station_limits
 from alerts.regulations import (
     CoefficientRule,
@@ -412,6 +413,8 @@ def cmd_limits(settings: Settings, args: argparse.Namespace) -> int:
     permit = station.permit.citation() if station.permit else None
     for line in describe_regime(result.regime, permit, lang):
         print(f"    {line}")
+    if station.kind == "air":
+        print(f"    {publication_text(station.aqi_publishable, lang)}")
     factors: dict[str, Factor] = {}
     for limit in result.limits:
         for factor in limit.factors:

@@ -80,7 +80,8 @@ def with_regulation(
         old = station.regulation
         inputs = {**(old.coefficients if old else {}), **coefficients}
         ref = RegulationRef(regulation_id, column, inputs)
-        changed[sid] = dataclasses.replace(station, regulation=ref)
+        # The chosen regulation applies by its own dates: the facility's regime is set aside.
+        changed[sid] = dataclasses.replace(station, regulation=ref, regime=None)
     return Registry(stations=changed, source=registry.source)
 
 

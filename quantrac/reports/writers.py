@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from alerts.aqi import publication_text
 from alerts.limits import VIETNAM, Factor, describe_regime, factor_text
 from alerts.regulations import number_text
 from ingest.i18n import translate
@@ -131,8 +132,7 @@ def regime_lines(s: StationInfo, lang: str) -> list[str]:
     """The regulation in force by date and why, the permit, and (ambient) the AQI flag."""
     lines = describe_regime(s.regime, s.permit, lang)
     if s.kind == "air":
-        flag = {True: "yes", False: "no", None: "unknown"}[s.aqi_publishable]
-        lines.append(translate(f"aqi.publishable.{flag}", lang))
+        lines.append(publication_text(s.aqi_publishable, lang))
     return lines
 
 
