@@ -238,6 +238,12 @@ class Regulation:
     def limits_missing(self) -> bool:
         return bool(self.limits_missing_en)
 
+    def numbers(self) -> str:
+        """'complete', 'missing' (no number at all) or 'partial' (rows, the table incomplete)."""
+        if not self.limits_missing:
+            return "complete"
+        return "partial" if self.limits else "missing"
+
     def missing_text(self, lang: str = "vi") -> str:
         return self.limits_missing_en if lang == "en" else self.limits_missing_vi
 

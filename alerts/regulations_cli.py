@@ -99,7 +99,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
                 _day(reg.effective_from),
                 _last_day(reg.effective_to),
                 reg.replaced_by or "–",
-                _numbers(reg),
+                reg.numbers(),
                 str(reg.unverified_count()),
                 " + ".join((reg.path, *reg.supplements)),
             ]
@@ -120,13 +120,6 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     for line in _table(rows):
         print(line)
     return 0
-
-
-def _numbers(reg: Regulation) -> str:
-    """'complete', 'missing' (no number at all) or 'partial' (some rows, the table incomplete)."""
-    if not reg.limits_missing:
-        return "complete"
-    return "partial" if reg.limits else "missing"
 
 
 # --- show ----------------------------------------------------------------------------------------

@@ -323,3 +323,23 @@ async def test_episodes_filtered_by_facility_parameter_and_period(api: Any) -> N
     assert later.json()["total"] == 0  # the episode ended when that period starts
     other = await client.get("/api/v1/episodes", params={"facility": "Sở TN&MT"}, headers=headers)
     assert other.json()["items"] == []
+
+
+async def test_regulations_catalog_says_what_is_missing(api: Any) -> None:
+    client, _, _ = api
+    headers = await login(client, "insp")
+    response = await client.get(
+        "/api/v1/regulations", params={"id": "QCVN 40:2025/BTNMT"}, headers=headers
+    )
+    (reg,) = response.json()["items"]
+    assert (reg["numbers"], reg["issued_by"]) == (
+        "missing",
+        "Thông tư 06/2025/TT-BTNMT (28/02/2025)",
+    )
+    assert reg["transition"]["existing_until"] == "2032-01-01"
+    assert "QCVN 40:2011/BTNMT" in reg["transition"]["replaces"]
+    assert "Circular 06/2025" in reg["limits_missing"]["en"]
+    everything = (await client.get("/api/v1/regulations", headers=headers)).json()["items"]
+    by_id = {r["id"]: r for r in everything}
+    assert by_id["QCVN 23:2009/BTNMT"]["sector_of"] == "QCVN 19:2009/BTNMT"
+    assert by_id["QCVN 40:2011/BTNMT"]["numbers"] == "complete"

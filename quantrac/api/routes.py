@@ -821,6 +821,23 @@ async def regulations(
             "columns": r.columns,
             "unverified_values": r.unverified_count(),
             "source": r.provenance.source,
+            "issued_by": r.issued_by,
+            "replaced_by": r.replaced_by,
+            # No number is invented: 'missing' or 'partial' tables say why.
+            "numbers": r.numbers(),
+            "limits_missing": {"vi": r.missing_text("vi"), "en": r.missing_text("en")}
+            if r.limits_missing
+            else None,
+            "transition": {
+                "replaces": list(r.transition.replaces),
+                "existing_until": r.transition.existing_until.isoformat()
+                if r.transition.existing_until
+                else None,
+            }
+            if r.transition
+            else None,
+            "sector_of": r.sector_of,
+            "supplements": list(r.supplements),
         }
         for r in chosen
     ]
