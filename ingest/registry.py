@@ -69,6 +69,7 @@ class RegulationRef:
 
 
 REGIME_STATUSES = ("existing", "new")
+_STATION_REF_FIELDS = frozenset({"permit_limits", "sector"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +362,9 @@ def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station 
 
     regulation = None
     if entry.get("regulation") is not None:
-        regulation = _regulation_ref(chk, entry["regulation"], f"{path}.regulation")
+        regulation = _regulation_ref(
+            chk, entry["regulation"], f"{path}.regulation", extra=_STATION_REF_FIELDS
+        )
     permit = _permit(chk, entry.get("permit"), f"{path}.permit")
     regime = _regime(chk, entry.get("regime"), f"{path}.regime")
     if regime is not None and regulation is None:
@@ -469,13 +472,13 @@ def _known_keys(chk: _Checker, entry: dict[str, Any], path: str, known: set[str]
 
 
 def _regulation_ref(
-    chk: _Checker, reg: Any, rpath: str, *, nested: bool = False
+    chk: _Checker, reg: Any, rpath: str, *, extra: frozenset[str] = frozenset()
 ) -> RegulationRef | None:
+    """{id, column, coefficients} plus the ``extra`` fields allowed where it stands."""
     if not isinstance(reg, dict):
         chk.fail(rpath, "must be a mapping with id, column and coefficients")
         return None
-    known = {"id", "column", "coefficients"} | (set() if nested else {"permit_limits", "sector"})
-    _known_keys(chk, reg, rpath, known)
+    _known_keys(chk, reg, rpath, {"id", "column", "coefficients"} | extra)
     reg_id = _text(chk, reg, "id", rpath)
     column = reg.get("column")
     coefficients = reg.get("coefficients", {}) or {}
@@ -488,7 +491,7 @@ def _regulation_ref(
     )
     sector = None
     if reg.get("sector") is not None:
-        sector = _regulation_ref(chk, reg["sector"], f"{rpath}.sector", nested=True)
+        sector = _regulation_ref(chk, reg["sector"], f"{rpath}.sector")
     if reg_id is None or not isinstance(coefficients, dict):
         return None
     return RegulationRef(reg_id, column, dict(coefficients), tuple(permits), sector)
@@ -524,7 +527,8 @@ def _regime(chk: _Checker, raw: Any, path: str) -> Regime | None:
     switch_on = _date(chk, raw.get("switch_on"), f"{path}.switch_on")
     following = None
     if raw.get("next") is not None:
-        following = _regulation_ref(chk, raw["next"], f"{path}.next")
+        # The permit's limits are the station's (permit.limits), not the next regulation's.
+        following = _regulation_ref(chk, raw["next"], f"{path}.next", extra=frozenset({"sector"}))
     if status == "new" and ("switch_on" in raw or "next" in raw):
         chk.fail(path, "switch_on and next are for existing facilities; a new one has none")
     if status not in REGIME_STATUSES or basis is None:

@@ -399,6 +399,11 @@ limits:
             "must be a date",
         ),
         ("    aqi_publishable: true\n", "stations[0].aqi_publishable", "only ambient-air"),
+        (
+            '    regime: {status: existing, basis: "x", next: {id: Y, permit_limits: []}}\n',
+            "stations[0].regime.next.permit_limits",
+            "unknown field (expected one of coefficients, column, id, sector)",
+        ),
     ],
 )
 def test_registry_checks_the_regime_and_permit_fields(
