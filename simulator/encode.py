@@ -66,7 +66,7 @@ def encode_readings(
 def tt10_file_name(station: Station, moment: datetime) -> str:
     # Without an ftp_name, ingest matches the third part against station ids; '_' would split
     # the id across parts, so it is replaced (such a station should declare an ftp_name).
-    prefix = station.ftp_name or f"BacGiang_SIM_{station.id.replace('_', '-')}"
+    prefix = station.ftp_name or f"BacNinh_SIM_{station.id.replace('_', '-')}"
     return f"{prefix}_{format_timestamp(moment, station_clock(station))}.txt"
 
 

@@ -1,4 +1,5 @@
-"""Synthetic station fleets for load tests: N stations of one kind around Bắc Giang city."""
+"""Synthetic station fleets for load tests: N stations of one kind around Bắc Giang city
+(Bắc Ninh province since 01/07/2025)."""
 
 from __future__ import annotations
 
@@ -87,13 +88,13 @@ def synthetic_registry(count: int, kind: str, catalog: Catalog, seed: int = 0) -
             name=f"Trạm mô phỏng {tag}",
             kind=kind,
             facility=f"Cơ sở mô phỏng {number}",
-            province="Bắc Giang",
+            province="Bắc Ninh",
             lat=round(BAC_GIANG[0] + rng.uniform(-0.08, 0.08), 5),
             lon=round(BAC_GIANG[1] + rng.uniform(-0.12, 0.12), 5),
             cadence_s=DEFAULT_CADENCE_S,
             parameters=dict(parameters),
             regulation=_regulation(kind, rng),
             # TT10 file names allow no '_' inside the station part, so the id cannot serve.
-            ftp_name=f"BacGiang_SIM_{tag}",
+            ftp_name=f"BacNinh_SIM_{tag}",
         )
     return Registry(stations=stations, source=f"<synthetic {count} {kind}>")

@@ -275,7 +275,7 @@ def test_file_drop_names_match_circular_10(tmp_path: Path, catalog: Catalog) -> 
         station = registry.for_file_prefix(name.prefix, name.station)
         assert station is not None
         assert path.read_bytes() == encode_message(station, name.stamped_at, seed=1, fmt="tt10")
-    assert written[0].name == "BacGiang_SIM_WW0001_20250304080000.txt"
+    assert written[0].name == "BacNinh_SIM_WW0001_20250304080000.txt"
 
 
 def test_file_name_without_ftp_name_still_matches_the_pattern(fleet: list[Station]) -> None:

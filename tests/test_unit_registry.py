@@ -374,3 +374,12 @@ def test_for_file_prefix(registry: Registry) -> None:
     assert registry.for_file_prefix("X_Y_Z", "Z") is None
     assert registry.get("AIR1") is registry.stations["AIR1"]
     assert registry.get("nope") is None
+
+
+def test_the_demo_fleet_names_todays_province(catalog: Catalog) -> None:
+    # Bắc Giang merged into Bắc Ninh on 01/07/2025: the Bắc Giang-shaped fleet says Bắc Ninh.
+    shipped = load_registry(default_config_dir() / "stations.yaml", catalog)
+    assert {s.province for s in shipped.stations.values()} == {"Bắc Ninh"}
+    assert all((s.ftp_name or "BacNinh_").startswith("BacNinh_") for s in shipped.stations.values())
+    air = {s.facility for s in shipped.stations.values() if s.kind == "air"}
+    assert air == {"Sở Nông nghiệp và Môi trường Bắc Ninh"}

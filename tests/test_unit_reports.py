@@ -262,14 +262,15 @@ def test_indicator_inputs_are_checked() -> None:
     for data in bad:
         with pytest.raises(IndicatorConfigError):
             parse_indicator_config(data, "f.yaml")
-    # The shipped file loads, and marks its Bắc Giang figure as illustrative.
+    # The shipped file loads, names today's province (Bắc Giang merged into Bắc Ninh on
+    # 01/07/2025) and marks its figure as illustrative.
     import yaml
 
     shipped = parse_indicator_config(
         yaml.safe_load((CONFIG / "indicators.yaml").read_text(encoding="utf-8"))
     )
     [bg] = shipped.urban_population
-    assert bg.province == "Bắc Giang" and bg.illustrative and "ILLUSTRATIVE" in bg.source
+    assert bg.province == "Bắc Ninh" and bg.illustrative and "ILLUSTRATIVE" in bg.source
 
 
 def test_required_facilities_default_and_listed(registry) -> None:  # type: ignore[no-untyped-def]

@@ -443,11 +443,11 @@ def test_files_follow_the_scenarios(tmp_path: Path, catalog: Catalog) -> None:
     written = write_files(tmp_path, registry, start, start + timedelta(minutes=55), 1, scenarios)
     first = sorted(p.name for p in written if "AIR0001" in p.name)
     assert len(first) == 12 - 4  # 08:10, 08:15, 08:20, 08:25 missing
-    assert "BacGiang_SIM_AIR0001_20250304081000.txt" not in first
+    assert "BacNinh_SIM_AIR0001_20250304081000.txt" not in first
     resent = sorted(p.name for p in (tmp_path / RESENT_FOLDER).iterdir())
     assert resent == [
-        "BacGiang_SIM_AIR0002_20250304080000.txt",
-        "BacGiang_SIM_AIR0002_20250304080500.txt",
+        "BacNinh_SIM_AIR0002_20250304080000.txt",
+        "BacNinh_SIM_AIR0002_20250304080500.txt",
     ]
-    late = (tmp_path / "BacGiang_SIM_AIR0002_20250304083000.txt").read_text()
+    late = (tmp_path / "BacNinh_SIM_AIR0002_20250304083000.txt").read_text()
     assert {line.split("\t")[4] for line in late.splitlines()} == {"01"}
