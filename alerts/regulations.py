@@ -306,6 +306,7 @@ class PenaltyBand:
     document: str = ""
     provenance: Provenance | None = None
     fine_tiers: tuple[FineTier, ...] = ()
+    clause: str = ""  # "khoản 1" where a source gives it; "" when not read (reports say so)
 
     def contains(self, multiple: float) -> bool:
         return multiple >= self.lower and (self.upper is None or multiple < self.upper)
@@ -1034,7 +1035,9 @@ def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule 
             bpath = f"{kpath}.bands[{i}]"
             row = rd.mapping(row_raw, bpath)
             rd.unknown_keys(
-                row, bpath, ("lower", "upper", "consequence", "provenance", "fine_tiers")
+                row,
+                bpath,
+                ("lower", "upper", "consequence", "provenance", "fine_tiers", "clause"),
             )
             lower = rd.number(row.get("lower"), f"{bpath}.lower", low=1.0)
             upper = rd.number(row["upper"], f"{bpath}.upper") if "upper" in row else None
@@ -1070,6 +1073,7 @@ def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule 
                     document=doc_id,
                     provenance=bprov,
                     fine_tiers=tiers,
+                    clause=str(row.get("clause") or ""),
                 )
             )
         result[str(kind)] = tuple(bands)

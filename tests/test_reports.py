@@ -16,6 +16,7 @@ Vietnamese days 2026-10-31 and 2026-11-01:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -604,3 +605,60 @@ def test_cli_completeness_and_indicators(env: World, tmp_path: Path, capsys: Any
     assert main(["indicators", *period, "--inputs", str(inputs), "--lang", "vi"]) == 0
     table = capsys.readouterr().out
     assert "Chỉ tiêu 23" in table and "1/2 = 50.0 %" in table and "0.500" in table
+
+
+# --- evidence an inspector can file (issue 13, items 4, 6, 7) ---------------------------------
+
+
+async def test_episodes_carry_their_discharge_and_penalty_basis(world: World) -> None:
+    report = await report_of(world)
+    first = report.episodes[0]  # 31/10 10:00, COD ×2.67 while Flow was 100 m³/h
+    assert first.discharge_m3_day == 2400.0
+    assert first.penalty is not None and first.penalty.article == "Điều 18"
+    rows = list(csv.DictReader(io.StringIO(exceedance_csv(report, "vi").decode("utf-8-sig"))))
+    assert rows[0]["Lưu lượng xả (m³/ngày)"] == "2400.0"
+    assert rows[0]["Căn cứ xử phạt (NĐ 45/2022)"].startswith(
+        "Nghị định 45/2022/NĐ-CP Điều 18, khoản chưa xác minh: Phạt tiền mức cao hơn"
+    )
+    # The 01/11 episode came after the flow stopped being sent: no volume, and it says so.
+    assert report.episodes[-1].discharge_m3_day is None
+
+
+async def test_the_pdf_reads_as_a_vietnamese_document(world: World) -> None:
+    report = dataclasses.replace(await report_of(world), exported_by="Trần Thị Bình (tt.binh)")
+    joined = "".join("".join(t.split()) for t in pdf_texts(exceedance_pdf(report, "vi")))
+    for expected in (
+        "Xuất lúc",
+        "bởi Trần Thị Bình (tt.binh) (quantrac)",
+        "31/10/2026 10:00",  # dd/MM/yyyy HH:mm, Vietnam time
+        "2,67",  # the multiple, with a decimal comma
+        "200 mg/L",
+        "2.400",  # m³/day, thousands with a dot
+        "Điều 18, khoản chưa xác minh",
+    ):
+        assert "".join(expected.split()) in joined, expected
+    assert "2026-10-31 10:00" not in joined
+
+
+async def test_an_ongoing_episode_has_no_end_but_says_ongoing(world: World) -> None:
+    report = await report_of(world)
+    going = dataclasses.replace(
+        report, episodes=[dataclasses.replace(report.episodes[0], ongoing=True)]
+    )
+    rows = list(csv.DictReader(io.StringIO(exceedance_csv(going, "en").decode("utf-8-sig"))))
+    assert rows[0]["End"] == "" and rows[0]["Ongoing"] == "yes"
+    joined = "".join("".join(t.split()) for t in pdf_texts(exceedance_pdf(going, "vi")))
+    assert "đangdiễnra" in joined
+
+
+async def test_an_export_names_who_made_it(api: httpx.AsyncClient) -> None:
+    r = await api.get(
+        "/api/v1/reports/exceedances",
+        params={**Q, "station": "WW1", "format": "xlsx"},
+        auth=INSPECTOR,
+    )
+    book = load_workbook(io.BytesIO(r.content))
+    cells = [c for row in book["Báo cáo"].iter_rows(values_only=True) for c in row if c]
+    assert any(str(c).startswith("Xuất lúc") and "bởi insp (quantrac)" in str(c) for c in cells)
+    # Named by the local days of the period, the last one included.
+    assert "exceedances-WW1-2026-10-31-2026-11-01.xlsx" in r.headers["content-disposition"]

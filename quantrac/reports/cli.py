@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from datetime import datetime, timedelta
@@ -45,6 +46,15 @@ from quantrac.reports.writers import (
 
 # Longer periods show a progress bar on standard error (one step per month).
 PROGRESS_AFTER = timedelta(days=31)
+
+
+def exporter() -> str:
+    """Who runs the command: the system account, said to be the command line."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "?"
+    return f"{name} (quantrac report)"
 
 
 def _time_arg(text: str) -> datetime:
@@ -130,6 +140,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
                 progress=bar,
                 facility=args.facility,
                 engine_config=engine_config,
+                exported_by=exporter(),
             )
         finally:
             if bar is not None:

@@ -259,6 +259,7 @@ class ReportSender:
             now=now,
             facility=schedule.facility,
             engine_config=self.engine_config,
+            exported_by=f"quantrac (lịch gửi {schedule.id})",
         )
         digest = await readings_digest(self.conn, ids, delivery.start, delivery.end)
         report.readings_sha256, report.readings_count = digest.sha256, digest.count

@@ -16,6 +16,7 @@ Episodes are counted in the month they start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -25,7 +26,7 @@ from alerts.choices import DesignChoice, design_choices
 from alerts.config import EngineConfig
 from alerts.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
 from alerts.maintenance import MaintenanceWindow
-from alerts.regulations import RegulationCatalog
+from alerts.regulations import PenaltyBand, RegulationCatalog
 from alerts.station_log import windows_between
 from ingest.registry import Registry, Station
 from quantrac.reports.completeness import (
@@ -69,6 +70,10 @@ class EpisodeRow:
     ongoing: bool
     factors: tuple[Factor, ...] = ()  # the coefficients of the limit in force at the start
     limit_source: str | None = None  # "regulation" | "permit" | None (limit no longer known)
+    # Decree 45/2022 fines are tiered by the daily wastewater volume: the mean flow of the
+    # episode's hours, per day, where the station measures flow (None: it does not).
+    discharge_m3_day: float | None = None
+    penalty: PenaltyBand | None = None  # the band of the multiple, with its article
 
     @property
     def duration(self) -> timedelta:
@@ -167,6 +172,7 @@ class ExceedanceReport:
     readings_count: int | None = None
     # The project's configurable choices the report was computed with (not law).
     design_choices: list[DesignChoice] = field(default_factory=list)
+    exported_by: str | None = None  # who asked for it: "Trần Thị Bình (tt.binh)"
 
     @property
     def title_target(self) -> str:
@@ -432,6 +438,50 @@ async def fetch_episodes(
     return rows
 
 
+# Flow units of the catalog and their factor to m³/day.
+FLOW_PER_DAY = {"m3/h": 24.0, "m3/d": 1.0, "m3/day": 1.0, "m3/s": 86400.0, "L/s": 86.4}
+FLOW_PARAMS = ("Flow", "FLOW", "Q")
+
+_MEAN_FLOW = """
+    SELECT sum(mean * n) / nullif(sum(n), 0) FROM readings_hourly
+    WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s
+"""
+
+
+def flow_param(station: Station) -> tuple[str, float] | None:
+    """The station's flow parameter and its factor to m³/day, if it measures flow."""
+    for code in FLOW_PARAMS:
+        declared = station.parameters.get(code)
+        if declared is not None and declared.unit.id in FLOW_PER_DAY:
+            return code, FLOW_PER_DAY[declared.unit.id]
+    return None
+
+
+async def with_evidence(
+    conn: psycopg.AsyncConnection,
+    stations: list[Station],
+    regulations: RegulationCatalog,
+    episodes: list[EpisodeRow],
+) -> list[EpisodeRow]:
+    """Each episode with its Decree 45/2022 band (article, fines) and its daily discharge."""
+    by_id = {s.id: s for s in stations}
+    out = []
+    for e in episodes:
+        station = by_id[e.station_id]
+        penalty = regulations.band_for(station.kind, e.multiple) if e.multiple is not None else None
+        volume = None
+        flow = flow_param(station) if station.kind == "wastewater" else None
+        if flow is not None:
+            # Whole hours: an episode of one window still has its hour of flow.
+            lo = e.start.replace(minute=0, second=0, microsecond=0)
+            hi = max(e.end, lo + timedelta(hours=1))
+            row = await (await conn.execute(_MEAN_FLOW, [station.id, flow[0], lo, hi])).fetchone()
+            if row is not None and row[0] is not None:
+                volume = round(float(row[0]) * flow[1], 1)
+        out.append(dataclasses.replace(e, discharge_m3_day=volume, penalty=penalty))
+    return out
+
+
 async def fetch_status_periods(
     conn: psycopg.AsyncConnection, stations: list[Station], start: datetime, end: datetime
 ) -> list[StatusPeriod]:
@@ -480,6 +530,7 @@ async def exceedance_report(
     now: datetime | None = None,
     facility: str | None = None,
     engine_config: EngineConfig | None = None,
+    exported_by: str | None = None,
 ) -> ExceedanceReport:
     """The exceedance history of ``station_ids`` over [start, end) (aware times).
 
@@ -501,7 +552,9 @@ async def exceedance_report(
         raise ReportError("no station to report on")
     now = now or datetime.now(UTC)
     steps = len(period_steps(start, end)) + 2
-    episodes = await fetch_episodes(conn, stations, regulations, start, end)
+    episodes = await with_evidence(
+        conn, stations, regulations, await fetch_episodes(conn, stations, regulations, start, end)
+    )
     if progress is not None:
         progress(1, steps, "episodes")
     completeness = await completeness_report(
@@ -528,6 +581,7 @@ async def exceedance_report(
         facility=facility,
         design_choices=design_choices(engine_config or EngineConfig(), regulations),
         station_log=await fetch_station_log(conn, [s.id for s in stations], start, end),
+        exported_by=exported_by,
     )
     summarise(report)
     return report

@@ -118,6 +118,11 @@ async def exceedances(
             now=ctx.clock(),
             facility=facility,
             engine_config=ctx.engine_config,
+            exported_by=(
+                f"{user.display_name} ({user.username})"
+                if user.display_name and user.display_name != user.username
+                else user.username
+            ),
         )
     except ReportError as exc:
         status = 404 if "no station" in str(exc) else 422

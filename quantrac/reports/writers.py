@@ -21,7 +21,6 @@ from typing import Any
 
 from alerts.aqi import publication_text
 from alerts.limits import VIETNAM, Factor, describe_regime, factor_text
-from alerts.regulations import number_text
 from ingest.i18n import translate
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
 from quantrac.reports.exceedances import EpisodeRow, ExceedanceReport, LimitInfo, StationInfo
@@ -57,7 +56,21 @@ def local_iso(at: datetime) -> str:
 
 
 def local_text(at: datetime) -> str:
-    return at.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M")
+    """Vietnamese time as written in Vietnam: 31/10/2026 23:00 (both languages)."""
+    return at.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M")
+
+
+def num(value: float | None, lang: str, digits: int = 3) -> str:
+    """A number for people: 1.234,5 in Vietnamese, 1,234.5 in English; at most ``digits``
+    decimals, trailing zeros dropped."""
+    if value is None:
+        return "–"
+    text = f"{value:,.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if lang == "vi":
+        text = text.replace(",", "\u00a0").replace(".", ",").replace("\u00a0", ".")
+    return text
 
 
 def local_naive(at: datetime) -> datetime:
@@ -77,8 +90,52 @@ def percent(value: float | None) -> float | None:
     return None if value is None else round(100 * value, 1)
 
 
-def percent_text(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
+def percent_text(value: float | None, lang: str = "en") -> str:
+    return "–" if value is None else f"{num(100 * value, lang, 1)} %"
+
+
+def fine_text(e: EpisodeRow, lang: str) -> str:
+    """The fine of an episode's band for its daily wastewater volume, or why it is not known."""
+    band = e.penalty
+    if band is None or not band.fine_tiers:
+        return ""
+    if e.discharge_m3_day is None:
+        return _t("fine.no_flow", lang)
+    for tier in band.fine_tiers:
+        above = tier.over_m3_day is None or e.discharge_m3_day > tier.over_m3_day
+        below = tier.up_to_m3_day is None or e.discharge_m3_day <= tier.up_to_m3_day
+        if above and below:
+            return _t(
+                "fine.tier",
+                lang,
+                low=num(tier.min_vnd, lang, 0),
+                high=num(tier.max_vnd, lang, 0),
+                volume=num(e.discharge_m3_day, lang, 1),
+            )
+    return _t("fine.beyond", lang, volume=num(e.discharge_m3_day, lang, 1))
+
+
+def penalty_text(e: EpisodeRow, lang: str) -> str:
+    """'NĐ 45/2022/NĐ-CP Điều 18, khoản chưa xác minh: Cảnh cáo' — where the band is in law."""
+    band = e.penalty
+    if band is None:
+        return ""
+    clause = band.clause or _t("clause_unverified", lang)
+    consequence = band.consequence_vi if lang == "vi" else band.consequence_en
+    text = f"{band.document} {band.article}, {clause}: {consequence}"
+    fine = fine_text(e, lang)
+    if fine:
+        text += f"; {fine}"
+    if band.unverified:
+        text += f" {_t('unverified', lang)}"
+    return text
+
+
+def generated_line(report: ExceedanceReport, lang: str) -> str:
+    at = local_text(report.generated_at)
+    if report.exported_by:
+        return _t("generated_by", lang, at=at, who=report.exported_by)
+    return _t("generated", lang, at=at)
 
 
 def factor_line(factor: Factor, lang: str) -> str:
@@ -172,6 +229,8 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
         "source",
         "unverified",
         "ongoing",
+        "discharge_m3_day",
+        "penalty",
     )
     rows = [
         [
@@ -179,7 +238,8 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
             e.param,
             e.averaging,
             when(e.start),
-            when(e.end),
+            # An episode still going on has no end yet (the last window's end is not one).
+            None if e.ongoing else when(e.end),
             hours(e.duration.total_seconds()),
             e.windows,
             rounded(e.maximum, 4),
@@ -197,6 +257,8 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
             _t("permit", lang) if e.limit_source == "permit" else (e.limit_source or ""),
             _yes(e.unverified, lang),
             _yes(e.ongoing, lang),
+            e.discharge_m3_day,
+            penalty_text(e, lang),
         ]
         for e in report.episodes
     ]
@@ -652,7 +714,7 @@ def exceedance_xlsx(report: ExceedanceReport, lang: str = "vi") -> bytes:
         (_t("title.exceedances", lang), True),
         (report.title_target, True),
         (_t("period", lang, start=local_text(report.start), end=local_text(report.end)), False),
-        (_t("generated", lang, at=local_text(report.generated_at)), False),
+        (generated_line(report, lang), False),
         (readings_digest_line(report, lang) or "", False),
         ("", False),
     ]
@@ -739,7 +801,9 @@ def font_paths(font_dir: Path | str | None = None) -> dict[str, Path]:
     return paths
 
 
-def _monthly_completeness(report: CompletenessReport) -> tuple[list[str], list[list[str]]]:
+def _monthly_completeness(
+    report: CompletenessReport, lang: str = "en"
+) -> tuple[list[str], list[list[str]]]:
     """Rows (station, parameter), columns months: the share of valid readings."""
     months = sorted({month_label(r.day) for r in report.days})
     sums: dict[tuple[str, str | None, str], list[int]] = {}
@@ -756,7 +820,7 @@ def _monthly_completeness(report: CompletenessReport) -> tuple[list[str], list[l
         cells = [station_id, param or "*"]
         for m in months:
             received, expected = sums.get((station_id, param, m), [0, 0])
-            cells.append(percent_text(min(1.0, received / expected) if expected else None))
+            cells.append(percent_text(min(1.0, received / expected) if expected else None, lang))
         rows.append(cells)
     return months, rows
 
@@ -824,6 +888,8 @@ def exceedance_pdf(
             for values in rows:
                 row = t.row()
                 for v in values:
+                    if isinstance(v, float):
+                        v = num(v, lang)
                     row.cell("" if v is None else str(v))
         pdf.ln(2)
 
@@ -833,7 +899,7 @@ def exceedance_pdf(
     pdf.set_font("DejaVu", "B", 12)
     pdf.multi_cell(width, 6, report.title_target, new_x="LMARGIN", new_y="NEXT")
     para(_t("period", lang, start=local_text(report.start), end=local_text(report.end)), 9)
-    para(_t("generated", lang, at=local_text(report.generated_at)), 8)
+    para(generated_line(report, lang), 8)
     digest_line = readings_digest_line(report, lang)
     if digest_line:
         para(digest_line, 7)
@@ -903,6 +969,7 @@ def exceedance_pdf(
             "multiple",
             "band",
             "completeness",
+            "discharge_m3_day",
         )
         rows = []
         for e in report.episodes:
@@ -910,7 +977,7 @@ def exceedance_pdf(
             limit = e.limit_text + (f" [{ref}]" if ref else f" ({e.regulation_id}: {e.formula})")
             if e.unverified:
                 limit += f" {_t('unverified', lang)}"
-            end = local_text(e.end) + (f" ({_t('ongoing', lang)})" if e.ongoing else "")
+            end = _t("ongoing", lang) if e.ongoing else local_text(e.end)
             rows.append(
                 [
                     e.station_id,
@@ -918,20 +985,21 @@ def exceedance_pdf(
                     e.averaging,
                     local_text(e.start),
                     end,
-                    f"{hours(e.duration.total_seconds()):g}",
-                    f"{number_text(round(e.maximum, 3))} {e.unit}",
-                    f"{number_text(round(e.mean, 3))} {e.unit}",
+                    num(hours(e.duration.total_seconds()), lang, 2),
+                    f"{num(e.maximum, lang)} {e.unit}",
+                    f"{num(e.mean, lang)} {e.unit}",
                     limit,
-                    "" if e.multiple is None else f"{e.multiple:.2f}",
-                    e.band or "",
-                    percent_text(e.completeness),
+                    "" if e.multiple is None else num(e.multiple, lang, 2),
+                    f"{e.band or ''}\n{penalty_text(e, lang)}".strip(),
+                    percent_text(e.completeness, lang),
+                    num(e.discharge_m3_day, lang, 1) if e.discharge_m3_day is not None else "–",
                 ]
             )
-        table(headers, rows, (12, 9, 6, 14, 16, 8, 12, 12, 22, 7, 9, 8))
+        table(headers, rows, (11, 8, 6, 13, 13, 7, 11, 11, 20, 7, 26, 8, 10))
 
     # Completeness
     heading(_t("section.completeness", lang))
-    months, rows = _monthly_completeness(report.completeness)
+    months, rows = _monthly_completeness(report.completeness, lang)
     headers = [_t("col.station", lang), _t("col.param", lang), *months]
     month_width = max(8.0, min(16.0, (width - 40) / max(1, len(months))))
     table(headers, rows, (22, 18, *([month_width] * len(months))))
