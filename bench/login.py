@@ -11,7 +11,10 @@ event loop in a thread of this process; the clients run on the main thread's loo
 2. timing: median time of a failed sign-in for an existing user and for an unknown name (the
    throttle is switched off for this, so that every attempt reaches the password check);
 3. health: /healthz latency (p50, p95) idle, then while ``--clients`` clients send wrong
-   passwords as fast as they can (throttle off: the worst case for the event loop).
+   passwords as fast as they can (throttle off: the worst case for the event loop);
+4. ingest: with ``--ingest``, the same but `quantrac run` itself (ingest and API on one event
+   loop, a private Mosquitto): how long ``--messages`` station messages take to be stored, idle
+   and while the clients send wrong passwords.
 
 It imports quantrac from the working directory, so running it from an older checkout measures
 that version (how docs/benchmarks.md got its "before" figures). Results go to
@@ -29,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +45,19 @@ from ingest.catalog import load_catalog
 from ingest.settings import default_config_dir, load_settings
 from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
-from quantrac.localservers import PostgresServer
+from quantrac.localservers import MosquittoServer, PostgresServer, free_port
 from quantrac.web import WebServer
 
 PASSWORD = "bench-password-1"
 
 
 class ServerThread:
-    """The API on its own event loop, as in `quantrac run`, where it shares a loop with ingest."""
+    """The API on its own event loop; with ``mqtt_url``, all of `quantrac run` (ingest and the
+    API sharing that loop)."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, mqtt_url: str | None = None):
         self.database_url = database_url
+        self.mqtt_url = mqtt_url
         self.ready = threading.Event()
         self.port = 0
         self.context: Any = None
@@ -69,6 +74,9 @@ class ServerThread:
             http_port=0,
             log_level="ERROR",
         )
+        if self.mqtt_url is not None:
+            await self._run_app(settings)
+            return
         catalog = load_catalog(config / "parameters.yaml")
         service = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
         self.context = await service.start()
@@ -77,12 +85,35 @@ class ServerThread:
         web = WebServer(build_api(self.context, health=lambda: {"status": "ok"}), "127.0.0.1", 0)
         await web.start()
         self.port = web.port
+        await self._serve()
+        await web.stop()
+        await service.stop()
+
+    async def _run_app(self, settings: Any) -> None:
+        import dataclasses
+
+        from quantrac.app import App
+
+        port = free_port()
+        app = App(
+            dataclasses.replace(
+                settings, mqtt_url=self.mqtt_url, http_port=port, alerts_enabled=False
+            )
+        )
+        await app.start()
+        assert app.api is not None
+        self.context = app.api.context
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as c:
+            await add_user(c, "known", "operator", PASSWORD)
+        self.port = port
+        await self._serve()
+        await app.stop()
+
+    async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.ready.set()
         await self._stop.wait()
-        await web.stop()
-        await service.stop()
 
     def throttle(self, on: bool) -> bool:
         """Switch the sign-in throttle on or off; False if this version has none."""
@@ -169,15 +200,78 @@ async def under_load(base: str, clients: int) -> dict[str, Any]:
     return result
 
 
+async def store(mqtt_url: str, database_url: str, messages: int, shift_days: int) -> float:
+    """Seconds from the first publish until ``messages`` station messages are stored."""
+    from ingest.contract import data_topic
+    from ingest.registry import load_registry
+    from ingest.settings import parse_mqtt_url
+    from simulator.encode import encode_message
+    from simulator.publisher import Publisher
+
+    config = default_config_dir()
+    registry = load_registry(config / "stations.yaml", load_catalog(config / "parameters.yaml"))
+    stations = list(registry.stations.values())
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM readings")).fetchone()
+        before = row[0] if row else 0
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=shift_days)
+    payloads = []
+    for i in range(messages):
+        station = stations[i % len(stations)]
+        moment = base - timedelta(seconds=station.cadence_s * (i // len(stations) + 1))
+        payloads.append((station, encode_message(station, moment, seed=i)))
+    expected = before + sum(len(s.parameters) for s, _ in payloads)
+    publisher = Publisher(parse_mqtt_url(mqtt_url))
+    await publisher.connect()
+    started = time.perf_counter()
+    for station, payload in payloads:
+        await publisher.publish(data_topic(station.id), payload)
+    await publisher.close(timeout=60)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while time.perf_counter() - started < 300:
+            row = await (await conn.execute("SELECT count(*) FROM readings")).fetchone()
+            if row and row[0] >= expected:
+                break
+            await asyncio.sleep(0.05)
+    return time.perf_counter() - started
+
+
+async def ingest_under_load(
+    base: str, mqtt_url: str, database_url: str, messages: int, clients: int
+) -> dict[str, Any]:
+    idle = await store(mqtt_url, database_url, messages, shift_days=1)
+    stop = asyncio.Event()
+
+    async def hammer() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            while not stop.is_set():
+                await wrong(c, "known")
+
+    tasks = [asyncio.create_task(hammer()) for _ in range(clients)]
+    await asyncio.sleep(1.0)
+    stormy = await store(mqtt_url, database_url, messages, shift_days=20)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "messages": messages,
+        "idle_s": round(idle, 2),
+        "during_login_storm_s": round(stormy, 2),
+        "slowdown": round(stormy / idle, 2),
+    }
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="local")
     parser.add_argument("--attempts", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--ingest", action="store_true", help="also measure ingest (step 4)")
+    parser.add_argument("--messages", type=int, default=3000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="quantrac-bench-login-"))
     postgres = PostgresServer(root / "pg", durable=False).start()
-    server = ServerThread(postgres.url).start()
+    mosquitto = MosquittoServer(root / "mq", persistence=False).start() if args.ingest else None
+    server = ServerThread(postgres.url, mosquitto.url if mosquitto else None).start()
     base = f"http://127.0.0.1:{server.port}"
     results: dict[str, Any] = {
         "label": args.label,
@@ -192,8 +286,14 @@ async def main() -> int:
             results["timing"] = await timing(client)
             results["healthz_idle"] = await healthz(client)
         results["healthz_under_login_storm"] = await under_load(base, args.clients)
+        if mosquitto is not None:
+            results["ingest"] = await ingest_under_load(
+                base, mosquitto.url, postgres.url, args.messages, args.clients
+            )
     finally:
         server.stop()
+        if mosquitto is not None:
+            mosquitto.stop()
         postgres.stop("immediate")
     print(json.dumps(results, indent=2))
     out = Path(__file__).parent / "results"

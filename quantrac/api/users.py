@@ -7,7 +7,7 @@ stations (its scope); a facility user must be.
 
 Passwords are stored as Argon2id hashes with OWASP's parameters (19 MiB, 2 passes, 1 lane);
 older scrypt hashes still verify and are replaced at the next sign-in. Hashing runs in a worker
-thread, at most two at a time, never on the event loop that ingest shares. Tokens handed out at
+thread, on at most half the cores, never on the event loop that ingest shares. Tokens handed out at
 login are random, expire after 12 hours and can be revoked; only their SHA-256 is stored.
 """
 
@@ -18,6 +18,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,9 +45,13 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # longer ones only cost hashing time
 # OWASP Password Storage Cheat Sheet: Argon2id, m = 19 MiB, t = 2, p = 1.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-# Two hashes at a time, in their own threads: a burst of sign-ins queues here instead of taking
-# every core or the event loop.
-_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="quantrac-password")
+# Hashes run in their own threads, on at most half the cores: a burst of sign-ins queues here
+# instead of taking the event loop, or the cores ingest and PostgreSQL need (measured in
+# docs/benchmarks.md, on two cores: a storm slowed ingest 5.3x on the loop, 2.1x with two
+# hashing threads, 2.0x with one).
+_HASHING = ThreadPoolExecutor(
+    max_workers=max(1, (os.cpu_count() or 2) // 2), thread_name_prefix="quantrac-password"
+)
 
 
 @functools.cache
