@@ -69,7 +69,14 @@ def _unique_target(target: Path) -> Path:
     raise RuntimeError(f"too many copies of {target.name} in {target.parent}")
 
 
-async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome:
+# The source of files ingested with `quantrac ingest-files --historical`: backfill, whose alerts
+# are recorded as historical and never paged (alerts.maintenance.is_historical).
+HISTORICAL_SOURCE = "file:historical"
+
+
+async def ingest_file(
+    path: Path, root: Path, receiver: Receiver, source: str = "file"
+) -> FileOutcome:
     received_at = receiver.clock()
     receiver.metrics.message("file")
     raw = path.read_bytes()
@@ -131,7 +138,7 @@ async def ingest_file(path: Path, root: Path, receiver: Receiver) -> FileOutcome
         parsed,
         topic=f"file:{name}",
         topic_station=station_id,
-        source="file",
+        source=source,
         received_at=received_at,
         payload_excerpt=excerpt(raw),
     )
@@ -197,13 +204,15 @@ def pending_files(root: Path, settle_s: float = 0.0) -> list[Path]:
     return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
 
 
-async def ingest_folder(root: Path, receiver: Receiver, settle_s: float = 0.0) -> list[FileOutcome]:
+async def ingest_folder(
+    root: Path, receiver: Receiver, settle_s: float = 0.0, source: str = "file"
+) -> list[FileOutcome]:
     """Ingest every waiting file concurrently, so they share batches. A file that cannot be
     read or moved is logged and left in place (tried again next time); it never stops the
     others."""
     files = pending_files(root, settle_s)
     results = await asyncio.gather(
-        *(ingest_file(p, root, receiver) for p in files), return_exceptions=True
+        *(ingest_file(p, root, receiver, source) for p in files), return_exceptions=True
     )
     outcomes = []
     for path, result in zip(files, results, strict=True):

@@ -18,7 +18,7 @@ from alerts.replay import register as register_replay
 from ingest.catalog import load_catalog
 from ingest.contract import parse_time
 from ingest.export import stored_readings, write_export
-from ingest.files import ingest_folder
+from ingest.files import HISTORICAL_SOURCE, ingest_folder
 from ingest.registry import RegistryError, load_registry
 from ingest.service import IngestService, connect, upgrade_database
 from ingest.settings import Settings, SettingsError, load_settings
@@ -281,7 +281,8 @@ async def cmd_ingest_files(settings: Settings, args: argparse.Namespace) -> int:
     await service.start_without_mqtt()
     try:
         assert service.receiver is not None
-        outcomes = await ingest_folder(folder, service.receiver)
+        source = HISTORICAL_SOURCE if args.historical else "file"
+        outcomes = await ingest_folder(folder, service.receiver, source=source)
     finally:
         await service.stop()
     rejected_files = sum(1 for o in outcomes if o.rejected)
@@ -399,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     files = sub.add_parser("ingest-files", help="ingest Circular 10/2021 .txt files from DIR")
     files.add_argument("dir")
+    files.add_argument(
+        "--historical",
+        action="store_true",
+        help="backfill: stored and judged as usual, their alerts recorded as historical "
+        "(never paged or escalated)",
+    )
     files.set_defaults(handler=cmd_ingest_files)
 
     export = sub.add_parser("export", help="export stored data")

@@ -4,7 +4,7 @@ readings (pure), the CLI and the API against real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -238,3 +238,22 @@ def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historic
     assert [x.details.get("historical") for x in marked] == [True, None, None]
     flagged = mark_historical([fresh], T0, after=None, marked=True)
     assert flagged[0].details == {"historical": True}
+
+
+@pytest.mark.integration
+def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys):
+    from ingest import stream, tt10
+    from ingest.files import HISTORICAL_SOURCE
+
+    old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
+    stamp = tt10.format_timestamp(old, timezone(timedelta(hours=7)))
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    (folder / f"BacGiang_KCNThu_NT01_{stamp}.txt").write_bytes(
+        f"COD\t160\tmg/L\t{stamp}\t00\r\n".encode()
+    )
+    assert main(["ingest-files", str(folder), "--historical"]) == 0
+    assert "1 readings stored" in capsys.readouterr().out
+    [(payload,)] = asyncio.run(fetch(env.database_url, "SELECT payload FROM committed_batches"))
+    [item] = stream.decode(1, bytes(payload)).items
+    assert item.source == HISTORICAL_SOURCE and item.readings[0].measured_at == old
