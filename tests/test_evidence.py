@@ -243,8 +243,15 @@ def test_locked_period_refuses_silent_changes_and_audits_corrections(env, tmp_pa
     assert "STORED READINGS CHANGED" in out and "2 audited correction(s)" in out
     assert "lab re-analysis" in out
 
+    guards = (
+        "SELECT count(DISTINCT tgname) FROM pg_trigger WHERE tgname LIKE 'readings_locked_%%'"
+        " AND NOT tgisinternal"
+    )
+    assert asyncio.run(fetch(env.database_url, guards)) == [(3,)]
     assert main(["period", "unlock", "1"]) == 0
     assert main(["period", "unlock", "1"]) == 2
+    # No lock, no trigger: ingest pays nothing.
+    assert asyncio.run(fetch(env.database_url, guards)) == [(0,)]
     assert main(["period", "list", "--all"]) == 0
     assert "lifted by cli" in capsys.readouterr().out
 

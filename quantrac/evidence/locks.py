@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from ingest.contract import Status
+from quantrac.evidence.schema import refresh_guard
 
 
 class LockError(ValueError):
@@ -81,25 +82,29 @@ async def lock_period(
     reason: str,
     actor: str,
 ) -> Lock:
-    cur = await conn.execute(
-        f"INSERT INTO locked_periods (station_id, start_at, end_at, reason, locked_by)"
-        f" VALUES (%s, %s, %s, %s, %s) RETURNING {_LOCK_COLUMNS}",
-        [station_id, start, end, reason, actor],
-    )
-    row = await cur.fetchone()
-    assert row is not None
+    async with conn.transaction():
+        cur = await conn.execute(
+            f"INSERT INTO locked_periods (station_id, start_at, end_at, reason, locked_by)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_LOCK_COLUMNS}",
+            [station_id, start, end, reason, actor],
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await refresh_guard(conn)
     return Lock(*row)
 
 
 async def unlock_period(conn: psycopg.AsyncConnection, lock_id: int, actor: str) -> Lock:
-    cur = await conn.execute(
-        f"UPDATE locked_periods SET unlocked_by = %s, unlocked_at = now()"
-        f" WHERE id = %s AND unlocked_at IS NULL RETURNING {_LOCK_COLUMNS}",
-        [actor, lock_id],
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise LockError(f"no active lock with id {lock_id}")
+    async with conn.transaction():
+        cur = await conn.execute(
+            f"UPDATE locked_periods SET unlocked_by = %s, unlocked_at = now()"
+            f" WHERE id = %s AND unlocked_at IS NULL RETURNING {_LOCK_COLUMNS}",
+            [actor, lock_id],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise LockError(f"no active lock with id {lock_id}")
+        await refresh_guard(conn)
     return Lock(*row)
 
 
