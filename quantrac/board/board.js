@@ -1296,6 +1296,61 @@ function regimeCard(station) {
       h('ul', { class: 'small' }, choices.map((c) => h('li', {}, c)))) : null);
 }
 
+/** The station log: maintenance windows and maintenance, repair, replacement, calibration
+ * entries (30 days back and ahead); operators plan a window here. During a window fault,
+ * calibration and data-loss alerts are suppressed; readings are kept and flagged. */
+function stationLogCard(stationId, alive) {
+  const list = h('div', { class: 'table-wrap' }, h('p', { class: 'muted' }, t('board.loading')));
+  const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  async function refresh() {
+    try {
+      const data = await api(`/stations/${encodeURIComponent(stationId)}/log`);
+      if (!alive()) return;
+      fill(list, data.items.length ? h('table', { id: 'station-log-table' },
+        h('thead', {}, h('tr', {}, ['board.log.kind', 'board.log.params', 'board.log.from', 'board.log.to',
+          'board.log.reason', 'board.log.by'].map((k) => h('th', { scope: 'col' }, t(k))))),
+        h('tbody', {}, data.items.map((e) => h('tr', { dataset: { kind: e.kind } },
+          h('td', {}, t(`report.log.${e.kind}`)),
+          h('td', {}, e.params.length ? e.params.join(', ') : t('report.whole_station')),
+          h('td', {}, timeEl(e.from, 'short')), h('td', {}, timeEl(e.to, 'short')),
+          h('td', {}, e.reason), h('td', {}, e.by)))))
+        : h('p', { class: 'muted' }, t('board.log.none')));
+    } catch (exc) {
+      if (alive()) fill(list, errorBox(exc));
+    }
+  }
+  const field = (id, key, input) => h('div', { class: 'field' }, h('label', { for: id }, t(key)), input);
+  const form = canAct() ? h('form', { id: 'station-log-form', class: 'filters',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const value = (name) => form.elements[name].value;
+      const local = (text) => (text ? new Date(text).toISOString() : '');
+      try {
+        await api(`/stations/${encodeURIComponent(stationId)}/log`, { method: 'POST', body: {
+          kind: value('kind'), from: local(value('from')), to: local(value('to')), reason: value('reason'),
+          params: value('params').split(',').map((p) => p.trim()).filter(Boolean) } });
+        error.hidden = true;
+        form.reset();
+        refresh();
+      } catch (exc) {
+        error.textContent = exc.message;
+        error.hidden = false;
+      }
+    } },
+  field('log-kind', 'board.log.kind', h('select', { id: 'log-kind', name: 'kind' },
+    ['maintenance', 'repair', 'replacement', 'calibration'].map((k) => h('option', { value: k }, t(`report.log.${k}`))))),
+  field('log-from', 'board.log.from', h('input', { id: 'log-from', name: 'from', type: 'datetime-local', required: true })),
+  field('log-to', 'board.log.to', h('input', { id: 'log-to', name: 'to', type: 'datetime-local', required: true })),
+  field('log-params', 'board.log.params', h('input', { id: 'log-params', name: 'params', placeholder: t('report.whole_station') })),
+  field('log-reason', 'board.log.reason', h('input', { id: 'log-reason', name: 'reason', required: true, maxlength: 2000 })),
+  h('button', { type: 'submit', class: 'primary' }, t('board.log.plan'))) : null;
+  refresh();
+  return h('section', { class: 'card', id: 'station-log' },
+    h('h2', {}, t('board.log.heading')),
+    h('p', { class: 'muted small' }, t('board.log.note')),
+    list, form, error);
+}
+
 function limitText(limits) {
   if (!limits?.length) return h('span', { class: 'muted' }, t('board.station.no_limit'));
   return limits.map((l) => h('div', { class: 'limit' },
@@ -1391,7 +1446,8 @@ function stationView(root, id, wanted = null) {
       h('section', { class: 'card' },
         h('div', { class: 'chart-head' }, h('h2', {}, t('board.chart.heading')),
           h('div', { class: 'field inline' }, h('label', { for: 'chart-param' }, t('board.col.param')), paramSelect)),
-        charts));
+        charts),
+      stationLogCard(id, alive));
     labelCells($('#values-table', root));
     if (param) drawCharts();
   }
