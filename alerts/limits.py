@@ -38,26 +38,16 @@ SOURCES = ("regulation", "permit")
 # A permit written by a person: a primary document unless it says otherwise.
 PERMIT_CONFIDENCE = "H"
 
-_AVERAGING_TEXT = {
-    "vi": {"1h": "TB 1 giờ", "8h": "TB 8 giờ", "24h": "TB 24 giờ", "year": "TB năm"},
-    "en": {"1h": "1-hour mean", "8h": "8-hour mean", "24h": "24-hour mean", "year": "annual mean"},
-}
-_WORDS = {
-    "vi": {
-        "column": "cột",
-        "permit": "giấy phép",
-        "unverified": "[CHƯA KIỂM CHỨNG]",
-        "from": "từ",
-        "until": "đến hết",
-    },
-    "en": {
-        "column": "column",
-        "permit": "permit",
-        "unverified": "[UNVERIFIED]",
-        "from": "from",
-        "until": "until",
-    },
-}
+def _words(lang: str) -> dict[str, str]:
+    """The words of a limit's description, from the translation table (config/messages/
+    limits.yaml): averaging periods, column, permit, unverified, from, until."""
+    keys = ("column", "permit", "unverified", "from", "until")
+    words = {k: translate(f"limit.word.{k}", lang) for k in keys}
+    for code in ("1h", "8h", "24h", "year"):
+        words[code] = translate(f"limit.averaging.{code}", lang)
+    return words
+
+
 _PERMIT_KEYS = frozenset(
     {"param", "averaging", "max", "min", "unit", "source", "confidence", "note"}
     | {"effective_from", "effective_to"}
@@ -141,7 +131,7 @@ class EffectiveLimit:
 
     def validity_text(self, lang: str = "vi") -> str:
         """'from 2026-01-01', 'until 2025-12-31' (the last day, inclusive) or both; '' if open."""
-        words = _WORDS.get(lang, _WORDS["vi"])
+        words = _words(lang)
         parts = []
         if self.valid_from is not None:
             parts.append(f"{words['from']} {self.valid_from.isoformat()}")
@@ -160,8 +150,8 @@ class EffectiveLimit:
         return f"≥ {number_text(self.minimum)} {self.unit}"
 
     def describe(self, lang: str = "vi") -> str:
-        words = _WORDS.get(lang, _WORDS["vi"])
-        averaging = _AVERAGING_TEXT.get(lang, _AVERAGING_TEXT["vi"])[self.averaging]
+        words = _words(lang)
+        averaging = words.get(self.averaging, self.averaging)
         where = self.regulation_id
         if self.column:
             where += f" {words['column']} {self.column}"

@@ -138,3 +138,23 @@ def test_every_api_error_code_has_a_text_for_people() -> None:
     assert missing == [], (
         f"API error codes without a translation (config/messages/api.yaml): {missing}"
     )
+
+
+# Old-style tone placement on an open syllable (hoà, toạ, huỷ); the project writes the style of
+# Vietnamese administrative texts (hòa, tọa, hủy). "quý", "quá" are the same in both.
+OLD_STYLE = re.compile(r"(?<![qQ])[oOuU][àáảãạèéẻẽẹỳýỷỹỵ](?![a-zà-ỹđ])", re.IGNORECASE)
+
+
+def test_one_accent_convention_throughout() -> None:
+    root = BOARD.parent.parent
+    texts = {
+        f"messages {key} ({lang})": value
+        for key, entry in default_messages().items()
+        for lang, value in entry.items()
+        if lang == "vi"
+    }
+    texts["quantrac/board/index.html"] = HTML
+    for doc in sorted((root / "docs").glob("*.vi.md")):
+        texts[str(doc.relative_to(root))] = doc.read_text(encoding="utf-8")
+    found = {where: OLD_STYLE.findall(text) for where, text in texts.items()}
+    assert {where: hits for where, hits in found.items() if hits} == {}

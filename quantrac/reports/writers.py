@@ -167,7 +167,8 @@ def limit_line(limit: LimitInfo, lang: str) -> str:
         where += f" {_t('column', lang).lower()} {limit.column}"
     if limit.source == "permit":
         where = f"{_t('permit', lang)} ({limit.permit_source}); {where}"
-    text = f"{limit.param} {limit.averaging} {limit.text} — {where}: {limit.formula}"
+    averaging = translate(f"limit.averaging.{limit.averaging}", lang)
+    text = f"{limit.param} ({averaging}) {limit.text} — {where}: {limit.formula}"
     if limit.factors:
         text += f"; {factors_text(limit.factors, lang)}"
     validity = []
@@ -982,7 +983,7 @@ def exceedance_pdf(
                 [
                     e.station_id,
                     e.param,
-                    e.averaging,
+                    translate(f"averaging.{e.averaging}", lang),
                     local_text(e.start),
                     end,
                     num(hours(e.duration.total_seconds()), lang, 2),
