@@ -544,7 +544,7 @@ def _regime_periods(
         )
         switch = transition_end
     end = switch or transition_end
-    permit = station.permit.citation() if station.permit else "giấy phép môi trường"
+    permit = station.permit.citation() if station.permit else translate("permit.unnamed")
     params = {
         **params,
         "next": regime.next.id if regime.next else successor.id if successor else "–",

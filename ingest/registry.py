@@ -82,11 +82,14 @@ class Permit:
     # Limit entries as written ({param, averaging, max/min, note …}); alerts checks them.
     limits: tuple[dict[str, Any], ...] = ()
 
-    def citation(self) -> str:
-        """'Giấy phép môi trường số 123/GPMT-UBND ngày 15/06/2024 (UBND tỉnh Bắc Giang)'."""
-        text = f"Giấy phép môi trường số {self.number}"
+    def citation(self, lang: str = "vi") -> str:
+        """'Giấy phép môi trường số 123/GPMT-UBND ngày 15/06/2024 (UBND tỉnh Bắc Giang)', from
+        the translation table (config/messages/common.yaml)."""
+        from ingest.i18n import translate  # ingest.i18n reads the settings, which read this
+
+        text = translate("permit.citation", lang, number=self.number)
         if self.issued_on:
-            text += f" ngày {self.issued_on:%d/%m/%Y}"
+            text += translate("permit.issued_on", lang, date=f"{self.issued_on:%d/%m/%Y}")
         if self.issued_by:
             text += f" ({self.issued_by})"
         return text

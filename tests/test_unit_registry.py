@@ -383,3 +383,17 @@ def test_the_demo_fleet_names_todays_province(catalog: Catalog) -> None:
     assert all((s.ftp_name or "BacNinh_").startswith("BacNinh_") for s in shipped.stations.values())
     air = {s.facility for s in shipped.stations.values() if s.kind == "air"}
     assert air == {"Sở Nông nghiệp và Môi trường Bắc Ninh"}
+
+
+def test_a_permit_is_cited_through_the_translation_table() -> None:
+    from datetime import date
+
+    from ingest.registry import Permit
+
+    permit = Permit("123/GPMT-UBND", date(2024, 6, 15), "UBND tỉnh Bắc Giang")
+    assert permit.citation() == (
+        "Giấy phép môi trường số 123/GPMT-UBND ngày 15/06/2024 (UBND tỉnh Bắc Giang)"
+    )
+    assert permit.citation("en") == (
+        "Environmental permit No. 123/GPMT-UBND of 15/06/2024 (UBND tỉnh Bắc Giang)"
+    )
