@@ -38,6 +38,7 @@ SOURCES = ("regulation", "permit")
 # A permit written by a person: a primary document unless it says otherwise.
 PERMIT_CONFIDENCE = "H"
 
+
 def _words(lang: str) -> dict[str, str]:
     """The words of a limit's description, from the translation table (config/messages/
     limits.yaml): averaging periods, column, permit, unverified, from, until."""

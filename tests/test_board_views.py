@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -463,6 +464,7 @@ async def test_the_audit_trail_and_true_times(board: Any, browser: Any) -> None:
     # closed alert says who closed it.
     await page.goto(f"{base}/board/#/alerts/{alert_id}")
     await page.wait_for_selector("table.trail tr[data-event=resolved]")
+    assert local_hm(newest) in await page.inner_text("#alert-newest")
     revised = page.locator("table.trail tr[data-event=revised]")
     assert await revised.count() == 1
     assert await revised.get_attribute("data-folded") == "5"
@@ -583,3 +585,74 @@ async def test_open_alerts_by_kind_and_severity_on_metrics(board: Any) -> None:
     assert 'quantrac_alerts_open{kind="warning",severity="minor"} 1.0' in text  # 2 cleared
     assert 'quantrac_alerts_open{kind="data_loss",severity="major"} 1.0' in text
     assert 'quantrac_alerts_open{kind="device_fault",severity="major"} 0.0' in text
+
+
+# --- the screenshots in docs/img ----------------------------------------------------------------
+
+SHOTS = os.environ.get("QUANTRAC_SCREENSHOTS")
+
+
+@pytest.mark.skipif(not SHOTS, reason="set QUANTRAC_SCREENSHOTS=docs/img to remake the screenshots")
+async def test_make_the_screenshots(board: Any, browser: Any) -> None:
+    """QUANTRAC_SCREENSHOTS=docs/img pytest tests/test_board_views.py -k screenshots"""
+    base, database_url = board
+    folder = Path(SHOTS or ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = []
+    for i in range(12 * 30):
+        at = now - timedelta(minutes=5 * i)
+        wave = 40 + 25 * ((i // 12) % 6 == 0) + (i % 7)
+        rows.append(("WW1", "COD", at, 150.0 if i < 14 else float(wave), 0))
+        rows.append(("WW1", "Flow", at, 95.0 + (i % 5), 0))
+        rows.append(("WW1", "TSS", at, 30.0 + (i % 4), 2 if 40 <= i < 52 else 0))
+        rows.append(("WW1", "pH", at, 7.1 + 0.05 * (i % 3), 1 if 80 <= i < 86 else 0))
+    await store_readings(database_url, rows)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO rollup_dirty (hour) SELECT generate_series(date_trunc('hour', now()) "
+            "- interval '32 hours', now(), interval '1 hour')"
+        )
+        await refresh_hourly(conn)
+    await trouble(database_url)
+    desktop = await sign_in(browser, base, "op.an", DESKTOP)
+    await desktop.wait_for_selector("#alerts-body tr[data-kind=data_loss]")
+    await desktop.screenshot(path=str(folder / "board-alerts.png"))
+    await desktop.click("a[data-nav=stations]")
+    await desktop.wait_for_selector("#stations-body tr[data-station=WW1] .chip[data-param=COD]")
+    await desktop.screenshot(path=str(folder / "board-stations.png"))
+    await desktop.goto(f"{base}/board/#/stations/WW1/TSS")
+    await desktop.wait_for_selector("#chart-24h rect.status-02")
+    await desktop.wait_for_selector("#chart-7d svg")
+    await desktop.screenshot(path=str(folder / "board-station.png"), full_page=True)
+    alert_id = await desktop.evaluate(
+        "fetch('/api/v1/alerts?kind=exceedance', {headers: {Authorization: "
+        "'Bearer ' + sessionStorage.getItem('quantrac.token')}}).then(r => r.json())"
+        ".then(d => d.items[0].id)"
+    )
+    window_end = now.replace(minute=0)
+    for i in range(4):
+        revise = transition(
+            Change.REVISE, Kind.EXCEEDANCE, "WW1", "COD", window_end, value=150.0 + i, limit=75.0
+        )
+        await apply(database_url, [revise], now + timedelta(seconds=i))
+    token = await desktop.evaluate("sessionStorage.getItem('quantrac.token')")
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        await client.post(
+            f"/api/v1/alerts/{alert_id}/acknowledge",
+            json={"note": "Đã gọi điện cho nhà máy, đang kiểm tra hệ thống xử lý"},
+        )
+    await desktop.goto(f"{base}/board/#/alerts/{alert_id}")
+    await desktop.wait_for_selector("table.trail tr[data-event=acknowledged]")
+    await desktop.screenshot(path=str(folder / "board-alert.png"), full_page=True)
+    inspector = await sign_in(browser, base, "tt.binh", DESKTOP)
+    await inspector.click("a[data-nav=reports]")
+    await inspector.wait_for_selector("#report-form option[value='station:WW1']", state="attached")
+    await inspector.screenshot(path=str(folder / "board-reports.png"))
+    phone = await sign_in(browser, base, "op.an", PHONE)
+    await phone.wait_for_selector("#alerts-body tr[data-kind=exceedance]")
+    await phone.screenshot(path=str(folder / "board-phone.png"))
+    for shot in folder.glob("board-*.png"):
+        assert shot.stat().st_size < 400_000, shot

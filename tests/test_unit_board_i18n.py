@@ -131,7 +131,10 @@ def test_every_api_error_code_has_a_text_for_people() -> None:
     root = BOARD.parent
     codes = set()
     for path in root.rglob("*.py"):
-        codes |= set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', path.read_text("utf-8")))
+        text = path.read_text("utf-8")
+        codes |= set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', text))
+        codes |= set(re.findall(r'(?:_error|error_body)\(\s*(?:\d+,\s*)?"([a-z_]+)"', text))
+        codes |= set(re.findall(r'ApiError\(\s*\d+,\s*\n?\s*"([a-z_]+)"', text))
     assert {"not_found", "forbidden", "note_required"} <= codes
     table = default_messages()
     missing = sorted(c for c in codes if f"api.error.{c}" not in table)

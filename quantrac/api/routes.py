@@ -79,6 +79,12 @@ SEVERITY_ORDER = (
     "CASE a.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'minor' THEN 2 ELSE 3 END"
 )
 FLAP_WINDOW = timedelta(hours=24)
+# The newest reading an alert rests on (its last_data_at is a window's end, not a reading).
+_NEWEST_READING = (
+    "SELECT max(r.measured_at) FROM readings r WHERE r.station_id = a.station_id "
+    "AND (a.param = '' OR r.param = a.param) AND r.measured_at <= a.last_data_at "
+    "AND r.measured_at > a.first_data_at - interval '2 days'"
+)
 
 
 class Credentials(BaseModel):
@@ -564,9 +570,7 @@ async def alerts(
         f"SELECT {_ALERT_COLUMNS}, (SELECT count(*) FROM alerts b WHERE "
         "b.station_id = a.station_id AND b.param IS NOT DISTINCT FROM a.param "
         "AND b.kind = a.kind AND b.opened_at > %s), "
-        "(SELECT max(r.measured_at) FROM readings r WHERE r.station_id = a.station_id "
-        "AND (a.param = '' OR r.param = a.param) AND r.measured_at <= a.last_data_at "
-        "AND r.measured_at > a.first_data_at - interval '2 days') "
+        f"({_NEWEST_READING}) "
         f"FROM alerts a WHERE {filters.sql} "
         f"ORDER BY {order}a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
         [ctx.clock() - FLAP_WINDOW, *filters.args, limit, offset],
@@ -623,6 +627,10 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
         raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     item = _alert_json(row, names)
+    newest = await (
+        await conn.execute(f"SELECT ({_NEWEST_READING}) FROM alerts a WHERE a.id = %s", [alert_id])
+    ).fetchone()
+    item["newest_reading_at"] = newest[0].isoformat() if newest and newest[0] else None
     cur = await conn.execute(
         "SELECT id, at, event, actor, note, details FROM alert_events WHERE alert_id = %s "
         "ORDER BY id",

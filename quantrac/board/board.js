@@ -880,7 +880,7 @@ function detailValue(kind, value) {
   switch (kind) {
     case 'number': return typeof value === 'number' ? fmtNumber(value, 4) : String(value);
     case 'multiple': return `×${fmtNumber(value, 2)}`;
-    case 'averaging': return t('board.alerts.mean_of', { averaging: averagingName(value) });
+    case 'averaging': return averagingName(value);
     case 'percent': return fmtPercent(value);
     case 'time': return timeEl(value);
     case 'code': return h('code', {}, String(value));
@@ -893,12 +893,18 @@ function detailValue(kind, value) {
   }
 }
 
+// Evidence values measured in the alert's unit: shown with it.
+const WITH_UNIT = new Set(['value', 'limit', 'limit_min', 'excess', 'maximum', 'minimum']);
+
 function evidenceList(details) {
   const rows = [];
   const known = new Set();
   for (const [key, labelKey, kind] of DETAIL_FIELDS) {
     known.add(key);
-    const value = detailValue(kind, details[key]);
+    let value = detailValue(kind, details[key]);
+    if (value !== null && WITH_UNIT.has(key) && details.unit && typeof details[key] === 'number') {
+      value = fmtValue(details[key], details.unit);
+    }
     if (value === null) continue;
     rows.push(h('dt', {}, t(labelKey)), h('dd', { dataset: { field: key } }, value));
   }
@@ -958,10 +964,10 @@ function alertView(root, id) {
               `${alert.station_id} · ${alert.station_name}`)),
             h('dt', {}, t('board.col.opened')), h('dd', {}, timeEl(alert.opened_at)),
             h('dt', {}, t('board.alert.first_data')), h('dd', {}, timeEl(alert.first_data_at)),
-            h('dt', {}, t('board.col.last_data')), h('dd', {}, timeEl(alert.last_data_at)),
+            h('dt', {}, t('board.col.last_data')), h('dd', { id: 'alert-newest' }, timeEl(alert.newest_reading_at || alert.last_data_at)),
             h('dt', {}, t('alert.detail.count')), h('dd', {}, fmtNumber(alert.count, 0)),
-            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtNumber(alert.last_value, 4)),
-            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtNumber(alert.max_value, 4)),
+            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || '')),
+            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || '')),
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
             alert.resolved_at ? [h('dt', {}, t('board.alert.resolved_by')),
@@ -1354,7 +1360,7 @@ function stationLogCard(stationId, alive) {
 function limitText(limits) {
   if (!limits?.length) return h('span', { class: 'muted' }, t('board.station.no_limit'));
   return limits.map((l) => h('div', { class: 'limit' },
-    `${l.text || ''} (${l.averaging || ''})`,
+    `${l.text || ''} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
     h('div', { class: 'muted small' }, [l.regulation, l.column ? `${t('alert.detail.column')} ${l.column}` : null]
       .filter(Boolean).join(' · ')),
     l.formula ? h('div', { class: 'small' }, h('code', {}, l.formula)) : null,
