@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     PAYLOAD_EMPTY = "payload_empty"
     STATION_UNKNOWN = "station_unknown"
     STATION_MISMATCH = "station_mismatch"
+    TOPIC_INVALID = "topic_invalid"
     PARAM_UNKNOWN = "param_unknown"
     PARAM_NOT_DECLARED = "param_not_declared"
     UNIT_UNKNOWN = "unit_unknown"

@@ -7,7 +7,6 @@ contains ends as stored readings and stored rejections with reasons.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
@@ -27,6 +26,7 @@ from ingest.payloads import excerpt, parse_payload
 from ingest.pipeline import Pipeline
 from ingest.ratelimit import RateLimiter
 from ingest.registry import Registry
+from ingest.storable import storable_key
 from ingest.validation import TimeLimits, validate
 from ingest.writer import Item
 
@@ -50,7 +50,6 @@ class Receiver:
         local: tzinfo,
         rate_limiter: RateLimiter,
         clock: Callable[[], datetime] = utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.pipeline = pipeline
         self.registry = registry
@@ -61,20 +60,25 @@ class Receiver:
         self.local = local
         self.rate_limiter = rate_limiter
         self.clock = clock
-        self.monotonic = monotonic
 
     def _local_for(self, station_id: str | None) -> tzinfo:
         station = self.registry().get(station_id) if station_id else None
         return station.utc_offset if station and station.utc_offset else self.local
 
     async def receive_mqtt(self, topic: str, payload: bytes) -> tuple[Item, Feedback]:
+        """Store what the message holds; the feedback goes to the topic's station (its
+        ``station`` is empty when the topic names none: there is nobody to send it to)."""
         received_at = self.clock()
         self.metrics.message("mqtt")
         topic_station = station_from_topic(topic)
         try:
-            if topic_station is not None and not self.rate_limiter.allow(
-                topic_station, self.monotonic()
-            ):
+            if topic_station is None:
+                # Without a station in the topic nothing can be checked against the payload's
+                # claim, and no ack topic exists: rejected, counted and logged.
+                log.warning(
+                    "message on a topic without a station rejected",
+                    extra={"event": "topic_invalid", "topic": storable_key(topic)},
+                )
                 parsed = ParsedPayload(
                     "unknown",
                     None,
@@ -82,11 +86,10 @@ class Receiver:
                     None,
                     problems=[
                         Problem(
-                            Reason.RATE_LIMITED,
-                            "payload",
-                            f"{len(payload)} bytes",
-                            f"station sends faster than {self.rate_limiter.rate:g} messages/s "
-                            f"(burst {self.rate_limiter.burst:g}); slow down and resend",
+                            Reason.TOPIC_INVALID,
+                            "topic",
+                            excerpt(topic, 120),
+                            "the topic names no station: publish on stations/{station_id}/data",
                         )
                     ],
                 )
@@ -94,6 +97,7 @@ class Receiver:
                 parsed = parse_payload(
                     payload, max_bytes=self.max_payload_bytes, local=self._local_for(topic_station)
                 )
+                parsed = self._rate_limited(topic_station, parsed)
             item = self.build_item(
                 parsed,
                 topic=topic,
@@ -105,7 +109,7 @@ class Receiver:
         except Exception as exc:  # a bug must not lose the payload or stall the broker session
             log.exception(
                 "unexpected error while reading a payload",
-                extra={"event": "internal_error", "topic": topic},
+                extra={"event": "internal_error", "topic": storable_key(topic)},
             )
             item = Item(
                 received_at,
@@ -128,9 +132,9 @@ class Receiver:
             parsed = ParsedPayload("unknown", None, None, None)
         committed = await self.pipeline.submit(item)
         message_time = parsed.time.isoformat() if parsed.time else None
-        # Feedback goes back to whoever published: the topic's station, not the payload's claim.
+        # Feedback goes back to whoever published: the topic's station, never the payload's claim.
         feedback = Feedback(
-            station=topic_station or committed.station_id or "",
+            station=topic_station or "",
             seq=parsed.seq,
             time=message_time,
             received_at=received_at,
@@ -140,6 +144,34 @@ class Receiver:
             notices=clock_notices(committed.readings, received_at),
         )
         return committed, feedback
+
+    def _rate_limited(self, station_id: str, parsed: ParsedPayload) -> ParsedPayload:
+        """The payload, or a rate_limited rejection of it. Counted on the station's own clock
+        (ingest.ratelimit), and only for messages with readings of a registered station."""
+        if not parsed.readings or self.registry().get(station_id) is None:
+            return parsed
+        sent_at = parsed.time or max(
+            (r.time for r in parsed.readings if isinstance(r.time, datetime)), default=None
+        )
+        if sent_at is None or self.rate_limiter.allow(station_id, sent_at.timestamp()):
+            return parsed
+        limiter = self.rate_limiter
+        return ParsedPayload(
+            parsed.format,
+            parsed.station,
+            parsed.seq,
+            parsed.time,
+            problems=[
+                Problem(
+                    Reason.RATE_LIMITED,
+                    "payload",
+                    f"over {limiter.per_window} messages stamped within {limiter.window_s:g} s",
+                    f"more than {limiter.per_window} messages stamped within one "
+                    f"{limiter.window_s:g} s window ({limiter.rate:g} per second plus "
+                    f"{limiter.burst:g}); send each reading once",
+                )
+            ],
+        )
 
     def build_item(
         self,
@@ -160,7 +192,9 @@ class Receiver:
             now=received_at,
             limits=self.limits,
         )
-        station_id = result.station.id if result.station else (parsed.station or topic_station)
+        # Stored under the station that published (the topic's), so its rejections and its acks
+        # count alike; a payload's other claim shows in the problem's value.
+        station_id = result.station.id if result.station else (topic_station or parsed.station)
         item = Item(
             received_at=received_at,
             station_id=station_id,

@@ -224,6 +224,8 @@ class IngestService:
     async def _handle_mqtt(self, topic: str, payload: bytes) -> Feedback | None:
         assert self.receiver is not None
         _, feedback = await self.receiver.receive_mqtt(topic, payload)
+        if not feedback.station:  # the topic names no station: nowhere to answer (logged)
+            return None
         if feedback.problems or feedback.notices or self.settings.positive_ack:
             return feedback
         return None

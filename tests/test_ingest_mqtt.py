@@ -322,14 +322,16 @@ async def test_rate_limit_and_payload_size_are_enforced_per_station(
     try:
         await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
         t = recent()
-        for minute in range(4):
+        # Limited on the station's own clock: four messages stamped in one minute, two allowed.
+        for index, param in enumerate(["NO2", "PM10", "PM2.5", "Temp"]):
+            unit = "°C" if param == "Temp" else "µg/m3"
             pub.publish(
                 "stations/AIR1/data",
                 payload(
                     "AIR1",
-                    t + timedelta(minutes=minute),
-                    [{"param": "NO2", "value": 10.0, "unit": "µg/m3"}],
-                    seq=minute,
+                    t.replace(second=0) + timedelta(seconds=index),
+                    [{"param": param, "value": 10.0, "unit": unit}],
+                    seq=index,
                 ),
                 qos=1,
             )

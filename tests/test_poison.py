@@ -198,3 +198,96 @@ async def test_a_batch_the_database_refuses_commits_the_rest_and_rejects_the_cul
     ]
     assert service.metrics.value("quantrac_unstorable_payloads_total") == 1
     assert service.pipeline.healthy and service.pipeline.database_ok
+
+
+# --- rate limiting never rejects what the broker holds for us; topics without a station -------
+
+LIMITED = {"rate_limit_per_s": 0.5, "rate_limit_burst": 10}  # 40 messages per minute of own time
+
+
+async def test_a_backlog_replayed_after_a_restart_is_not_rate_limited(
+    make_settings, servers, database_url
+):
+    settings = make_settings(**LIMITED)
+    svc = IngestService(settings)
+    await svc.start()
+    await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
+    await asyncio.sleep(0.2)
+    await svc.stop()  # the broker keeps the session and queues for it
+    pub = await publisher(servers.mqtt_url)
+    start = recent(24 * 60)
+    total = 200
+    for i in range(total):  # sent every 5 s while quantrac was down
+        pub.publish("stations/WW1/data", good("WW1", start + timedelta(seconds=5 * i), i), qos=1)
+    await asyncio.sleep(0.5)
+    svc = IngestService(settings)
+    await svc.start()
+    try:
+        await wait_until(lambda: _length(readings(database_url), total), timeout=30)
+        assert len(await readings(database_url)) == total
+        assert await rejection_count(database_url) == 0
+    finally:
+        await svc.stop()
+        await pub.disconnect()
+
+
+async def test_a_flood_of_junk_does_not_use_up_a_stations_limit(
+    make_settings, servers, database_url
+):
+    svc = IngestService(make_settings(**LIMITED))
+    await svc.start()
+    await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
+    await asyncio.sleep(0.2)
+    pub = await publisher(servers.mqtt_url)
+    try:
+        for i in range(300):
+            pub.publish("stations/WW1/data", b'{"station": "WW1", "readings": [' + b"x" * i, qos=1)
+        start = recent()
+        for i in range(10):
+            pub.publish("stations/WW1/data", good("WW1", start + timedelta(seconds=i), i), qos=1)
+        await wait_until(lambda: _length(readings(database_url), 10), timeout=30)
+        await wait_until(lambda: _at_least(rejection_count(database_url), 300), timeout=30)
+        reasons = await fetch(database_url, "SELECT reason, count(*) FROM rejections GROUP BY 1")
+        assert reasons == [("payload_syntax", 300)]
+        # Real readings beyond the limit, stamped in one minute, are limited; junk never was.
+        minute = recent(5).replace(second=0)
+        for i in range(45):
+            pub.publish("stations/WW1/data", good("WW1", minute + timedelta(seconds=i), i), qos=1)
+        await wait_until(lambda: _at_least(rejection_count(database_url), 305), timeout=30)
+        limited = await fetch(
+            database_url, "SELECT count(*) FROM rejections WHERE reason = 'rate_limited'"
+        )
+        assert limited == [(5,)]
+    finally:
+        await svc.stop()
+        await pub.disconnect()
+
+
+async def test_a_topic_without_a_station_is_rejected_counted_and_never_stored_as_the_claim(
+    service, servers, database_url
+):
+    acks = await Subscriber(servers.mqtt_url).start("stations/+/ack")
+    pub = await publisher(servers.mqtt_url)
+    pub.publish("stations//data", good("WW1", recent(), 1.0, seq=1), qos=1)
+    # On another station's topic: stored and acknowledged as the publisher's, once.
+    pub.publish("stations/AIR1/data", good("WW1", recent(), 2.0, seq=2), qos=1)
+    pub.publish("stations/WW1/data", good("WW1", recent(3), 3.0, seq=3), qos=1)
+    await wait_until(lambda: readings(database_url))
+    await wait_until(lambda: _at_least(rejection_count(database_url), 2))
+    received = await acks.wait_for(1)
+    await asyncio.sleep(0.5)  # an extra ack would arrive by now
+    assert [(topic, json.loads(body)["seq"]) for topic, body in acks.messages] == [
+        ("stations/AIR1/ack", 2)
+    ]
+    assert received
+    assert [v for _, _, v in await readings(database_url)] == [3.0]
+    rows = await fetch(
+        database_url, "SELECT station_id, topic, reason, seq FROM rejections ORDER BY seq NULLS FIRST"
+    )
+    assert rows == [
+        (None, "stations//data", "topic_invalid", None),
+        ("AIR1", "stations/AIR1/data", "station_mismatch", 2),
+    ]
+    assert service.metrics.value("quantrac_rejections_total", reason="topic_invalid") == 1
+    await pub.disconnect()
+    await acks.stop()
