@@ -282,7 +282,8 @@ async def test_a_topic_without_a_station_is_rejected_counted_and_never_stored_as
     assert received
     assert [v for _, _, v in await readings(database_url)] == [3.0]
     rows = await fetch(
-        database_url, "SELECT station_id, topic, reason, seq FROM rejections ORDER BY seq NULLS FIRST"
+        database_url,
+        "SELECT station_id, topic, reason, seq FROM rejections ORDER BY seq NULLS FIRST",
     )
     assert rows == [
         (None, "stations//data", "topic_invalid", None),
