@@ -23,7 +23,15 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from alerts.aqi import AqiResult, AqiTable, AqiTableError, daily_aqi, hourly_aqi, load_table
+from alerts.aqi import (
+    NOWCAST_HOURS,
+    AqiResult,
+    AqiTable,
+    AqiTableError,
+    daily_aqi,
+    hourly_aqi,
+    load_table,
+)
 from alerts.readings_csv import CsvProblem, CsvReading, read_readings_csv, write_rows
 from alerts.windows import hourly_means, local_date
 from ingest.catalog import Catalog, load_catalog
@@ -156,12 +164,14 @@ def compute(
                 if result is not None:
                     results.append(result)
             continue
-        hour, last = min(station_hours), max(station_hours)
-        while hour <= last:
+        # An hour has an AQI only within the NowCast's reach of an hour with data: walking
+        # just those keeps a long gap (years between two rows) from costing every hour in it.
+        last = max(station_hours)
+        reach = {h + i * HOUR for h in station_hours for i in range(NOWCAST_HOURS)}
+        for hour in sorted(h for h in reach if h <= last):
             result = hourly_aqi(station_id, hour, by_param, table)
             if result is not None:
                 results.append(result)
-            hour += HOUR
     return results
 
 
@@ -239,7 +249,7 @@ def cmd_aqi(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"quantrac aqi: cannot read {args.readings}: {exc}", file=sys.stderr)
         return 2
-    if any(p.field == "header" for p in problems):
+    if any(p.field in ("header", "file") for p in problems):
         _report(args.readings, problems)
         return 2
 

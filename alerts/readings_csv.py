@@ -15,11 +15,12 @@ Duplicate rows are not checked here: storage (replay) and averaging (first one w
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -33,6 +34,7 @@ from ingest.contract import (
     Status,
     parse_time,
 )
+from ingest.payloads import decode_text
 from ingest.registry import Registry
 
 COLUMNS = ("station", "param", "time", "value", "unit", "status")
@@ -78,21 +80,51 @@ def _value(text: str) -> Decimal:
         value = Decimal(cleaned)
     except InvalidOperation:
         hint = " (use a dot as the decimal separator)" if "," in cleaned else ""
-        raise _RowError("value", f"value {text!r} is not a number{hint}") from None
+        raise _RowError("value", f"value {_shown(text)} is not a number{hint}") from None
     if not value.is_finite():
-        raise _RowError("value", f"value {text!r} is not a finite number")
+        raise _RowError("value", f"value {_shown(text)} is not a finite number")
+    if not math.isfinite(float(value)):
+        raise _RowError("value", f"value {_shown(text)} is out of range (beyond ±1.8e308)")
     return value
 
 
-def _time(text: str) -> datetime:
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:60] + "…")
+
+
+def _time(text: str, window: TimeWindow) -> datetime:
     try:
-        return parse_time(text.strip())
+        moment = parse_time(text.strip())
     except NaiveTimeError:
         raise _RowError(
-            "time", f"time {text!r} has no UTC offset (write e.g. 2026-11-01T08:00+07:00)"
+            "time", f"time {_shown(text)} has no UTC offset (write e.g. 2026-11-01T08:00+07:00)"
         ) from None
     except ValueError as exc:
-        raise _RowError("time", f"bad time {text!r}: {exc}") from None
+        raise _RowError("time", f"bad time {_shown(text)}: {exc}") from None
+    if moment < window.earliest:
+        raise _RowError(
+            "time",
+            f"time {_shown(text)} is before {window.earliest.date().isoformat()}: not a "
+            "plausible measurement (a datalogger's reset clock?)",
+        )
+    if moment >= window.latest:
+        raise _RowError(
+            "time",
+            f"time {_shown(text)} is after {window.latest.date().isoformat()}: not a plausible "
+            "measurement",
+        )
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Measured times a CSV row may carry. The project's choice, not a rule of law: automatic
+    stations report from the 2000s on, and a row dated 0001 or 1970 (a reset clock) or 9999
+    beside 2026 rows would make the commands walk every hour in between. Future years stay
+    allowed: replay tries regulations that take effect later."""
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    latest: datetime = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _convert(value: Decimal, from_unit: Unit, to_unit: Unit, catalog: Catalog) -> float:
@@ -100,11 +132,18 @@ def _convert(value: Decimal, from_unit: Unit, to_unit: Unit, catalog: Catalog) -
     if factor is None:
         raise _RowError("unit", f"{from_unit.id} cannot be converted exactly to {to_unit.id}")
     # In decimal, so 1.1 mg/m3 becomes 1100 µg/m3 and not 1100.0000000000002.
-    return float(value * Decimal(repr(factor)))
+    try:
+        return float(value * Decimal(repr(factor)))
+    except ArithmeticError:  # decimal.Overflow and friends
+        raise _RowError("value", f"value {value} is out of range in {to_unit.id}") from None
 
 
 def _row(
-    row: Mapping[str, str], line: int, catalog: Catalog, registry: Registry | None
+    row: Mapping[str, str],
+    line: int,
+    catalog: Catalog,
+    registry: Registry | None,
+    window: TimeWindow,
 ) -> CsvReading:
     station_id = row["station"].strip()
     if not station_id:
@@ -118,7 +157,7 @@ def _row(
     parameter = catalog.parameter(param_name)
     if parameter is None:
         raise _RowError("param", f"unknown parameter {param_name!r}")
-    measured_at = _time(row["time"])
+    measured_at = _time(row["time"], window)
     value = _value(row["value"])
     unit_name = row["unit"].strip()
     unit = catalog.unit(unit_name)
@@ -162,22 +201,41 @@ def _header(fields: Sequence[str] | None) -> dict[str, int] | CsvProblem:
 
 
 def read_readings_csv(
-    path_or_file: str | Path | IO[str], catalog: Catalog, registry: Registry | None
+    path_or_file: str | Path | IO[str],
+    catalog: Catalog,
+    registry: Registry | None,
+    window: TimeWindow | None = None,
 ) -> tuple[list[CsvReading], list[CsvProblem]]:
     """Every good row as a reading, every bad row as a problem (with its 1-based line).
 
     With a registry, stations must be registered and declare the parameter, and values are
-    converted exactly to the declared unit; without one, values keep the CSV's unit.
+    converted exactly to the declared unit; without one, values keep the CSV's unit. A file
+    is UTF-8 (or UTF-16/32 with a byte-order mark); a row with other bytes is a problem.
     A file that cannot be opened raises OSError.
     """
+    window = window or TimeWindow()
     if isinstance(path_or_file, str | Path):
-        with open(path_or_file, encoding="utf-8-sig", newline="") as fh:
-            return _read(fh, catalog, registry)
-    return _read(path_or_file, catalog, registry)
+        raw = Path(path_or_file).read_bytes()
+        try:
+            text = decode_text(raw)[0]
+        except UnicodeDecodeError as exc:
+            if exc.reason.startswith("NUL"):
+                return [], [CsvProblem(1, "file", f"not UTF-8 text ({exc.reason}); save as UTF-8")]
+            text = raw.decode("utf-8", "surrogateescape")  # bad bytes: their rows are refused
+        return _read(io.StringIO(text, newline=""), catalog, registry, window)
+    return _read(path_or_file, catalog, registry, window)
+
+
+def _undecodable(fields: Sequence[str]) -> bool:
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _read(
-    fh: IO[str], catalog: Catalog, registry: Registry | None
+    fh: IO[str], catalog: Catalog, registry: Registry | None, window: TimeWindow
 ) -> tuple[list[CsvReading], list[CsvProblem]]:
     readings: list[CsvReading] = []
     problems: list[CsvProblem] = []
@@ -205,6 +263,9 @@ def _read(
         end_of_previous = reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue
+        if _undecodable(fields):
+            problems.append(CsvProblem(line, "row", "bytes that are not UTF-8; save as UTF-8"))
+            continue
         if len(fields) < width:
             problems.append(
                 CsvProblem(line, "row", f"{len(fields)} fields, the header has {len(header)}")
@@ -212,7 +273,7 @@ def _read(
             continue
         row = {name: fields[i] for name, i in positions.items()}
         try:
-            readings.append(_row(row, line, catalog, registry))
+            readings.append(_row(row, line, catalog, registry, window))
         except _RowError as exc:
             problems.append(CsvProblem(line, exc.field, exc.message))
     return readings, problems

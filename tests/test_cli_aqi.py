@@ -191,3 +191,21 @@ def test_cadence_inferred_from_the_median_spacing() -> None:
         Reading("C", "O3", t0 + timedelta(minutes=1), 1.0, Status.MEASURING),
     ]
     assert infer_cadences(readings) == {"A": 300, "B": 300, "C": 60}
+
+
+def test_a_hostile_csv_gets_clear_errors_and_the_good_rows_used(
+    readings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: out-of-range values, undecodable bytes and a year-0001 row are row errors,
+    and the AQI of the good rows is still computed (before: decimal.Overflow or minutes)."""
+    with readings_file.open("ab") as fh:
+        fh.write(b"AIR1,PM2.5,2026-11-01T23:59:00+07:00,1e1000000,\xc2\xb5g/m3,00\n")
+        fh.write(b"AIR1,PM2.5,2026-11-01T23:58:00+07:00,5\xff,\xc2\xb5g/m3,00\n")
+        fh.write(b"AIR1,PM2.5,0001-01-01T00:00:00+00:00,5,\xc2\xb5g/m3,00\n")
+    assert main(["aqi", "--readings", str(readings_file), "--daily"]) == 0
+    captured = capsys.readouterr()
+    lines = len(day_csv().splitlines())
+    assert f":{lines + 1}: value: value '1e1000000' is out of range" in captured.err
+    assert f":{lines + 2}: row: bytes that are not UTF-8" in captured.err
+    assert f":{lines + 3}: time: time '0001-01-01T00:00:00+00:00' is before 2000" in captured.err
+    assert read_csv(captured.out)[0]["aqi"]

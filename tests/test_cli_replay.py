@@ -261,3 +261,26 @@ def test_replay_applies_each_facilitys_regime_across_the_transition(
     assert (new["regulation"], new["limit"], new["count"]) == ("QCVN 40:2025/BTNMT", 80, 4)
     assert "limits: OLD: COD: no numeric limit in QCVN 40:2025/BTNMT (from 2032-01-01)" in err
     assert "NEW: COD: no numeric limit" not in err
+
+
+def test_a_hostile_csv_gets_clear_errors_and_the_good_rows_replayed(
+    files: tuple[Path, Path], capsys: Any
+) -> None:
+    """Issue 15: a value beyond float range, undecodable bytes and a year-0001 row beside 2026
+    rows are row errors; the command finishes (before: decimal.Overflow, a traceback, or
+    minutes walking every hour since year 1)."""
+    stations, readings = files
+    write_csv(readings, [50.0])
+    with readings.open("ab") as fh:
+        fh.write(b"WW9,COD,2026-05-04T02:00:00+07:00,1e1000000,mg/L,00\n")
+        fh.write(b"WW9,COD,2026-05-04T02:05:00+07:00,5\xff,mg/L,00\n")
+        fh.write(b"WW9,COD,0001-01-01T00:00:00+00:00,5,mg/L,00\n")
+        fh.write(b"WW9,C\x00OD,2026-05-04T02:10:00+07:00,5,mg/L,00\n")
+    code, _, err = run(capsys, "replay", "--readings", str(readings), "--stations", str(stations))
+    assert code == 0
+    assert "line 14: value: value '1e1000000' is out of range" in err
+    assert "line 15: row: bytes that are not UTF-8" in err
+    assert "line 16: time: time '0001-01-01T00:00:00+00:00' is before 2000-01-01" in err
+    assert "line 17: param: unknown parameter" in err
+    assert "4 row(s) skipped" in err and "12 readings replayed" in err
+    assert "Traceback" not in err

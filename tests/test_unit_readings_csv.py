@@ -249,3 +249,72 @@ def test_write_rows_refuses_naive_times_and_unknown_formats() -> None:
         write_rows([{"start": datetime(2026, 11, 1)}], io.StringIO(), "csv", ["start"])
     with pytest.raises(ValueError):
         write_rows([], io.StringIO(), "xml", ["start"])  # type: ignore[arg-type]
+
+
+# --- hostile files (issue 15): a clear error per row, the rest read, never a crash -------------
+
+
+def test_values_beyond_float_range_are_row_problems(catalog: Catalog, registry: Registry) -> None:
+    text = HEADER + (
+        "AIR1,PM2.5,2026-11-01T08:00+07:00,1e1000000,µg/m3,00\n"
+        "AIR1,NO2,2026-11-01T08:00+07:00,1e400,µg/m3,00\n"  # converted to the declared mg/m3
+        "AIR1,CO,2026-11-01T08:00+07:00,-1e999999999,µg/m3,00\n"
+        "AIR1,PM2.5,2026-11-01T08:05+07:00,12.5,µg/m3,00\n"
+    )
+    for reg in (None, registry):
+        rows, problems = read(text, catalog, reg)
+        assert [r.reading.value for r in rows] == [12.5]
+        assert [(p.line, p.field) for p in problems] == [(2, "value"), (3, "value"), (4, "value")]
+        assert all("out of range" in p.message for p in problems)
+
+
+def test_absurd_dates_are_row_problems(catalog: Catalog) -> None:
+    text = HEADER + (
+        "AIR1,PM2.5,0001-01-01T00:00:00+00:00,1,µg/m3,00\n"
+        "AIR1,PM2.5,1970-01-01T00:00:00+00:00,1,µg/m3,00\n"
+        "AIR1,PM2.5,9999-12-31T00:00:00+00:00,1,µg/m3,00\n"
+        "AIR1,PM2.5,0001-01-01T00:00:00+07:00,1,µg/m3,00\n"
+        "AIR1,PM2.5,2026-11-01T08:00+07:00,2,µg/m3,00\n"
+    )
+    rows, problems = read(text, catalog)
+    assert [r.reading.value for r in rows] == [2.0]
+    assert [(p.line, p.field) for p in problems] == [(n, "time") for n in (2, 3, 4, 5)]
+    assert "before 2000-01-01" in problems[0].message and "after 2100" in problems[2].message
+
+
+def test_undecodable_bytes_refuse_their_row_only(tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_bytes(
+        HEADER.encode()
+        + b"AIR1,PM2.5,2026-11-01T08:00+07:00,1,\xb5g/m3,00\n"  # latin-1 micro sign
+        + "AIR1,PM2.5,2026-11-01T08:05+07:00,2,µg/m3,00\n".encode()
+    )
+    rows, problems = read_readings_csv(path, catalog, None)
+    assert [r.reading.value for r in rows] == [2.0]
+    assert [(p.line, p.field) for p in problems] == [(2, "row")]
+    assert "not UTF-8" in problems[0].message
+
+
+def test_utf16_files_with_a_mark_are_read_and_without_one_refused(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    text = HEADER + "AIR1,PM2.5,2026-11-01T08:00+07:00,3,µg/m3,00\n"
+    path = tmp_path / "readings.csv"
+    path.write_bytes(text.encode("utf-16"))
+    rows, problems = read_readings_csv(path, catalog, None)
+    assert [r.reading.value for r in rows] == [3.0] and not problems
+    path.write_bytes(text.encode("utf-16-le"))
+    rows, problems = read_readings_csv(path, catalog, None)
+    assert not rows and [(p.line, p.field) for p in problems] == [(1, "file")]
+
+
+def test_nul_bytes_are_a_row_problem(tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_bytes(
+        HEADER.encode()
+        + b"AIR1,PM2.5,2026-11-01T08:00+07:00,1\x00,\xc2\xb5g/m3,00\n"
+        + "AIR1,PM2.5,2026-11-01T08:05+07:00,2,µg/m3,00\n".encode()
+    )
+    rows, problems = read_readings_csv(path, catalog, None)
+    assert [r.reading.value for r in rows] == [2.0]
+    assert [p.line for p in problems] == [2]
