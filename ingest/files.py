@@ -79,7 +79,10 @@ async def ingest_file(
 ) -> FileOutcome:
     received_at = receiver.clock()
     receiver.metrics.message("file")
-    raw = path.read_bytes()
+    with path.open("rb") as fh:
+        # A file beyond the limit is refused whole: reading more of it would only cost memory
+        # (its sha256, logged, is then that of the part read).
+        raw = fh.read(receiver.max_payload_bytes + 1)
     name = path.name
     registry = receiver.registry()
     station_id = None
@@ -120,7 +123,7 @@ async def ingest_file(
                         Problem(
                             Reason.PAYLOAD_TOO_LARGE,
                             "file",
-                            f"{len(raw)} bytes",
+                            f"{path.stat().st_size} bytes",
                             f"file larger than {receiver.max_payload_bytes} bytes",
                         )
                     ],

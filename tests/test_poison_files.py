@@ -45,6 +45,10 @@ def hostile_folder(drop: Path) -> dict[str, Path]:
             lines(f"pH\t7,1\tpH\t{s4}\t00", f"CO\x00D\t5\tmg/L\t{s4}\t00").encode(),
         ),
         "binary": (f"{PREFIX}_{s5}.txt", bytes(range(256)) * 4),
+        "too_large": (
+            f"{PREFIX}_{stamp(6)}.txt",
+            lines(f"COD\t1\tmg/L\t{s5}\t00").encode() * 20_000,
+        ),
     }
     paths = {}
     for role, (name, data) in files.items():
@@ -93,6 +97,9 @@ async def test_hostile_files_are_moved_with_reasons_and_good_ones_stored(
     nul = by_role["nul"]
     assert not nul.rejected and [p.reason for p in nul.problems] == ["param_unknown"]
     assert by_role["binary"].rejected and by_role["binary"].problems
+    too_large = by_role["too_large"]
+    assert too_large.rejected and [p.reason for p in too_large.problems] == ["payload_too_large"]
+    assert too_large.problems[0].value == f"{too_large.moved_to.stat().st_size} bytes"
     odd = by_role["odd_name"]
     assert odd.rejected and [p.reason for p in odd.problems] == ["file_name"]
     assert "\\udcff" in reason_file(odd.moved_to)["file"]
