@@ -112,6 +112,8 @@ async def test_a_facility_user_reads_only_its_own_stations_and_reports(api: Any)
     )
     assert history.status_code == 404
     assert (await client.get("/api/v1/users", headers=kcn)).status_code == 403
+    assert (await client.get("/api/v1/stations/WW1/log", headers=kcn)).status_code == 200
+    assert (await client.get("/api/v1/stations/AIR1/log", headers=kcn)).status_code == 404
 
 
 async def test_a_scoped_operator_sees_and_acts_on_its_stations_only(api: Any) -> None:
@@ -128,6 +130,19 @@ async def test_a_scoped_operator_sees_and_acts_on_its_stations_only(api: Any) ->
     assert done.status_code == 200
     stations = (await client.get("/api/v1/stations", headers=air)).json()
     assert [s["id"] for s in stations["items"]] == ["AIR1"]
+    window = {
+        "kind": "maintenance",
+        "from": "2030-01-01T08:00+07:00",
+        "to": "2030-01-01T10:00+07:00",
+        "reason": "thay bơm",
+    }
+    elsewhere = await client.post("/api/v1/stations/WW1/log", json=window, headers=air)
+    assert elsewhere.status_code == 404
+    planned = await client.post("/api/v1/stations/WW1/log", json=window, headers=op)
+    assert planned.status_code == 201, planned.text
+    entry = planned.json()["id"]
+    assert (await client.post(f"/api/v1/log/{entry}/cancel", headers=air)).status_code == 404
+    assert (await client.post(f"/api/v1/log/{entry}/cancel", headers=op)).status_code == 200
     indicators = await client.get(
         "/api/v1/indicators",
         params={"from": "2026-01-01T00:00Z", "to": "2026-01-02T00:00Z"},

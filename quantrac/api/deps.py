@@ -198,8 +198,12 @@ def registry_for(ctx: ApiContext, user: User) -> Registry:
     return Registry(visible, registry.source)
 
 
+def sees_station(ctx: ApiContext, user: User, station_id: str) -> bool:
+    station = ctx.registry().get(station_id)
+    return user.scope is None or (station is not None and user.sees(station))
+
+
 def check_visible(ctx: ApiContext, user: User, station_id: str) -> None:
     """404, as for a station that does not exist: a scoped user learns nothing of the others."""
-    station = ctx.registry().get(station_id)
-    if user.scope is not None and (station is None or not user.sees(station)):
+    if not sees_station(ctx, user, station_id):
         raise ApiError(404, "not_found", f"no station {station_id[:100]!r}")

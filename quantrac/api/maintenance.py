@@ -11,7 +11,17 @@ from pydantic import BaseModel, Field
 
 from alerts import station_log
 from alerts.maintenance import LOG_KINDS, WindowError, check_window
-from quantrac.api.deps import ApiError, Conn, Ctx, Operator, Reader, page, parse_when
+from quantrac.api.deps import (
+    ApiError,
+    Conn,
+    Ctx,
+    Operator,
+    Reader,
+    check_visible,
+    page,
+    parse_when,
+    sees_station,
+)
 from quantrac.api.users import audit
 
 router = APIRouter(prefix="/api/v1", tags=["maintenance"])
@@ -34,6 +44,7 @@ async def log(
     start: str | None = None,
     end: str | None = None,
 ) -> dict[str, Any]:
+    check_visible(ctx, user, station_id)
     if ctx.registry().get(station_id) is None:
         raise ApiError(404, "not_found", f"no station {station_id!r}")
     now = ctx.clock()
@@ -49,6 +60,7 @@ async def log(
 async def add(
     ctx: Ctx, conn: Conn, user: Operator, station_id: str, body: NewEntry
 ) -> dict[str, Any]:
+    check_visible(ctx, user, station_id)
     start = parse_when(body.start, "from")
     end = parse_when(body.end, "to")
     assert start is not None and end is not None
@@ -66,7 +78,13 @@ async def add(
 
 
 @router.post("/log/{entry_id}/cancel", summary="Cancel a log entry (kept, marked)")
-async def cancel(conn: Conn, user: Operator, entry_id: int) -> dict[str, Any]:
+async def cancel(ctx: Ctx, conn: Conn, user: Operator, entry_id: int) -> dict[str, Any]:
+    if user.scope is not None:
+        row = await (
+            await conn.execute("SELECT station_id FROM station_log WHERE id = %s", [entry_id])
+        ).fetchone()
+        if row is None or not sees_station(ctx, user, row[0]):
+            raise ApiError(404, "not_found", f"no log entry {entry_id}")
     try:
         await station_log.cancel_entry(conn, entry_id, user.username)
     except WindowError as exc:

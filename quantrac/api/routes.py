@@ -32,6 +32,7 @@ from quantrac.api.deps import (
     check_visible,
     page,
     parse_when,
+    sees_station,
     sign_in,
     user_on_short_connection,
     visible_station_ids,
@@ -623,7 +624,7 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     row = await (
         await conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.id = %s", [alert_id])
     ).fetchone()
-    if row is None or not _may_see_station(ctx, user, row[1]):
+    if row is None or not sees_station(ctx, user, row[1]):
         raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     item = _alert_json(row, names)
@@ -650,11 +651,6 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     return item
 
 
-def _may_see_station(ctx: Ctx, user: User, station_id: str) -> bool:
-    station = ctx.registry().get(station_id)
-    return user.scope is None or (station is not None and user.sees(station))
-
-
 async def _act(
     ctx: Ctx, conn: Conn, user: User, alert_id: int, action: EventType, note: str | None
 ) -> dict[str, Any]:
@@ -662,7 +658,7 @@ async def _act(
         row = await (
             await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
         ).fetchone()
-        if row is None or not _may_see_station(ctx, user, row[0]):
+        if row is None or not sees_station(ctx, user, row[0]):
             raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     store = AlertStore(conn, names)
@@ -777,7 +773,7 @@ async def aqi_current(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     items = [
         {"station": sid, **value}
         for sid, value in sorted(current.items())
-        if _may_see_station(ctx, user, sid)
+        if sees_station(ctx, user, sid)
     ]
     return page(items, len(items), len(items), 0)
 
