@@ -498,6 +498,8 @@ async def test_api_completeness_and_indicators(
     assert r.status_code == 200
     cod = next(d for d in r.json()["days"] if d["param"] == "COD" and d["day"] == "2026-11-01")
     assert (cod["received"], cod["expected"], cod["share"]) == (200, 288, 0.6944)
+    choices = {c["key"]: c["where"] for c in r.json()["design_choices"]}
+    assert choices["completeness"] == "config/alerts.yaml: evaluation.min_completeness"
     r = await api.get(
         "/api/v1/reports/completeness",
         params={**Q, "station": "WW1", "format": "csv"},

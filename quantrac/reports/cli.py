@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from alerts.choices import design_choices
 from alerts.config import AlertConfigError, load_alerts_config
 from alerts.regulations import RegulationError, load_regulation_catalog
 from alerts.store import upgrade as upgrade_alerts
@@ -185,16 +186,17 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
     if not _check_period(args, "report completeness"):
         return 2
     try:
-        registry, _ = _load(settings)
+        registry, regulations = _load(settings)
         stations = stations_for(registry, args.station, args.facility)
-    except (ReportError, RegulationError) as exc:
+        choices = design_choices(load_alerts_config(settings.alerts_path).engine, regulations)
+    except (ReportError, RegulationError, AlertConfigError) as exc:
         print(f"quantrac report completeness: {exc}", file=sys.stderr)
         return 2
     await upgrade_database(settings)
     async with await connect(settings) as conn:
         report = await completeness_report(conn, stations, args.start, args.end)
     if args.format == "json":
-        data = json.dumps(completeness_json(report), ensure_ascii=False, indent=1).encode()
+        data = json.dumps(completeness_json(report, choices), ensure_ascii=False, indent=1).encode()
     else:
         data = completeness_csv(report, args.lang)
     return _write(data, args.output, False)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from alerts.choices import design_choices
 from alerts.limits import VIETNAM
 from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when, registry_for
 from quantrac.api.users import User, audit
@@ -186,7 +187,7 @@ async def completeness(
         raise ApiError(404, "not_found", str(exc)) from None
     report = await completeness_report(conn, chosen, t0, t1, now=ctx.clock())
     if fmt == "json":
-        return completeness_json(report)
+        return completeness_json(report, design_choices(ctx.engine_config, ctx.regulations))
     body = completeness_csv(report, lang)
     target = f"facility:{facility}" if facility else f"station:{station}"
     await audit(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.aqi import publication_text
+from alerts.choices import DesignChoice
 from alerts.limits import VIETNAM, Factor, describe_regime, factor_text
 from ingest.i18n import translate
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
@@ -422,7 +423,11 @@ def _episode_json(e: EpisodeRow) -> dict[str, Any]:
     }
 
 
-def completeness_json(report: CompletenessReport) -> dict[str, Any]:
+def completeness_json(
+    report: CompletenessReport, choices: Sequence[DesignChoice] | None = None
+) -> dict[str, Any]:
+    """The completeness report; with ``choices`` (a report of its own), the design choices."""
+
     def row(r: DayCompleteness) -> dict[str, Any]:
         return {
             "station": r.station_id,
@@ -454,7 +459,7 @@ def completeness_json(report: CompletenessReport) -> dict[str, Any]:
             }
             for t in report.totals
         ],
-    }
+    } | ({} if choices is None else {"design_choices": [c.to_json() for c in choices]})
 
 
 def _readings_digest_json(report: ExceedanceReport) -> dict[str, Any] | None:
