@@ -739,6 +739,7 @@ def _regulation_limits(
 
     category = None
     o2_reference = regulation.o2_reference_percent
+    o2_unverified = False  # an [L] O2 reference makes every corrected limit unverified
     if ref.coefficients.get("category") is not None:
         category = str(ref.coefficients["category"])
         found = regulation.categories.get(category)
@@ -749,6 +750,7 @@ def _regulation_limits(
             category = None
         elif found.o2_reference_percent is not None:
             o2_reference = found.o2_reference_percent
+            o2_unverified = found.unverified
 
     flow_band = None
     band_text = ""
@@ -790,6 +792,8 @@ def _regulation_limits(
                 limit = _effective(
                     station, regulation, row, factors, factors_ok, o2_reference, band_text
                 )
+                if limit is not None and o2_unverified and not limit.unverified:
+                    limit = dataclasses.replace(limit, unverified=True)
                 if limit is not None:
                     result.append(limit)
     problems.extend(inputs.problems)

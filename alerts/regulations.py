@@ -133,6 +133,11 @@ class Category:
     meaning_vi: str
     meaning_en: str
     o2_reference_percent: float | None = None
+    provenance: Provenance | None = None  # of the O2 reference, when the file gives one
+
+    @property
+    def unverified(self) -> bool:
+        return self.provenance is not None and self.provenance.unverified
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +282,7 @@ class Regulation:
     def unverified_count(self) -> int:
         """Unverified limit values plus unverified coefficient-table values."""
         count = sum(1 for limit in self.limits if limit.unverified)
+        count += sum(1 for c in self.categories.values() if c.unverified)
         for coefficient in self.coefficients:
             if coefficient.provenance.unverified:
                 count += coefficient.rule.value_count()
@@ -920,12 +926,15 @@ def _categories(rd: _Reader, raw: Any) -> dict[str, Category]:
     for key, value in rd.mapping(raw, "categories", required=False).items():
         cpath = f"categories.{key}"
         entry = rd.mapping(value, cpath)
-        rd.unknown_keys(entry, cpath, ("vi", "en", "o2_reference_percent"))
+        rd.unknown_keys(entry, cpath, ("vi", "en", "o2_reference_percent", "provenance"))
         ref = None
         if entry.get("o2_reference_percent") is not None:
             ref = _o2(rd, entry["o2_reference_percent"], f"{cpath}.o2_reference_percent")
+        provenance = None
+        if "provenance" in entry:
+            provenance = rd.provenance(entry["provenance"], f"{cpath}.provenance")
         categories[str(key)] = Category(
-            str(key), rd.text(entry, "vi", cpath), rd.text(entry, "en", cpath), ref
+            str(key), rd.text(entry, "vi", cpath), rd.text(entry, "en", cpath), ref, provenance
         )
     return categories
 

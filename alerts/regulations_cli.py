@@ -210,7 +210,8 @@ def _show_regulation(reg: Regulation, lang: str) -> None:
         meaning = category.meaning_en if lang == "en" else category.meaning_vi
         ref = category.o2_reference_percent
         o2_text = f" (O2 reference {number_text(ref)} %)" if ref is not None else ""
-        print(f"  category {category.id}: {meaning}{o2_text}")
+        source = f"  {_prov(category.provenance, lang)}" if category.provenance else ""
+        print(f"  category {category.id}: {meaning}{o2_text}{source}")
     if reg.flow_bands is not None:
         fb = reg.flow_bands
         print(f"  flow bands (input {fb.input}, {fb.unit}):")

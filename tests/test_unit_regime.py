@@ -426,3 +426,39 @@ def test_registry_row_carries_regime_and_permit(catalog: Catalog) -> None:
     }
     assert row["regulation"]["permit"]["issued_on"] == "2026-03-02"
     assert row["regulation"]["permit"]["limits"][0] == {"param": "COD", "max": 80}
+
+
+def test_an_unverified_o2_reference_marks_the_corrected_limit(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    table = """\
+format: quantrac-regulation/1
+extends: "QCVN 22:2009/BTNMT"
+provenance: {source: "bản sao QCVN 22:2009 (thử)", confidence: M}
+limits:
+  - {param: SO2, unit: "mg/Nm3", category: coal, max: 500, provenance: {source: t, confidence: M}}
+"""
+    folder = tmp_path / "regs"
+    shutil.copytree(FOLDER, folder)
+    (folder / "qcvn-22.local.yaml").write_text(table, encoding="utf-8")
+    regulations = load_regulation_catalog(folder, catalog)
+    power = regulations.get("QCVN 22:2009/BTNMT")
+    assert power is not None and power.unverified_count() == 3  # the three O2 references [L]
+    text = (
+        STACK
+        + """\
+    regulation:
+      id: "QCVN 19:2009/BTNMT"
+      column: B
+      coefficients: {stack_flow_m3h: 50000, region_class: 3}
+      sector: {id: "QCVN 22:2009/BTNMT", coefficients: {category: coal}}
+"""
+    )
+    result = station_limits(station(catalog, text, "PLANT", "emission"), regulations)
+    (so2,) = result.in_force("SO2", vn("2026-01-01"))
+    assert (so2.regulation_id, so2.maximum, so2.o2_reference_percent) == (
+        "QCVN 22:2009/BTNMT",
+        500,
+        6,
+    )
+    assert so2.unverified  # the row is [M], its O2 reference [L]
