@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gmqtt import Client
+from gmqtt import Client, MQTTConnectError
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from ingest.contract import Feedback, ack_topic, shared_subscription
@@ -126,6 +126,16 @@ class MqttInput:
                 )
                 await asyncio.sleep(delay)
                 delay = next_delay(delay)
+            except MQTTConnectError as exc:
+                # Refused (wrong account, or not allowed): retrying changes nothing.
+                with contextlib.suppress(Exception):
+                    await self.client.disconnect()
+                who = repr(self.endpoint.username) if self.endpoint.username else "anonymous"
+                raise RuntimeError(
+                    f"the broker at {self.endpoint.host}:{self.endpoint.port} refused quantrac "
+                    f"({who}): {exc}; check mqtt_username and mqtt_password (the secrets of "
+                    "`quantrac stations credentials`)"
+                ) from None
 
     def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
         self.generation += 1

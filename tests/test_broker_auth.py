@@ -317,3 +317,23 @@ async def test_the_shipped_configuration_as_written(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@needs_broker
+@pytest.mark.integration
+async def test_ingest_with_a_wrong_secret_stops_with_a_clear_message(
+    broker: Broker, make_settings: Any
+) -> None:
+    settings = make_settings(
+        mqtt_url=f"mqtt://127.0.0.1:{broker.server.port}",
+        mqtt_username="quantrac-ingest",
+        mqtt_password="not-the-secret",
+        alerts_enabled=False,
+    )
+    service = IngestService(settings)
+    service.load_configuration()
+    try:
+        with pytest.raises(RuntimeError, match="refused quantrac \\('quantrac-ingest'\\)"):
+            await asyncio.wait_for(service.start(), 20)
+    finally:
+        await service.stop()
