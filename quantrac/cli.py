@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 
 from alerts.aqi_cli import register as register_aqi
-from alerts.maintenance_cli import register as register_maintenance
 from alerts.regulations_cli import register as register_regulations
 from alerts.replay import register as register_replay
 from ingest.catalog import load_catalog
@@ -33,6 +32,7 @@ from quantrac.evidence.cli import (
 from quantrac.evidence.cli import register as register_evidence
 from quantrac.forward.cli import register as register_forward
 from quantrac.logs import configure_logging
+from quantrac.maintenance_cli import register as register_maintenance
 from quantrac.reports.cli import register as register_reports
 from simulator.check_cli import register_check
 

@@ -147,6 +147,17 @@ def make_settings(servers: Servers, database_url: str, stations_file: Path):
     return build
 
 
+@pytest.fixture
+def env(make_settings, monkeypatch):
+    """One test's settings, also in QUANTRAC_* for the command line (``quantrac.cli.main``)."""
+    settings = make_settings()
+    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("QUANTRAC_MQTT_URL", settings.mqtt_url)
+    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
+    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
+    return settings
+
+
 class Subscriber:
     """A plain gmqtt client that records what arrives (for the ack topic)."""
 

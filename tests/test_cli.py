@@ -28,16 +28,6 @@ from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(make_settings, monkeypatch):
-    settings = make_settings()
-    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("QUANTRAC_MQTT_URL", settings.mqtt_url)
-    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
-    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
-    return settings
-
-
 def test_invalid_setting_stops_start_up_naming_it(monkeypatch, capsys):
     monkeypatch.setenv("QUANTRAC_BATCH_SIZE", "many")
     assert main(["db", "upgrade"]) == 2

@@ -60,16 +60,6 @@ def test_lock_requests_are_checked():
 # --- against PostgreSQL --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(make_settings, monkeypatch):
-    settings = make_settings()
-    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("QUANTRAC_MQTT_URL", settings.mqtt_url)
-    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
-    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
-    return settings
-
-
 async def _store(settings, readings: list[Reading]) -> tuple[int, int]:
     await upgrade_database(settings)
     async with await connect(settings) as conn:

@@ -103,15 +103,6 @@ def test_bad_windows_are_refused_with_the_reason(change, message):
         check_window(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def env(make_settings, monkeypatch):
-    settings = make_settings()
-    monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("QUANTRAC_STATIONS_FILE", str(settings.stations_path))
-    monkeypatch.setenv("QUANTRAC_LOG_FORMAT", "text")
-    return settings
-
-
 @pytest.mark.integration
 def test_cli_plans_lists_and_cancels_windows(env, capsys):
     window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]

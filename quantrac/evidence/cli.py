@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
@@ -14,10 +13,11 @@ from typing import Any
 import psycopg
 
 from ingest.catalog import load_catalog
-from ingest.contract import STATUS_BY_CODE, parse_time
+from ingest.contract import STATUS_BY_CODE
 from ingest.registry import load_registry
 from ingest.service import connect, upgrade_database
 from ingest.settings import Settings
+from quantrac.cliutil import cli_actor, time_arg
 from quantrac.evidence import schema
 from quantrac.evidence.locks import (
     Correction,
@@ -37,20 +37,6 @@ from quantrac.evidence.seal import (
     seal_file,
     verify_file,
 )
-
-
-def cli_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _time_arg(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 async def open_evidence(settings: Settings) -> psycopg.AsyncConnection:
@@ -232,8 +218,8 @@ def register(sub: Any) -> None:
     p_sub = period.add_subparsers(dest="period_command", required=True, metavar="ACTION")
     lock = p_sub.add_parser("lock", help="lock a period: its readings change only by correction")
     lock.add_argument("--station", help="one station (default: every station)")
-    lock.add_argument("--from", dest="start", required=True, type=_time_arg)
-    lock.add_argument("--to", dest="end", required=True, type=_time_arg)
+    lock.add_argument("--from", dest="start", required=True, type=time_arg)
+    lock.add_argument("--to", dest="end", required=True, type=time_arg)
     lock.add_argument("--reason", required=True)
     lock.set_defaults(handler=cmd_period)
     unlock = p_sub.add_parser("unlock", help="lift a lock (recorded)")
@@ -248,7 +234,7 @@ def register(sub: Any) -> None:
     correct = r_sub.add_parser("correct", help="change, add or delete one reading, audited")
     correct.add_argument("--station", required=True)
     correct.add_argument("--param", required=True)
-    correct.add_argument("--time", required=True, type=_time_arg)
+    correct.add_argument("--time", required=True, type=time_arg)
     correct.add_argument("--value", type=float)
     correct.add_argument("--status", help="00, 01 or 02 (default 00)")
     correct.add_argument("--delete", action="store_true")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,24 +10,10 @@ from typing import Any
 from alerts import station_log
 from alerts.maintenance import LOG_KINDS, WindowError, check_window
 from ingest.catalog import load_catalog
-from ingest.contract import parse_time
 from ingest.registry import load_registry
 from ingest.service import connect, upgrade_database
 from ingest.settings import Settings
-
-
-def _time_arg(text: str) -> datetime:
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+from quantrac.cliutil import cli_actor, time_arg
 
 
 async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
@@ -61,7 +46,7 @@ async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
                 args.end,
                 args.param or [],
                 args.reason,
-                _actor(),
+                cli_actor(),
             )
             await conn.commit()
             scope = ", ".join(sorted(entry.params)) or "whole station"
@@ -72,7 +57,7 @@ async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.maintenance_command == "cancel":
             try:
-                await station_log.cancel_entry(conn, args.id, _actor())
+                await station_log.cancel_entry(conn, args.id, cli_actor())
             except WindowError as exc:
                 print(f"quantrac maintenance cancel: {exc}", file=sys.stderr)
                 return 2
@@ -108,16 +93,16 @@ def register(sub: Any) -> None:
     m_sub = m.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
     add = m_sub.add_parser("add", help="plan a window / log maintenance, repair, calibration …")
     add.add_argument("--station", required=True)
-    add.add_argument("--from", dest="start", required=True, type=_time_arg)
-    add.add_argument("--to", dest="end", required=True, type=_time_arg)
+    add.add_argument("--from", dest="start", required=True, type=time_arg)
+    add.add_argument("--to", dest="end", required=True, type=time_arg)
     add.add_argument("--param", action="append", help="only this parameter (repeatable)")
     add.add_argument("--kind", choices=LOG_KINDS, default="maintenance")
     add.add_argument("--reason", required=True)
     add.set_defaults(handler=cmd_maintenance)
     listing = m_sub.add_parser("list", help="log entries (default: 30 days back and ahead)")
     listing.add_argument("--station")
-    listing.add_argument("--from", dest="start", type=_time_arg)
-    listing.add_argument("--to", dest="end", type=_time_arg)
+    listing.add_argument("--from", dest="start", type=time_arg)
+    listing.add_argument("--to", dest="end", type=time_arg)
     listing.set_defaults(handler=cmd_maintenance)
     cancel = m_sub.add_parser("cancel", help="cancel an entry (it stays in the log, marked)")
     cancel.add_argument("id", type=int)
