@@ -283,3 +283,34 @@ async def test_api_locks_and_corrections_are_admin_only_and_audited(
     assert [a for (a,) in actions if a != "login"] == ["period.lock", "reading.correct"]
     lifted = await client.post(f"/api/v1/locks/{created.json()['id']}/unlock", headers=admin)
     assert lifted.status_code == 200 and lifted.json()["unlocked_by"] == "root"
+
+
+@pytest.mark.integration
+async def test_a_report_downloaded_from_the_api_is_sealed_and_verifies(
+    api_service,  # noqa: F811  (the fixture imported above)
+    database_url,
+    tmp_path: Path,
+):
+    from quantrac.evidence.seal import verify_file
+
+    client, settings, _ = api_service
+    await _store(settings, _day_of_readings())
+    inspector = await login(client, "insp")
+    query = {"station": "WW1", "from": PERIOD[1], "to": PERIOD[3], "format": "csv"}
+    response = await client.get("/api/v1/reports/exceedances", params=query, headers=inspector)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-quantrac-readings-sha256"] == digest_rows(
+        [
+            (r.station_id, r.param, r.measured_at, r.value, int(r.status))
+            for r in sorted(_day_of_readings(), key=lambda r: (r.param, r.measured_at))
+        ]
+    ).sha256
+    saved = tmp_path / "download.csv"
+    saved.write_bytes(response.content)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        verdict = await verify_file(conn, saved)
+    assert verdict.ok and verdict.file_sha256 == response.headers["x-quantrac-file-sha256"]
+    as_json = await client.get(
+        "/api/v1/reports/exceedances", params={**query, "format": "json"}, headers=inspector
+    )
+    assert as_json.json()["readings_digest"]["readings"] == 576

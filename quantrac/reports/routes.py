@@ -7,6 +7,7 @@ XLSX, PDF) is an export: the ``export`` permission (inspector, admin), recorded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from alerts.choices import design_choices
 from alerts.limits import VIETNAM
 from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when, registry_for
 from quantrac.api.users import User, audit
+from quantrac.evidence.seal import period_closed, readings_digest, record_seal, seal_for
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.indicators import (
@@ -62,11 +64,15 @@ def _may_export(user: User, fmt: str) -> None:
         )
 
 
-def _download(body: bytes, fmt: str, name: str) -> Response:
+def _download(body: bytes, fmt: str, name: str, headers: dict[str, str] | None = None) -> Response:
     filename = f"{name}.{fmt}"
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
-    return Response(body, media_type=MEDIA_TYPES[fmt], headers={"Content-Disposition": disposition})
+    return Response(
+        body,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": disposition, **(headers or {})},
+    )
 
 
 def local_date(at: datetime) -> str:
@@ -106,30 +112,40 @@ async def exceedances(
     if fmt == "csv" and section not in CSV_SECTIONS:
         raise ApiError(422, "invalid_parameter", f"section: one of {', '.join(CSV_SECTIONS)}")
     t0, t1 = _period(start, end)
-    try:
-        registry = registry_for(ctx, user)
-        chosen = stations_for(registry, station, facility)
-        report = await exceedance_report(
-            conn,
-            registry,
-            ctx.regulations,
-            [s.id for s in chosen],
-            t0,
-            t1,
-            now=ctx.clock(),
-            facility=facility,
-            engine_config=ctx.engine_config,
-            exported_by=(
-                f"{user.display_name} ({user.username})"
-                if user.display_name and user.display_name != user.username
-                else user.username
-            ),
-        )
-    except ReportError as exc:
-        status = 404 if "no station" in str(exc) else 422
-        raise ApiError(
-            status, "not_found" if status == 404 else "invalid_parameter", str(exc)
-        ) from None
+    # A closed period is sealed: the report and the digest of its readings read one snapshot.
+    sealed = period_closed(t1, ctx.clock())
+    digest = None
+    async with contextlib.AsyncExitStack() as snapshot:
+        if sealed:
+            await snapshot.enter_async_context(conn.transaction())
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        try:
+            registry = registry_for(ctx, user)
+            chosen = stations_for(registry, station, facility)
+            report = await exceedance_report(
+                conn,
+                registry,
+                ctx.regulations,
+                [s.id for s in chosen],
+                t0,
+                t1,
+                now=ctx.clock(),
+                facility=facility,
+                engine_config=ctx.engine_config,
+                exported_by=(
+                    f"{user.display_name} ({user.username})"
+                    if user.display_name and user.display_name != user.username
+                    else user.username
+                ),
+            )
+        except ReportError as exc:
+            status = 404 if "no station" in str(exc) else 422
+            raise ApiError(
+                status, "not_found" if status == 404 else "invalid_parameter", str(exc)
+            ) from None
+        if sealed:
+            digest = await readings_digest(conn, [s.id for s in chosen], t0, t1)
+            report.readings_sha256, report.readings_count = digest.sha256, digest.count
     if fmt == "json":
         return exceedance_json(report)
     try:
@@ -158,7 +174,26 @@ async def exceedances(
         },
     )
     name = f"exceedances-{_slug(facility or station or '')}-{local_date(t0)}-{last_local_date(t1)}"
-    return _download(body, fmt, name)
+    headers = {}
+    if digest is not None:
+        seal = seal_for(
+            body,
+            f"{name}.{fmt}",
+            kind="report exceedances",
+            request={"format": fmt, "lang": lang, "section": section, "facility": facility},
+            stations=[s.id for s in chosen],
+            start=t0,
+            end=t1,
+            readings=digest,
+            now=ctx.clock(),
+            actor=user.username,
+        )
+        await record_seal(conn, seal)
+        headers = {
+            "X-Quantrac-File-SHA256": seal.file_sha256,
+            "X-Quantrac-Readings-SHA256": digest.sha256,
+        }
+    return _download(body, fmt, name, headers)
 
 
 @router.get(
