@@ -299,12 +299,15 @@ async def test_a_report_downloaded_from_the_api_is_sealed_and_verifies(
     query = {"station": "WW1", "from": PERIOD[1], "to": PERIOD[3], "format": "csv"}
     response = await client.get("/api/v1/reports/exceedances", params=query, headers=inspector)
     assert response.status_code == 200, response.text
-    assert response.headers["x-quantrac-readings-sha256"] == digest_rows(
-        [
-            (r.station_id, r.param, r.measured_at, r.value, int(r.status))
-            for r in sorted(_day_of_readings(), key=lambda r: (r.param, r.measured_at))
-        ]
-    ).sha256
+    assert (
+        response.headers["x-quantrac-readings-sha256"]
+        == digest_rows(
+            [
+                (r.station_id, r.param, r.measured_at, r.value, int(r.status))
+                for r in sorted(_day_of_readings(), key=lambda r: (r.param, r.measured_at))
+            ]
+        ).sha256
+    )
     saved = tmp_path / "download.csv"
     saved.write_bytes(response.content)
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
