@@ -27,6 +27,7 @@ from ingest.rollup import refresh_hourly
 from quantrac.api.users import add_user
 from quantrac.app import App
 from quantrac.localservers import free_port
+from tests import test_board
 from tests.test_board import CHROMIUM, PASSWORD, TIMEOUT_MS, async_playwright
 
 pytestmark = [
@@ -37,6 +38,8 @@ pytestmark = [
 
 DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
+# Debian's Chromium, headless: tests/test_board.py's browser fixture, here named chromium.
+chromium = test_board.browser
 NAMES = {"WW1": "Trạm nước thải thử", "AIR1": "Trạm không khí thử"}
 SEVERITY = {
     Kind.EXCEEDANCE: Severity.CRITICAL,
@@ -61,16 +64,6 @@ async def board(make_settings: Any, database_url: str) -> AsyncIterator[tuple[st
         yield f"http://127.0.0.1:{port}", database_url
     finally:
         await app.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def sign_in(browser: Any, base: str, username: str, viewport: dict[str, int]) -> Any:
@@ -125,13 +118,13 @@ async def no_sideways_scroll(page: Any) -> None:
 # --- 1. inspectors export from the board ------------------------------------------------------
 
 
-async def test_an_inspector_exports_reports_from_the_board(board: Any, browser: Any) -> None:
+async def test_an_inspector_exports_reports_from_the_board(board: Any, chromium: Any) -> None:
     base, database_url = board
     now = datetime.now(UTC)
     await store_readings(
         database_url, [("WW1", "COD", now - timedelta(minutes=5 * i), 40.0, 0) for i in range(6)]
     )
-    page = await sign_in(browser, base, "tt.binh", DESKTOP)
+    page = await sign_in(chromium, base, "tt.binh", DESKTOP)
     assert "xem và xuất báo cáo" in await page.inner_text("#who")
     assert "chỉ xem" not in await page.inner_text("#who")
     await page.click("a[data-nav=reports]")
@@ -187,9 +180,9 @@ async def test_an_inspector_exports_reports_from_the_board(board: Any, browser: 
     assert page.errors == []
 
 
-async def test_an_operator_sees_reports_but_may_not_download(board: Any, browser: Any) -> None:
+async def test_an_operator_sees_reports_but_may_not_download(board: Any, chromium: Any) -> None:
     base, _ = board
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
     await page.click("a[data-nav=reports]")
     await page.wait_for_selector("#report-no-export")
     assert await page.is_disabled("#report-submit")
@@ -268,10 +261,10 @@ async def trouble(database_url: str) -> datetime:
     return now
 
 
-async def test_trouble_at_a_glance(board: Any, browser: Any) -> None:
+async def test_trouble_at_a_glance(board: Any, chromium: Any) -> None:
     base, database_url = board
     await trouble(database_url)
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
 
     # The list: worst first, and the flapping warning is one row with its counter.
     await page.wait_for_selector("#alerts-body tr[data-kind=data_loss]")
@@ -313,7 +306,7 @@ async def test_trouble_at_a_glance(board: Any, browser: Any) -> None:
 
 
 async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
-    board: Any, browser: Any
+    board: Any, chromium: Any
 ) -> None:
     base, database_url = board
     now = datetime.now(UTC)
@@ -326,7 +319,7 @@ async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
             ("AIR1", "PM10", now - timedelta(minutes=1), 120.0, 0),
         ],
     )
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
     await page.goto(f"{base}/board/#/stations/AIR1")
     row = page.locator("#values-table tr[data-param=NO2]")
     await row.wait_for()
@@ -342,10 +335,10 @@ async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
 # --- 10. phone --------------------------------------------------------------------------------
 
 
-async def test_the_board_on_a_phone(board: Any, browser: Any) -> None:
+async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     base, database_url = board
     await trouble(database_url)
-    page = await sign_in(browser, base, "op.an", PHONE)
+    page = await sign_in(chromium, base, "op.an", PHONE)
     row = page.locator("#alerts-body tr[data-kind=exceedance]")
     await row.wait_for()
     await no_sideways_scroll(page)
@@ -390,7 +383,7 @@ def local_hm(at: datetime) -> str:
     return (at + timedelta(hours=7)).strftime("%H:%M")
 
 
-async def test_the_audit_trail_and_true_times(board: Any, browser: Any) -> None:
+async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None:
     base, database_url = board
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     window_end = now.replace(minute=0) - timedelta(hours=1)
@@ -432,7 +425,7 @@ async def test_the_audit_trail_and_true_times(board: Any, browser: Any) -> None:
         ],
         now - timedelta(minutes=10),
     )
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
     row = page.locator("#alerts-body tr[data-kind=exceedance]")
     await row.wait_for()
     # Latest data: the newest reading, not the end of the window.
@@ -478,7 +471,7 @@ async def test_the_audit_trail_and_true_times(board: Any, browser: Any) -> None:
     assert page.errors == []
 
 
-async def test_an_alert_the_engine_cleared_says_so(board: Any, browser: Any) -> None:
+async def test_an_alert_the_engine_cleared_says_so(board: Any, chromium: Any) -> None:
     base, database_url = board
     now = datetime.now(UTC)
     at = now - timedelta(minutes=30)
@@ -486,7 +479,7 @@ async def test_an_alert_the_engine_cleared_says_so(board: Any, browser: Any) -> 
         database_url, [transition(Change.RAISE, Kind.WARNING, "WW1", "TSS", at, value=45.0)], at
     )
     await apply(database_url, [transition(Change.CLEAR, Kind.WARNING, "WW1", "TSS", now)], now)
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
     await page.select_option("#filter-state", "resolved")
     row = page.locator("#alerts-body tr[data-kind=warning][data-state=resolved]")
     await row.wait_for()
@@ -515,7 +508,7 @@ OVERLAPPING_LABELS = """svg => {
 
 
 async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
-    board: Any, browser: Any
+    board: Any, chromium: Any
 ) -> None:
     base, database_url = board
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -545,7 +538,7 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
         ],
         now,
     )
-    page = await sign_in(browser, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
     row = page.locator("#alerts-body tr[data-kind=device_fault]")
     await row.wait_for()
     assert (
@@ -593,7 +586,7 @@ SHOTS = os.environ.get("QUANTRAC_SCREENSHOTS")
 
 
 @pytest.mark.skipif(not SHOTS, reason="set QUANTRAC_SCREENSHOTS=docs/img to remake the screenshots")
-async def test_make_the_screenshots(board: Any, browser: Any) -> None:
+async def test_make_the_screenshots(board: Any, chromium: Any) -> None:
     """QUANTRAC_SCREENSHOTS=docs/img pytest tests/test_board_views.py -k screenshots"""
     base, database_url = board
     folder = Path(SHOTS or ".")
@@ -615,7 +608,7 @@ async def test_make_the_screenshots(board: Any, browser: Any) -> None:
         )
         await refresh_hourly(conn)
     await trouble(database_url)
-    desktop = await sign_in(browser, base, "op.an", DESKTOP)
+    desktop = await sign_in(chromium, base, "op.an", DESKTOP)
     await desktop.wait_for_selector("#alerts-body tr[data-kind=data_loss]")
     await desktop.screenshot(path=str(folder / "board-alerts.png"))
     await desktop.click("a[data-nav=stations]")
@@ -647,11 +640,11 @@ async def test_make_the_screenshots(board: Any, browser: Any) -> None:
     await desktop.goto(f"{base}/board/#/alerts/{alert_id}")
     await desktop.wait_for_selector("table.trail tr[data-event=acknowledged]")
     await desktop.screenshot(path=str(folder / "board-alert.png"), full_page=True)
-    inspector = await sign_in(browser, base, "tt.binh", DESKTOP)
+    inspector = await sign_in(chromium, base, "tt.binh", DESKTOP)
     await inspector.click("a[data-nav=reports]")
     await inspector.wait_for_selector("#report-form option[value='station:WW1']", state="attached")
     await inspector.screenshot(path=str(folder / "board-reports.png"))
-    phone = await sign_in(browser, base, "op.an", PHONE)
+    phone = await sign_in(chromium, base, "op.an", PHONE)
     await phone.wait_for_selector("#alerts-body tr[data-kind=exceedance]")
     await phone.screenshot(path=str(folder / "board-phone.png"))
     for shot in folder.glob("board-*.png"):

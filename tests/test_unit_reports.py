@@ -271,6 +271,7 @@ def test_indicator_inputs_are_checked() -> None:
     )
     [bg] = shipped.urban_population
     assert bg.province == "Bắc Ninh" and bg.illustrative and "ILLUSTRATIVE" in bg.source
+    assert bg.source_vi is not None and bg.source_vi.startswith("SỐ LIỆU MINH HỌA")
 
 
 def test_required_facilities_default_and_listed(registry) -> None:  # type: ignore[no-untyped-def]

@@ -38,6 +38,7 @@ class UrbanPopulation:
     year: int | None
     source: str
     illustrative: bool
+    source_vi: str | None = None  # the source in Vietnamese, when given as {vi, en}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +80,23 @@ def parse_indicator_config(data: Any, source: str = "<memory>") -> IndicatorConf
         year = entry.get("year")
         if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
             raise fail(f"{where}.year", "must be a year")
-        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+        texts = entry.get("source")
+        if isinstance(texts, dict):  # {vi: "…", en: "…"}: what people read, in each language
+            texts = {k: v for k, v in texts.items() if isinstance(v, str) and v.strip()}
+            if set(texts) != {"vi", "en"}:
+                raise fail(f"{where}.source", "give both languages: {vi: …, en: …}")
+        elif isinstance(texts, str) and texts.strip():
+            texts = {"en": texts}
+        else:
             raise fail(f"{where}.source", "required: where the figure comes from")
         populations.append(
             UrbanPopulation(
                 entry["province"],
                 value,
                 year,
-                " ".join(entry["source"].split()),
+                " ".join(texts["en"].split()),
                 bool(entry.get("illustrative", False)),
+                " ".join(texts["vi"].split()) if "vi" in texts else None,
             )
         )
     names = [p.province for p in populations]
@@ -152,6 +161,7 @@ class Indicator22:
     year: int | None = None
     source: str | None = None
     illustrative: bool = False
+    source_vi: str | None = None
 
     @property
     def per_population(self) -> float | None:
@@ -274,6 +284,7 @@ async def compute_indicators(
                 year=pop.year if pop else None,
                 source=pop.source if pop else None,
                 illustrative=pop.illustrative if pop else False,
+                source_vi=pop.source_vi if pop else None,
             )
         )
     counted = [i for i in result.indicator_22 if i.urban_population]
@@ -305,6 +316,7 @@ def indicators_json(ind: Indicators) -> dict[str, Any]:
             "value": _round(i.per_population),
             "year": i.year,
             "source": i.source,
+            "source_vi": i.source_vi or i.source,
             "illustrative": i.illustrative,
         }
 

@@ -609,20 +609,8 @@ def indicators_csv(doc: dict[str, Any], lang: str = "vi") -> bytes:
     ]
     rows: list[list[Any]] = []
     i23 = doc["indicator_23"]
-    rows.append(
-        [
-            "23",
-            _t("all_provinces", lang),
-            "",
-            "",
-            i23["transmitted"],
-            i23["required"],
-            percent(i23["value"]),
-            "",
-            "%",
-        ]
-    )
-    for p in i23["by_province"]:
+    overall = {**i23, "province": _t("all_provinces", lang)}
+    for p in [overall, *i23["by_province"]]:
         rows.append(
             [
                 "23",
@@ -657,8 +645,9 @@ def indicators_csv(doc: dict[str, Any], lang: str = "vi") -> bytes:
         note = _t("per_100k", lang)
         if i.get("illustrative"):
             note += f" {_t('illustrative', lang)}"
-        if i.get("source"):
-            note += f"; {i['source']}"
+        source = i.get("source_vi") if lang == "vi" else i.get("source")
+        if source or i.get("source"):
+            note += f"; {source or i['source']}"
         rows.append(
             [
                 "22",
