@@ -17,46 +17,36 @@ import psycopg
 import pytest
 
 from quantrac.api import users as users_module
-from quantrac.api.app import ApiService, FileRegistry, build_api
+from quantrac.api.app import build_api
 from quantrac.api.security import LoginThrottle
 from quantrac.api.users import Scope, add_user, authenticate
 from quantrac.cli import main
 from quantrac.web import WebServer
-from tests.conftest import CONFIG, fetch
-from tests.test_api import an_open_exceedance
+from tests.conftest import fetch
+from tests.test_api import PASSWORD, an_open_exceedance
+
+# test_api's fixture, which `secured` builds on.
+from tests.test_api import api as api
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "mật-khẩu-thử-1"
 WW1_FACILITY = "KCN Thử"
 
 
 @pytest.fixture
-async def api(make_settings: Any, database_url: str) -> Any:
-    from ingest.catalog import load_catalog
-
-    settings = make_settings(alerts_tick_s=3600)
-    catalog = load_catalog(CONFIG / "parameters.yaml")
-    service = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
-    context = await service.start()
+async def secured(api: Any, database_url: str) -> Any:
+    """test_api's API and users (op, insp, root), plus two scoped users, seen from one client
+    address."""
+    _, settings, service = api
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await add_user(conn, "root", "admin", PASSWORD)
-        await add_user(conn, "op", "operator", PASSWORD)
-        await add_user(
-            conn,
-            "kcn",
-            "facility",
-            PASSWORD,
-            "Chủ KCN",
-            Scope(facilities=frozenset([WW1_FACILITY])),
-        )
+        facility = Scope(facilities=frozenset([WW1_FACILITY]))
+        await add_user(conn, "kcn", "facility", PASSWORD, "Chủ KCN", facility)
         await add_user(
             conn, "air-op", "operator", PASSWORD, "", Scope(stations=frozenset(["AIR1"]))
         )
-    transport = httpx.ASGITransport(app=build_api(context), client=("203.0.113.7", 4000))
+    transport = httpx.ASGITransport(app=build_api(service.context), client=("203.0.113.7", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://quantrac") as client:
-        yield client, context, settings
-    await service.stop()
+        yield client, service.context, settings
 
 
 async def token(client: httpx.AsyncClient, name: str, password: str = PASSWORD) -> dict[str, str]:
@@ -68,8 +58,8 @@ async def token(client: httpx.AsyncClient, name: str, password: str = PASSWORD) 
 # --- scope -------------------------------------------------------------------------------------
 
 
-async def test_a_facility_user_reads_only_its_own_stations_and_reports(api: Any) -> None:
-    client, _, settings = api
+async def test_a_facility_user_reads_only_its_own_stations_and_reports(secured: Any) -> None:
+    client, _, settings = secured
     alert_id = await an_open_exceedance(settings)  # at WW1, the facility's station
     kcn = await token(client, "kcn")
     me = (await client.get("/api/v1/me", headers=kcn)).json()
@@ -116,8 +106,8 @@ async def test_a_facility_user_reads_only_its_own_stations_and_reports(api: Any)
     assert (await client.get("/api/v1/stations/AIR1/log", headers=kcn)).status_code == 404
 
 
-async def test_a_scoped_operator_sees_and_acts_on_its_stations_only(api: Any) -> None:
-    client, _, settings = api
+async def test_a_scoped_operator_sees_and_acts_on_its_stations_only(secured: Any) -> None:
+    client, _, settings = secured
     alert_id = await an_open_exceedance(settings)  # WW1: not in air-op's scope
     air = await token(client, "air-op")
     op = await token(client, "op")
@@ -151,8 +141,8 @@ async def test_a_scoped_operator_sees_and_acts_on_its_stations_only(api: Any) ->
     assert indicators.status_code == 200
 
 
-async def test_the_live_stream_carries_only_the_users_stations(api: Any) -> None:
-    client, context, _ = api
+async def test_the_live_stream_carries_only_the_users_stations(secured: Any) -> None:
+    client, context, _ = secured
     air = await token(client, "air-op")
     op = await token(client, "op")
     received: dict[str, list[dict[str, Any]]] = {"air": [], "op": []}
@@ -185,8 +175,8 @@ async def test_the_live_stream_carries_only_the_users_stations(api: Any) -> None
     assert [e["station"] for e in received["air"]] == ["AIR1"]
 
 
-async def test_scopes_are_checked_when_users_are_made(api: Any) -> None:
-    client, _, _ = api
+async def test_scopes_are_checked_when_users_are_made(secured: Any) -> None:
+    client, _, _ = secured
     root = await token(client, "root")
     for body, message in (
         ({"role": "facility"}, "facility user needs"),
@@ -216,9 +206,9 @@ async def test_scopes_are_checked_when_users_are_made(api: Any) -> None:
 
 
 async def test_wrong_passwords_are_throttled_per_account_and_audited(
-    api: Any, database_url: str
+    secured: Any, database_url: str
 ) -> None:
-    client, _, _ = api
+    client, _, _ = secured
     for _ in range(5):
         bad = await client.post("/api/v1/login", json={"username": "op", "password": "sai-roi-1"})
         assert bad.status_code == 401
@@ -304,8 +294,8 @@ async def test_an_old_scrypt_hash_still_signs_in_and_is_replaced(
     assert row is not None and row[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-async def test_tokens_expire_are_revoked_and_die_with_a_new_password(api: Any) -> None:
-    client, context, _ = api
+async def test_tokens_expire_are_revoked_and_die_with_a_new_password(secured: Any) -> None:
+    client, context, _ = secured
     op = await token(client, "op")
     assert (await client.get("/api/v1/me", headers=op)).status_code == 200
     out = await client.post("/api/v1/logout", headers=op)
@@ -333,8 +323,8 @@ async def test_tokens_expire_are_revoked_and_die_with_a_new_password(api: Any) -
     await token(client, "op", "mới-mới-mới-2")
 
 
-async def test_an_admin_disables_and_re_enables_a_user(api: Any) -> None:
-    client, _, _ = api
+async def test_an_admin_disables_and_re_enables_a_user(secured: Any) -> None:
+    client, _, _ = secured
     root, op = await token(client, "root"), await token(client, "op")
     off = await client.patch("/api/v1/users/op", json={"disabled": True}, headers=root)
     assert off.status_code == 200 and off.json()["disabled"] is True
@@ -360,8 +350,8 @@ async def test_an_admin_disables_and_re_enables_a_user(api: Any) -> None:
 # --- headers, cross-site, hostile input ------------------------------------------------------
 
 
-async def test_security_headers(api: Any) -> None:
-    client, _, _ = api
+async def test_security_headers(secured: Any) -> None:
+    client, _, _ = secured
     for path in ("/board/", "/api/v1/i18n", "/healthz", "/docs"):
         response = await client.get(path)
         headers = response.headers
@@ -374,8 +364,8 @@ async def test_security_headers(api: Any) -> None:
     assert (await client.get("/api/v1/i18n")).headers["cache-control"] == "no-store"
 
 
-async def test_cross_site_changes_are_refused(api: Any) -> None:
-    client, _, _ = api
+async def test_cross_site_changes_are_refused(secured: Any) -> None:
+    client, _, _ = secured
     evil = {"Origin": "https://evil.example"}
     refused = await client.post(
         "/api/v1/login", json={"username": "op", "password": PASSWORD}, headers=evil
@@ -427,8 +417,8 @@ HOSTILE = [
 ]
 
 
-async def test_hostile_parameters_get_a_clear_4xx(api: Any) -> None:
-    client, _, _ = api
+async def test_hostile_parameters_get_a_clear_4xx(secured: Any) -> None:
+    client, _, _ = secured
     root = await token(client, "root")
     wrong = []
     for path, status in HOSTILE:
@@ -440,8 +430,8 @@ async def test_hostile_parameters_get_a_clear_4xx(api: Any) -> None:
     assert wrong == []
 
 
-async def test_hostile_bodies_get_a_clear_4xx(api: Any) -> None:
-    client, _, settings = api
+async def test_hostile_bodies_get_a_clear_4xx(secured: Any) -> None:
+    client, _, settings = secured
     alert_id = await an_open_exceedance(settings)
     root = await token(client, "root")
     nul = await client.post(
@@ -454,8 +444,8 @@ async def test_hostile_bodies_get_a_clear_4xx(api: Any) -> None:
     assert huge_name.status_code == 422
 
 
-async def test_report_file_names_stay_plain(api: Any) -> None:
-    client, _, _ = api
+async def test_report_file_names_stay_plain(secured: Any) -> None:
+    client, _, _ = secured
     root = await token(client, "root")
     response = await client.get(
         "/api/v1/reports/exceedances",
@@ -513,7 +503,7 @@ def test_users_command_disables_changes_passwords_and_scopes(
     ]
 
 
-async def test_the_board_and_the_docs_page_run_under_their_csp(api: Any) -> None:
+async def test_the_board_and_the_docs_page_run_under_their_csp(secured: Any) -> None:
     """In Chromium, with the headers as sent: the board's sign-in page and Swagger UI load and
     nothing they do is blocked by their Content-Security-Policy."""
     import shutil
@@ -523,7 +513,7 @@ async def test_the_board_and_the_docs_page_run_under_their_csp(api: Any) -> None
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("Debian's chromium is not installed")
-    _, context, _ = api
+    _, context, _ = secured
     web = WebServer(build_api(context), "127.0.0.1", 0)
     await web.start()
     blocked: list[str] = []
