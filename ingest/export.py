@@ -1,10 +1,13 @@
-"""Export what was stored for a station, with status and received time, as CSV or JSON lines."""
+"""Export what was stored for a station, with status and received time, as CSV or JSON lines.
+
+``flag`` names what a reading was measured during (a maintenance window's kind, from the station
+log one layer up): the reading is exported all the same, flagged, never hidden."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import IO, Any
 
@@ -12,7 +15,8 @@ import psycopg
 
 from ingest.contract import Status
 
-COLUMNS = ("station", "param", "time", "value", "status", "received_at")
+COLUMNS = ("station", "param", "time", "value", "status", "received_at", "flag")
+Flagger = Callable[[str, str, datetime], str | None]
 
 
 async def stored_readings(
@@ -37,13 +41,16 @@ async def stored_readings(
             yield row
 
 
-async def write_export(rows: AsyncIterator[tuple[Any, ...]], out: IO[str], fmt: str) -> int:
+async def write_export(
+    rows: AsyncIterator[tuple[Any, ...]], out: IO[str], fmt: str, flag: Flagger | None = None
+) -> int:
     count = 0
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
     async for station, param, measured_at, value, status, received_at in rows:
         status_code = Status(status).code
+        mark = flag(station, param, measured_at) if flag else None
         if writer is not None:
             writer.writerow(
                 [
@@ -53,6 +60,7 @@ async def write_export(rows: AsyncIterator[tuple[Any, ...]], out: IO[str], fmt: 
                     repr(value),
                     status_code,
                     received_at.isoformat(),
+                    mark or "",
                 ]
             )
         else:
@@ -65,6 +73,7 @@ async def write_export(rows: AsyncIterator[tuple[Any, ...]], out: IO[str], fmt: 
                         "value": value,
                         "status": status_code,
                         "received_at": received_at.isoformat(),
+                        "flag": mark,
                     },
                     ensure_ascii=False,
                 )

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from alerts.aqi_cli import register as register_aqi
+from alerts.maintenance import reading_flag
 from alerts.regulations_cli import register as register_regulations
 from alerts.replay import register as register_replay
 from ingest.catalog import load_catalog
@@ -34,6 +36,7 @@ from quantrac.forward.cli import register as register_forward
 from quantrac.logs import configure_logging
 from quantrac.maintenance_cli import register as register_maintenance
 from quantrac.reports.cli import register as register_reports
+from quantrac.reports.exceedances import fetch_station_log
 from simulator.check_cli import register_check
 
 
@@ -303,13 +306,18 @@ async def cmd_export_readings(settings: Settings, args: argparse.Namespace) -> i
     params = args.param or None
     async with await open_evidence(settings) as conn:
         await start_sealed_snapshot(conn)
+        windows = await fetch_station_log(conn, [args.station], args.start, args.end)
+
+        def flag(station: str, param: str, at: datetime) -> str | None:
+            return reading_flag(windows, station, param, at)
+
         rows = stored_readings(conn, args.station, args.start, args.end, params)
         if not args.output:
-            count = await write_export(rows, sys.stdout, args.format)
+            count = await write_export(rows, sys.stdout, args.format, flag)
             print(f"{count} readings exported", file=sys.stderr)
             return 0
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = await write_export(rows, out, args.format)
+            count = await write_export(rows, out, args.format, flag)
         digest = await sealable_digest(conn, [args.station], args.start, args.end, params)
         await conn.commit()
         print(f"{count} readings exported", file=sys.stderr)

@@ -248,3 +248,44 @@ def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys
     [(payload,)] = asyncio.run(fetch(env.database_url, "SELECT payload FROM committed_batches"))
     [item] = stream.decode(1, bytes(payload)).items
     assert item.source == HISTORICAL_SOURCE and item.readings[0].measured_at == old
+
+
+@pytest.mark.integration
+def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
+    import csv
+    import io
+
+    from ingest.contract import Reading, Status
+    from ingest.service import connect, upgrade_database
+    from ingest.writer import BatchWriter, Item
+
+    async def store() -> None:
+        await upgrade_database(env)
+        async with await connect(env) as conn:
+            writer = BatchWriter(conn, "postgresql")
+            await writer.prepare()
+            readings = [
+                Reading("WW1", p, T0 + timedelta(minutes=m), 7.0, Status(s))
+                for m, s in ((-5, 0), (5, 1), (125, 0))
+                for p in ("COD", "pH")
+            ]
+            await writer.write(
+                [Item(datetime.now(UTC), "WW1", "t", "mqtt", None, "", readings, [])]
+            )
+
+    asyncio.run(store())
+    window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
+    base = ["maintenance", "add", "--station", "WW1", *window, "--reason", "hiệu chuẩn"]
+    assert main([*base, "--kind", "calibration", "--param", "COD"]) == 0
+    capsys.readouterr()
+    span = ["--from", "2026-12-03T07:00+07:00", "--to", "2026-12-03T11:00+07:00"]
+    assert main(["export", "readings", "--station", "WW1", *span]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["param"], r["time"][11:16], r["status"], r["flag"]) for r in rows] == [
+        ("COD", "00:55", "00", ""),
+        ("pH", "00:55", "00", ""),
+        ("COD", "01:05", "01", "calibration"),
+        ("pH", "01:05", "01", ""),
+        ("COD", "03:05", "00", ""),
+        ("pH", "03:05", "00", ""),
+    ]
