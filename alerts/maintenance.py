@@ -25,7 +25,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from alerts.engine import Change, Transition
+from alerts.engine import Change, Output, Transition
 from alerts.model import STATION_WIDE, Kind
 
 LOG_KINDS = ("maintenance", "repair", "replacement", "calibration")
@@ -189,4 +189,18 @@ def mark_historical(
         if t.change is not Change.CLEAR and is_historical(t.at, received_at, after, marked)
         else t
         for t in transitions
+    ]
+
+
+def mark_historical_outputs(
+    outputs: Sequence[Output],
+    received_at: datetime,
+    after: timedelta | None,
+    marked: bool = False,
+) -> list[Output]:
+    """``mark_historical`` over what the engine said about one committed item (its episodes and
+    windows pass unchanged: backfill still produces episodes and report rows)."""
+    return [
+        mark_historical([o], received_at, after, marked)[0] if isinstance(o, Transition) else o
+        for o in outputs
     ]

@@ -230,6 +230,14 @@ def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historic
     flagged = mark_historical([fresh], T0, after=None, marked=True)
     assert flagged[0].details == {"historical": True}
 
+    from alerts.engine import WindowEvaluated
+    from alerts.maintenance import mark_historical_outputs
+
+    window = object.__new__(WindowEvaluated)  # passes through untouched, whatever it holds
+    mixed = mark_historical_outputs([old, window, fresh], T0, timedelta(days=2))
+    assert mixed[1] is window
+    assert [m.details.get("historical") for m in (mixed[0], mixed[2])] == [True, None]
+
 
 @pytest.mark.integration
 def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys):
