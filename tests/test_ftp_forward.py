@@ -420,3 +420,37 @@ def test_compose_ftp_service_writes_into_the_folder_quantrac_watches():
     parser = build_parser()
     for name in ("quantrac-reports", "quantrac-forward"):
         parser.parse_args(services[name]["command"])
+
+
+@pytest.mark.integration
+async def test_each_run_looks_back_late_days_not_at_the_whole_history(
+    make_settings, registry: Registry, tmp_path: Path
+):
+    settings = make_settings()
+    await _store(settings, _hour_of_readings())
+    outbox = tmp_path / "outbox"
+    config = {
+        "name": "so",
+        "url": f"file://{outbox}",
+        "stations": ["WW1"],
+        "since": "2026-11-20T10:00+07:00",
+        "late_days": 1 / 16,  # 90 minutes
+    }
+    [target] = parse_forward_config({"targets": [config]})
+    conn = await _forward_conn(settings)
+    now = T0 + timedelta(hours=2)
+    assert (await forward_once(conn, target, registry, now, environ={})).sent == 12
+    state = await (await conn.execute("SELECT scanned_until FROM forward_state")).fetchone()
+    assert state == (now - timedelta(seconds=300),)
+    # A parameter arriving for 10:50 (within 90 minutes of what was scanned) goes; one for 10:05
+    # (far older) is stored but no longer forwarded.
+    await _store(
+        settings,
+        [
+            Reading("WW1", "TSS", T0 + timedelta(minutes=50), 20.0, Status(0)),
+            Reading("WW1", "TSS", T0 + timedelta(minutes=5), 21.0, Status(0)),
+        ],
+    )
+    later = await forward_once(conn, target, registry, now + timedelta(minutes=5), environ={})
+    assert (later.sent, later.resent) == (1, 1) and later.paths[0].endswith("105000.txt")
+    await conn.close()

@@ -28,6 +28,7 @@ class ForwardTarget:
     since: datetime
     layout: str = DEFAULT_LAYOUT
     delay_s: float = 300.0  # a time slot is sent once it is this old (its readings are in)
+    late_s: float = 7 * 86400.0  # readings arriving this late for a sent slot are still sent
     max_attempts: int = 5
     backoff_s: float = 5.0
     timeout_s: float = 30.0
@@ -72,6 +73,7 @@ def parse_forward_config(
         "since",
         "layout",
         "delay_s",
+        "late_days",
         "max_attempts",
         "backoff_s",
         "timeout_s",
@@ -129,6 +131,7 @@ def parse_forward_config(
                 since=since,
                 layout=layout,
                 delay_s=number("delay_s", 300.0),
+                late_s=86400.0 * number("late_days", 7.0),
                 max_attempts=int(number("max_attempts", 5, 1)),
                 backoff_s=number("backoff_s", 5.0),
                 timeout_s=number("timeout_s", 30.0, 0.1),

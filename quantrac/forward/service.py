@@ -54,7 +54,14 @@ async def _v1(conn: psycopg.AsyncConnection) -> None:
     """)
 
 
-MIGRATIONS = [(1, "forward log and state", _v1)]
+async def _v2(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute("ALTER TABLE forward_state ADD COLUMN scanned_until timestamptz")
+
+
+MIGRATIONS = [
+    (1, "forward log and state", _v1),
+    (2, "forward state: how far every due slot was sent", _v2),
+]
 
 
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
@@ -124,10 +131,16 @@ async def forward_once(
     dest = destination or target_from_url(
         resolve_url(target.url, environ), ca_file=target.ca_file, timeout_s=target.timeout_s
     )
+    until = now - timedelta(seconds=target.delay_s)
     cur = await conn.execute(
-        _DUE_SLOTS,
-        [target.name, stations, target.since, now - timedelta(seconds=target.delay_s), max_files],
+        "SELECT scanned_until FROM forward_state WHERE target = %s", [target.name]
     )
+    row = await cur.fetchone()
+    scan_from = target.since
+    if row and row[0] is not None:
+        # Everything due before scanned_until was sent; look back late_s for late readings.
+        scan_from = max(target.since, row[0] - timedelta(seconds=target.late_s))
+    cur = await conn.execute(_DUE_SLOTS, [target.name, stations, scan_from, until, max_files])
     slots = await cur.fetchall()
     await conn.commit()
     opened = False
@@ -153,7 +166,8 @@ async def forward_once(
         result.error = str(exc)
     finally:
         await asyncio.to_thread(dest.close)
-    await _record_state(conn, result, now)
+    complete = result.ok and len(slots) < max_files
+    await _record_state(conn, result, now, until if complete else None)
     return result
 
 
@@ -213,15 +227,19 @@ async def _record(
 
 
 async def _record_state(
-    conn: psycopg.AsyncConnection, result: ForwardResult, now: datetime
+    conn: psycopg.AsyncConnection,
+    result: ForwardResult,
+    now: datetime,
+    scanned_until: datetime | None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO forward_state (target, last_run_at, last_ok_at, last_error, files_sent)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (target) DO UPDATE SET"
+        "INSERT INTO forward_state (target, last_run_at, last_ok_at, last_error, files_sent,"
+        " scanned_until) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (target) DO UPDATE SET"
         " last_run_at = EXCLUDED.last_run_at,"
         " last_ok_at = coalesce(EXCLUDED.last_ok_at, forward_state.last_ok_at),"
         " last_error = EXCLUDED.last_error,"
-        " files_sent = forward_state.files_sent + EXCLUDED.files_sent",
-        [result.target, now, now if result.ok else None, result.error, result.sent],
+        " files_sent = forward_state.files_sent + EXCLUDED.files_sent,"
+        " scanned_until = greatest(forward_state.scanned_until, EXCLUDED.scanned_until)",
+        [result.target, now, now if result.ok else None, result.error, result.sent, scanned_until],
     )
     await conn.commit()
