@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from alerts.maintenance import LOG_KINDS
 from alerts.model import EventType, Kind, Severity, State
 from ingest.i18n import LANGUAGES, default_messages, load_messages
 from ingest.settings import default_config_dir
@@ -71,6 +72,7 @@ FAMILIES = {
         key.removeprefix("api.error.") for key in default_messages() if key.startswith("api.error.")
     ],
     "aqi.publishable.{}": ["yes", "no", "unknown"],
+    "report.log.{}": list(LOG_KINDS),
 }
 
 
