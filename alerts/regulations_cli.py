@@ -404,7 +404,7 @@ def cmd_limits(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  inputs: {inputs}")
     result = station_limits(station, regulations)
     print(f"  {translate('regime.heading', lang)}:")
-    permit = station.permit.citation() if station.permit else None
+    permit = station.permit.citation(lang) if station.permit else None
     for line in describe_regime(result.regime, permit, lang):
         print(f"    {line}")
     if station.kind == "air":

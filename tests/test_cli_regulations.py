@@ -277,7 +277,7 @@ def test_check_and_limits_of_a_new_facility_without_numbers(
         "QCVN 40:2025/BTNMT ngay từ ngày có hiệu lực."
     ) in out
     assert (
-        "    Giấy phép môi trường: Giấy phép môi trường số 9/GPMT-UBND ngày 01/04/2026 "
+        "    Hồ sơ của cơ sở: Giấy phép môi trường số 9/GPMT-UBND ngày 01/04/2026 "
         "(UBND tỉnh Bắc Giang)"
     ) in out
     assert "    COD 1h: permit: ≤ 90 mg/L  [từ 2026-04-01]" in out
