@@ -68,8 +68,6 @@ FAMILIES = {
     "board.trouble.{}": js_list("TROUBLE_TIERS"),
     "board.reports.kind_{}": ["exceedances", "completeness", "indicators"],
     "averaging.{}": ["1h", "8h", "24h", "year"],
-    # The station log's entry kinds (alerts/station_log.py; texts in evidence.yaml).
-    "report.log.{}": ["maintenance", "repair", "replacement", "calibration"],
     "api.error.{}": [
         key.removeprefix("api.error.") for key in default_messages() if key.startswith("api.error.")
     ],
