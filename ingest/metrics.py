@@ -86,6 +86,11 @@ class IngestMetrics:
             "When the current run of failed batch writes began (epoch seconds); 0 while storing",
             registry=r,
         )
+        self.acks_failed = Counter(
+            "quantrac_acks_failed_total",
+            "Acks that could not be published (logged as ack_failed); their data are stored",
+            registry=r,
+        )
         self.unstorable = Counter(
             "quantrac_unstorable_payloads_total",
             "Payloads the database refused even as a plain rejection record; acknowledged, "

@@ -60,6 +60,19 @@ def next_delay(delay: float) -> float:
     return min(delay * 2, RECONNECT_MAX_S)
 
 
+# Acks published and not yet acknowledged by the broker, at most (then _send_ack waits).
+_ACK_WINDOW = 2000
+_ACK_WAIT_S = 0.005
+_ACK_WAIT_STEPS = 6000  # 30 s
+
+
+def _unacknowledged(client: Any) -> int:
+    """QoS 1 publishes of this client the broker has not acknowledged yet (gmqtt keeps them
+    in its persistent storage until the PUBACK)."""
+    storage = getattr(client, "_persistent_storage", None)
+    return len(getattr(storage, "_messages", ()))
+
+
 class StaleDelivery(Exception):
     """The connection that delivered this message is gone; the broker will redeliver it."""
 
@@ -74,6 +87,7 @@ class MqttInput:
         self.connected = asyncio.Event()
         self._closing = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._ack_gate = asyncio.Lock()
         self.client = self._make_client()
 
     def _make_client(self) -> Client:
@@ -180,8 +194,32 @@ class MqttInput:
         if generation != self.generation:
             raise StaleDelivery(topic)
         if feedback is not None:
-            client.publish(ack_topic(feedback.station), feedback.to_json(), qos=1)
+            await self._send_ack(client, feedback)
         return 0  # PUBACK "success", sent by gmqtt now that the data are committed
+
+    async def _send_ack(self, client: Client, feedback: Feedback) -> None:
+        """Publish the ack (QoS 1) once the broker has taken enough of the earlier ones.
+
+        Packet ids are finite (65,535, or fewer if the broker says so): a burst of rejections,
+        say a backlog of junk, would otherwise use them all up, and the failing publish would
+        leave the data message without its PUBACK, stalling the session. Waiting here slows
+        ingest to what the broker accepts. A publish that fails anyway is logged and counted;
+        the data are committed, so their PUBACK still goes out."""
+        try:
+            # One waiter polls; the others queue on the lock, costing nothing.
+            async with self._ack_gate:
+                for _ in range(_ACK_WAIT_STEPS):
+                    if _unacknowledged(client) < _ACK_WINDOW or self._closing:
+                        break
+                    await asyncio.sleep(_ACK_WAIT_S)
+                client.publish(ack_topic(feedback.station), feedback.to_json(), qos=1)
+        except Exception as exc:
+            self.metrics.acks_failed.inc()
+            log.error(
+                "ack not sent: %s",
+                exc,
+                extra={"event": "ack_failed", "station": feedback.station, "seq": feedback.seq},
+            )
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Let messages already handed to the pipeline finish (and be acknowledged), then
