@@ -60,8 +60,10 @@ def next_delay(delay: float) -> float:
     return min(delay * 2, RECONNECT_MAX_S)
 
 
-# Acks published and not yet acknowledged by the broker, at most (then _send_ack waits).
-_ACK_WINDOW = 2000
+# Acks published and not yet acknowledged by the broker, at most (then _send_ack waits):
+# below gmqtt's 65,535 packet ids and Mosquitto's receive maximum (max_inflight_messages,
+# 20,000 in the shipped configuration). Reached only in bursts of rejections.
+_ACK_WINDOW = 15000
 _ACK_WAIT_S = 0.005
 _ACK_WAIT_STEPS = 6000  # 30 s
 
