@@ -106,10 +106,71 @@ async def _v2_readings_not_valid(conn: psycopg.AsyncConnection) -> None:
     )
 
 
+async def _v3_events_outbox(conn: psycopg.AsyncConnection) -> None:
+    # The notification outbox and the board's stream rebuild each event from its row alone.
+    await conn.execute("""
+        ALTER TABLE alert_events ADD COLUMN state text, ADD COLUMN severity text;
+        UPDATE alert_events e SET state = a.state, severity = a.severity
+            FROM alerts a WHERE a.id = e.alert_id;
+    """)
+
+
 MIGRATIONS = [
     (1, "alerts, alert events, exceedance episodes, hourly AQI", _v1),
     (2, "partial index of readings with status 01/02 (reports)", _v2_readings_not_valid),
+    (3, "alert events carry their state and severity (notification outbox)", _v3_events_outbox),
 ]
+
+# NOTIFY channel woken by every committed alert event.
+EVENTS_CHANNEL = "alert_events"
+# Held by every transaction that writes alert events, from its first statement to its commit:
+# event ids are then taken in commit order, so a reader that saw event n missed none below n.
+# Taken first, before any alert row is locked, so it can never be part of a deadlock.
+_EVENTS_ORDER_LOCK = 0x71657674  # "qevt"
+
+
+async def lock_events(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_EVENTS_ORDER_LOCK])
+
+
+_EVENTS_AFTER = """
+    SELECT e.id, e.alert_id, e.event, a.kind, coalesce(e.severity, a.severity), a.station_id,
+           a.param, coalesce(e.state, a.state), e.at, a.opened_at, e.actor, e.note, e.details
+    FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+    WHERE e.id > %s ORDER BY e.id LIMIT %s
+"""
+
+
+async def events_after(
+    conn: psycopg.AsyncConnection, position: int, station_names: dict[str, str], limit: int = 200
+) -> list[AlertEvent]:
+    """Committed alert events after ``position``, oldest first, as notifications carry them."""
+    cur = await conn.execute(_EVENTS_AFTER, [position, limit])
+    return [
+        AlertEvent(
+            event_id=r[0],
+            alert_id=r[1],
+            event=EventType(r[2]),
+            kind=Kind(r[3]),
+            severity=Severity(r[4]),
+            station_id=r[5],
+            station_name=station_names.get(r[5]) or r[5],
+            param=r[6],
+            state=State(r[7]),
+            at=r[8],
+            opened_at=r[9],
+            actor=r[10],
+            note=r[11],
+            details=r[12],
+        )
+        for r in await cur.fetchall()
+    ]
+
+
+async def last_event_id(conn: psycopg.AsyncConnection) -> int:
+    cur = await conn.execute("SELECT coalesce(max(id), 0) FROM alert_events")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
@@ -144,7 +205,10 @@ class AlertStore:
     ) -> list[AlertEvent]:
         """One transaction for all transitions of one message, in order."""
         events: list[AlertEvent] = []
+        if not transitions:
+            return events
         async with self.conn.transaction():
+            await lock_events(self.conn)
             for t in transitions:
                 event = await self._apply_one(t, severity_of(t.kind), now)
                 if event is not None:
@@ -243,12 +307,22 @@ class AlertStore:
         if t.value is not None:
             details.setdefault("value", t.value)
         cur = await self.conn.execute(
-            "INSERT INTO alert_events (alert_id, at, event, actor, note, details) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            [alert_id, now, event_type.value, actor, note, _json(details)],
+            "INSERT INTO alert_events (alert_id, at, event, actor, note, details, state, severity)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            [
+                alert_id,
+                now,
+                event_type.value,
+                actor,
+                note,
+                _json(details),
+                state.value,
+                severity.value,
+            ],
         )
         row = await cur.fetchone()
         assert row is not None
+        await self.conn.execute("SELECT pg_notify(%s, %s)", [EVENTS_CHANNEL, str(row[0])])
         return AlertEvent(
             event_id=row[0],
             alert_id=alert_id,
@@ -273,6 +347,7 @@ class AlertStore:
         if action not in (EventType.ACKNOWLEDGED, EventType.RESOLVED, EventType.NOTED):
             raise ValueError(f"not a person's action: {action}")
         async with self.conn.transaction():
+            await lock_events(self.conn)
             cur = await self.conn.execute(
                 "SELECT station_id, param, kind, severity, state, opened_at "
                 "FROM alerts WHERE id = %s FOR UPDATE",
@@ -316,6 +391,7 @@ class AlertStore:
         self, alert: OpenAlert, details: dict[str, Any], now: datetime
     ) -> AlertEvent:
         async with self.conn.transaction():
+            await lock_events(self.conn)
             t = Transition(
                 Change.UPDATE, alert.kind, alert.station_id, alert.param, now, None, details
             )
@@ -448,13 +524,15 @@ def _episode_row(e: Episode) -> dict[str, Any]:
 
 
 async def recent_readings(
-    conn: psycopg.AsyncConnection, since: datetime
+    conn: psycopg.AsyncConnection, since: datetime, stations: list[str] | None = None
 ) -> psycopg.AsyncCursor[dict[str, Any]]:
-    """Readings to rebuild the engine's windows after a restart, in measured-time order."""
+    """Readings to rebuild the engine's windows after a restart, in measured-time order; only
+    those of ``stations`` when given."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT station_id, param, measured_at, value, status, received_at FROM readings "
-        "WHERE measured_at >= %s ORDER BY measured_at",
-        [since],
+        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
+        "ORDER BY measured_at",
+        [since, stations, stations],
     )
     return cur

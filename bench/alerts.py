@@ -1,9 +1,10 @@
 """Alert latency: from a station's publish to the alert event on MQTT, under background load.
 
-    python bench/alerts.py [--rate 10000] [--seconds 30] [--probes-per-s 10] [--alerts-only]
+    python bench/alerts.py [--rate 10000] [--seconds 30] [--probes-per-s 10] [--separate]
 
 Starts a private Mosquitto and PostgreSQL, then runs what ``quantrac run`` runs (ingest and the
-alert engine in one process; ``--alerts-only`` leaves ingest out).
+alert engine in one process, the engine fed each committed batch; ``--separate`` has the
+engine follow the committed stream from PostgreSQL, as a separate ``quantrac alerts`` does).
 
 Background: 300 air stations publishing ``--rate`` readings/s (10 readings per message, QoS 1)
 stamped with the current time. They declare a 1 s cadence, so the traffic is live and on
@@ -124,14 +125,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         mqtt_client_id="bench-quantrac",
         batch_size=args.batch_size,
     )
-    ingest = None if args.alerts_only else IngestService(settings)
+    ingest = IngestService(settings)
     alerts = AlertService(settings)
     try:
-        if ingest is not None:
-            await ingest.start()
         await alerts.start()
-        assert alerts.mqtt is not None
-        await asyncio.wait_for(alerts.mqtt.connected.wait(), 10)
+        await ingest.start()
+        assert ingest.pipeline is not None and ingest.mqtt is not None
+        if not args.separate:
+            ingest.pipeline.subscribe(alerts.accept)
+        await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
         watcher = EventWatcher(mq.url)
         await watcher.start()
         endpoint = parse_mqtt_url(mq.url)
@@ -197,7 +199,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "alerts",
         "started": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "with_ingest": not args.alerts_only,
+        "engine_in_process": not args.separate,
         "ingest_batch_size": args.batch_size,
         "target_readings_per_s": args.rate,
         "achieved_readings_per_s": round(published * READINGS_PER_MESSAGE / elapsed),
@@ -220,7 +222,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10000, help="background readings/s")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--probes-per-s", type=float, default=10)
-    parser.add_argument("--alerts-only", action="store_true", help="run without ingest")
+    parser.add_argument(
+        "--separate", action="store_true", help="engine reads the committed stream from the DB"
+    )
     parser.add_argument("--batch-size", type=int, default=5000, help="ingest batch size")
     args = parser.parse_args()
     result = asyncio.run(run(args))

@@ -164,10 +164,17 @@ async def _committed_stream(
     await stream.migrate(conn)
 
 
+async def _stream_workers(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    await stream.migrate_workers(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "stations, rejections, ingested files", _base),
     (2, "readings and hourly rollup", _readings),
     (3, "committed stream and its cursors", _committed_stream),
+    (4, "workers sharing a stream's cursors", _stream_workers),
 ]
 
 
@@ -313,6 +320,9 @@ async def existing_partitions(conn: psycopg.AsyncConnection) -> set[str]:
 
 
 async def create_partition(conn: psycopg.AsyncConnection, start: datetime) -> None:
+    # Two processes starting together would both see the month missing; IF NOT EXISTS alone
+    # still races in the catalog. The lock lasts until the caller's commit.
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
     await conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} PARTITION OF readings FOR VALUES FROM ({}) TO ({})"

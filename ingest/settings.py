@@ -233,6 +233,11 @@ class Settings:
     alerts_tick_s: float = field(default=5.0, metadata={"parse": _positive_float})
     # Written by `quantrac stations credentials`: broker accounts (hashes) and ACLs.
     broker_auth_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
+    # Alert workers split the stations into this many partitions, leased in PostgreSQL.
+    alerts_partitions: int = field(default=16, metadata={"parse": _positive_int})
+    alerts_lease_s: float = field(default=15.0, metadata={"parse": _positive_float})
+    # /healthz says degraded when the engine is this far behind storage.
+    alerts_max_lag_s: float = field(default=300.0, metadata={"parse": _positive_float})
     log_level: str = field(
         default="INFO", metadata={"parse": _choice("DEBUG", "INFO", "WARNING", "ERROR")}
     )

@@ -84,6 +84,21 @@ async def migrate(conn: psycopg.AsyncConnection) -> None:
     """)
 
 
+async def migrate_workers(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute("""
+        -- Workers of a consumer that splits its cursors: present while seen_until is ahead.
+        CREATE TABLE stream_workers (
+            consumer   text NOT NULL,
+            owner      text NOT NULL,
+            seen_until timestamptz NOT NULL,
+            PRIMARY KEY (consumer, owner)
+        );
+        -- Cursors follow committed_batches or another ordered table (alert_events for the
+        -- notification outbox); only the former hold back pruning.
+        ALTER TABLE stream_cursors ADD COLUMN stream text NOT NULL DEFAULT 'committed_batches';
+    """)
+
+
 _APPEND = "INSERT INTO committed_batches (readings, payload) VALUES (%s, %s) RETURNING id"
 
 
@@ -123,8 +138,9 @@ async def read_after(
 async def prune(conn: psycopg.AsyncConnection) -> int:
     """Delete the batches every registered cursor has passed (all of them when none is)."""
     cur = await conn.execute(
-        "DELETE FROM committed_batches WHERE id <= coalesce("
-        "(SELECT min(position) FROM stream_cursors), (SELECT max(id) FROM committed_batches))"
+        "DELETE FROM committed_batches WHERE id <= coalesce((SELECT min(position) FROM"
+        " stream_cursors WHERE stream = 'committed_batches'), (SELECT max(id) FROM"
+        " committed_batches))"
     )
     return cur.rowcount
 
@@ -135,46 +151,48 @@ async def lag(conn: psycopg.AsyncConnection) -> dict[str, tuple[int, float]]:
         SELECT c.name, count(b.id),
                coalesce(extract(epoch FROM now() - min(b.committed_at)), 0)
         FROM stream_cursors c LEFT JOIN committed_batches b ON b.id > c.position
-        GROUP BY c.name""")
+        WHERE c.stream = 'committed_batches' GROUP BY c.name""")
     return {r[0]: (int(r[1]), float(r[2])) for r in await cur.fetchall()}
 
 
 class Wakeup:
-    """LISTEN committed_batches on its own connection; ``wait`` returns on a NOTIFY or timeout.
+    """LISTEN on its own connection and wake every waiter on a NOTIFY.
 
-    Losing the connection only costs latency: the reader also polls every ``timeout``.
+    Losing the connection only costs latency: readers also poll at their timeout.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, channel: str = CHANNEL):
         self.url = url
-        self._event = asyncio.Event()
+        self.channel = channel
+        self._waiters: list[asyncio.Event] = []
         self._task: asyncio.Task[None] | None = None
 
+    def waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.append(event)
+        return event
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="quantrac-stream-listen")
+        self._task = asyncio.create_task(self._listen(), name=f"quantrac-listen-{self.channel}")
 
     def poke(self) -> None:
-        self._event.set()
-
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+        for event in self._waiters:
+            event.set()
 
     async def _listen(self) -> None:
         delay = 0.5
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, application_name="quantrac-stream"
+                    self.url, autocommit=True, application_name="quantrac-listen"
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {self.channel}")
                     delay = 0.5
-                    self._event.set()  # whatever came while we were not listening
+                    self.poke()  # whatever came while we were not listening
                     async for _ in conn.notifies():
-                        self._event.set()
+                        self.poke()
             except (psycopg.Error, OSError) as exc:
-                log.debug("stream listener reconnecting: %s", exc)
+                log.debug("listener on %s reconnecting: %s", self.channel, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -183,3 +201,124 @@ class Wakeup:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+async def wait(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` passed; then it is cleared for the next wait."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+# --- cursors and leases ----------------------------------------------------------------------
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds a cursor this one was about to move: its work is not committed."""
+
+
+_LEASE_LOCK = 0x716C7365  # "qlse": one lease decision at a time, per database
+
+
+def fair_share(owners: Sequence[str], me: str, total: int) -> int:
+    """How many of ``total`` cursors ``me`` should hold among the live ``owners`` (sorted, so
+    every worker computes the same split)."""
+    ranked = sorted({*owners, me})
+    base, extra = divmod(total, len(ranked))
+    return base + (1 if ranked.index(me) < extra else 0)
+
+
+async def register(
+    conn: psycopg.AsyncConnection,
+    names: Sequence[str],
+    position: int,
+    stream: str = CHANNEL,
+) -> list[str]:
+    """Create the cursors that do not exist yet, at ``position``; returns the names created."""
+    cur = await conn.execute(
+        "INSERT INTO stream_cursors (name, position, stream) SELECT unnest(%s::text[]), %s, %s"
+        " ON CONFLICT (name) DO NOTHING RETURNING name",
+        [list(names), position, stream],
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def lease(
+    conn: psycopg.AsyncConnection,
+    consumer: str,
+    names: Sequence[str],
+    owner: str,
+    lease_s: float,
+) -> dict[str, int]:
+    """Renew what ``owner`` holds and take or give back cursors towards its fair share among the
+    consumer's live workers. Returns the cursors held afterwards, with their positions.
+
+    A worker that stops renewing loses its cursors after ``lease_s``; the others then take
+    them and resume from their positions. One transaction, serialised by an advisory lock.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LEASE_LOCK])
+        await conn.execute(
+            "INSERT INTO stream_workers (consumer, owner, seen_until)"
+            " VALUES (%s, %s, now() + %s * interval '1 second')"
+            " ON CONFLICT (consumer, owner) DO UPDATE SET seen_until = excluded.seen_until",
+            [consumer, owner, lease_s],
+        )
+        await conn.execute("DELETE FROM stream_workers WHERE seen_until < now() - interval '1 h'")
+        cur = await conn.execute(
+            "SELECT owner FROM stream_workers WHERE consumer = %s AND seen_until > now()",
+            [consumer],
+        )
+        live = [r[0] for r in await cur.fetchall()]
+        cur = await conn.execute(
+            "SELECT name, position, owner, coalesce(lease_until > now(), false)"
+            " FROM stream_cursors WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+            [list(names)],
+        )
+        rows = await cur.fetchall()
+        share = fair_share(live, owner, len(rows))
+        mine = [r for r in rows if r[2] == owner]
+        free = [r for r in rows if r[2] != owner and (r[2] is None or not r[3])]
+        keep = mine[:share] + free[: max(0, share - len(mine))]
+        give_back = [r[0] for r in mine[share:]]
+        if give_back:
+            await conn.execute(
+                "UPDATE stream_cursors SET owner = NULL, lease_until = NULL WHERE name = ANY(%s)",
+                [give_back],
+            )
+        held = {str(r[0]): int(r[1]) for r in keep}
+        await conn.execute(
+            "UPDATE stream_cursors SET owner = %s, lease_until = now() + %s * interval '1 second'"
+            " WHERE name = ANY(%s)",
+            [owner, lease_s, list(held)],
+        )
+    return held
+
+
+async def release(conn: psycopg.AsyncConnection, consumer: str, owner: str) -> None:
+    """A clean stop: give everything back at once instead of waiting for the lease to run out."""
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE stream_cursors SET owner = NULL, lease_until = NULL WHERE owner = %s", [owner]
+        )
+        await conn.execute(
+            "DELETE FROM stream_workers WHERE consumer = %s AND owner = %s", [consumer, owner]
+        )
+
+
+async def advance(
+    conn: psycopg.AsyncConnection, moves: dict[str, int], owner: str | None = None
+) -> None:
+    """Move cursors, inside the transaction that commits the work done up to there. With an
+    ``owner``, every cursor must still be leased to it, or LeaseLost rolls the work back."""
+    if not moves:
+        return
+    names, targets = list(moves), list(moves.values())
+    cur = await conn.execute(
+        "UPDATE stream_cursors c SET position = greatest(c.position, m.position),"
+        " updated_at = now() FROM unnest(%s::text[], %s::bigint[]) AS m(name, position)"
+        " WHERE c.name = m.name AND (%s::text IS NULL OR c.owner = %s)",
+        [names, targets, owner, owner],
+    )
+    if cur.rowcount != len(names):
+        raise LeaseLost(f"cursors {names} are no longer all leased to {owner}")

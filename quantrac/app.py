@@ -35,19 +35,28 @@ class App:
             self.api = ApiService(settings, self.service.catalog, self.service.current_registry)
 
     async def start(self) -> None:
-        await self.service.start()
+        # The engine's cursors exist before ingest commits anything, and it is handed every
+        # batch the pipeline commits; whatever it misses it reads back from its cursors.
         if self.alerts is not None:
             await self.alerts.start()
+        await self.service.start()
+        if self.alerts is not None:
+            assert self.service.pipeline is not None
+            self.service.pipeline.subscribe(self.alerts.accept)
         if self.api is not None:
             context = await self.api.start()
-            app = build_api(
-                context,
-                metrics=self.service.metrics.registry,
-                health=lambda: ingest_health(self.service),
-            )
+            app = build_api(context, metrics=self.service.metrics.registry, health=self.health)
             self.web = web_servers(app, self.settings)
             for server in self.web:
                 await server.start()
+
+    def health(self) -> dict[str, object]:
+        report = ingest_health(self.service)
+        if self.alerts is not None:
+            report.update(self.alerts.health())
+            if report["alerts_lagging"]:
+                report["status"] = "degraded"
+        return report
 
     async def stop(self) -> None:
         for server in self.web:

@@ -63,8 +63,8 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     web: list[WebServer] = []
 
     def health() -> dict[str, object]:
-        broker = service.mqtt is not None and service.mqtt.connected.is_set()
-        return {"status": "ok" if broker else "degraded", "broker_connected": broker}
+        report = service.health()
+        return {"status": "degraded" if report["alerts_lagging"] else "ok", **report}
 
     async def start() -> None:
         await service.start()
@@ -490,7 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     _scope_arguments(scope)
     scope.set_defaults(handler=cmd_users)
     alerts = sub.add_parser(
-        "alerts", help="run the alert engine alone (its own shared-subscription group)"
+        "alerts",
+        help="run the alert engine alone: it follows what ingest stored (several workers "
+        "split the stations)",
     )
     alerts.add_argument("--duration", type=float, help="stop after this many seconds")
     alerts.set_defaults(handler=cmd_alerts)

@@ -1,5 +1,6 @@
-"""The alert service against real Mosquitto and PostgreSQL: publish → alert event, lifecycle,
-one open alert per condition under concurrency, and recovery after a restart."""
+"""The alert service against real Mosquitto and PostgreSQL: publish → stored → alert event,
+lifecycle, one open alert per condition under concurrency, and recovery after a restart from the
+committed stream's cursors."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from alerts.model import EventType, Kind, Severity
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from ingest.contract import Reading, Status
+from ingest.schema import POSTGRES
 from ingest.service import IngestService
+from ingest.writer import BatchWriter, Item
 from tests.conftest import Subscriber, fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,17 +56,37 @@ def cod_hour(
     ]
 
 
-async def store_valid(database_url: str, readings: list[Reading]) -> None:
-    """What ingest would have stored: the readings, with status 00."""
+async def store_committed(database_url: str, readings: list[Reading]) -> None:
+    """What ingest does with accepted readings: one batch through the writer, so the readings
+    and their committed batch are stored together."""
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        async with conn.cursor() as cur:
-            for r in readings:
-                await cur.execute(
-                    "INSERT INTO readings (station_id, param, measured_at, value, status,"
-                    " received_at) VALUES (%s, %s, %s, %s, 0, now())",
-                    [r.station_id, r.param, r.measured_at, r.value],
+        writer = BatchWriter(conn, POSTGRES)
+        await writer.prepare()
+        station = readings[0].station_id
+        await writer.write(
+            [
+                Item(
+                    datetime.now(UTC),
+                    station,
+                    f"stations/{station}/data",
+                    "mqtt",
+                    None,
+                    "{}",
+                    readings,
+                    [],
                 )
-        await conn.commit()
+            ]
+        )
+
+
+async def judged(database_url: str) -> bool:
+    """Every committed batch has been judged by every alert cursor."""
+    rows = await fetch(
+        database_url,
+        "SELECT (SELECT coalesce(max(id), 0) FROM committed_batches) <= "
+        "coalesce((SELECT min(position) FROM stream_cursors WHERE name LIKE 'alerts:%'), -1)",
+    )
+    return bool(rows[0][0])
 
 
 class Clock:
@@ -76,13 +99,18 @@ class Clock:
 
 @pytest.fixture
 async def alert_service(make_settings: Any):
+    """`quantrac run`'s arrangement: ingest, and the engine fed by its committed batches."""
     clock = Clock()
-    svc = AlertService(make_settings(alerts_tick_s=3600), clock=clock)
+    settings = make_settings(alerts_tick_s=3600)
+    svc = AlertService(settings, clock=clock)
     await svc.start()
-    assert svc.mqtt is not None
-    await asyncio.wait_for(svc.mqtt.connected.wait(), 10)
-    await asyncio.sleep(0.2)
+    ingest = IngestService(settings)
+    await ingest.start()
+    assert ingest.pipeline is not None and ingest.mqtt is not None
+    ingest.pipeline.subscribe(svc.accept)
+    await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
     yield svc, clock
+    await ingest.stop()
     await svc.stop()
 
 
@@ -213,34 +241,41 @@ async def test_silent_station_raises_data_loss_from_the_clock(
     assert await svc.tick() == []  # raised once, not every tick
 
 
-async def test_restart_rebuilds_windows_and_resolves_what_cleared_meanwhile(
+async def test_restart_resumes_at_the_cursor_and_resolves_what_cleared_meanwhile(
     make_settings: Any, database_url: str
 ) -> None:
     settings = make_settings(alerts_tick_s=3600)
     start = an_hour_ago() - timedelta(hours=1)
     first = AlertService(settings)
-    await first.start(mqtt=False)
+    await first.start()
     readings = [
         Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
     ]
-    [opened] = await first.process("WW1", readings, datetime.now(UTC))
+    await store_committed(database_url, readings)
+    await wait_until(lambda: judged(database_url))
+    [(opened,)] = await fetch(database_url, "SELECT id FROM alerts WHERE kind = 'exceedance'")
     await first.stop()
 
-    # While the engine was down, ingest stored the exceeding hour and two clean hours.
-    clean = [
-        Reading("WW1", "COD", t, v, Status.MEASURING)
-        for h in (1, 2)
-        for _, v, t, _ in cod_hour(start + timedelta(hours=h), 20.0)
-    ]
-    await store_valid(database_url, readings + clean)
+    # While the engine was down, ingest stored two clean hours.
+    for h in (1, 2):
+        clean = [
+            Reading("WW1", "COD", t, v, Status.MEASURING)
+            for _, v, t, _ in cod_hour(start + timedelta(hours=h), 20.0)
+        ]
+        await store_committed(database_url, clean)
 
     second = AlertService(settings)
-    await second.start(mqtt=False)
+    await second.start()
+    await wait_until(lambda: judged(database_url))
     await second.stop()
     state = await fetch(
-        database_url, "SELECT state, resolution FROM alerts WHERE id = %s", [opened.alert_id]
+        database_url, "SELECT state, resolution FROM alerts WHERE id = %s", [opened]
     )
     assert state == [("resolved", "auto")]
+    events = await fetch(
+        database_url, "SELECT event FROM alert_events WHERE alert_id = %s ORDER BY id", [opened]
+    )
+    assert events == [("opened",), ("auto_resolved",)]
     episodes = await fetch(
         database_url, "SELECT start_at, end_at, ongoing FROM exceedance_episodes"
     )
@@ -253,15 +288,16 @@ async def test_restart_keeps_an_open_alert_without_repeating_it(
     settings = make_settings(alerts_tick_s=3600)
     start = an_hour_ago()
     first = AlertService(settings)
-    await first.start(mqtt=False)
+    await first.start()
     readings = [
         Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(start, 150.0)
     ]
-    await first.process("WW1", readings, datetime.now(UTC))
+    await store_committed(database_url, readings)
+    await wait_until(lambda: judged(database_url))
     await first.stop()
-    await store_valid(database_url, readings)
     second = AlertService(settings)
-    await second.start(mqtt=False)
+    await second.start()
+    await wait_until(lambda: judged(database_url))
     await second.stop()
     rows = await fetch(database_url, "SELECT state, count FROM alerts WHERE kind = 'exceedance'")
     assert rows == [("open", 1)]
@@ -269,17 +305,17 @@ async def test_restart_keeps_an_open_alert_without_repeating_it(
     assert events == [(1,)]
 
 
-async def test_ingest_and_alerts_side_by_side_each_in_its_own_group(
+async def test_a_separate_engine_follows_what_ingest_stored(
     make_settings: Any, servers: Any, database_url: str
 ) -> None:
+    """`quantrac alerts` beside `quantrac run`: no MQTT of its own, the stored stream only."""
     settings = make_settings(alerts_tick_s=3600)
     ingest = IngestService(settings)
     await ingest.start()
     alerts = AlertService(settings)
     await alerts.start()
-    assert ingest.mqtt is not None and alerts.mqtt is not None
-    await asyncio.wait_for(alerts.mqtt.connected.wait(), 10)
-    await asyncio.sleep(0.3)
+    assert ingest.mqtt is not None
+    await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
     try:
         pub = await publisher(servers.mqtt_url)
         pub.publish("stations/WW1/data", message("WW1", cod_hour(an_hour_ago(), 150.0)), qos=1)
@@ -317,7 +353,7 @@ async def test_an_unacknowledged_critical_alert_escalates_once(
     alerts_file.write_text(ESCALATING, encoding="utf-8")
     clock = Clock()
     svc = AlertService(make_settings(alerts_tick_s=3600, alerts_file=alerts_file), clock=clock)
-    await svc.start(mqtt=False)
+    await svc.start()
     try:
         start = an_hour_ago()
         critical = [
@@ -345,7 +381,7 @@ async def test_an_unacknowledged_critical_alert_escalates_once(
 
 async def test_hourly_aqi_is_kept_for_air_stations(make_settings: Any, database_url: str) -> None:
     svc = AlertService(make_settings(alerts_tick_s=3600))
-    await svc.start(mqtt=False)
+    await svc.start()
     try:
         start = an_hour_ago() - timedelta(hours=1)
         for hour in (0, 1):
@@ -407,7 +443,7 @@ async def test_what_a_failed_commit_held_is_stored_by_the_next_one(
     from psycopg_pool import AsyncConnectionPool
 
     svc = AlertService(make_settings(alerts_tick_s=3600))
-    await svc.start(mqtt=False)
+    await svc.start()
     try:
         assert svc.pool is not None
         await svc.pool.close()  # the database goes away under the engine
@@ -437,7 +473,7 @@ async def test_revised_evidence_updates_the_alert_without_counting_a_repeat(
     make_settings: Any, database_url: str
 ) -> None:
     svc = AlertService(make_settings(alerts_tick_s=3600))
-    await svc.start(mqtt=False)
+    await svc.start()
     try:
         start = an_hour_ago()
         hour = [

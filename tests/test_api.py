@@ -15,10 +15,11 @@ import pytest
 from alerts.service import AlertService
 from ingest.catalog import load_catalog
 from ingest.contract import Reading, Status
+from ingest.service import IngestService
 from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
 from quantrac.web import WebServer
-from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher
+from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
 from tests.test_alerts_service import an_hour_ago, cod_hour, message
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ async def login(client: httpx.AsyncClient, username: str) -> dict[str, str]:
 
 async def an_open_exceedance(settings: Any) -> int:
     alerts = AlertService(settings)
-    await alerts.start(mqtt=False)
+    await alerts.start()
     try:
         readings = [
             Reading("WW1", "COD", t, v, Status.MEASURING)
@@ -203,42 +204,57 @@ async def test_readings_series_hourly_and_raw(api: Any, database_url: str) -> No
 
 
 async def test_alert_events_stream_live_over_sse(api: Any, servers: Any) -> None:
+    """The board's stream follows alert_events: the engine's events and a person's action."""
     _, settings, service = api
-    await asyncio.wait_for(service.events.connected.wait(), 10)
+    await asyncio.wait_for(service.events.following.wait(), 10)
     # A real server: an in-memory ASGI transport would hold the stream until it ends.
     web = WebServer(build_api(service.context), "127.0.0.1", 0)
     await web.start()
     alerts = AlertService(settings)
     await alerts.start()
-    assert alerts.mqtt is not None
-    await asyncio.wait_for(alerts.mqtt.connected.wait(), 10)
-    await asyncio.sleep(0.3)
+    ingest = IngestService(settings)
+    await ingest.start()
+    assert ingest.mqtt is not None
+    await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
     received: list[dict[str, Any]] = []
     base = f"http://127.0.0.1:{web.port}"
 
-    async def read_stream(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    async def read_stream(client: httpx.AsyncClient, headers: dict[str, str], n: int) -> None:
         async with client.stream("GET", "/api/v1/alerts/stream", headers=headers) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             async for line in response.aiter_lines():
                 if line.startswith("data: "):
                     received.append(json.loads(line.removeprefix("data: ")))
-                    return
+                    if len(received) == n:
+                        return
 
     try:
         async with httpx.AsyncClient(base_url=base, timeout=20) as client:
             headers = await login(client, "op")
-            reader = asyncio.create_task(read_stream(client, headers))
+            reader = asyncio.create_task(read_stream(client, headers, 2))
             await asyncio.sleep(0.5)
             pub = await publisher(servers.mqtt_url)
             pub.publish("stations/WW1/data", message("WW1", cod_hour(an_hour_ago(), 150.0)), qos=1)
+            await wait_until(lambda: _async(bool(received)))
+            answer = await client.post(
+                f"/api/v1/alerts/{received[0]['alert_id']}/acknowledge", headers=headers
+            )
+            assert answer.status_code == 200
             await asyncio.wait_for(reader, 15)
             await pub.disconnect()
     finally:
+        await ingest.stop()
         await alerts.stop()
         await web.stop()
-    [event] = received
-    assert event["kind"] == "exceedance" and event["event"] == "opened"
-    assert event["station"] == "WW1"
+    opened, acknowledged = received
+    assert opened["kind"] == "exceedance" and opened["event"] == "opened"
+    assert opened["station"] == "WW1"
+    assert acknowledged["event"] == "acknowledged" and acknowledged["actor"] == "op"
+    assert acknowledged["alert_id"] == opened["alert_id"]
+
+
+async def _async(value: Any) -> Any:
+    return value
 
 
 async def test_admin_replaces_the_registry_only_when_it_is_valid(

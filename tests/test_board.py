@@ -85,10 +85,8 @@ async def running(make_settings: Any, database_url: str) -> AsyncIterator[tuple[
     await app.start()
     try:
         assert app.service.mqtt is not None and app.alerts is not None and app.api is not None
-        assert app.alerts.mqtt is not None
         await asyncio.wait_for(app.service.mqtt.connected.wait(), 10)
-        await asyncio.wait_for(app.alerts.mqtt.connected.wait(), 10)
-        await asyncio.wait_for(app.api.events.connected.wait(), 10)
+        await asyncio.wait_for(app.api.events.following.wait(), 10)
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             await add_user(conn, "op.an", "operator", PASSWORD, "Nguyễn Văn An")
             await add_user(conn, "tt.binh", "inspector", PASSWORD, "Trần Thị Bình")

@@ -167,7 +167,7 @@ async def world(servers: Any, tmp_path_factory: Any) -> AsyncIterator[World]:
     registry = registry_from_text(REGISTRY, load_catalog(CONFIG / "parameters.yaml"), "r.yaml")
     data = readings()
     svc = AlertService(settings)
-    await svc.start(mqtt=False)  # creates the readings, alert and episode tables
+    await svc.start()  # creates the readings, alert and episode tables
     try:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             async with conn.cursor() as cur:

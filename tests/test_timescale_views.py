@@ -105,7 +105,7 @@ async def test_engine_api_and_report_on_timescaledb(settings: Any) -> None:
 
     # The engine, fed the day as one message, stores its episode next to the hypertable.
     engine = AlertService(settings)
-    await engine.start(mqtt=False)
+    await engine.start()
     try:
         await engine.process("WW1", readings, datetime.now(UTC))
     finally:

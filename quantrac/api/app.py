@@ -174,7 +174,10 @@ class ApiService:
         self.catalog = catalog
         self.registry = registry
         self.pool: AsyncConnectionPool | None = None
-        self.events = EventHub(settings.mqtt)
+        self.events = EventHub(
+            settings.database_url,
+            lambda: {s.id: s.name for s in registry().stations.values()},
+        )
         self.context: ApiContext | None = None
 
     async def start(self) -> ApiContext:

@@ -1,62 +1,80 @@
-"""Alert events for live clients: from the broker's ``alerts/#`` to every open SSE stream.
+"""Alert events for live clients: from the ``alert_events`` table to every open SSE stream.
 
-Every API instance subscribes (plainly, not shared) to the alert topics the engine publishes on,
-so a board connected to any instance sees every event, whichever process raised it. Events a
-person causes through the API (acknowledge, resolve) are published there too.
+Every API instance follows the table (woken by ``NOTIFY alert_events``, polling as a fallback),
+so a board connected to any instance sees every committed event, whichever process wrote it: the
+engine, an escalation, or a person acknowledging through any API instance. It starts at the
+newest event; a database that is down at start, or goes away, is retried until it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import uuid
+from collections.abc import Callable
 from typing import Any
 
-from gmqtt import Client
+import psycopg
 
-from alerts.model import AlertEvent
-from ingest.settings import MqttEndpoint
+from alerts import store as alert_store
+from ingest import stream
 
 log = logging.getLogger(__name__)
 
 _CLIENT_QUEUE = 500
+_POLL_S = 2.0
+_RETRY_S = (0.5, 10.0)
 
 
 class EventHub:
-    def __init__(self, endpoint: MqttEndpoint | None):
-        self.endpoint = endpoint
+    def __init__(self, database_url: str | None, station_names: Callable[[], dict[str, str]]):
+        self.database_url = database_url
+        self.station_names = station_names
         self.clients: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.client: Client | None = None
-        self.connected = asyncio.Event()
+        self.position: int | None = None  # the newest event sent to the streams
+        self.following = asyncio.Event()  # set once the table is followed
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: stream.Wakeup | None = None
 
     async def start(self) -> None:
-        if self.endpoint is None:
+        if self.database_url is None:
             return
-        client = Client(f"quantrac-api-{uuid.uuid4().hex[:8]}")
-        if self.endpoint.username:
-            client.set_auth_credentials(self.endpoint.username, self.endpoint.password)
-        client.on_message = self._on_message
-        client.on_connect = self._on_connect
-        self.client = client
-        try:
-            await client.connect(self.endpoint.host, self.endpoint.port, ssl=self.endpoint.tls)
-        except OSError as exc:
-            log.warning("alert stream: broker unreachable: %s", exc, extra={"event": "api_mqtt"})
+        self._wakeup = stream.Wakeup(self.database_url, alert_store.EVENTS_CHANNEL)
+        waiter = self._wakeup.waiter()
+        self._wakeup.start()
+        self._task = asyncio.create_task(self._follow(waiter), name="quantrac-api-events")
 
-    def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
-        # Subscribed on every (re)connect: a lost broker must not leave the board silent.
-        client.subscribe("alerts/#", qos=1)
-        self.connected.set()
-
-    def _on_message(self, client: Client, topic: str, payload: bytes, qos: int, props: Any) -> int:
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            return 0
-        self.broadcast(event)
-        return 0
+    async def _follow(self, waiter: asyncio.Event) -> None:
+        assert self.database_url is not None
+        delay = _RETRY_S[0]
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True, application_name="quantrac-api-events"
+                ) as conn:
+                    if self.position is None:
+                        self.position = await alert_store.last_event_id(conn)
+                    self.following.set()
+                    delay = _RETRY_S[0]
+                    while True:
+                        events = await alert_store.events_after(
+                            conn, self.position, self.station_names()
+                        )
+                        for event in events:
+                            self.broadcast(event.to_json())
+                            self.position = event.event_id
+                        if not events:
+                            await stream.wait(waiter, _POLL_S)
+            except (psycopg.Error, OSError) as exc:
+                self.following.clear()
+                log.warning(
+                    "alert stream: database unavailable, retrying in %.1f s: %s",
+                    delay,
+                    exc,
+                    extra={"event": "api_events_retry"},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_S[1])
 
     def broadcast(self, event: dict[str, Any]) -> None:
         for queue in list(self.clients):
@@ -64,14 +82,6 @@ class EventHub:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()  # a slow client loses its oldest event, not the newest
             queue.put_nowait(event)
-
-    def publish(self, event: AlertEvent) -> None:
-        """Tell every board about a change a person made through this API."""
-        body = event.to_json()
-        if self.client is not None and self.client.is_connected:
-            self.client.publish(event.topic, json.dumps(body, ensure_ascii=False), qos=1)
-        else:
-            self.broadcast(body)
 
     def listen(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_CLIENT_QUEUE)
@@ -82,6 +92,9 @@ class EventHub:
         self.clients.discard(queue)
 
     async def stop(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                await self.client.disconnect()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._wakeup is not None:
+            await self._wakeup.stop()

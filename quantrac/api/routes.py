@@ -668,8 +668,8 @@ async def _act(
         raise ApiError(404, "not_found", str(exc)) from None
     except ValueError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    # Committed as an alert event: the board's stream and the notification channels follow it.
     await audit(conn, user.username, f"alert.{action.value}", f"alert:{alert_id}", {"note": note})
-    ctx.events.publish(event)
     return event.to_json()
 
 

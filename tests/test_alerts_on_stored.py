@@ -1,0 +1,359 @@
+"""Alerts on what was stored, against real PostgreSQL and Mosquitto: every input raises the same
+alerts, rejected readings raise none, every alert event reaches the channels (including a
+person's acknowledge, and after a kill between the commit and the delivery), and two alert
+workers split the stations and survive the loss of one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from alerts.model import EventType, Kind
+from alerts.service import AlertService
+from alerts.store import AlertStore
+from ingest import tt10
+from ingest.contract import VIETNAM_UTC_OFFSET, Reading, Status
+from ingest.files import ingest_folder
+from ingest.service import IngestService
+from tests.conftest import fetch, publisher, wait_until
+from tests.test_alerts_service import an_hour_ago, cod_hour, judged, message, store_committed
+from tests.test_notify_channels import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# An exceeding COD hour, and a Flow analyser reporting faults (status 02) in it.
+UNITS = {"COD": "mg/L", "Flow": "m3/h"}
+
+
+def hour_with_faults(start: datetime) -> list[tuple[str, float, datetime, str]]:
+    faults = [("Flow", 0.0, start + timedelta(minutes=5 * i), "02") for i in range(3)]
+    return cod_hour(start, 150.0) + faults
+
+
+def tt10_file(folder: Path, lines: list[tuple[str, float, datetime, str]]) -> Path:
+    stamp = tt10.format_timestamp(lines[-1][2], VIETNAM_UTC_OFFSET)
+    path = folder / f"BacGiang_KCNThu_NT01_{stamp}.txt"
+    text = "\r\n".join(
+        tt10.format_line(p, v, UNITS[p], t, s, VIETNAM_UTC_OFFSET) for p, v, t, s in lines
+    )
+    path.write_text(text + "\r\n", encoding="utf-8")
+    return path
+
+
+async def holds(database_url: str, query: str, args: Any = None) -> bool:
+    """The first column of the first row, for queries that ask a yes/no question (no while the
+    tables are not created yet)."""
+    try:
+        return bool((await fetch(database_url, query, args))[0][0])
+    except psycopg.errors.UndefinedTable:
+        return False
+
+
+async def alert_kinds(database_url: str) -> set[tuple[str, str]]:
+    rows = await fetch(database_url, "SELECT kind, param FROM alerts WHERE station_id = 'WW1'")
+    return {(k, p) for k, p in rows}
+
+
+@pytest.mark.parametrize("source", ["mqtt", "file drop", "ingest-files"])
+async def test_every_input_raises_the_same_exceedance_fault_and_data_loss_alerts(
+    source: str, make_settings: Any, servers: Any, database_url: str, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    settings = make_settings(alerts_tick_s=3600, files_dir=drop, files_poll_s=0.2)
+    alerts = AlertService(settings)
+    await alerts.start()
+    ingest = IngestService(settings)
+    lines = hour_with_faults(an_hour_ago())
+    try:
+        if source == "ingest-files":
+            # Another process's way in: the engine reads its batches back by cursor.
+            await ingest.start_without_mqtt()
+            assert ingest.receiver is not None
+            tt10_file(drop, lines)
+            [outcome] = await ingest_folder(drop, ingest.receiver)
+            assert outcome.stored == 15 and not outcome.problems
+        else:
+            await ingest.start()
+            assert ingest.pipeline is not None and ingest.mqtt is not None
+            ingest.pipeline.subscribe(alerts.accept)
+            await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
+            if source == "mqtt":
+                pub = await publisher(servers.mqtt_url)
+                pub.publish("stations/WW1/data", message("WW1", lines), qos=1)
+                await pub.disconnect()
+            else:
+                tt10_file(drop, lines)
+        await wait_until(
+            lambda: holds(database_url, "SELECT count(*) = 15 FROM readings"), timeout=20
+        )
+        await wait_until(lambda: judged(database_url))
+        before_clock = await alert_kinds(database_url)
+        await alerts.tick()  # the data are an hour old: the station has gone silent since
+    finally:
+        await ingest.stop()
+        await alerts.stop()
+    assert before_clock == {("exceedance", "COD"), ("device_fault", "Flow")}
+    assert await alert_kinds(database_url) == {
+        ("exceedance", "COD"),
+        ("device_fault", "Flow"),
+        ("data_loss", ""),
+    }
+
+
+async def test_a_rate_limited_message_raises_nothing(
+    make_settings: Any, servers: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_tick_s=3600, rate_limit_per_s=0.001, rate_limit_burst=1)
+    alerts = AlertService(settings)
+    await alerts.start()
+    ingest = IngestService(settings)
+    await ingest.start()
+    assert ingest.pipeline is not None and ingest.mqtt is not None
+    ingest.pipeline.subscribe(alerts.accept)
+    await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
+    try:
+        pub = await publisher(servers.mqtt_url)
+        # The exceeding hour, one reading per message: only the first is within the limit.
+        for reading in cod_hour(an_hour_ago(), 150.0):
+            pub.publish("stations/WW1/data", message("WW1", [reading]), qos=1)
+        await wait_until(
+            lambda: holds(
+                database_url,
+                "SELECT count(*) = 11 FROM rejections WHERE reason = 'rate_limited'",
+            )
+        )
+        await pub.disconnect()
+        await wait_until(lambda: judged(database_url))
+    finally:
+        await ingest.stop()
+        await alerts.stop()
+    assert await fetch(database_url, "SELECT count(*) FROM readings") == [(1,)]
+    assert await fetch(database_url, "SELECT count(*) FROM alerts") == [(0,)]
+    assert alerts.metrics.readings._value.get() == 1  # the engine saw the stored reading only
+
+
+class Receiver:
+    """A webhook receiver on a chosen port, recording every delivered event."""
+
+    def __init__(self, port: int) -> None:
+        self.events: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.events.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def seen(self) -> list[tuple[int, str]]:
+        return [(e["alert_id"], e["event"]) for e in self.events]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def webhook_alerts_file(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "alerts.yaml"
+    path.write_text(
+        f"""
+notifications:
+  channels:
+    - {{name: hook, type: webhook, url: "http://127.0.0.1:{port}/hook", secret: test-secret,
+       max_attempts: 2, backoff_s: 0.05}}
+  routes:
+    - {{channels: [hook]}}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_an_acknowledge_made_anywhere_reaches_the_webhook(
+    make_settings: Any, database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    receiver = Receiver(port)
+    settings = make_settings(alerts_tick_s=3600, alerts_file=webhook_alerts_file(tmp_path, port))
+    svc = AlertService(settings)
+    await svc.start()
+    try:
+        readings = [
+            Reading("WW1", "COD", t, v, Status.MEASURING)
+            for _, v, t, _ in cod_hour(an_hour_ago(), 150.0)
+        ]
+        [opened] = await svc.process("WW1", readings, datetime.now(UTC))
+        # As the API does it: its own connection, straight to the store.
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await AlertStore(conn, {}).act(
+                opened.alert_id, EventType.ACKNOWLEDGED, "op.an", "đã gọi", datetime.now(UTC)
+            )
+        await wait_until(lambda: _value(len(receiver.events) == 2))
+    finally:
+        await svc.stop()
+        receiver.stop()
+    assert receiver.seen() == [(opened.alert_id, "opened"), (opened.alert_id, "acknowledged")]
+    assert receiver.events[1]["actor"] == "op.an" and receiver.events[1]["note"] == "đã gọi"
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+def alerts_process(settings: Any, alerts_file: Path | None, client_id: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "QUANTRAC_DATABASE_URL": settings.database_url,
+        "QUANTRAC_MQTT_URL": settings.mqtt_url,
+        "QUANTRAC_STATIONS_FILE": str(settings.stations_path),
+        "QUANTRAC_MQTT_CLIENT_ID": client_id,
+        "QUANTRAC_HTTP_PORT": "0",
+        "QUANTRAC_ALERTS_TICK_S": "3600",
+        "QUANTRAC_ALERTS_LEASE_S": "2",
+        "QUANTRAC_ALERTS_PARTITIONS": "8",
+        "QUANTRAC_LOG_LEVEL": "WARNING",
+    }
+    if alerts_file is not None:
+        env["QUANTRAC_ALERTS_FILE"] = str(alerts_file)
+    return subprocess.Popen([sys.executable, "-m", "quantrac.cli", "alerts"], cwd=ROOT, env=env)
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+async def test_a_kill_between_commit_and_delivery_still_delivers(
+    make_settings: Any, database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()  # nobody listens yet: the delivery cannot happen before the kill
+    settings = make_settings(alerts_tick_s=3600)
+    alerts_file = webhook_alerts_file(tmp_path, port)
+    worker = alerts_process(settings, alerts_file, "kill-test")
+    try:
+        await wait_until(
+            lambda: holds(database_url, "SELECT count(*) > 0 FROM stream_workers"), timeout=30
+        )
+        readings = [
+            Reading("WW1", "COD", t, v, Status.MEASURING)
+            for _, v, t, _ in cod_hour(an_hour_ago(), 150.0)
+        ]
+        await store_committed(database_url, readings)
+        await wait_until(lambda: holds(database_url, "SELECT count(*) = 1 FROM alert_events"))
+    finally:
+        kill(worker)
+    [(alert_id,)] = await fetch(database_url, "SELECT id FROM alerts")
+    receiver = Receiver(port)
+    again = alerts_process(settings, alerts_file, "kill-test")
+    try:
+        await wait_until(lambda: _value(receiver.seen()), timeout=30)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(20)
+        receiver.stop()
+    assert receiver.seen()[0] == (alert_id, "opened")
+    assert await fetch(database_url, "SELECT count(*) FROM alert_events") == [(1,)]
+
+
+async def test_two_workers_split_the_stations_and_survive_the_loss_of_one(
+    make_settings: Any, servers: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_tick_s=3600, alerts_partitions=8)
+    first = alerts_process(settings, None, "worker-a")
+    second = alerts_process(settings, None, "worker-b")
+    ingest = IngestService(settings)
+    workers = {"worker-a-alerts": first, "worker-b-alerts": second}
+
+    async def split() -> list[tuple[str, int]]:
+        if not await holds(database_url, "SELECT to_regclass('stream_cursors') IS NOT NULL"):
+            return []
+        rows = await fetch(
+            database_url,
+            "SELECT owner, count(*) FROM stream_cursors WHERE name LIKE 'alerts:%%' "
+            "AND lease_until > now() GROUP BY owner ORDER BY owner",
+        )
+        return rows if [n for _, n in rows] == [4, 4] else []
+
+    try:
+        assert await wait_until(split, timeout=40) == [
+            ("worker-a-alerts", 4),
+            ("worker-b-alerts", 4),
+        ]
+        await ingest.start()
+        assert ingest.mqtt is not None
+        await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
+        pub = await publisher(servers.mqtt_url)
+        start = an_hour_ago()
+        pub.publish("stations/WW1/data", message("WW1", cod_hour(start, 150.0)), qos=1)
+        await wait_until(lambda: holds(database_url, "SELECT count(*) = 1 FROM alerts"))
+        # The worker holding WW1's partition is lost; the other takes its partitions over.
+        owner = await ww1_owner(database_url)
+        kill(workers.pop(owner))
+        [(survivor, _)] = workers.items()
+        await wait_until(
+            lambda: holds(
+                database_url,
+                "SELECT count(*) = 8 FROM stream_cursors WHERE name LIKE 'alerts:%%' "
+                "AND owner = %s",
+                [survivor],
+            ),
+            timeout=40,
+        )
+        # The next hour exceeds again: the survivor knows the alert is open (counts a repeat),
+        # and a fault opens a new one.
+        later = cod_hour(start + timedelta(hours=1), 160.0)
+        faults = [("Flow", 0.0, start + timedelta(hours=1), "02")]
+        pub.publish("stations/WW1/data", message("WW1", later + faults), qos=1)
+        await wait_until(
+            lambda: holds(
+                database_url,
+                "SELECT count(*) = 2 FROM alerts WHERE station_id = 'WW1'",
+            ),
+            timeout=30,
+        )
+        await wait_until(
+            lambda: holds(database_url, "SELECT count = 2 FROM alerts WHERE kind = 'exceedance'")
+        )
+        await pub.disconnect()
+    finally:
+        await ingest.stop()
+        for process in workers.values():
+            process.send_signal(signal.SIGTERM)
+            process.wait(20)
+    rows = await fetch(database_url, "SELECT kind, param, state, count FROM alerts ORDER BY kind")
+    assert rows == [("device_fault", "Flow", "open", 1), ("exceedance", "COD", "open", 2)]
+    assert Kind.EXCEEDANCE.value == "exceedance"
+
+
+async def ww1_owner(database_url: str) -> str:
+    from alerts.partitions import cursor_name, partition_of
+
+    [(owner,)] = await fetch(
+        database_url,
+        "SELECT owner FROM stream_cursors WHERE name = %s",
+        [cursor_name(partition_of("WW1", 8), 8)],
+    )
+    return str(owner)
