@@ -120,6 +120,8 @@ def pollutant_readings(
                 )
             )
             continue
+        if reading.value is None:
+            continue
         value = reading.value if factor == 1.0 else _exact(reading.value, factor)
         kept.append(
             Reading(reading.station_id, reading.param, reading.measured_at, value, reading.status)

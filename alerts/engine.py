@@ -304,7 +304,12 @@ class Engine:
         if series.newest is not None and received_at - series.newest <= limit:
             self._clear(out, reading.station_id, param, Kind.DATA_LOSS, at, None, {})
 
-        if reading.status is Status.MEASURING and series.windows.add(at, reading.value):
+        value = reading.value
+        if (
+            reading.status is Status.MEASURING
+            and value is not None
+            and series.windows.add(at, value)
+        ):
             touched.setdefault((state.station.id, param), set()).add(hour_floor(at))
 
     def tick(self, now: datetime) -> list[Output]:
@@ -451,7 +456,7 @@ class Engine:
                 series.calibrating_since = None
                 self._clear(out, sid, param, Kind.CALIBRATION, at, value, {})
 
-        if status is not Status.MEASURING:
+        if status is not Status.MEASURING or value is None:
             return
         rng = cfg.physical_range(param)
         if not rng.contains(value):

@@ -532,7 +532,10 @@ async def recent_readings(
     await cur.execute(
         "SELECT station_id, param, measured_at, value, status, received_at FROM readings "
         "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
+        "UNION ALL SELECT station_id, param, measured_at, NULL, status, received_at "
+        "FROM instrument_status "
+        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
         "ORDER BY measured_at",
-        [since, stations, stations],
+        [since, stations, stations, since, stations, stations],
     )
     return cur

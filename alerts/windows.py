@@ -197,6 +197,8 @@ def hourly_means(
     for reading in readings:
         if reading.status is not Status.MEASURING:
             continue
+        if reading.value is None:
+            continue  # a status record without value: nothing to average
         key = (reading.station_id, reading.param)
         windows = series.get(key)
         if windows is None:

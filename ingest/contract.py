@@ -123,7 +123,7 @@ class Reading:
     station_id: str
     param: str
     measured_at: datetime  # aware, UTC
-    value: float
+    value: float | None  # None only for a status 01/02 line that carried no value (TT10)
     status: Status
 
     @property

@@ -170,11 +170,29 @@ async def _stream_workers(
     await stream.migrate_workers(conn)
 
 
+async def _instrument_status(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    # A line with status 01/02 and no value (how many dataloggers write an analyser fault) is
+    # the instrument's status alone: kept here rather than as a reading without value, which
+    # would need readings.value nullable (not alterable on a compressed hypertable).
+    await conn.execute("""
+        CREATE TABLE instrument_status (
+            station_id  text NOT NULL,
+            param       text NOT NULL,
+            measured_at timestamptz NOT NULL,
+            status      smallint NOT NULL CHECK (status IN (1, 2)),
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (station_id, param, measured_at)
+        )""")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "stations, rejections, ingested files", _base),
     (2, "readings and hourly rollup", _readings),
     (3, "committed stream and its cursors", _committed_stream),
     (4, "workers sharing a stream's cursors", _stream_workers),
+    (5, "instrument status records without a value", _instrument_status),
 ]
 
 

@@ -102,7 +102,9 @@ def parse_lines(text: str, local: tzinfo) -> tuple[list[RawReading], list[Proble
             continue
         code, value_text, unit, stamp, status = fields
         try:
-            value: object = parse_value(value_text)
+            # An empty value is how dataloggers write an analyser's fault or calibration
+            # (status 02/01); validation accepts it with those statuses only.
+            value: object = parse_value(value_text) if value_text else None
         except ValueError as exc:
             problems.append(
                 Problem(Reason.VALUE_NOT_NUMBER, f"{where}.value", value_text, str(exc))

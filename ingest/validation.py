@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from ingest.catalog import Catalog
 from ingest.clock_hint import LOCAL_MARKED_UTC, utc_offset_hint
-from ingest.contract import STATUS_BY_CODE, ParsedPayload, Problem, Reading, Reason
+from ingest.contract import STATUS_BY_CODE, ParsedPayload, Problem, Reading, Reason, Status
 from ingest.registry import Registry, Station
 from ingest.storable import describe
 
@@ -87,7 +87,7 @@ def validate(
 
     oldest = now - limits.retention
     newest = now + limits.future_margin
-    seen: dict[tuple[str, datetime], tuple[float, int]] = {}
+    seen: dict[tuple[str, datetime], tuple[float | None, int]] = {}
 
     for raw in parsed.readings:
         where = raw.field
@@ -141,7 +141,22 @@ def validate(
             )
             continue
         value = raw.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        status = STATUS_BY_CODE.get(raw.status) if isinstance(raw.status, str) else None
+        converted: float | None
+        if value is None and status in (Status.CALIBRATING, Status.FAULT):
+            converted = None  # the instrument's status alone, stored without a value
+        elif value is None:
+            result.problems.append(
+                Problem(
+                    Reason.VALUE_NOT_NUMBER,
+                    f"{where}.value",
+                    _short(value),
+                    'value is empty; an empty value is accepted only with status "01" '
+                    '(calibration) or "02" (fault)',
+                )
+            )
+            continue
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             result.problems.append(
                 Problem(
                     Reason.VALUE_NOT_NUMBER,
@@ -151,11 +166,12 @@ def validate(
                 )
             )
             continue
-        try:
-            converted = float(value) * factor
-        except OverflowError:  # a JSON integer beyond any double
-            converted = math.inf
-        if not math.isfinite(converted):
+        else:
+            try:
+                converted = float(value) * factor
+            except OverflowError:  # a JSON integer beyond any double
+                converted = math.inf
+        if converted is not None and not math.isfinite(converted):
             result.problems.append(
                 Problem(
                     Reason.VALUE_NOT_FINITE,
@@ -165,7 +181,6 @@ def validate(
                 )
             )
             continue
-        status = STATUS_BY_CODE.get(raw.status) if isinstance(raw.status, str) else None
         if status is None:
             result.problems.append(
                 Problem(

@@ -67,6 +67,14 @@ _INSERT_CLASSIFYING = """
                         AND r.measured_at = m.measured_at
 """
 
+_INSERT_STATUS = """
+    INSERT INTO instrument_status (station_id, param, measured_at, status, received_at)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::smallint[],
+                         %s::timestamptz[])
+    ON CONFLICT DO NOTHING
+    RETURNING station_id, param, measured_at
+"""
+
 # Hours whose status-00 readings changed, for the plain-PostgreSQL rollup. Marking an hour that
 # only received duplicates costs a recomputation, never a wrong figure.
 _DIRTY_HOURS = "INSERT INTO rollup_dirty (hour) SELECT unnest(%s::timestamptz[])"
@@ -132,9 +140,9 @@ class BatchResult:
 def _conflict(
     param: str,
     measured_at: datetime,
-    value: float,
+    value: float | None,
     status: int,
-    stored_value: float,
+    stored_value: float | None,
     stored_status: int,
 ) -> Problem:
     return Problem(
@@ -204,6 +212,10 @@ class BatchWriter:
             it.duplicates = it.repeated
             it.conflicts = []
         kept = self._dedupe_across_items(items)
+        # Status lines without a value (TT10 fault or calibration) go to instrument_status.
+        status_only = [[r for r in k if r.value is None] for k in kept]
+        if any(status_only):
+            kept = [[r for r in k if r.value is not None] for k in kept]
         stored_per_item = [len(k) for k in kept]
         total = sum(stored_per_item)
         not_inserted: set[tuple[int, str, datetime]] = set()
@@ -246,6 +258,11 @@ class BatchWriter:
                 hours = self._hours_measuring(kept) if self.backend == POSTGRES else []
                 if hours:
                     await cur.execute(_DIRTY_HOURS, [hours])
+            if any(status_only):
+                stored_status = await self._write_status_only(cur, items, status_only)
+                for index, records in enumerate(stored_status):
+                    stored_per_item[index] += len(records)
+                    kept[index] = [*kept[index], *records]
             for it, stored in zip(items, stored_per_item, strict=True):
                 it.stored = stored
             for it in items:
@@ -281,6 +298,32 @@ class BatchWriter:
         )
 
     @staticmethod
+    async def _write_status_only(
+        cur: psycopg.AsyncCursor, items: Sequence[Item], status_only: list[list[Reading]]
+    ) -> list[list[Reading]]:
+        """Store value-less status records; returns, per item, those stored now (the others
+        were stored before: duplicates)."""
+        rows = [(i, r) for i, records in enumerate(status_only) for r in records]
+        await cur.execute(
+            _INSERT_STATUS,
+            [
+                [r.station_id for _, r in rows],
+                [r.param for _, r in rows],
+                [r.measured_at for _, r in rows],
+                [int(r.status) for _, r in rows],
+                [items[i].received_at for i, _ in rows],
+            ],
+        )
+        inserted = {(s, p, t) for s, p, t in await cur.fetchall()}
+        stored: list[list[Reading]] = [[] for _ in items]
+        for index, r in rows:
+            if r.key in inserted:
+                stored[index].append(r)
+            else:
+                items[index].duplicates += 1
+        return stored
+
+    @staticmethod
     def _committed_items(
         items: Sequence[Item],
         kept: list[list[Reading]],
@@ -310,7 +353,7 @@ class BatchWriter:
     def _dedupe_across_items(items: Sequence[Item]) -> list[list[Reading]]:
         """Keep the first of two readings with one key in one batch; the database could not
         tell which of them it skipped. Returns, per item, the readings sent to the database."""
-        first: dict[tuple[str, str, datetime], tuple[float, Status]] = {}
+        first: dict[tuple[str, str, datetime], tuple[float | None, Status]] = {}
         result = []
         for it in items:
             kept = []

@@ -357,3 +357,54 @@ async def ww1_owner(database_url: str) -> str:
         [cursor_name(partition_of("WW1", 8), 8)],
     )
     return str(owner)
+
+
+async def test_a_tt10_fault_line_without_value_is_stored_and_raises_a_device_fault(
+    make_settings: Any, database_url: str, tmp_path: Path
+) -> None:
+    """`TSS<TAB><TAB>mg/L<TAB>…<TAB>02`: the analyser's fault, kept and alerted; the same empty
+    value with status 00 stays a rejection with its reason."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    settings = make_settings(alerts_tick_s=3600)
+    alerts = AlertService(settings)
+    await alerts.start()
+    ingest = IngestService(settings)
+    await ingest.start_without_mqtt()
+    assert ingest.pipeline is not None and ingest.receiver is not None
+    ingest.pipeline.subscribe(alerts.accept)
+    at = an_hour_ago()
+    stamp = tt10.format_timestamp(at, VIETNAM_UTC_OFFSET)
+    later = tt10.format_timestamp(at + timedelta(minutes=5), VIETNAM_UTC_OFFSET)
+    (drop / f"BacGiang_KCNThu_NT01_{stamp}.txt").write_text(
+        f"TSS\t\tmg/L\t{stamp}\t02\r\nCOD\t\tmg/L\t{stamp}\t00\r\nTSS\t\tmg/L\t{later}\t01\r\n",
+        encoding="utf-8",
+    )
+    try:
+        [outcome] = await ingest_folder(drop, ingest.receiver)
+        await wait_until(lambda: judged(database_url))
+        # Delivered twice: the status records are duplicates, nothing is stored twice.
+        [again] = [
+            await _redelivered(drop, ingest, outcome.moved_to, f"BacGiang_KCNThu_NT01_{later}.txt")
+        ]
+    finally:
+        await ingest.stop()
+        await alerts.stop()
+    assert outcome.stored == 2
+    assert [(p.reason.value, p.field) for p in outcome.problems] == [
+        ("value_not_number", "line 2.value")
+    ]
+    assert "status" in outcome.problems[0].detail
+    assert (again.stored, again.duplicates) == (0, 2)
+    assert await fetch(
+        database_url, "SELECT param, measured_at, status FROM instrument_status ORDER BY status"
+    ) == [("TSS", at + timedelta(minutes=5), 1), ("TSS", at, 2)]
+    assert await fetch(database_url, "SELECT count(*) FROM readings") == [(0,)]
+    assert await alert_kinds(database_url) == {("device_fault", "TSS")}
+
+
+async def _redelivered(drop: Path, ingest: IngestService, done: Path, name: str) -> Any:
+    assert ingest.receiver is not None
+    (drop / name).write_bytes(done.read_bytes())
+    [outcome] = await ingest_folder(drop, ingest.receiver)
+    return outcome

@@ -37,7 +37,7 @@ def test_invalid_setting_stops_start_up_naming_it(monkeypatch, capsys):
 
 def test_db_upgrade_is_idempotent(env, capsys):
     assert main(["db", "upgrade"]) == 0
-    assert "migrations applied: 1, 2, 3, 4" in capsys.readouterr().out
+    assert "migrations applied: 1, 2, 3, 4, 5" in capsys.readouterr().out
     assert main(["db", "upgrade"]) == 0
     assert "none (already up to date)" in capsys.readouterr().out
 

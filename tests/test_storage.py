@@ -43,7 +43,7 @@ def item(*readings: tuple[str, datetime, float, int], station: str = "WW1") -> I
 async def test_plain_backend_partitions_retention_and_idempotent_upgrade(db_conn):
     opts = StorageOptions(backend=POSTGRES, retention_days=90, partitions_ahead_months=2)
     backend, applied = await upgrade(db_conn, opts, now=NOW)
-    assert (backend, applied) == (POSTGRES, [1, 2, 3, 4])
+    assert (backend, applied) == (POSTGRES, [1, 2, 3, 4, 5])
     assert await upgrade(db_conn, opts, now=NOW) == (POSTGRES, [])
     cur = await db_conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -112,7 +112,7 @@ def timescale_url() -> Iterator[str]:
 async def test_timescale_backend_end_to_end(timescale_url):
     async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=False) as conn:
         opts = StorageOptions(backend="auto", compression_after_days=7, retention_days=365)
-        assert await upgrade(conn, opts) == (TIMESCALE, [1, 2, 3, 4])
+        assert await upgrade(conn, opts) == (TIMESCALE, [1, 2, 3, 4, 5])
         assert await upgrade(conn, opts) == (TIMESCALE, [])
         await conn.commit()
         cur = await conn.execute(
