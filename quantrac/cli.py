@@ -215,9 +215,14 @@ async def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    backend, applied = await upgrade_database(settings)
-    done = ", ".join(map(str, applied)) if applied else "none (already up to date)"
-    print(f"database upgraded: backend {backend}; migrations applied: {done}")
+    from quantrac.migrations import upgrade_all
+
+    backend, applied = await upgrade_all(settings)
+    done = "; ".join(f"{c} {', '.join(map(str, v))}" for c, v in applied.items() if v)
+    print(
+        f"database upgraded: backend {backend}; migrations applied: "
+        f"{done or 'none (already up to date)'}"
+    )
     return 0
 
 

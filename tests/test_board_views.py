@@ -57,7 +57,7 @@ async def board(make_settings: Any, database_url: str) -> AsyncIterator[tuple[st
     await app.start()
     try:
         assert app.api is not None
-        await asyncio.wait_for(app.api.events.connected.wait(), 10)
+        await asyncio.wait_for(app.api.events.following.wait(), 10)
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             await add_user(conn, "op.an", "operator", PASSWORD, "Nguyễn Văn An")
             await add_user(conn, "tt.binh", "inspector", PASSWORD, "Trần Thị Bình")

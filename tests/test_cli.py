@@ -15,6 +15,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ingest.contract import Reading, Status
@@ -37,9 +38,49 @@ def test_invalid_setting_stops_start_up_naming_it(monkeypatch, capsys):
 
 def test_db_upgrade_is_idempotent(env, capsys):
     assert main(["db", "upgrade"]) == 0
-    assert "migrations applied: 1, 2, 3, 4, 5" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # Every component, through the one runner and version table.
+    assert "migrations applied: ingest 1, 2, 3, 4, 5; alerts 1, 2, 3; api 1" in out
+    assert "evidence 1" in out and "report_delivery 1" in out
     assert main(["db", "upgrade"]) == 0
     assert "none (already up to date)" in capsys.readouterr().out
+
+
+def test_a_report_on_a_schema_not_upgraded_asks_for_db_upgrade_and_changes_nothing(env, capsys):
+    asyncio.run(upgrade_database(env))  # the core only, as an older release left it
+    period = ["--from", "2026-11-01T00:00+07:00", "--to", "2026-11-02T00:00+07:00"]
+    assert main(["report", "completeness", "--station", "WW1", *period]) == 1
+    assert "quantrac db upgrade" in capsys.readouterr().err
+    with psycopg.connect(env.database_url) as conn:
+        created = conn.execute("SELECT to_regclass('alerts') IS NOT NULL").fetchone()
+    assert created == (False,)
+
+
+def test_older_version_tables_are_folded_into_one(env, capsys):
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        # What a database of the previous release held: one version table per component.
+        conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(
+            "CREATE TABLE api_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute("INSERT INTO api_migrations (version, name) VALUES (1, 'users')")
+        conn.execute(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, username text, display_name text,"
+            " role text, password_hash text, disabled boolean, created_at timestamptz)"
+        )
+    assert main(["db", "upgrade"]) == 0
+    out = capsys.readouterr().out
+    assert "api" not in out.split("applied:")[1]  # known as applied, not run again
+    with psycopg.connect(env.database_url) as conn:
+        rows = conn.execute(
+            "SELECT component, version FROM schema_migrations WHERE component = 'api'"
+        ).fetchall()
+        left = conn.execute("SELECT to_regclass('api_migrations')").fetchone()
+    assert rows == [("api", 1)] and left == (None,)
 
 
 def test_stations_check(tmp_path, capsys):

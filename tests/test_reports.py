@@ -44,6 +44,7 @@ from quantrac.api import schema as api_schema
 from quantrac.api.app import ApiService, build_api
 from quantrac.api.users import add_user
 from quantrac.cli import main
+from quantrac.migrations import upgrade_all
 from quantrac.reports.exceedances import exceedance_report
 from quantrac.reports.indicators import (
     compute_indicators,
@@ -166,8 +167,9 @@ async def world(servers: Any, tmp_path_factory: Any) -> AsyncIterator[World]:
     )
     registry = registry_from_text(REGISTRY, load_catalog(CONFIG / "parameters.yaml"), "r.yaml")
     data = readings()
+    await upgrade_all(settings)  # as `quantrac db upgrade`: reports change no schema
     svc = AlertService(settings)
-    await svc.start()  # creates the readings, alert and episode tables
+    await svc.start()
     try:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             async with conn.cursor() as cur:

@@ -13,12 +13,11 @@ from typing import Any, TextIO
 from alerts.choices import design_choices
 from alerts.config import AlertConfigError, load_alerts_config
 from alerts.regulations import RegulationError, load_regulation_catalog
-from alerts.store import upgrade as upgrade_alerts
 from ingest.catalog import load_catalog
 from ingest.contract import parse_time
 from ingest.i18n import translate
 from ingest.registry import load_registry
-from ingest.service import connect, upgrade_database
+from ingest.service import connect
 from ingest.settings import Settings
 from quantrac.evidence.cli import (
     open_evidence,
@@ -27,6 +26,7 @@ from quantrac.evidence.cli import (
     sealable_digest,
     start_sealed_snapshot,
 )
+from quantrac.migrations import require_current
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.indicators import (
@@ -128,7 +128,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
     bar = ProgressBar() if args.end - args.start > PROGRESS_AFTER and not args.quiet else None
     station_ids = [s.id for s in stations]
     async with await open_evidence(settings) as conn:
-        await upgrade_alerts(conn)
+        await require_current(conn)  # a report changes no schema: `quantrac db upgrade` does
         await start_sealed_snapshot(conn)
         try:
             report = await exceedance_report(
@@ -192,8 +192,8 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
     except (ReportError, RegulationError, AlertConfigError) as exc:
         print(f"quantrac report completeness: {exc}", file=sys.stderr)
         return 2
-    await upgrade_database(settings)
     async with await connect(settings) as conn:
+        await require_current(conn)
         report = await completeness_report(conn, stations, args.start, args.end)
     if args.format == "json":
         data = json.dumps(completeness_json(report, choices), ensure_ascii=False, indent=1).encode()
@@ -251,8 +251,8 @@ async def cmd_indicators(settings: Settings, args: argparse.Namespace) -> int:
     except (IndicatorConfigError, RegulationError) as exc:
         print(f"quantrac indicators: {exc}", file=sys.stderr)
         return 2
-    await upgrade_database(settings)
     async with await connect(settings) as conn:
+        await require_current(conn)
         result = await compute_indicators(conn, registry, config, args.start, args.end)
     doc = indicators_json(result)
     if args.format == "json":
