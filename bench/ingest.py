@@ -1,6 +1,7 @@
 """Ingest throughput, end to end, against the broker's and PostgreSQL's own rates in one run.
 
     python bench/ingest.py [--messages 20000] [--stations 200] [--readings 10] [--timescale]
+    python bench/ingest.py --process [--messages 30000]
 
 Starts a private Mosquitto and PostgreSQL (as the demo does) and measures, over the same
 messages:
@@ -15,6 +16,12 @@ Rates 1 and 2 are taken twice: draining a backlog queued for an offline persiste
 publisher's speed is out of it; this is what follows an ingest restart or a database outage), and
 live, while the publisher sends (what a running system sees; bounded by the publisher). Results
 go to bench/results/ingest-<timestamp>.json.
+
+``--process`` measures what an installation runs instead: ``quantrac run`` as its own process,
+alert engine on, draining a backlog queued for its session, until every reading is stored *and*
+judged by the engine (its /metrics: ``quantrac_readings_stored_total`` and
+``quantrac_alerts_readings_total``), against PostgreSQL's binary COPY of the same rows in the
+same run. Results go to bench/results/ingest-process-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -201,6 +208,80 @@ async def quantrac_rates(
     return len(backlog) / backlog_seconds, live_rate, detail
 
 
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def process_rate(
+    settings_values: dict, backlog: list, readings: int, root: Path
+) -> dict[str, float]:
+    """`quantrac run` as a process, engine on: seconds to store and judge a queued backlog."""
+    import subprocess
+    import urllib.request
+
+    from quantrac.localservers import free_port
+
+    settings = load_settings({}, **settings_values)
+    service = IngestService(settings)  # the persistent session the backlog is queued for
+    await service.start()
+    await asyncio.sleep(0.3)
+    await service.stop()
+    await publish_all(settings.mqtt_url, backlog)
+    port = free_port()
+    env = {
+        **os.environ,
+        "QUANTRAC_DATABASE_URL": settings.database_url or "",
+        "QUANTRAC_MQTT_URL": settings.mqtt_url,
+        "QUANTRAC_STATIONS_FILE": str(settings.stations_path),
+        "QUANTRAC_MQTT_CLIENT_ID": settings.mqtt_client_id,
+        "QUANTRAC_BATCH_SIZE": str(settings.batch_size),
+        "QUANTRAC_RATE_LIMIT_PER_S": "0",
+        "QUANTRAC_HTTP_PORT": str(port),
+        "QUANTRAC_LOG_LEVEL": "WARNING",
+        "QUANTRAC_ROLLUP_INTERVAL_S": "0",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "quantrac.cli", "db", "upgrade"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    expected = len(backlog) * readings
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "quantrac.cli", "run"], env=env)
+    first_stored = None
+    stored = judged = 0.0
+    try:
+        while judged < expected:
+            await asyncio.sleep(0.1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue  # not serving yet
+            stored = _metric(text, "quantrac_readings_stored_total")
+            judged = _metric(text, "quantrac_alerts_readings_total")
+            if stored and first_stored is None:
+                first_stored = time.perf_counter()
+            if process.poll() is not None:
+                raise RuntimeError("quantrac run stopped during the benchmark")
+        done = time.perf_counter()
+    finally:
+        process.terminate()
+        process.wait(60)
+    assert first_stored is not None and stored == expected, (stored, expected)
+    return {
+        "process_seconds_from_start": done - started,
+        "process_seconds_from_first_stored": done - first_stored,
+        "readings": expected,
+        "readings_per_s_stored_and_judged": expected / (done - first_stored),
+        "readings_per_s_including_start_up": expected / (done - started),
+    }
+
+
 async def copy_rate(db_url: str, rows: int, batch: int) -> float:
     async with await psycopg.AsyncConnection.connect(db_url) as conn:
         await conn.execute(
@@ -238,7 +319,15 @@ async def main() -> None:
     parser.add_argument(
         "--timescale", action="store_true", help="preload TimescaleDB (must be installed)"
     )
+    parser.add_argument(
+        "--process",
+        action="store_true",
+        help="`quantrac run` as a process with the alert engine on, stored and judged",
+    )
     args = parser.parse_args()
+    if args.process:
+        await process_main(args)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
     pg = PostgresServer(root / "pg", timescale=args.timescale).start()
@@ -310,6 +399,56 @@ async def main() -> None:
         out = Path(__file__).parent / "results"
         out.mkdir(exist_ok=True)
         path = out / f"ingest-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+        path.write_text(json.dumps(result, indent=2))
+        print(f"results written to {path}")
+    finally:
+        mq.stop()
+        pg.stop()
+
+
+async def process_main(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
+    pg = PostgresServer(root / "pg", timescale=args.timescale).start()
+    mq = MosquittoServer(root / "mq", persistence=False).start()
+    try:
+        stations_file = root / "stations.yaml"
+        stations_file.write_text(registry_yaml(args.stations, args.readings))
+        backlog = payloads(args.messages, args.stations, args.readings, days_ago=40)
+        values = {
+            "database_url": pg.url,
+            "mqtt_url": mq.url,
+            "stations_file": stations_file,
+            "mqtt_client_id": "bench-quantrac",
+            "batch_size": args.batch_size,
+            "rate_limit_per_s": 0,
+            "http_port": 0,
+            "log_level": "WARNING",
+        }
+        detail = await process_rate(values, backlog, args.readings, root)
+        copy_rows = await copy_rate(pg.url, args.messages * args.readings, args.batch_size)
+        rate = detail["readings_per_s_stored_and_judged"]
+        print(
+            f"{args.messages} messages × {args.readings} readings, {args.stations} stations: "
+            f"`quantrac run` (engine on) stored and judged {rate:,.0f} readings/s "
+            f"({detail['readings_per_s_including_start_up']:,.0f} counting its start-up); "
+            f"binary COPY {copy_rows:,.0f} rows/s; ratio {rate / copy_rows:.0%}"
+        )
+        result = {
+            "when": datetime.now(UTC).isoformat(),
+            "mode": "process",
+            "machine": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+            },
+            "args": vars(args),
+            "copy_rows_per_s": copy_rows,
+            "ratio_to_copy": rate / copy_rows,
+            **detail,
+        }
+        out = Path(__file__).parent / "results"
+        out.mkdir(exist_ok=True)
+        path = out / f"ingest-process-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
         path.write_text(json.dumps(result, indent=2))
         print(f"results written to {path}")
     finally:

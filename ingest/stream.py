@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgspec
 import psycopg
@@ -198,9 +199,19 @@ class Wakeup:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stop_task(self._task)
+
+
+async def stop_task(task: asyncio.Task[Any], timeout: float = 5.0) -> None:
+    """Cancel a background task and wait for it, but never forever: a task stuck in a
+    library's clean-up must not hold a shutdown."""
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        log.warning("task %s did not stop within %.0f s", task.get_name(), timeout)
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
 
 
 async def wait(event: asyncio.Event, timeout: float) -> None:

@@ -104,6 +104,10 @@ class Publisher:
         self._window = min(self._window, int(receive_maximum[0]) - 1)
 
     @property
+    def connected(self) -> bool:
+        return bool(self._client.is_connected)
+
+    @property
     def stats(self) -> PublisherStats:
         return PublisherStats(
             self.published,

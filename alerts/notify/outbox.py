@@ -105,10 +105,7 @@ class DeliveryOutbox:
 
     async def close(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stream.stop_task(task)
         self._tasks = []
         await self.wakeup.stop()
         if self.held:

@@ -93,8 +93,6 @@ class EventHub:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await stream.stop_task(self._task)
         if self._wakeup is not None:
             await self._wakeup.stop()
