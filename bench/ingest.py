@@ -37,6 +37,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from gmqtt import Client
@@ -344,17 +345,7 @@ async def main() -> None:
         )
 
         broker_backlog, broker_live = await broker_rates(mq.url, backlog, live)
-        values = {
-            "database_url": pg.url,
-            "mqtt_url": mq.url,
-            "stations_file": stations_file,
-            "mqtt_client_id": "bench-quantrac",
-            "batch_size": args.batch_size,
-            "rate_limit_per_s": 0,
-            "http_port": 0,
-            "log_level": "WARNING",
-            "rollup_interval_s": 0,
-        }
+        values = {**bench_settings(pg, mq, stations_file, args), "rollup_interval_s": 0}
         q_backlog, q_live, detail = await quantrac_rates(
             values, backlog, live, args.readings, pg.url
         )
@@ -406,6 +397,21 @@ async def main() -> None:
         pg.stop()
 
 
+def bench_settings(
+    pg: PostgresServer, mq: MosquittoServer, stations_file: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    return {
+        "database_url": pg.url,
+        "mqtt_url": mq.url,
+        "stations_file": stations_file,
+        "mqtt_client_id": "bench-quantrac",
+        "batch_size": args.batch_size,
+        "rate_limit_per_s": 0,
+        "http_port": 0,
+        "log_level": "WARNING",
+    }
+
+
 async def process_main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
     pg = PostgresServer(root / "pg", timescale=args.timescale).start()
@@ -414,16 +420,7 @@ async def process_main(args: argparse.Namespace) -> None:
         stations_file = root / "stations.yaml"
         stations_file.write_text(registry_yaml(args.stations, args.readings))
         backlog = payloads(args.messages, args.stations, args.readings, days_ago=40)
-        values = {
-            "database_url": pg.url,
-            "mqtt_url": mq.url,
-            "stations_file": stations_file,
-            "mqtt_client_id": "bench-quantrac",
-            "batch_size": args.batch_size,
-            "rate_limit_per_s": 0,
-            "http_port": 0,
-            "log_level": "WARNING",
-        }
+        values = bench_settings(pg, mq, stations_file, args)
         detail = await process_rate(values, backlog, args.readings, root)
         copy_rows = await copy_rate(pg.url, args.messages * args.readings, args.batch_size)
         rate = detail["readings_per_s_stored_and_judged"]

@@ -227,11 +227,12 @@ async def test_registry_reloads_when_the_file_changes(make_settings, database_ur
 
 def test_run_flushes_and_acknowledges_on_sigterm(env, servers):
     """`quantrac run` as a real process: SIGTERM with messages in flight loses none."""
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantrac.cli", "run"],
         env={
             **os.environ,
-            "QUANTRAC_HTTP_PORT": "0",
+            "QUANTRAC_HTTP_PORT": str(port),
             "QUANTRAC_BATCH_MAX_LATENCY_MS": "2000",
             "QUANTRAC_BATCH_SIZE": "100000",
         },
@@ -243,11 +244,14 @@ def test_run_flushes_and_acknowledges_on_sigterm(env, servers):
 
         async def scenario() -> None:
             async def ready() -> bool:
-                rows = await fetch(env.database_url, "SELECT to_regclass('readings') IS NOT NULL")
-                return bool(rows[0][0])
+                # Its MQTT session and subscription in place: /healthz says so.
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
+                        return bool(json.loads(r.read())["broker_connected"])
+                except OSError:
+                    return False
 
-            await wait_until(ready, timeout=30)
-            await asyncio.sleep(1.0)  # subscription in place
+            await wait_until(ready, timeout=60)
             pub = await publisher(servers.mqtt_url)
             start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
             for i in range(50):

@@ -315,3 +315,9 @@ def test_parse_lines_never_raises(text: str) -> None:
         assert isinstance(r.time, datetime) and r.time.tzinfo is UTC
     non_blank = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
     assert len(readings) + len(problems) == len(non_blank)
+
+
+def test_an_empty_value_is_read_as_no_value_for_validation_to_judge() -> None:
+    readings, problems = tt10.parse_lines("TSS\t\tmg/L\t20261121101500\t02", VN)
+    assert problems == []
+    assert [(r.param, r.value, r.status) for r in readings] == [("TSS", None, "02")]

@@ -480,3 +480,21 @@ def test_a_logger_on_utc_is_told_though_its_readings_are_stored() -> None:
         clock_notices([Reading("AIR1", "PM10", NOW - timedelta(hours=6), 1.0, Status(0))], NOW)
         == []
     )
+
+
+@pytest.mark.parametrize("status", ["01", "02"])
+def test_no_value_with_a_fault_or_calibration_status_is_the_status_alone(
+    registry: Registry, catalog: Catalog, status: str
+) -> None:
+    result = run(registry, catalog, raw(value=None, status=status))
+    assert result.problems == []
+    [reading] = result.readings
+    assert reading.value is None and reading.status.code == status
+
+
+def test_no_value_with_status_00_is_refused_naming_the_rule(
+    registry: Registry, catalog: Catalog
+) -> None:
+    result = run(registry, catalog, raw(value=None, status="00"))
+    assert [p.reason for p in result.problems] == [Reason.VALUE_NOT_NUMBER]
+    assert '"01"' in result.problems[0].detail and '"02"' in result.problems[0].detail

@@ -180,13 +180,7 @@ class DeliveryOutbox:
                 await channel.send(event)
             except DeliveryError as exc:
                 if _permanent(exc):
-                    self.metrics.count(channel.name, Outcome.FAILED)
-                    log.error(
-                        "notification to %s refused, not sent again: %s",
-                        channel.name,
-                        exc,
-                        extra={"event": "notification_failed", "event_id": event.event_id},
-                    )
+                    self._given_up(channel, event, exc, bug=False)
                     return
                 self.metrics.count(channel.name, Outcome.RETRIED)
                 log.warning(
@@ -201,13 +195,17 @@ class DeliveryOutbox:
                 continue
             except Exception as exc:
                 # A bug in a channel must not hold every later event of that channel back.
-                self.metrics.count(channel.name, Outcome.FAILED)
-                log.exception(
-                    "notification to %s failed: %s",
-                    channel.name,
-                    exc,
-                    extra={"event": "notification_failed", "event_id": event.event_id},
-                )
+                self._given_up(channel, event, exc, bug=True)
                 return
             self.metrics.count(channel.name, Outcome.SENT)
             return
+
+    def _given_up(self, channel: Channel, event: AlertEvent, exc: Exception, *, bug: bool) -> None:
+        self.metrics.count(channel.name, Outcome.FAILED)
+        log.error(
+            "notification to %s failed, not sent again: %s",
+            channel.name,
+            exc,
+            extra={"event": "notification_failed", "event_id": event.event_id},
+            exc_info=bug,
+        )
