@@ -13,12 +13,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
+from alerts import station_log
 from alerts import store as alert_store
 from ingest import schema
 from ingest.service import connect, upgrade_database
 from ingest.settings import Settings
 from quantrac.api import schema as api_schema
 from quantrac.evidence import schema as evidence_schema
+from quantrac.forward import service as forward
 from quantrac.reports import delivery
 
 Upgrade = Callable[[psycopg.AsyncConnection], Awaitable[list[int]]]
@@ -27,9 +29,11 @@ Upgrade = Callable[[psycopg.AsyncConnection], Awaitable[list[int]]]
 # each builds on the ones before it.
 COMPONENTS: list[tuple[str, Sequence[tuple[int, str, object]], Upgrade]] = [
     ("alerts", alert_store.MIGRATIONS, alert_store.upgrade),
+    ("station_log", station_log.MIGRATIONS, station_log.upgrade),
     ("api", api_schema.MIGRATIONS, api_schema.upgrade),
     ("evidence", evidence_schema.MIGRATIONS, evidence_schema.upgrade),
     ("report_delivery", delivery.MIGRATIONS, delivery.upgrade),
+    ("forward", forward.MIGRATIONS, forward.upgrade),
 ]
 
 

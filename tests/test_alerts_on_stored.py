@@ -128,9 +128,14 @@ async def test_a_rate_limited_message_raises_nothing(
     await asyncio.wait_for(ingest.mqtt.connected.wait(), 10)
     try:
         pub = await publisher(servers.mqtt_url)
-        # The exceeding hour, one reading per message: only the first is within the limit.
+        # The exceeding hour, one reading per message, all sent at one instant of the station's
+        # clock (the limiter counts that clock): only the first is within the limit. Stored
+        # together, the twelve would make a complete hour and an exceedance.
+        sent_at = an_hour_ago() + timedelta(hours=1, minutes=1)
         for reading in cod_hour(an_hour_ago(), 150.0):
-            pub.publish("stations/WW1/data", message("WW1", [reading]), qos=1)
+            body = json.loads(message("WW1", [reading]))
+            body["time"] = sent_at.isoformat()
+            pub.publish("stations/WW1/data", json.dumps(body).encode(), qos=1)
         await wait_until(
             lambda: holds(
                 database_url,

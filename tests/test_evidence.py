@@ -12,12 +12,13 @@ import psycopg
 import pytest
 
 from ingest.contract import Reading, Status
-from ingest.service import connect, upgrade_database
+from ingest.service import connect
 from ingest.writer import BatchWriter, Item
 from quantrac.cli import main
 from quantrac.evidence import schema
 from quantrac.evidence.locks import LockError, check_lock_request
 from quantrac.evidence.seal import canonical_line, digest_rows, sidecar_path
+from quantrac.migrations import upgrade_all
 from tests.conftest import fetch
 from tests.test_api import api as api_service  # noqa: F401  (the fixture)
 from tests.test_api import login
@@ -61,7 +62,7 @@ def test_lock_requests_are_checked():
 
 
 async def _store(settings, readings: list[Reading]) -> tuple[int, int]:
-    await upgrade_database(settings)
+    await upgrade_all(settings)  # as `quantrac db upgrade`: reports change no schema
     async with await connect(settings) as conn:
         writer = BatchWriter(conn, "postgresql")
         await writer.prepare()

@@ -172,6 +172,7 @@ def test_the_inspector_report_shows_the_station_log(env, tmp_path, capsys):
     import io
     import json
 
+    assert main(["db", "upgrade"]) == 0  # a report changes no schema
     window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
     base = ["maintenance", "add", "--station", "WW1", *window]
     assert main([*base, "--kind", "replacement", "--param", "pH", "--reason", "điện cực mới"]) == 0
