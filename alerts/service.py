@@ -39,6 +39,7 @@ from alerts.engine import (
     catalog_unit_factor,
 )
 from alerts.limits import StationLimits, station_limits
+from alerts.maintenance import mark_historical_outputs
 from alerts.model import AlertEvent, EventType
 from alerts.notify import (
     EscalationRule,
@@ -51,9 +52,11 @@ from alerts.notify import OpenAlert as EscalationView
 from alerts.notify.outbox import DeliveryOutbox
 from alerts.regulations import RegulationCatalog, load_regulation_catalog
 from alerts.store import AlertStore
+from alerts.suppression import without_planned
 from ingest import stream
 from ingest.catalog import Catalog, load_catalog
 from ingest.contract import Reading, Status
+from ingest.files import HISTORICAL_SOURCE
 from ingest.registry import Registry, Station, load_registry
 from ingest.service import cancel_and_wait, upgrade_database
 from ingest.settings import Settings
@@ -118,6 +121,9 @@ class AlertService:
     ):
         self.settings = settings
         self.clock = clock
+        # Readings measured this long before they arrived raise historical alerts (0: off).
+        after = settings.alerts_historical_after_s
+        self.historical_after = timedelta(seconds=after) if after else None
         # Stable across restarts of one worker: a restarted worker takes its own leases back
         # at once instead of waiting for them to run out.
         self.owner = owner or f"{settings.mqtt_client_id}-alerts"
@@ -524,7 +530,16 @@ class AlertService:
                     )
                     if self.positions.get(name, batch_id) >= batch_id:
                         continue  # not ours, or judged before this partition came here
-                    outputs.extend(self.engine.observe_many(item.readings, item.received_at))
+                    judged = self.engine.observe_many(item.readings, item.received_at)
+                    # Backfill: what old readings raise is recorded, never paged.
+                    outputs.extend(
+                        mark_historical_outputs(
+                            judged,
+                            item.received_at,
+                            self.historical_after,
+                            item.source == HISTORICAL_SOURCE,
+                        )
+                    )
                     readings += len(item.readings)
                     if oldest is None or item.received_at < oldest:
                         oldest = item.received_at
@@ -556,7 +571,11 @@ class AlertService:
         """Judge readings handed over directly (tests, tools) and commit what they caused."""
         assert self.engine is not None
         async with self._engine_lock:
-            outputs = self.engine.observe_many(readings, received_at)
+            outputs = mark_historical_outputs(
+                self.engine.observe_many(readings, received_at),
+                received_at,
+                self.historical_after,
+            )
             self.metrics.readings.inc(len(readings))
             return await self._commit(outputs, {})
 
@@ -606,6 +625,8 @@ class AlertService:
             return []
         async with self.pool.connection() as conn, conn.transaction():
             store = self._store(conn)
+            # Planned work: fault, calibration and data-loss conditions in a window are dropped.
+            transitions, _ = await without_planned(conn, transitions)
             events = await store.apply(transitions, self.config.engine.severity, self.clock())
             for change in episodes:
                 await store.apply_episodes(list(change.upserts), list(change.deletes))
@@ -668,7 +689,7 @@ class AlertService:
             open_alerts = {
                 a.id: a
                 for a in await store.open_alerts()
-                if not a.acknowledged and a.station_id in mine
+                if not a.acknowledged and not a.historical and a.station_id in mine
             }
             done = await store.escalations_done()
             views = [

@@ -191,6 +191,7 @@ class OpenAlert:
     state: State
     opened_at: datetime
     acknowledged: bool
+    historical: bool = False  # raised by backfilled readings: never escalated
 
 
 class AlertStore:
@@ -401,8 +402,9 @@ class AlertStore:
 
     async def open_alerts(self) -> list[OpenAlert]:
         cur = await self.conn.execute(
-            "SELECT id, station_id, param, kind, severity, state, opened_at "
-            "FROM alerts WHERE state <> 'resolved' ORDER BY id"
+            "SELECT id, station_id, param, kind, severity, state, opened_at,"
+            " coalesce((details->>'historical')::boolean, false)"
+            " FROM alerts WHERE state <> 'resolved' ORDER BY id"
         )
         return [
             OpenAlert(
@@ -414,6 +416,7 @@ class AlertStore:
                 State(r[5]),
                 r[6],
                 r[5] == "acknowledged",
+                r[7],
             )
             for r in await cur.fetchall()
         ]

@@ -231,6 +231,11 @@ class Settings:
     alerts_file: Path | None = field(default=None, metadata={"parse": _optional_path})
     regulations_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     alerts_tick_s: float = field(default=5.0, metadata={"parse": _positive_float})
+    # Backfill (docs/maintenance.md): an alert resting on readings measured this long before
+    # they arrived is historical, recorded and never sent or escalated (0 = off). A choice.
+    alerts_historical_after_s: float = field(
+        default=86400.0, metadata={"parse": _non_negative_float}
+    )
     # Written by `quantrac stations credentials`: broker accounts (hashes) and ACLs.
     broker_auth_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     # Alert workers split the stations into this many partitions, leased in PostgreSQL.

@@ -298,3 +298,57 @@ def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
         ("COD", "03:05", "00", ""),
         ("pH", "03:05", "00", ""),
     ]
+
+
+@pytest.mark.integration
+async def test_the_alert_service_skips_planned_faults_and_marks_backfill_historical(
+    make_settings, database_url
+):
+    from alerts import station_log
+    from alerts.model import EventType
+    from alerts.notify.outbox import targets
+    from alerts.service import AlertService
+    from ingest.contract import Reading, Status
+    from tests.test_alerts_service import cod_hour
+
+    settings = make_settings(alerts_tick_s=3600)
+    svc = AlertService(settings)
+    await svc.start()
+    try:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = now - timedelta(hours=1)
+        async with await psycopg_connect(database_url) as conn:
+            await station_log.upgrade(conn)
+            await station_log.add_entry(
+                conn, "WW1", "repair", start, now, ["pH"], "thay điện cực", "op"
+            )
+            await conn.commit()
+        faulty = [
+            Reading("WW1", "pH", start + timedelta(minutes=5 * i), 7.0, Status.FAULT)
+            for i in range(3)
+        ]
+        assert await svc.process("WW1", faulty, now) == []  # planned: no fault alert
+        # The same fault on a parameter the window does not cover opens its alert.
+        tss = [Reading("WW1", "TSS", r.measured_at, 10.0, Status.FAULT) for r in faulty]
+        events = await svc.process("WW1", tss, now)
+        assert {(e.kind, e.param) for e in events} == {(Kind.DEVICE_FAULT, "TSS")}
+        assert events[0].event is EventType.OPENED
+
+        # Three-day-old readings above the limit: recorded as historical, sent nowhere.
+        old = now.replace(minute=0) - timedelta(days=3)
+        backlog = [
+            Reading("WW1", "COD", t, v, Status.MEASURING) for _, v, t, _ in cod_hour(old, 150.0)
+        ]
+        opened = [e for e in await svc.process("WW1", backlog, now) if e.kind is Kind.EXCEEDANCE]
+        assert opened and all(e.details.get("historical") for e in opened)
+        assert svc.notifier is not None
+        assert all(targets(e, svc.notifier.routes) == [] for e in opened)
+        assert targets(events[0], svc.notifier.routes) != []  # a live alert still goes out
+    finally:
+        await svc.stop()
+
+
+async def psycopg_connect(url: str):
+    import psycopg
+
+    return await psycopg.AsyncConnection.connect(url)

@@ -39,6 +39,8 @@ def cursor_name(channel: str) -> str:
 
 def targets(event: AlertEvent, routes: Sequence[Route]) -> list[str]:
     """Channels for ``event``: an escalation goes exactly where its rule says, the rest by route."""
+    if event.details.get("historical"):
+        return []  # backfill: recorded and shown, never sent (docs/maintenance.md)
     if event.event is EventType.ESCALATED:
         return [str(c) for c in event.details.get("channels", ())]
     return route(event, routes)
