@@ -137,6 +137,9 @@ class WebhookReceiver:
         self.server.server_close()
 
 
+_OWN_PORT = {"QUANTRAC_HTTP_PORT": "0"}  # the alert workers' /metrics on any free port
+
+
 class Processes:
     """The quantrac processes under test, killed and started again on demand."""
 
@@ -159,8 +162,8 @@ class Processes:
         if self.workers:
             self.running = [
                 self._spawn("run", {"QUANTRAC_ALERTS_ENABLED": "false"}),
-                self._spawn("alerts", {"QUANTRAC_MQTT_CLIENT_ID": "soak-worker-a"}),
-                self._spawn("alerts", {"QUANTRAC_MQTT_CLIENT_ID": "soak-worker-b"}),
+                self._spawn("alerts", {"QUANTRAC_MQTT_CLIENT_ID": "soak-worker-a", **_OWN_PORT}),
+                self._spawn("alerts", {"QUANTRAC_MQTT_CLIENT_ID": "soak-worker-b", **_OWN_PORT}),
             ]
         else:
             self.running = [self._spawn("run", {})]
