@@ -5,9 +5,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY ingest ingest
-COPY alerts alerts
-COPY simulator simulator
 COPY quantrac quantrac
 COPY config config
 RUN pip install --no-cache-dir . \

@@ -34,12 +34,12 @@ from gmqtt import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.service import AlertService
-from ingest.service import IngestService
-from ingest.settings import load_settings, parse_mqtt_url
+from quantrac.alerts.service import AlertService
+from quantrac.core.settings import load_settings, parse_mqtt_url
+from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, PostgresServer
-from simulator.fleet import STANDARD_PARAMETERS
-from simulator.publisher import Publisher
+from quantrac.simulator.fleet import STANDARD_PARAMETERS
+from quantrac.simulator.publisher import Publisher
 
 READINGS_PER_MESSAGE = 10
 AIR = [*STANDARD_PARAMETERS["air"], ("TSP", "µg/m3"), ("P", "kPa"), ("WS", "m/s")][:10]

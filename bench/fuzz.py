@@ -4,7 +4,7 @@
 
 Starts a private Mosquitto and PostgreSQL (as the demo does) and the real ingest service with
 its shipped settings (rate limit on) and the shipped station registry, publishes the mix of
-``simulator.fuzz`` over MQTT (QoS 1) and checks what came of it: 0 crashes (the service's
+``quantrac.simulator.fuzz`` over MQTT (QoS 1) and checks what came of it: 0 crashes (the service's
 writer alive, no internal_error), 0 good readings lost or changed, every rejection stored with
 its reason and acknowledged once on its station's topic. The same check as tests/test_fuzz.py,
 at >= 100,000 messages. Results go to bench/results/fuzz-<timestamp>.json.
@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.catalog import load_catalog
-from ingest.registry import load_registry
-from ingest.service import IngestService
-from ingest.settings import default_config_dir, load_settings
+from quantrac.core.catalog import load_catalog
+from quantrac.core.registry import load_registry
+from quantrac.core.settings import default_config_dir, load_settings
+from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, PostgresServer
-from simulator.fuzz import iter_messages
-from simulator.fuzz_run import run_fuzz
+from quantrac.simulator.fuzz import iter_messages
+from quantrac.simulator.fuzz_run import run_fuzz
 
 
 async def main() -> int:

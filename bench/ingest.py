@@ -44,10 +44,10 @@ from gmqtt import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.service import IngestService, upgrade_database
-from ingest.settings import load_settings
+from quantrac.core.settings import load_settings
+from quantrac.ingest.service import IngestService, upgrade_database
 from quantrac.localservers import MosquittoServer, PostgresServer
-from simulator.fleet import STANDARD_PARAMETERS
+from quantrac.simulator.fleet import STANDARD_PARAMETERS
 
 # An ambient-air station's standard parameters, then extras up to 12 readings per message.
 PARAMS = [
@@ -101,8 +101,8 @@ def payloads(
 
 
 async def publish_all(url: str, items: list[tuple[str, bytes]]) -> float:
-    from ingest.settings import parse_mqtt_url
-    from simulator.publisher import Publisher
+    from quantrac.core.settings import parse_mqtt_url
+    from quantrac.simulator.publisher import Publisher
 
     pub = Publisher(parse_mqtt_url(url), client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
     await pub.connect()
@@ -245,14 +245,14 @@ async def process_rate(
         "QUANTRAC_ROLLUP_INTERVAL_S": "0",
     }
     subprocess.run(
-        [sys.executable, "-m", "quantrac.cli", "db", "upgrade"],
+        [sys.executable, "-m", "quantrac.cli.main", "db", "upgrade"],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
     expected = len(backlog) * readings
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "quantrac.cli", "run"], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "quantrac.cli.main", "run"], env=env)
     first_stored = None
     stored = judged = 0.0
     try:

@@ -26,10 +26,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.contract import Reading, Status
-from ingest.schema import StorageOptions, upgrade
-from ingest.writer import BatchWriter, Item
+from quantrac.core.contract import Reading, Status
 from quantrac.evidence import schema as evidence
+from quantrac.ingest.schema import StorageOptions, upgrade
+from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import PostgresServer
 
 PARAMS = ["COD", "TSS", "pH", "Flow", "Temp", "NH4", "TN", "TP", "Color", "TOC"]

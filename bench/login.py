@@ -41,10 +41,10 @@ import psycopg
 
 sys.path.insert(0, str(Path.cwd()))
 
-from ingest.catalog import load_catalog
-from ingest.settings import default_config_dir, load_settings
 from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
+from quantrac.core.catalog import load_catalog
+from quantrac.core.settings import default_config_dir, load_settings
 from quantrac.localservers import MosquittoServer, PostgresServer, free_port
 from quantrac.web import WebServer
 
@@ -202,11 +202,11 @@ async def under_load(base: str, clients: int) -> dict[str, Any]:
 
 async def store(mqtt_url: str, database_url: str, messages: int, shift_days: int) -> float:
     """Seconds from the first publish until ``messages`` station messages are stored."""
-    from ingest.contract import data_topic
-    from ingest.registry import load_registry
-    from ingest.settings import parse_mqtt_url
-    from simulator.encode import encode_message
-    from simulator.publisher import Publisher
+    from quantrac.core.contract import data_topic
+    from quantrac.core.registry import load_registry
+    from quantrac.core.settings import parse_mqtt_url
+    from quantrac.simulator.encode import encode_message
+    from quantrac.simulator.publisher import Publisher
 
     config = default_config_dir()
     registry = load_registry(config / "stations.yaml", load_catalog(config / "parameters.yaml"))

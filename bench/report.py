@@ -4,12 +4,12 @@
 
 Starts a private PostgreSQL (plain PostgreSQL backend, as the demo does), loads one wastewater
 station × 10 parameters × one year at a 1-minute cadence (5,256,000 readings) with binary COPY,
-builds ``readings_hourly`` with one INSERT … SELECT (what ``ingest.rollup`` computes hour by
-hour), and writes exceedance episodes **derived from that data**: every run of consecutive
-complete hours (≥ 75 % of 60 valid readings) whose mean is above the station's effective 1 h
-limit (QCVN 40:2011 column B, Kq = Kf = 1.0), with the maximum, mean, multiple, Decree 45 band
-and formula the engine would store. (Running the alert engine itself over 5 M readings in Python
-would take many minutes and produce the same rows for these windows.) The data has daily 10-min
+builds ``readings_hourly`` with one INSERT … SELECT (what ``quantrac.ingest.rollup`` computes hour
+by hour), and writes exceedance episodes **derived from that data**: every run of consecutive
+complete hours (≥ 75 % of 60 valid readings) whose mean is above the station's effective 1 h limit
+(QCVN 40:2011 column B, Kq = Kf = 1.0), with the maximum, mean, multiple, Decree 45 band and formula
+the engine would store. (Running the alert engine itself over 5 M readings in Python would take many
+minutes and produce the same rows for these windows.) The data has daily 10-min
 auto-calibrations (status 01) of five analysers and random device faults (status 02).
 
 Then it times ``exceedance_report`` for the whole year: cold (first call after a PostgreSQL
@@ -37,14 +37,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.limits import station_limits
-from alerts.regulations import load_regulation_catalog
-from alerts.store import upgrade as upgrade_alerts
-from ingest.catalog import load_catalog
-from ingest.registry import registry_from_text
-from ingest.service import upgrade_database
-from ingest.settings import default_config_dir, load_settings
+from quantrac.alerts.store import upgrade as upgrade_alerts
+from quantrac.core.catalog import load_catalog
+from quantrac.core.registry import registry_from_text
+from quantrac.core.settings import default_config_dir, load_settings
+from quantrac.ingest.service import upgrade_database
 from quantrac.localservers import PostgresServer
+from quantrac.regulations.limits import station_limits
+from quantrac.regulations.tables import load_regulation_catalog
 from quantrac.reports import completeness as completeness_module
 from quantrac.reports import exceedances as exceedances_module
 from quantrac.reports.exceedances import exceedance_report

@@ -37,14 +37,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.catalog import Catalog, load_catalog
-from ingest.contract import data_topic
-from ingest.registry import DeclaredParameter, Registry
-from ingest.settings import default_config_dir, parse_mqtt_url
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.contract import data_topic
+from quantrac.core.registry import DeclaredParameter, Registry
+from quantrac.core.settings import default_config_dir, parse_mqtt_url
 from quantrac.localservers import MosquittoServer
-from simulator.fleet import synthetic_registry
-from simulator.run import rate_schedule, simulate
-from simulator.scenarios import ScenarioPlayer
+from quantrac.simulator.fleet import synthetic_registry
+from quantrac.simulator.run import rate_schedule, simulate
+from quantrac.simulator.scenarios import ScenarioPlayer
 
 EXTRA_PARAMETERS = [
     ("TSP", "µg/m3"),
@@ -166,7 +166,7 @@ def processes_rate(url: str, stations: int, messages: int, processes: int) -> di
     started = time.perf_counter()
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "quantrac.cli", "simulate", "--stations", str(stations)),
+            *(sys.executable, "-m", "quantrac.cli.main", "simulate", "--stations", str(stations)),
             *("--kind", "air", "--rate", str(UNPACED), "--messages", str(messages)),
             *("--processes", str(processes)),
         ],

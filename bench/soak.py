@@ -41,11 +41,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest import tt10
-from ingest.contract import VIETNAM_UTC_OFFSET
-from ingest.settings import parse_mqtt_url
+from quantrac.core.settings import parse_mqtt_url
+from quantrac.core.time import VIETNAM
+from quantrac.ingest import tt10
 from quantrac.localservers import MosquittoServer, PostgresServer, free_port
-from simulator.publisher import Publisher
+from quantrac.simulator.publisher import Publisher
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [("COD", "mg/L"), ("TSS", "mg/L"), ("pH", "pH"), ("Flow", "m3/h")]
@@ -151,7 +151,7 @@ class Processes:
 
     def _spawn(self, command: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "quantrac.cli", command],
+            [sys.executable, "-m", "quantrac.cli.main", command],
             cwd=ROOT,
             env={**self.env, **extra},
             stdout=self.log,
@@ -226,7 +226,7 @@ notifications:
     processes = Processes(env, config.workers, root / "quantrac.log")
     try:
         subprocess.run(
-            [sys.executable, "-m", "quantrac.cli", "db", "upgrade"],
+            [sys.executable, "-m", "quantrac.cli.main", "db", "upgrade"],
             cwd=ROOT,
             env=env,
             check=True,
@@ -292,9 +292,9 @@ async def _soak(
                 }
                 await publisher.publish(f"stations/{sid}/data", json.dumps(body).encode())
             else:
-                stamp = tt10.format_timestamp(moment, VIETNAM_UTC_OFFSET)
+                stamp = tt10.format_timestamp(moment, VIETNAM)
                 text = "\r\n".join(
-                    tt10.format_line(p, v, u, moment, "00", VIETNAM_UTC_OFFSET) for p, v, u in lines
+                    tt10.format_line(p, v, u, moment, "00", VIETNAM) for p, v, u in lines
                 )
                 tmp = drop / f".BG_Soak_{sid}_{stamp}.txt"
                 tmp.write_text(text + "\r\n", encoding="utf-8")

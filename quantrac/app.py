@@ -11,10 +11,10 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
-from alerts.service import AlertService
-from ingest.service import IngestService
-from ingest.settings import Settings
+from quantrac.alerts.service import AlertService
 from quantrac.api.app import ApiService, build_api
+from quantrac.core.settings import Settings
+from quantrac.ingest.service import IngestService
 from quantrac.web import WebServer, ingest_health, web_servers
 
 

@@ -22,15 +22,17 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from alerts.service import AlertService
-from ingest.contract import VIETNAM_UTC_OFFSET, ack_topic, data_topic
-from ingest.service import IngestService, cancel_and_wait
-from ingest.settings import Settings, default_config_dir
+from quantrac.alerts.service import AlertService
 from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
+from quantrac.core.contract import ack_topic, data_topic
+from quantrac.core.settings import Settings, default_config_dir
+from quantrac.core.tasks import cancel_and_wait
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
-from simulator.publisher import Publisher
-from simulator.run import DEFAULT_SPEED_BACKLOG, simulate, simulate_scenario_file
+from quantrac.simulator.publisher import Publisher
+from quantrac.simulator.run import DEFAULT_SPEED_BACKLOG, simulate, simulate_scenario_file
 
 SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
@@ -47,14 +49,14 @@ async def _print_summary(settings: Settings, service: IngestService) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url or "") as conn:
         rows = await (await conn.execute(_SUMMARY)).fetchall()
         alerts = await _open_alerts(conn)
-    now = datetime.now(VIETNAM_UTC_OFFSET).strftime("%H:%M:%S")
+    now = datetime.now(VIETNAM).strftime("%H:%M:%S")
     lines = [
         f"\n── {now} (UTC+7) · stored so far ──────────────────────────────────────────",
         f"{'station':<18}{'kind':<12}{'readings':>10}  {'newest reading (UTC+7)':<22}"
         f"{'rejected':>9}",
     ]
     for station, kind, count, newest, rejected in rows:
-        shown = newest.astimezone(VIETNAM_UTC_OFFSET).strftime("%Y-%m-%d %H:%M") if newest else "–"
+        shown = newest.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M") if newest else "–"
         lines.append(f"{station:<18}{kind:<12}{count:>10}  {shown:<22}{rejected:>9}")
     pending = service.pipeline.pending if service.pipeline else 0
     lines.append(
@@ -97,9 +99,9 @@ async def _add_demo_users(settings: Settings) -> None:
 
 def _demo_broker_accounts(settings: Settings, folder: Path) -> dict[str, str]:
     """Accounts for every station of the registry and for quantrac: their secrets, by name."""
-    from ingest.catalog import load_catalog
-    from ingest.registry import load_registry
     from quantrac import broker_auth
+    from quantrac.core.catalog import load_catalog
+    from quantrac.core.registry import load_registry
 
     registry = load_registry(settings.stations_path, load_catalog(settings.catalog_path))
     services = broker_auth.service_accounts(settings.mqtt_share_group, settings.alerts_share_group)

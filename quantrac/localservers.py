@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.settings import default_config_dir
+from quantrac.core.settings import default_config_dir
 
 
 class LocalServerError(RuntimeError):

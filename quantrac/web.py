@@ -10,8 +10,8 @@ from typing import Any
 
 import uvicorn
 
-from ingest.service import IngestService
-from ingest.settings import Settings
+from quantrac.core.settings import Settings
+from quantrac.ingest.service import IngestService
 
 
 def ingest_health(service: IngestService) -> dict[str, Any]:

@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from gmqtt import Client
 
-from ingest.catalog import Catalog, load_catalog
-from ingest.registry import Registry, registry_from_text
-from ingest.settings import Settings, default_config_dir, load_settings
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.registry import Registry, registry_from_text
+from quantrac.core.settings import Settings, default_config_dir, load_settings
 from quantrac.localservers import MosquittoServer, PostgresServer
 
 CONFIG = default_config_dir()

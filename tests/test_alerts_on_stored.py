@@ -20,13 +20,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.model import EventType, Kind
-from alerts.service import AlertService
-from alerts.store import AlertStore
-from ingest import tt10
-from ingest.contract import VIETNAM_UTC_OFFSET, Reading, Status
-from ingest.files import ingest_folder
-from ingest.service import IngestService
+from quantrac.alerts.model import EventType, Kind
+from quantrac.alerts.service import AlertService
+from quantrac.alerts.store import AlertStore
+from quantrac.core.contract import Reading, Status
+from quantrac.core.time import VIETNAM
+from quantrac.ingest import tt10
+from quantrac.ingest.files import ingest_folder
+from quantrac.ingest.service import IngestService
 from tests.conftest import fetch, publisher, wait_until
 from tests.test_alerts_service import an_hour_ago, cod_hour, judged, message, store_committed
 from tests.test_notify_channels import free_port
@@ -45,11 +46,9 @@ def hour_with_faults(start: datetime) -> list[tuple[str, float, datetime, str]]:
 
 
 def tt10_file(folder: Path, lines: list[tuple[str, float, datetime, str]]) -> Path:
-    stamp = tt10.format_timestamp(lines[-1][2], VIETNAM_UTC_OFFSET)
+    stamp = tt10.format_timestamp(lines[-1][2], VIETNAM)
     path = folder / f"BacGiang_KCNThu_NT01_{stamp}.txt"
-    text = "\r\n".join(
-        tt10.format_line(p, v, UNITS[p], t, s, VIETNAM_UTC_OFFSET) for p, v, t, s in lines
-    )
+    text = "\r\n".join(tt10.format_line(p, v, UNITS[p], t, s, VIETNAM) for p, v, t, s in lines)
     path.write_text(text + "\r\n", encoding="utf-8")
     return path
 
@@ -243,7 +242,9 @@ def alerts_process(settings: Any, alerts_file: Path | None, client_id: str) -> s
     }
     if alerts_file is not None:
         env["QUANTRAC_ALERTS_FILE"] = str(alerts_file)
-    return subprocess.Popen([sys.executable, "-m", "quantrac.cli", "alerts"], cwd=ROOT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "quantrac.cli.main", "alerts"], cwd=ROOT, env=env
+    )
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -354,7 +355,7 @@ async def test_two_workers_split_the_stations_and_survive_the_loss_of_one(
 
 
 async def ww1_owner(database_url: str) -> str:
-    from alerts.partitions import cursor_name, partition_of
+    from quantrac.alerts.partitions import cursor_name, partition_of
 
     [(owner,)] = await fetch(
         database_url,
@@ -379,8 +380,8 @@ async def test_a_tt10_fault_line_without_value_is_stored_and_raises_a_device_fau
     assert ingest.pipeline is not None and ingest.receiver is not None
     ingest.pipeline.subscribe(alerts.accept)
     at = an_hour_ago()
-    stamp = tt10.format_timestamp(at, VIETNAM_UTC_OFFSET)
-    later = tt10.format_timestamp(at + timedelta(minutes=5), VIETNAM_UTC_OFFSET)
+    stamp = tt10.format_timestamp(at, VIETNAM)
+    later = tt10.format_timestamp(at + timedelta(minutes=5), VIETNAM)
     (drop / f"BacGiang_KCNThu_NT01_{stamp}.txt").write_text(
         f"TSS\t\tmg/L\t{stamp}\t02\r\nCOD\t\tmg/L\t{stamp}\t00\r\nTSS\t\tmg/L\t{later}\t01\r\n",
         encoding="utf-8",

@@ -12,14 +12,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.engine import Change, Transition
-from alerts.model import EventType, Kind, Severity
-from alerts.service import AlertService
-from alerts.store import AlertStore
-from ingest.contract import Reading, Status
-from ingest.schema import POSTGRES
-from ingest.service import IngestService
-from ingest.writer import BatchWriter, Item
+from quantrac.alerts.engine import Change, Transition
+from quantrac.alerts.model import EventType, Kind, Severity
+from quantrac.alerts.service import AlertService
+from quantrac.alerts.store import AlertStore
+from quantrac.core.contract import Reading, Status
+from quantrac.ingest.schema import POSTGRES
+from quantrac.ingest.service import IngestService
+from quantrac.ingest.writer import BatchWriter, Item
 from tests.conftest import Subscriber, fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -417,7 +417,7 @@ async def test_hourly_aqi_is_kept_for_air_stations(make_settings: Any, database_
 
 
 def test_quantrac_alerts_runs_alone(make_settings: Any, monkeypatch: Any, capsys: Any) -> None:
-    from quantrac.cli import main
+    from quantrac.cli.main import main
 
     settings = make_settings()
     monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)

@@ -12,12 +12,12 @@ import httpx
 import psycopg
 import pytest
 
-from alerts.service import AlertService
-from ingest.catalog import load_catalog
-from ingest.contract import Reading, Status
-from ingest.service import IngestService
+from quantrac.alerts.service import AlertService
 from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import Reading, Status
+from quantrac.ingest.service import IngestService
 from quantrac.web import WebServer
 from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
 from tests.test_alerts_service import an_hour_ago, cod_hour, message

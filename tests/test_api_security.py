@@ -20,7 +20,7 @@ from quantrac.api import users as users_module
 from quantrac.api.app import build_api
 from quantrac.api.security import LoginThrottle
 from quantrac.api.users import Scope, add_user, authenticate
-from quantrac.cli import main
+from quantrac.cli.main import main
 from quantrac.web import WebServer
 from tests.conftest import fetch
 from tests.test_api import PASSWORD, an_open_exceedance

@@ -20,12 +20,12 @@ import httpx
 import psycopg
 import pytest
 
-from alerts.engine import Change, Transition
-from alerts.model import Kind, Severity
-from alerts.store import AlertStore
-from ingest.rollup import refresh_hourly
+from quantrac.alerts.engine import Change, Transition
+from quantrac.alerts.model import Kind, Severity
+from quantrac.alerts.store import AlertStore
 from quantrac.api.users import add_user
 from quantrac.app import App
+from quantrac.ingest.rollup import refresh_hourly
 from quantrac.localservers import free_port
 from tests import test_board
 from tests.test_board import CHROMIUM, PASSWORD, TIMEOUT_MS, async_playwright

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from gmqtt import Client, MQTTConnectError
 
-from ingest.service import IngestService
 from quantrac import broker_auth
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, find_dynamic_security_plugin, find_mosquitto
 from tests.conftest import fetch, wait_until
 
@@ -255,7 +255,7 @@ async def test_the_shipped_configuration_as_written(tmp_path: Path) -> None:
     import ssl
     import subprocess
 
-    from ingest.settings import default_config_dir
+    from quantrac.core.settings import default_config_dir
     from quantrac.localservers import free_port, wait_for_port
     from tests.test_mqtt_tls import make_certificates
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from ingest.catalog import load_catalog
-from ingest.contract import shared_subscription
-from ingest.registry import Registry, load_registry
-from ingest.settings import Settings, load_settings
-from quantrac.cli import build_parser
-from simulator.run import simulate, write_files
-from simulator.scenarios import scenarios_from_text
+from quantrac.cli.main import build_parser
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import shared_subscription
+from quantrac.core.registry import Registry, load_registry
+from quantrac.core.settings import Settings, load_settings
+from quantrac.simulator.run import simulate, write_files
+from quantrac.simulator.scenarios import scenarios_from_text
 from tests.conftest import Servers, Subscriber
 
 pytestmark = pytest.mark.integration
@@ -192,7 +192,7 @@ def quantrac(session: Session, *argv: str) -> subprocess.CompletedProcess[str]:
         "QUANTRAC_LOG_FORMAT": "text",
     }
     return subprocess.run(
-        [sys.executable, "-m", "quantrac.cli", *argv],
+        [sys.executable, "-m", "quantrac.cli.main", *argv],
         env=env,
         capture_output=True,
         text=True,

@@ -18,11 +18,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.contract import Reading, Status
-from ingest.service import IngestService, connect, upgrade_database
-from ingest.writer import BatchWriter, Item
 from quantrac.app import App
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.core.contract import Reading, Status
+from quantrac.core.db import connect
+from quantrac.ingest.service import IngestService, upgrade_database
+from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import free_port
 from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
 
@@ -232,7 +233,7 @@ def test_run_flushes_and_acknowledges_on_sigterm(env, servers):
     """`quantrac run` as a real process: SIGTERM with messages in flight loses none."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quantrac.cli", "run"],
+        [sys.executable, "-m", "quantrac.cli.main", "run"],
         env={
             **os.environ,
             "QUANTRAC_HTTP_PORT": str(port),

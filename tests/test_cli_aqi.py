@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.aqi_cli import infer_cadences
-from ingest.contract import VIETNAM_UTC_OFFSET as VN
-from ingest.contract import Reading, Status
-from quantrac.cli import main
+from quantrac.cli.aqi import infer_cadences
+from quantrac.cli.main import main
+from quantrac.core.contract import Reading, Status
+from quantrac.core.time import VIETNAM as VN
 
 DAY_START = datetime(2026, 11, 1, 0, tzinfo=VN)
 FIVE_MIN = timedelta(minutes=5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quantrac.cli import main
+from quantrac.cli.main import main
 from tests.test_unit_regulations import FOLDER, QCVN_40_2025_LIKE
 
 # A river outfall whose discharge flow is not in the registry: Kf cannot be computed.

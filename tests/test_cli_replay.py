@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ingest.contract import VIETNAM_UTC_OFFSET
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.core.time import VIETNAM
 
 REGISTRY = """
 stations:
@@ -30,7 +30,7 @@ stations:
       coefficients: {receiving_water: river, receiving_flow_m3s: 120, discharge_m3_per_day: 3000}
 """
 
-DAY = datetime(2026, 5, 4, tzinfo=VIETNAM_UTC_OFFSET)
+DAY = datetime(2026, 5, 4, tzinfo=VIETNAM)
 
 
 def write_csv(path: Path, hours: list[float], unit: str = "mg/L", station: str = "WW9") -> None:
@@ -242,7 +242,7 @@ def test_replay_applies_each_facilitys_regime_across_the_transition(
     stations = tmp_path / "stations.yaml"
     stations.write_text(SIDE_BY_SIDE, encoding="utf-8")
     readings = tmp_path / "readings.csv"
-    start = datetime(2031, 12, 31, 22, tzinfo=VIETNAM_UTC_OFFSET)
+    start = datetime(2031, 12, 31, 22, tzinfo=VIETNAM)
     with readings.open("w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["station", "param", "time", "value", "unit", "status"])

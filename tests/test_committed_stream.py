@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest import stream
-from ingest.contract import Problem, Reading, Reason, Status
-from ingest.schema import POSTGRES, StorageOptions, upgrade
-from ingest.writer import BatchWriter, Item
+from quantrac.core.contract import Problem, Reading, Reason, Status
+from quantrac.ingest import stream
+from quantrac.ingest.schema import POSTGRES, StorageOptions, upgrade
+from quantrac.ingest.writer import BatchWriter, Item
 
 pytestmark = pytest.mark.integration
 

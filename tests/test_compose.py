@@ -26,12 +26,12 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from alerts import store as alert_store
-from alerts.notify.notifier import NotifyMetrics
-from alerts.service import AlertMetrics
-from ingest.metrics import IngestMetrics
-from ingest.service import upgrade_database
-from ingest.settings import Settings, load_settings
+from quantrac.alerts import store as alert_store
+from quantrac.alerts.notify.notifier import NotifyMetrics
+from quantrac.alerts.service import AlertMetrics
+from quantrac.core.settings import Settings, load_settings
+from quantrac.ingest.metrics import IngestMetrics
+from quantrac.ingest.service import upgrade_database
 from quantrac.localservers import PostgresServer, find_postgres_bindir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +175,7 @@ def runs_alert_engine(svc: dict[str, Any]) -> bool:
 
 
 def mqtt_client_ids(svc: dict[str, Any]) -> list[str]:
-    """Every MQTT client id the container connects with (alerts.service adds its suffixes)."""
+    """Every MQTT client id the container connects with (the alert service adds suffixes)."""
     base = quantrac_settings(svc).mqtt_client_id
     ids = [base] if command(svc)[0] == "run" else []
     if runs_alert_engine(svc):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.service import IngestService
+from quantrac.ingest.service import IngestService
 from quantrac.web import ingest_health
 from tests.conftest import fetch, publisher, wait_until
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.contract import Reading, Status
-from ingest.service import connect
-from ingest.writer import BatchWriter, Item
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.core.contract import Reading, Status
+from quantrac.core.db import connect
 from quantrac.evidence import schema
 from quantrac.evidence.locks import LockError, check_lock_request
 from quantrac.evidence.seal import canonical_line, digest_rows, sidecar_path
-from quantrac.migrations import upgrade_all
+from quantrac.ingest.writer import BatchWriter, Item
+from quantrac.upgrade import upgrade_all
 from tests.conftest import fetch
 from tests.test_api import api as api_service  # noqa: F401  (the fixture)
 from tests.test_api import login

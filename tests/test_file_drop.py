@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.files import ingest_folder
-from ingest.service import IngestService
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.ingest.files import ingest_folder
+from quantrac.ingest.service import IngestService
 from tests.conftest import fetch, wait_until
 
 pytestmark = pytest.mark.integration

@@ -19,18 +19,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest import tt10
-from ingest.contract import Reading, Status
-from ingest.files import ingest_folder
-from ingest.registry import Registry
-from ingest.service import IngestService, upgrade_database
-from ingest.writer import BatchWriter, Item
-from quantrac.cli import main
+from quantrac.cli.main import main
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import Registry
 from quantrac.forward import service as forward_service
 from quantrac.forward.config import parse_forward_config
 from quantrac.forward.files import ForwardError, Line, build_file, check_layout, decimal_text
 from quantrac.forward.service import forward_once
 from quantrac.forward.targets import FtpTarget, _os_error, target_from_url
+from quantrac.ingest import tt10
+from quantrac.ingest.files import ingest_folder
+from quantrac.ingest.service import IngestService, upgrade_database
+from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import FtpAccount, PureFtpdServer, find_pure_ftpd
 from tests.conftest import fetch
 
@@ -398,7 +398,7 @@ def test_cli_forward_to_a_folder_and_status(make_settings, monkeypatch, tmp_path
 def test_compose_ftp_service_writes_into_the_folder_quantrac_watches():
     import yaml
 
-    from quantrac.cli import build_parser
+    from quantrac.cli.main import build_parser
 
     root = Path(__file__).resolve().parent.parent
     services = yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))["services"]

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.service import IngestService
-from simulator.fuzz import POISON, generate
-from simulator.fuzz_run import run_fuzz
+from quantrac.ingest.service import IngestService
+from quantrac.simulator.fuzz import POISON, generate
+from quantrac.simulator.fuzz_run import run_fuzz
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.service import IngestService
+from quantrac.ingest.service import IngestService
 from tests.conftest import Subscriber, fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -222,7 +222,7 @@ async def test_tt10_text_payload_is_detected_and_read_as_local_time(service, ser
 async def test_late_and_out_of_order_readings_are_stored_and_rolled_up(
     service, servers, database_url
 ):
-    from ingest.rollup import refresh_hourly
+    from quantrac.ingest.rollup import refresh_hourly
 
     pub = await publisher(servers.mqtt_url)
     base = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from alerts.maintenance import (
+from quantrac.alerts.maintenance import (
     SUPPRESSED_KINDS,
     MaintenanceWindow,
     WindowError,
@@ -18,8 +18,8 @@ from alerts.maintenance import (
     reading_flag,
     suppressed,
 )
-from alerts.model import STATION_WIDE, Kind
-from quantrac.cli import main
+from quantrac.alerts.model import STATION_WIDE, Kind
+from quantrac.cli.main import main
 from tests.conftest import fetch
 from tests.test_api import api as api_service  # noqa: F401  (the fixture)
 from tests.test_api import login
@@ -202,8 +202,8 @@ def test_the_inspector_report_shows_the_station_log(env, tmp_path, capsys):
 
 
 def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historical():
-    from alerts.engine import Change, Transition
-    from alerts.maintenance import apply_windows, mark_historical
+    from quantrac.alerts.engine import Change, Transition
+    from quantrac.alerts.maintenance import apply_windows, mark_historical
 
     def t(change: Change, kind: Kind, param: str, at: datetime) -> Transition:
         return Transition(change, kind, "WW1", param, at, 1.0, {})
@@ -231,8 +231,8 @@ def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historic
     flagged = mark_historical([fresh], T0, after=None, marked=True)
     assert flagged[0].details == {"historical": True}
 
-    from alerts.engine import WindowEvaluated
-    from alerts.maintenance import mark_historical_outputs
+    from quantrac.alerts.engine import WindowEvaluated
+    from quantrac.alerts.maintenance import mark_historical_outputs
 
     window = object.__new__(WindowEvaluated)  # passes through untouched, whatever it holds
     mixed = mark_historical_outputs([old, window, fresh], T0, timedelta(days=2))
@@ -242,8 +242,8 @@ def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historic
 
 @pytest.mark.integration
 def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys):
-    from ingest import stream, tt10
-    from ingest.files import HISTORICAL_SOURCE
+    from quantrac.ingest import stream, tt10
+    from quantrac.ingest.files import HISTORICAL_SOURCE
 
     old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
     stamp = tt10.format_timestamp(old, timezone(timedelta(hours=7)))
@@ -264,9 +264,10 @@ def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
     import csv
     import io
 
-    from ingest.contract import Reading, Status
-    from ingest.service import connect, upgrade_database
-    from ingest.writer import BatchWriter, Item
+    from quantrac.core.contract import Reading, Status
+    from quantrac.core.db import connect
+    from quantrac.ingest.service import upgrade_database
+    from quantrac.ingest.writer import BatchWriter, Item
 
     async def store() -> None:
         await upgrade_database(env)
@@ -304,11 +305,11 @@ def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
 async def test_the_alert_service_skips_planned_faults_and_marks_backfill_historical(
     make_settings, database_url
 ):
-    from alerts import station_log
-    from alerts.model import EventType
-    from alerts.notify.outbox import targets
-    from alerts.service import AlertService
-    from ingest.contract import Reading, Status
+    from quantrac.alerts import station_log
+    from quantrac.alerts.model import EventType
+    from quantrac.alerts.notify.outbox import targets
+    from quantrac.alerts.service import AlertService
+    from quantrac.core.contract import Reading, Status
     from tests.test_alerts_service import cod_hour
 
     settings = make_settings(alerts_tick_s=3600)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gmqtt import Client, MQTTConnectError
 
-from ingest.service import IngestService
+from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, find_mosquitto
 from tests.conftest import fetch, wait_until
 

@@ -19,8 +19,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from prometheus_client import CollectorRegistry
 
-from alerts.model import AlertEvent, EventType, Kind, Severity, State
-from alerts.notify import (
+from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
+from quantrac.alerts.notify import (
     EmailChannel,
     MqttChannel,
     Notifier,
@@ -29,7 +29,7 @@ from alerts.notify import (
     WebhookChannel,
     verify_signature,
 )
-from ingest.settings import MqttEndpoint, parse_mqtt_url
+from quantrac.core.settings import MqttEndpoint, parse_mqtt_url
 from tests.conftest import Subscriber, wait_until
 
 pytestmark = pytest.mark.integration

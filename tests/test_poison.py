@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.contract import Reading, Status
-from ingest.service import IngestService
-from ingest.writer import Item
+from quantrac.core.contract import Reading, Status
+from quantrac.ingest.service import IngestService
+from quantrac.ingest.writer import Item
 from tests.conftest import Subscriber, fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -298,7 +298,7 @@ async def test_a_burst_of_rejections_gets_every_ack(make_settings, servers, monk
     """Found by bench/fuzz.py: 50,000 rejections in a burst used up the client's packet ids,
     5,771 acks were lost and their data messages left without a PUBACK. Acks now wait for the
     broker to take the earlier ones (a small window here, to make the wait happen)."""
-    monkeypatch.setattr("ingest.mqtt._ACK_WINDOW", 3)
+    monkeypatch.setattr("quantrac.ingest.mqtt._ACK_WINDOW", 3)
     svc = IngestService(make_settings(batch_size=1000, batch_max_latency_ms=200))
     await svc.start()
     acks = await Subscriber(servers.mqtt_url).start("stations/WW1/ack")

@@ -33,25 +33,21 @@ import psycopg
 import pytest
 from openpyxl import load_workbook
 
-from alerts.regulations import load_regulation_catalog
-from alerts.service import AlertService
-from ingest.catalog import load_catalog
-from ingest.contract import Reading, Status
-from ingest.registry import Registry, registry_from_text
-from ingest.rollup import refresh_hourly
-from ingest.settings import Settings, load_settings
+from quantrac.alerts.service import AlertService
 from quantrac.api import schema as api_schema
 from quantrac.api.app import ApiService, build_api
 from quantrac.api.users import add_user
-from quantrac.cli import main
-from quantrac.migrations import upgrade_all
+from quantrac.cli.main import main
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import Registry, registry_from_text
+from quantrac.core.settings import Settings, load_settings
+from quantrac.ingest.rollup import refresh_hourly
+from quantrac.regulations.tables import load_regulation_catalog
 from quantrac.reports.exceedances import exceedance_report
-from quantrac.reports.indicators import (
-    compute_indicators,
-    indicators_json,
-    parse_indicator_config,
-)
+from quantrac.reports.indicators import compute_indicators, indicators_json, parse_indicator_config
 from quantrac.reports.writers import exceedance_csv, exceedance_pdf, exceedance_xlsx
+from quantrac.upgrade import upgrade_all
 from tests.conftest import CONFIG, TEST_REGISTRY
 
 pytestmark = pytest.mark.integration

@@ -15,15 +15,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.notify.config import EmailChannelConfig
-from alerts.notify.mail import Security
-from alerts.regulations import load_regulation_catalog
-from ingest.contract import Reading, Status
-from ingest.registry import Registry
-from ingest.service import upgrade_database
-from ingest.writer import BatchWriter, Item
+from quantrac.alerts.notify.config import EmailChannelConfig
+from quantrac.alerts.notify.mail import Security
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import Registry
 from quantrac.evidence import schema as evidence_schema
 from quantrac.evidence.seal import verify_file
+from quantrac.ingest.service import upgrade_database
+from quantrac.ingest.writer import BatchWriter, Item
+from quantrac.regulations.tables import load_regulation_catalog
 from quantrac.reports import delivery
 from quantrac.reports.delivery import ReportSender, email_channel_spec, list_deliveries
 from quantrac.reports.schedule import (
@@ -162,7 +162,7 @@ def _spec(port: int) -> EmailChannelConfig:
 
 async def _sender(settings: Any, registry: Registry, catalog: Any, port: int) -> ReportSender:
     conn = await psycopg.AsyncConnection.connect(settings.database_url)
-    from alerts.store import upgrade as upgrade_alerts
+    from quantrac.alerts.store import upgrade as upgrade_alerts
 
     await upgrade_alerts(conn)
     await evidence_schema.upgrade(conn)
@@ -263,7 +263,7 @@ async def test_failed_sends_are_retried_later_then_given_up(
 
 @pytest.mark.integration
 def test_cli_schedule_check(make_settings, monkeypatch, tmp_path: Path, capsys):
-    from quantrac.cli import main
+    from quantrac.cli.main import main
 
     settings = make_settings()
     monkeypatch.setenv("QUANTRAC_DATABASE_URL", settings.database_url)

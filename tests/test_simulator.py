@@ -16,18 +16,19 @@ from typing import Any
 import msgspec
 import pytest
 
-from ingest.catalog import Catalog, load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, JsonPayload
-from ingest.payloads import parse_payload
-from ingest.registry import Registry, Station, load_registry
-from ingest.settings import default_config_dir, parse_mqtt_url
-from ingest.tt10 import parse_file_name, parse_lines
-from ingest.validation import TimeLimits, validate
-from simulator.encode import encode_message, tt10_file_name
-from simulator.fleet import STANDARD_PARAMETERS, synthetic_registry
-from simulator.run import _Progress, _run_clocked, rate_schedule, simulate, write_files
-from simulator.scenarios import scenarios_from_text
-from simulator.values import REFERENCE_UNITS, station_readings
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.contract import JsonPayload
+from quantrac.core.registry import Registry, Station, load_registry
+from quantrac.core.settings import default_config_dir, parse_mqtt_url
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.payloads import parse_payload
+from quantrac.ingest.tt10 import parse_file_name, parse_lines
+from quantrac.ingest.validation import TimeLimits, validate
+from quantrac.simulator.encode import encode_message, tt10_file_name
+from quantrac.simulator.fleet import STANDARD_PARAMETERS, synthetic_registry
+from quantrac.simulator.run import _Progress, _run_clocked, rate_schedule, simulate, write_files
+from quantrac.simulator.scenarios import scenarios_from_text
+from quantrac.simulator.values import REFERENCE_UNITS, station_readings
 
 DAY = datetime(2025, 3, 3, 17, 0, tzinfo=UTC)  # 00:00 on 4 March in Vietnam
 LIMITS = TimeLimits(future_margin=timedelta(seconds=300), retention=timedelta(days=730))
@@ -181,7 +182,7 @@ def test_tt10_lines_parse_back_to_the_same_readings(fleet: list[Station]) -> Non
         text = encode_message(station, moment, seed=9, fmt="tt10").decode("utf-8")
         assert text.endswith("\r\n") and "\r\n" in text.rstrip("\r\n")
         assert "20250304073500" in text  # local time, no offset
-        parsed, problems = parse_lines(text, VIETNAM_UTC_OFFSET)
+        parsed, problems = parse_lines(text, VIETNAM)
         assert problems == []
         expected = station_readings(station, moment, seed=9)
         assert [(r.param, r.value, r.unit, r.status, r.time) for r in parsed] == [
@@ -198,7 +199,7 @@ def test_json_payloads_are_accepted_by_ingest(fleet: list[Station], catalog: Cat
         assert (payload.station, payload.seq) == (station.id, seq)
         assert payload.time == "2025-03-04T13:00:00+07:00"
         for fmt_raw in (raw, encode_message(station, moment, seed=5, fmt="tt10")):
-            parsed = parse_payload(fmt_raw, max_bytes=256 * 1024, local=VIETNAM_UTC_OFFSET)
+            parsed = parse_payload(fmt_raw, max_bytes=256 * 1024, local=VIETNAM)
             result = validate(
                 parsed,
                 topic_station=station.id,
@@ -266,12 +267,12 @@ async def test_accelerated_clock_catches_up_and_never_runs_ahead(catalog: Catalo
 
 def test_file_drop_names_match_circular_10(tmp_path: Path, catalog: Catalog) -> None:
     registry = synthetic_registry(2, "wastewater", catalog)
-    start = datetime(2025, 3, 4, 8, 0, tzinfo=VIETNAM_UTC_OFFSET)
+    start = datetime(2025, 3, 4, 8, 0, tzinfo=VIETNAM)
     written = write_files(tmp_path, registry, start, start + timedelta(minutes=30), seed=1)
     assert len(written) == 2 * 7  # 08:00 … 08:30 inclusive, every 5 minutes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
     for path in written:
-        name = parse_file_name(path.name, VIETNAM_UTC_OFFSET)
+        name = parse_file_name(path.name, VIETNAM)
         station = registry.for_file_prefix(name.prefix, name.station)
         assert station is not None
         assert path.read_bytes() == encode_message(station, name.stamped_at, seed=1, fmt="tt10")
@@ -281,7 +282,7 @@ def test_file_drop_names_match_circular_10(tmp_path: Path, catalog: Catalog) -> 
 def test_file_name_without_ftp_name_still_matches_the_pattern(fleet: list[Station]) -> None:
     station = dataclasses.replace(fleet[0], ftp_name=None)
     name = tt10_file_name(station, DAY)
-    assert parse_file_name(name, VIETNAM_UTC_OFFSET).stamped_at == DAY
+    assert parse_file_name(name, VIETNAM).stamped_at == DAY
 
 
 # --- Against the broker ---------------------------------------------------------------------------
@@ -340,8 +341,8 @@ async def test_scenario_runs_over_mqtt_are_repeatable(servers: Any, catalog: Cat
 
 @pytest.mark.integration
 async def test_command_line_scenario_errors_exit_2(tmp_path: Path, capsys: Any) -> None:
-    from ingest.settings import load_settings
-    from quantrac.cli import build_parser
+    from quantrac.cli.main import build_parser
+    from quantrac.core.settings import load_settings
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("scenarios:\n  - kind: outage\n    station: NOWHERE\n", encoding="utf-8")
@@ -352,8 +353,8 @@ async def test_command_line_scenario_errors_exit_2(tmp_path: Path, capsys: Any) 
 
 @pytest.mark.integration
 async def test_processes_share_the_stations_and_the_messages(servers: Any, capsys: Any) -> None:
-    from ingest.settings import load_settings
-    from simulator.cli import add_arguments, run
+    from quantrac.cli.simulate import add_arguments, run
+    from quantrac.core.settings import load_settings
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.contract import Reading, Status
-from ingest.schema import (
+from quantrac.core.contract import Reading, Status
+from quantrac.ingest.schema import (
     POSTGRES,
     TIMESCALE,
     StorageOptions,
@@ -19,7 +19,7 @@ from ingest.schema import (
     partition_name,
     upgrade,
 )
-from ingest.writer import BatchWriter, Item
+from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import PostgresServer, find_postgres_bindir
 
 pytestmark = pytest.mark.integration

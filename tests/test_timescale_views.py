@@ -16,16 +16,17 @@ import httpx
 import psycopg
 import pytest
 
-from alerts.regulations import load_regulation_catalog
-from alerts.service import AlertService
-from ingest.catalog import load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, Reading, Status
-from ingest.registry import load_registry
-from ingest.service import upgrade_database
-from ingest.settings import load_settings
+from quantrac.alerts.service import AlertService
 from quantrac.api.app import ApiService, build_api
 from quantrac.api.users import add_user
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import load_registry
+from quantrac.core.settings import load_settings
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.service import upgrade_database
 from quantrac.localservers import PostgresServer, find_postgres_bindir
+from quantrac.regulations.tables import load_regulation_catalog
 from quantrac.reports.exceedances import exceedance_report
 from tests.conftest import CONFIG
 
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 # One Vietnam day: 2026-03-10 00:00 +07:00. COD at WW1 (QCVN 40:2011 A, Cmax 75 mg/L):
 # hour 0 at a mean of 150, hours 1-23 at 20 with hour 5 missing; Flow in status 02 for 30 min.
-DAY = datetime(2026, 3, 10, tzinfo=VIETNAM_UTC_OFFSET)
+DAY = datetime(2026, 3, 10, tzinfo=VIETNAM)
 
 
 @pytest.fixture(scope="module")

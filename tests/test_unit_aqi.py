@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.aqi import (
+from quantrac.aqi.index import (
     AqiTable,
     AqiTableError,
     daily_aqi,
@@ -17,9 +17,9 @@ from alerts.aqi import (
     sub_index,
     table_from_dict,
 )
-from ingest.contract import VIETNAM_UTC_OFFSET as VN
-from ingest.i18n import translate
-from ingest.settings import default_config_dir
+from quantrac.core.i18n import translate
+from quantrac.core.settings import default_config_dir
+from quantrac.core.time import VIETNAM as VN
 
 HOUR = timedelta(hours=1)
 TABLE_PATH = default_config_dir() / "aqi" / "vn_aqi_1459.yaml"

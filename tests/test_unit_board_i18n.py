@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from alerts.maintenance import LOG_KINDS
-from alerts.model import EventType, Kind, Severity, State
-from ingest.i18n import LANGUAGES, default_messages, load_messages
-from ingest.settings import default_config_dir
+from quantrac.alerts.maintenance import LOG_KINDS
+from quantrac.alerts.model import EventType, Kind, Severity, State
 from quantrac.api.users import ROLES
+from quantrac.core.i18n import LANGUAGES, default_messages, load_messages
+from quantrac.core.settings import default_config_dir
 
 BOARD = Path(__file__).resolve().parent.parent / "quantrac" / "board"
 JS = (BOARD / "board.js").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Unit tests of ingest.catalog: names, aliases, units and exact conversions."""
+"""Unit tests of quantrac.core.catalog: names, aliases, units and exact conversions."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.catalog import Catalog, CatalogError, catalog_from_dict, load_catalog, normalize_name
-from ingest.settings import default_config_dir
+from quantrac.core.catalog import (
+    Catalog,
+    CatalogError,
+    catalog_from_dict,
+    load_catalog,
+    normalize_name,
+)
+from quantrac.core.settings import default_config_dir
 
 PARAMETERS_YAML = default_config_dir() / "parameters.yaml"
 DATA: dict[str, Any] = yaml.safe_load(PARAMETERS_YAML.read_text(encoding="utf-8"))

@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.catalog import Catalog, load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, data_topic
-from ingest.i18n import default_messages, translate
-from ingest.registry import Registry, load_registry
-from ingest.settings import default_config_dir
-from ingest.validation import TimeLimits
-from simulator.check_cli import CaptureError, parse_capture, read_folder, write_capture
-from simulator.check_report import render_html, render_json, render_table, report_json
-from simulator.conformance import (
+from quantrac.cli.check import CaptureError, parse_capture, read_folder, write_capture
+from quantrac.conformance.checks import (
     CRITERIA,
     FAIL,
     FILE,
@@ -31,9 +24,17 @@ from simulator.conformance import (
     Report,
     check_station,
 )
-from simulator.encode import tt10_file_name
-from simulator.run import write_files
-from simulator.scenarios import ScenarioPlayer, scenarios_from_text
+from quantrac.conformance.report import render_html, render_json, render_table, report_json
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.contract import data_topic
+from quantrac.core.i18n import default_messages, translate
+from quantrac.core.registry import Registry, load_registry
+from quantrac.core.settings import default_config_dir
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.validation import TimeLimits
+from quantrac.simulator.encode import tt10_file_name
+from quantrac.simulator.run import write_files
+from quantrac.simulator.scenarios import ScenarioPlayer, scenarios_from_text
 
 START = datetime(2025, 3, 4, 1, 0, tzinfo=UTC)
 LIMITS = TimeLimits(future_margin=timedelta(seconds=300), retention=timedelta(days=730))
@@ -88,7 +89,7 @@ def judge(
         captured,
         registry=registry,
         catalog=catalog,
-        local=VIETNAM_UTC_OFFSET,
+        local=VIETNAM,
         time_limits=LIMITS,
     )
 
@@ -337,7 +338,7 @@ def folder_of(tmp_path: Path, registry: Registry, scenario: str | None = None) -
     scenarios = (
         scenarios_from_text(f"scenarios:\n  - {scenario}\n", "t", registry) if scenario else None
     )
-    start = START.astimezone(VIETNAM_UTC_OFFSET)
+    start = START.astimezone(VIETNAM)
     write_files(tmp_path, registry, start, start + timedelta(minutes=55), 1, scenarios)
     return read_folder(tmp_path)
 
@@ -424,8 +425,9 @@ def test_every_check_key_has_both_languages_and_every_rule_a_fix() -> None:
     for reason in RULE_CRITERION:
         assert f"check.fix.{reason.value}" in table
     used = set()
-    for module in ("conformance", "check_report"):
-        source = (Path(__file__).parents[1] / "simulator" / f"{module}.py").read_text()
+    conformance = Path(__file__).parents[1] / "quantrac" / "conformance"
+    for module in ("checks", "report"):
+        source = (conformance / f"{module}.py").read_text()
         used |= set(re.findall(r'"(check\.[a-z0-9_.]+[a-z0-9_])"', source))
     assert used and used <= set(table), used - set(table)
 

@@ -1,4 +1,4 @@
-"""Unit tests of ingest.contract (topics, times, feedback) and ingest.ratelimit."""
+"""Unit tests of quantrac.core.contract (topics, times, feedback) and quantrac.ingest.ratelimit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.contract import (
+from quantrac.core.contract import (
     ACK_TOPIC,
     DATA_TOPIC_FILTER,
     STATUS_BY_CODE,
@@ -27,8 +27,8 @@ from ingest.contract import (
     shared_subscription,
     station_from_topic,
 )
-from ingest.i18n import default_messages
-from ingest.ratelimit import RateLimiter
+from quantrac.core.i18n import default_messages
+from quantrac.ingest.ratelimit import RateLimiter
 
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from alerts.config import EngineConfig, PhysicalRange
-from alerts.engine import Change, Engine, EpisodeChange, Transition, WindowEvaluated
-from alerts.model import STATION_WIDE, Kind
-from ingest.catalog import load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, Reading, Status
-from ingest.registry import registry_from_text
+from quantrac.alerts.config import EngineConfig, PhysicalRange
+from quantrac.alerts.engine import Change, Engine, EpisodeChange, Transition, WindowEvaluated
+from quantrac.alerts.model import STATION_WIDE, Kind
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import registry_from_text
+from quantrac.core.time import VIETNAM
 from tests.conftest import CONFIG
 
 CATALOG = load_catalog(CONFIG / "parameters.yaml")
@@ -47,7 +48,7 @@ stations:
 
 @dataclass(frozen=True)
 class Limit:
-    """A stand-in for alerts.limits.EffectiveLimit with the same arithmetic."""
+    """A stand-in for quantrac.regulations.limits.EffectiveLimit with the same arithmetic."""
 
     param: str
     averaging: str
@@ -85,7 +86,7 @@ class Limits:
     limits: list[Limit]
 
     def in_force(self, param: str, at: datetime) -> list[Limit]:
-        local_day = at.astimezone(VIETNAM_UTC_OFFSET).date()
+        local_day = at.astimezone(VIETNAM).date()
         chosen: dict[str, Limit] = {}
         for limit in self.limits:
             if limit.param == param and (limit.valid_from is None or local_day >= limit.valid_from):
@@ -321,7 +322,7 @@ def test_a_warning_above_80_percent_clears_when_an_exceedance_takes_over() -> No
 
 def test_daily_mean_is_over_the_vietnam_calendar_day_and_waits_for_the_day_to_end() -> None:
     engine = make_engine()
-    day_start = datetime(2026, 3, 2, tzinfo=VIETNAM_UTC_OFFSET).astimezone(UTC)  # 17:00 UTC
+    day_start = datetime(2026, 3, 2, tzinfo=VIETNAM).astimezone(UTC)  # 17:00 UTC
     out = feed(engine, "AIR", "SO2", [150.0] * 288, start=day_start)  # 150 > 125, < 350
     assert transitions(out, Kind.EXCEEDANCE) == []  # the day is not over
     out = feed(engine, "AIR", "SO2", [10.0] * 3, start=day_start + timedelta(days=1, minutes=10))
@@ -452,7 +453,7 @@ def test_limit_that_changes_on_a_date_applies_by_window_time() -> None:
     )
     out = feed(engine, "AIR", "SO2", [200.0] * 12)  # 2 March: limit 350
     assert transitions(out, Kind.EXCEEDANCE) == []
-    later = datetime(2026, 3, 3, tzinfo=VIETNAM_UTC_OFFSET).astimezone(UTC)
+    later = datetime(2026, 3, 3, tzinfo=VIETNAM).astimezone(UTC)
     out = feed(engine, "AIR", "SO2", [200.0] * 12, start=later)  # 3 March: limit 100
     [raised] = transitions(out, Kind.EXCEEDANCE)
     assert raised.details["limit"] == 100.0

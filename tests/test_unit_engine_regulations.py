@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from alerts.config import EngineConfig
-from alerts.engine import Change, Engine, Transition, catalog_unit_factor
-from alerts.limits import station_limits
-from alerts.model import Kind
-from alerts.regulations import load_regulation_catalog
-from ingest.catalog import load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, Reading, Status
-from ingest.registry import load_registry
+from quantrac.alerts.config import EngineConfig
+from quantrac.alerts.engine import Change, Engine, Transition, catalog_unit_factor
+from quantrac.alerts.model import Kind
+from quantrac.core.catalog import load_catalog
+from quantrac.core.contract import Reading, Status
+from quantrac.core.registry import load_registry
+from quantrac.core.time import VIETNAM
+from quantrac.regulations.limits import station_limits
+from quantrac.regulations.tables import load_regulation_catalog
 from tests.conftest import CONFIG
 
 CATALOG = load_catalog(CONFIG / "parameters.yaml")
@@ -115,7 +116,7 @@ def test_stack_limits_carry_kp_and_kv() -> None:
 )
 def test_pm25_daily_limit_changes_on_1_january_2026(day: datetime, raises: bool) -> None:
     # 48 µg/m³ over a whole local day: within 50 until 2025-12-31, above 45 from 2026-01-01.
-    start = day.replace(tzinfo=VIETNAM_UTC_OFFSET).astimezone(UTC)
+    start = day.replace(tzinfo=VIETNAM).astimezone(UTC)
     e = Engine(
         REGISTRY,
         lambda s: station_limits(s, REGULATIONS),

@@ -1,6 +1,6 @@
-"""Unit tests of alerts.limits: Cmax per station, every coefficient band edge, ranges, dates in
-Vietnam time, unverified marks, permit overrides, and files shaped like QCVN 40:2025 / 19:2024.
-Expected values are computed by hand from ../shared/docs/regulations.md."""
+"""Unit tests of quantrac.regulations.limits: Cmax per station, every coefficient band edge, ranges,
+dates in Vietnam time, unverified marks, permit overrides, and files shaped like QCVN 40:2025 /
+19:2024. Expected values are computed by hand from ../shared/docs/regulations.md."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from alerts.limits import (
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import DeclaredParameter, RegulationRef, Station, load_registry
+from quantrac.core.settings import default_config_dir
+from quantrac.regulations.limits import (
     EffectiveLimit,
     LimitError,
     StationLimits,
@@ -18,10 +21,11 @@ from alerts.limits import (
     station_limits,
     vietnam_date,
 )
-from alerts.regulations import RegulationCatalog, load_regulation_catalog, load_regulation_files
-from ingest.catalog import Catalog
-from ingest.registry import DeclaredParameter, RegulationRef, Station, load_registry
-from ingest.settings import default_config_dir
+from quantrac.regulations.tables import (
+    RegulationCatalog,
+    load_regulation_catalog,
+    load_regulation_files,
+)
 from tests.test_unit_regulations import FOLDER, QCVN_19_2024_LIKE, QCVN_40_2025_LIKE
 
 WW_PARAMS = {"Temp": "°C", "Color": "Pt/Co", "pH": "pH", "COD": "mg/L", "TSS": "mg/L"}

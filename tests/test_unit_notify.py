@@ -17,8 +17,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from alerts.model import AlertEvent, EventType, Kind, Severity, State
-from alerts.notify import (
+from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
+from quantrac.alerts.notify import (
     DeliveryError,
     EmailChannel,
     EscalationRule,
@@ -42,9 +42,9 @@ from alerts.notify import (
     sign,
     verify_signature,
 )
-from alerts.notify.mail import classify_smtp_error
-from alerts.notify.webhook import classify_response, parse_retry_after
-from ingest.settings import MqttEndpoint
+from quantrac.alerts.notify.mail import classify_smtp_error
+from quantrac.alerts.notify.webhook import classify_response, parse_retry_after
+from quantrac.core.settings import MqttEndpoint
 
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
 
@@ -530,9 +530,9 @@ def test_email_subject_and_body_in_both_languages() -> None:
 
 
 def test_every_kind_severity_state_and_event_has_both_translations() -> None:
-    from alerts.model import Kind as K
-    from alerts.model import Severity as S
-    from ingest.i18n import translate
+    from quantrac.alerts.model import Kind as K
+    from quantrac.alerts.model import Severity as S
+    from quantrac.core.i18n import translate
 
     for key in (
         [f"alert.kind.{k.value}" for k in K]

@@ -1,4 +1,4 @@
-"""Unit tests of ingest.payloads: JSON v1 and TT10 payload parsing (syntax only)."""
+"""Unit tests of quantrac.ingest.payloads: JSON v1 and TT10 payload parsing (syntax only)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.contract import VIETNAM_UTC_OFFSET, ParsedPayload, Reason
-from ingest.payloads import excerpt, parse_payload
+from quantrac.core.contract import ParsedPayload, Reason
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.payloads import excerpt, parse_payload
 
-VN = VIETNAM_UTC_OFFSET
+VN = VIETNAM
 MAX = 256 * 1024
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from alerts.readings_csv import CsvProblem, CsvReading, read_readings_csv, write_rows
-from ingest.catalog import Catalog, load_catalog
-from ingest.contract import Status
-from ingest.registry import Registry, registry_from_text
-from ingest.settings import default_config_dir
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.contract import Status
+from quantrac.core.registry import Registry, registry_from_text
+from quantrac.core.settings import default_config_dir
+from quantrac.ingest.readings_csv import CsvProblem, CsvReading, read_readings_csv, write_rows
 
 HEADER = "station,param,time,value,unit,status\n"
 

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from alerts.limits import VIETNAM, StationLimits, station_limits
-from alerts.regulations import (
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import RegistryError, Station, registry_from_text
+from quantrac.core.time import VIETNAM
+from quantrac.regulations.limits import StationLimits, station_limits
+from quantrac.regulations.tables import (
     RegulationCatalog,
     RegulationError,
     load_regulation_catalog,
     regulation_files,
 )
-from ingest.catalog import Catalog
-from ingest.registry import RegistryError, Station, registry_from_text
 from tests.test_unit_regulations import FOLDER
 
 HEAD = """\

@@ -1,4 +1,4 @@
-"""Unit tests of ingest.registry: the shipped stations.yaml and every error it can report."""
+"""Unit tests of quantrac.core.registry: the shipped stations.yaml and every error it can report."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ingest.catalog import Catalog
-from ingest.registry import (
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import (
     Registry,
     RegistryError,
     RegistryIssue,
     load_registry,
-    parse_utc_offset,
     registry_from_text,
 )
-from ingest.settings import default_config_dir
+from quantrac.core.settings import default_config_dir
+from quantrac.core.time import parse_utc_offset
 
 STATION = """\
 stations:
@@ -388,7 +388,7 @@ def test_the_demo_fleet_names_todays_province(catalog: Catalog) -> None:
 def test_a_permit_is_cited_through_the_translation_table() -> None:
     from datetime import date
 
-    from ingest.registry import Permit
+    from quantrac.core.registry import Permit
 
     permit = Permit("123/GPMT-UBND", date(2024, 6, 15), "UBND tỉnh Bắc Giang")
     assert permit.citation() == (

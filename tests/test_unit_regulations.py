@@ -1,5 +1,5 @@
-"""Unit tests of alerts.regulations: the shipped catalog against regulations.md, the loader's
-errors (file:line: field), penalty bands, and regulation files a user adds without code."""
+"""Unit tests of quantrac.regulations.tables: the shipped catalog against regulations.md, the
+loader's errors (file:line: field), penalty bands, and regulation files a user adds without code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.regulations import (
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import RegistryIssue
+from quantrac.core.settings import default_config_dir
+from quantrac.regulations.tables import (
     PenaltySchedule,
     Provenance,
     Regulation,
@@ -19,9 +22,6 @@ from alerts.regulations import (
     load_regulation_file,
     load_regulation_files,
 )
-from ingest.catalog import Catalog
-from ingest.registry import RegistryIssue
-from ingest.settings import default_config_dir
 
 FOLDER = default_config_dir() / "regulations"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from alerts.limits import Factor
-from ingest.catalog import load_catalog
-from ingest.i18n import default_messages
-from ingest.registry import registry_from_text
+from quantrac.core.catalog import load_catalog
+from quantrac.core.i18n import default_messages
+from quantrac.core.registry import registry_from_text
+from quantrac.regulations.limits import Factor
 from quantrac.reports.completeness import (
     ceil_hour,
     combine,
@@ -301,9 +301,9 @@ def test_every_report_text_has_both_languages() -> None:
 def test_reports_name_each_facilitys_regime_and_the_design_choices() -> None:
     """An existing and a new facility side by side over the 2031/2032 switch: the report says
     which regulation applied when and why, and lists the values that are choices, not law."""
-    from alerts.choices import design_choices
-    from alerts.config import EngineConfig
-    from alerts.regulations import load_regulation_catalog
+    from quantrac.alerts.choices import design_choices
+    from quantrac.alerts.config import EngineConfig
+    from quantrac.regulations.tables import load_regulation_catalog
     from quantrac.reports.exceedances import station_info
     from quantrac.reports.writers import exceedance_json
     from tests.test_cli_replay import SIDE_BY_SIDE

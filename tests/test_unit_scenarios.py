@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from ingest.catalog import Catalog, load_catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, Reason
-from ingest.payloads import parse_payload
-from ingest.registry import Registry, Station, load_registry
-from ingest.settings import default_config_dir
-from ingest.validation import TimeLimits, validate
-from simulator.fleet import synthetic_registry
-from simulator.run import RESENT_FOLDER, write_files
-from simulator.scenarios import (
+from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.contract import Reason
+from quantrac.core.registry import Registry, Station, load_registry
+from quantrac.core.settings import default_config_dir
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.payloads import parse_payload
+from quantrac.ingest.validation import TimeLimits, validate
+from quantrac.simulator.fleet import synthetic_registry
+from quantrac.simulator.run import RESENT_FOLDER, write_files
+from quantrac.simulator.scenarios import (
     SCENARIO_KINDS,
     Message,
     ScenarioError,
@@ -27,7 +28,7 @@ from simulator.scenarios import (
     parse_duration,
     scenarios_from_text,
 )
-from simulator.values import station_readings
+from quantrac.simulator.values import station_readings
 
 SCENARIOS = default_config_dir() / "scenarios"
 START = datetime(2025, 3, 4, 1, 0, tzinfo=UTC)  # 08:00 in Vietnam
@@ -84,7 +85,7 @@ def statuses_of(messages: list[Message], param: str) -> set[str]:
 
 
 def verdict(message: Message, registry: Registry, catalog: Catalog, fmt: str = "json") -> set[str]:
-    parsed = parse_payload(message.encode(fmt), max_bytes=1 << 18, local=VIETNAM_UTC_OFFSET)
+    parsed = parse_payload(message.encode(fmt), max_bytes=1 << 18, local=VIETNAM)
     result = validate(
         parsed,
         topic_station=message.station.id,
@@ -292,7 +293,7 @@ def test_default_wrong_units_are_refused_for_every_dimension(
 ) -> None:
     text = "scenarios:\n  - {kind: wrong_unit, station: BG_EM_HABAC_01, params: [Flow, Temp, PM]}\n"
     [message] = window(play(text, shipped, steps=1), "BG_EM_HABAC_01", 0, 1)
-    parsed = parse_payload(message.encode("json"), max_bytes=1 << 18, local=VIETNAM_UTC_OFFSET)
+    parsed = parse_payload(message.encode("json"), max_bytes=1 << 18, local=VIETNAM)
     result = validate(
         parsed,
         topic_station=message.station.id,
@@ -439,7 +440,7 @@ def test_files_follow_the_scenarios(tmp_path: Path, catalog: Catalog) -> None:
         "  - {kind: calibration, station: SIM_AIR_0002, start: 30m}\n"
     )
     scenarios = scenarios_from_text(text, "t", registry)
-    start = datetime(2025, 3, 4, 8, 0, tzinfo=VIETNAM_UTC_OFFSET)
+    start = datetime(2025, 3, 4, 8, 0, tzinfo=VIETNAM)
     written = write_files(tmp_path, registry, start, start + timedelta(minutes=55), 1, scenarios)
     first = sorted(p.name for p in written if "AIR0001" in p.name)
     assert len(first) == 12 - 4  # 08:10, 08:15, 08:20, 08:25 missing

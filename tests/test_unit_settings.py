@@ -1,4 +1,4 @@
-"""Unit tests of ingest.settings: defaults, TOML, environment, validation messages."""
+"""Unit tests of quantrac.core.settings: defaults, TOML, environment, validation messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import (
+from quantrac.core.settings import (
     MqttEndpoint,
     Settings,
     SettingsError,

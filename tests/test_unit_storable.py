@@ -1,11 +1,11 @@
-"""Unit tests of ingest.storable: text and integers made safe for PostgreSQL."""
+"""Unit tests of quantrac.ingest.storable: text and integers made safe for PostgreSQL."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.storable import (
+from quantrac.ingest.storable import (
     INT8_MAX,
     INT8_MIN,
     MAX_KEY,

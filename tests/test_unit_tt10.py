@@ -1,4 +1,4 @@
-"""Unit tests of ingest.tt10: Circular 10/2021 text lines and file names."""
+"""Unit tests of quantrac.ingest.tt10: Circular 10/2021 text lines and file names."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import tt10
-from ingest.contract import VIETNAM_UTC_OFFSET, Reason
+from quantrac.core.contract import Reason
+from quantrac.core.time import VIETNAM
+from quantrac.ingest import tt10
 
-VN = VIETNAM_UTC_OFFSET
+VN = VIETNAM
 T0_UTC = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)  # 2024-05-01 10:00 local
 
 

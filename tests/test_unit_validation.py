@@ -1,4 +1,4 @@
-"""Unit tests of ingest.validation against the test registry (AIR1, WW1) and the catalog."""
+"""Unit tests of quantrac.ingest.validation against the test registry (AIR1, WW1), the catalog."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.catalog import Catalog
-from ingest.contract import VIETNAM_UTC_OFFSET, ParsedPayload, RawReading, Reason, Status
-from ingest.payloads import parse_payload
-from ingest.registry import Registry
-from ingest.validation import TimeLimits, Validated, resolve_station, validate
+from quantrac.core.catalog import Catalog
+from quantrac.core.contract import ParsedPayload, RawReading, Reason, Status
+from quantrac.core.registry import Registry
+from quantrac.core.time import VIETNAM
+from quantrac.ingest.payloads import parse_payload
+from quantrac.ingest.validation import TimeLimits, Validated, resolve_station, validate
 
 NOW = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 NOW_MS = 1714532400000
@@ -197,7 +198,7 @@ def test_nan_through_tt10_text(registry: Registry, catalog: Catalog) -> None:
         b"COD\tnan\tmg/L\t20240501100000\t00\r\nTSS\t-inf\tmg/L\t20240501100000\t00\r\n"
         b"pH\t7,1\tpH\t20240501100000\t00\r\n",
         max_bytes=10_000,
-        local=VIETNAM_UTC_OFFSET,
+        local=VIETNAM,
     )
     result = validate(
         parsed, topic_station="WW1", registry=registry, catalog=catalog, now=NOW, limits=LIMITS
@@ -316,7 +317,7 @@ def test_parse_problems_are_carried_over(registry: Registry, catalog: Catalog) -
             }
         ).encode(),
         max_bytes=10_000,
-        local=VIETNAM_UTC_OFFSET,
+        local=VIETNAM,
     )
     result = validate(
         parsed, topic_station="AIR1", registry=registry, catalog=catalog, now=NOW, limits=LIMITS
@@ -334,7 +335,7 @@ def test_no_readings_and_no_problems_is_payload_empty(registry: Registry, catalo
 
 
 def test_no_readings_keeps_parse_problems_only(registry: Registry, catalog: Catalog) -> None:
-    parsed = parse_payload(b"{", max_bytes=100, local=VIETNAM_UTC_OFFSET)
+    parsed = parse_payload(b"{", max_bytes=100, local=VIETNAM)
     result = validate(
         parsed, topic_station="WW1", registry=registry, catalog=catalog, now=NOW, limits=LIMITS
     )
@@ -389,7 +390,7 @@ def valid_payloads(draw: st.DrawFn) -> tuple[dict[str, Any], list[tuple[str, flo
         if form == "iso_z":
             time: Any = moment.isoformat().replace("+00:00", "Z")
         elif form == "iso_local":
-            time = moment.astimezone(VIETNAM_UTC_OFFSET).isoformat()
+            time = moment.astimezone(VIETNAM).isoformat()
         else:
             time = NOW_MS - ms_ago
         item = {
@@ -417,7 +418,7 @@ def test_valid_payloads_are_accepted(
     registry: Registry, catalog: Catalog, case: tuple[dict[str, Any], list[Any]]
 ) -> None:
     doc, expected = case
-    parsed = parse_payload(json.dumps(doc).encode(), max_bytes=1 << 20, local=VIETNAM_UTC_OFFSET)
+    parsed = parse_payload(json.dumps(doc).encode(), max_bytes=1 << 20, local=VIETNAM)
     assert parsed.problems == []
     result = validate(
         parsed, topic_station="AIR1", registry=registry, catalog=catalog, now=NOW, limits=LIMITS
@@ -466,8 +467,8 @@ def test_a_clock_exactly_seven_hours_ahead_is_named(registry: Registry, catalog:
 
 
 def test_a_logger_on_utc_is_told_though_its_readings_are_stored() -> None:
-    from ingest.contract import Reading
-    from ingest.receiver import clock_notices
+    from quantrac.core.contract import Reading
+    from quantrac.ingest.receiver import clock_notices
 
     seven_behind = [Reading("AIR1", "PM10", NOW - timedelta(hours=7, minutes=1), 1.0, Status(0))]
     (notice,) = clock_notices(seven_behind, NOW)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from alerts.windows import SeriesWindows
+from quantrac.regulations.windows import SeriesWindows
 
 HOUR = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 VN = timezone(timedelta(hours=7))

@@ -13,7 +13,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Gauge
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.model import Kind, Severity
+from quantrac.alerts.model import Kind, Severity
 
 log = logging.getLogger(__name__)
 

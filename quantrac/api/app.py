@@ -23,24 +23,24 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from alerts.config import load_alerts_config
-from alerts.regulations import load_regulation_catalog
-from alerts.station_log import upgrade as upgrade_station_log
-from alerts.store import upgrade as upgrade_alerts
-from ingest.catalog import Catalog
-from ingest.registry import Registry, RegistryError, load_registry
-from ingest.service import upgrade_database
-from ingest.settings import Settings
+from quantrac.alerts.config import load_alerts_config
+from quantrac.alerts.station_log import upgrade as upgrade_station_log
+from quantrac.alerts.store import upgrade as upgrade_alerts
 from quantrac.api import schema
 from quantrac.api.alert_metrics import OpenAlertsGauge
 from quantrac.api.deps import ApiContext, ApiError, error_body
 from quantrac.api.events import EventHub
+from quantrac.api.evidence import router as evidence_router
 from quantrac.api.maintenance import router as maintenance_router
+from quantrac.api.reports import router as reports_router
 from quantrac.api.routes import router
 from quantrac.api.security import SecurityMiddleware
-from quantrac.evidence.routes import router as evidence_router
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import Registry, RegistryError, load_registry
+from quantrac.core.settings import Settings
 from quantrac.evidence.schema import upgrade as upgrade_evidence
-from quantrac.reports.routes import router as reports_router
+from quantrac.ingest.service import upgrade_database
+from quantrac.regulations.tables import load_regulation_catalog
 
 log = logging.getLogger(__name__)
 

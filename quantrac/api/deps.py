@@ -17,14 +17,14 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.config import EngineConfig
-from alerts.regulations import RegulationCatalog
-from ingest.catalog import Catalog
-from ingest.registry import Registry
-from ingest.settings import Settings
+from quantrac.alerts.config import EngineConfig
 from quantrac.api.events import EventHub
 from quantrac.api.security import LoginThrottle, client_address, retry_after_header
 from quantrac.api.users import User, audit, authenticate, user_for_token
+from quantrac.core.catalog import Catalog
+from quantrac.core.registry import Registry
+from quantrac.core.settings import Settings
+from quantrac.regulations.tables import RegulationCatalog
 
 
 class ApiError(HTTPException):
@@ -165,7 +165,7 @@ EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
 def parse_when(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
-    from ingest.contract import parse_time
+    from quantrac.core.contract import parse_time
 
     shown = value[:64]
     try:

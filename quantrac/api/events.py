@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from alerts import store as alert_store
-from ingest import stream
+from quantrac.alerts import store as alert_store
+from quantrac.ingest import stream
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from alerts import station_log
-from alerts.maintenance import LOG_KINDS, WindowError, check_window
+from quantrac.alerts import station_log
+from quantrac.alerts.maintenance import LOG_KINDS, WindowError, check_window
 from quantrac.api.deps import (
     ApiError,
     Conn,

@@ -15,12 +15,9 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from alerts.choices import design_choices
-from alerts.limits import station_limits
-from alerts.model import EventType, Kind, Severity, State
-from alerts.store import AlertStore
-from ingest.i18n import default_messages
-from ingest.registry import RegistryError, Station, registry_from_text
+from quantrac.alerts.choices import design_choices
+from quantrac.alerts.model import EventType, Kind, Severity, State
+from quantrac.alerts.store import AlertStore
 from quantrac.api.deps import (
     Admin,
     ApiError,
@@ -52,6 +49,9 @@ from quantrac.api.users import (
     set_password,
     set_scope,
 )
+from quantrac.core.i18n import default_messages
+from quantrac.core.registry import RegistryError, Station, registry_from_text
+from quantrac.regulations.limits import station_limits
 
 router = APIRouter(prefix="/api/v1")
 

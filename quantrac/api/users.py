@@ -30,7 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 if TYPE_CHECKING:
-    from ingest.registry import Station
+    from quantrac.core.registry import Station
 
 ROLES = ("operator", "inspector", "admin", "facility")
 # What each role may do; the admin may do everything.

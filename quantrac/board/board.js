@@ -6,7 +6,7 @@ const API = '/api/v1';
 // Station clocks and the board: UTC+07:00 (Asia/Ho_Chi_Minh, no daylight saving).
 const TZ_OFFSET_MS = 7 * 3600 * 1000;
 
-// Mirrors alerts/model.py (tests/test_unit_board_i18n.py keeps them equal).
+// Mirrors quantrac/alerts/model.py (tests/test_unit_board_i18n.py keeps them equal).
 export const KINDS = [
   'exceedance', 'warning', 'data_loss', 'device_fault',
   'calibration', 'stuck_value', 'out_of_range', 'clock_drift',

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from ingest.contract import Status
+from quantrac.core.contract import Status
 from quantrac.evidence.schema import refresh_guard
 
 

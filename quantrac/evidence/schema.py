@@ -14,7 +14,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from ingest.schema import apply_component_migrations
+from quantrac.core.migrations import apply_component_migrations
 
 _MIGRATION_LOCK = 0x71657664  # "qevd"
 

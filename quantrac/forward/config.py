@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ingest.contract import parse_time
+from quantrac.core.contract import parse_time
 from quantrac.forward.files import DEFAULT_LAYOUT, ForwardError, check_layout
 
 FORWARD_FILE_ENV = "QUANTRAC_FORWARD_FILE"

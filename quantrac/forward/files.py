@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from ingest.tt10 import format_timestamp
+from quantrac.ingest.tt10 import format_timestamp
 
 DEFAULT_LAYOUT = "{station}/{yyyy}/{MM}/{dd}"
 LAYOUT_FIELDS = ("province", "facility", "station", "station_id", "yyyy", "MM", "dd", "HH")

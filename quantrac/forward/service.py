@@ -14,12 +14,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import psycopg
 
-from ingest.registry import Registry
-from ingest.schema import apply_component_migrations
+from quantrac.core.migrations import apply_component_migrations
+from quantrac.core.registry import Registry
+from quantrac.core.time import VIETNAM
 from quantrac.forward.config import ForwardTarget, resolve_url
 from quantrac.forward.files import ForwardError, Line, Tt10File, build_file
 from quantrac.forward.targets import Target, TargetError, target_from_url
@@ -27,7 +28,6 @@ from quantrac.forward.targets import Target, TargetError, target_from_url
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x7166776E  # "qfwn"
-VIETNAM = timezone(timedelta(hours=7))
 
 
 async def _v1(conn: psycopg.AsyncConnection) -> None:

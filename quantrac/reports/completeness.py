@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 
-from alerts.limits import VIETNAM
-from ingest.registry import Station
+from quantrac.core.registry import Station
+from quantrac.core.time import VIETNAM
 
 # Called after each step of a long report: (steps done, steps in all, what was just done).
 Progress = Callable[[int, int, str], None]

@@ -25,22 +25,22 @@ from typing import Any
 
 import psycopg
 
-from alerts.config import EngineConfig
-from alerts.notify.base import DeliveryError
-from alerts.notify.config import (
+from quantrac.alerts.config import EngineConfig
+from quantrac.alerts.notify.base import DeliveryError
+from quantrac.alerts.notify.config import (
     EmailChannelConfig,
     build_email_channel,
     parse_notification_config,
 )
-from alerts.notify.mail import EmailChannel, classify_smtp_error
-from alerts.regulations import RegulationCatalog
-from ingest.i18n import translate
-from ingest.registry import Registry
-from ingest.schema import apply_component_migrations
+from quantrac.alerts.notify.mail import EmailChannel, classify_smtp_error
+from quantrac.core.i18n import translate
+from quantrac.core.migrations import apply_component_migrations
+from quantrac.core.registry import Registry
+from quantrac.core.time import VIETNAM
 from quantrac.evidence.seal import readings_digest, record_seal, seal_for, seal_json
+from quantrac.regulations.tables import RegulationCatalog
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.schedule import (
-    VIETNAM,
     ReportSchedule,
     ScheduleConfig,
     ScheduleConfigError,

@@ -22,13 +22,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from alerts.choices import DesignChoice, design_choices
-from alerts.config import EngineConfig
-from alerts.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
-from alerts.maintenance import MaintenanceWindow
-from alerts.regulations import PenaltyBand, RegulationCatalog
-from alerts.station_log import windows_between
-from ingest.registry import Registry, Station
+from quantrac.alerts.choices import DesignChoice, design_choices
+from quantrac.alerts.config import EngineConfig
+from quantrac.alerts.maintenance import MaintenanceWindow
+from quantrac.alerts.station_log import windows_between
+from quantrac.core.registry import Registry, Station
+from quantrac.regulations.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
+from quantrac.regulations.tables import PenaltyBand, RegulationCatalog
 from quantrac.reports.completeness import (
     CompletenessReport,
     Progress,

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from ingest.registry import Registry, Station
+from quantrac.core.registry import Registry, Station
 from quantrac.reports.completeness import completeness_report
 
 INDICATORS_FILE_ENV = "QUANTRAC_INDICATORS_FILE"

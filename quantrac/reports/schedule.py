@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from quantrac.core.time import VIETNAM
+
 REPORTS_FILE_ENV = "QUANTRAC_REPORTS_FILE"
-VIETNAM = timezone(timedelta(hours=7))
 PERIODS = ("daily", "weekly", "monthly")
 FORMATS = ("pdf", "xlsx", "csv", "json")
 LANGS = ("vi", "en")

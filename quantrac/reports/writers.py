@@ -19,10 +19,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from alerts.aqi import publication_text
-from alerts.choices import DesignChoice
-from alerts.limits import VIETNAM, Factor, describe_regime, factor_text
-from ingest.i18n import translate
+from quantrac.alerts.choices import DesignChoice
+from quantrac.aqi.index import publication_text
+from quantrac.core.i18n import translate
+from quantrac.core.time import VIETNAM
+from quantrac.regulations.limits import Factor, describe_regime, factor_text
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
 from quantrac.reports.exceedances import EpisodeRow, ExceedanceReport, LimitInfo, StationInfo
 

@@ -1,1 +1,0 @@
-"""quantrac alert engine (QCVN limits, watchdogs, alert lifecycle): see issue 3; not built yet."""

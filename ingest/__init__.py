@@ -1,1 +1,0 @@
-"""quantrac ingest: MQTT and file-drop readings, validated and stored exactly once."""

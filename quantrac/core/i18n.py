@@ -1,0 +1,75 @@
+"""The one translation table for user-facing text (Vietnamese first, English second).
+
+Entries live as data in ``config/messages/*.yaml``, one file per area (alerts, check, board …),
+all merged into one table: ``key: {vi: "…", en: "…"}`` with ``{name}`` placeholders. A key
+missing a language, or defined twice, is an error at load time rather than a blank on a screen.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quantrac.core.settings import default_config_dir
+
+LANGUAGES = ("vi", "en")
+DEFAULT_LANGUAGE = "vi"
+
+
+class TranslationError(ValueError):
+    pass
+
+
+def load_messages(folder: Path) -> dict[str, dict[str, str]]:
+    table: dict[str, dict[str, str]] = {}
+    origin: dict[str, str] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise TranslationError(f"{path}: expected a mapping of keys to {{vi, en}}")
+        for key, entry in data.items():
+            if key in table:
+                raise TranslationError(f"{path}: key {key!r} is also defined in {origin[key]}")
+            if not isinstance(entry, dict) or any(
+                not isinstance(entry.get(lang), str) for lang in LANGUAGES
+            ):
+                raise TranslationError(f"{path}: {key!r} needs both 'vi' and 'en' texts")
+            table[str(key)] = {lang: entry[lang] for lang in LANGUAGES}
+            origin[str(key)] = path.name
+    return table
+
+
+@functools.cache
+def default_messages() -> dict[str, dict[str, str]]:
+    return load_messages(default_config_dir() / "messages")
+
+
+def translate(key: str, lang: str = DEFAULT_LANGUAGE, /, **params: Any) -> str:
+    """The text for ``key`` in ``lang`` (falling back to Vietnamese), placeholders filled in.
+
+    An unknown key raises KeyError: tests catch a typo instead of users seeing a raw key.
+    """
+    entry = default_messages()[key]
+    text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
+    return text.format(**params) if params else text
+
+
+def translate_ack(problem: Any, lang: str) -> str:
+    """A rejection as a station is told it (config/messages/ack.yaml), falling back to the
+    problem's own English detail when the rule has no text or a fact is missing."""
+    key = f"ack.{problem.reason.value}"
+    entry = default_messages().get(key)
+    if entry is None:
+        return str(problem.detail)
+    params = {"field": problem.field, "value": problem.value, **problem.params}
+    try:
+        text = (entry.get(lang) or entry[DEFAULT_LANGUAGE]).format(**params)
+    except (KeyError, IndexError):
+        return str(problem.detail)
+    hint = problem.params.get("clock_hint")
+    if hint:
+        text += " " + translate(f"ack.clock.{hint}", lang)
+    return text

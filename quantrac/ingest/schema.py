@@ -1,0 +1,359 @@
+"""Database schema: versioned migrations, storage backend choice, partitions and retention.
+
+Two backends share one logical schema. With the TimescaleDB extension, ``readings`` is a
+hypertable with compression, an hourly continuous aggregate (real-time) and a retention policy.
+On plain PostgreSQL it is a table partitioned by month, and quantrac keeps ``readings_hourly``
+itself (see ``rollup.py``). The backend is chosen once, at the first migration, and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from quantrac.core.migrations import MIGRATION_LOCK, one_version_table
+from quantrac.ingest import stream
+
+log = logging.getLogger(__name__)
+
+TIMESCALE = "timescaledb"
+POSTGRES = "postgresql"
+BACKENDS = ("auto", POSTGRES, TIMESCALE)
+
+# Two workers starting together must not both migrate.
+CORE = "ingest"  # the core's component name in schema_migrations
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOptions:
+    backend: str = "auto"
+    retention_days: int = 730
+    compression_after_days: int = 7
+    chunk_interval_days: int = 1
+    partitions_ahead_months: int = 3
+
+
+Migration = Callable[[psycopg.AsyncConnection, str, StorageOptions], Awaitable[None]]
+
+
+async def _base(conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions) -> None:
+    await conn.execute("""
+        CREATE TABLE stations (
+            id          text PRIMARY KEY,
+            name        text NOT NULL,
+            kind        text NOT NULL CHECK (kind IN ('air', 'wastewater', 'emission')),
+            facility    text NOT NULL,
+            province    text NOT NULL,
+            lat         double precision NOT NULL,
+            lon         double precision NOT NULL,
+            cadence_s   integer NOT NULL CHECK (cadence_s > 0),
+            parameters  jsonb NOT NULL,
+            regulation  jsonb,
+            ftp_name    text,
+            active      boolean NOT NULL DEFAULT true,
+            updated_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE rejections (
+            id              bigserial PRIMARY KEY,
+            received_at     timestamptz NOT NULL,
+            station_id      text,
+            topic           text NOT NULL,
+            source          text NOT NULL,
+            reason          text NOT NULL,
+            field           text NOT NULL,
+            value           text NOT NULL,
+            detail          text NOT NULL,
+            seq             bigint,
+            payload_excerpt text NOT NULL
+        );
+        CREATE INDEX rejections_station_time ON rejections (station_id, received_at DESC);
+        CREATE INDEX rejections_reason_time ON rejections (reason, received_at DESC);
+        CREATE TABLE ingested_files (
+            id          bigserial PRIMARY KEY,
+            name        text NOT NULL,
+            sha256      text NOT NULL,
+            station_id  text,
+            received_at timestamptz NOT NULL,
+            stored      integer NOT NULL,
+            duplicates  integer NOT NULL,
+            rejected    integer NOT NULL
+        );
+        CREATE INDEX ingested_files_name ON ingested_files (name);
+    """)
+
+
+_READINGS_COLUMNS = """
+    station_id  text NOT NULL,
+    param       text NOT NULL,
+    measured_at timestamptz NOT NULL,
+    value       double precision NOT NULL,
+    status      smallint NOT NULL CHECK (status BETWEEN 0 AND 2),
+    received_at timestamptz NOT NULL,
+    PRIMARY KEY (station_id, param, measured_at)
+"""
+
+
+async def _readings(conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions) -> None:
+    if backend == TIMESCALE:
+        await conn.execute(f"CREATE TABLE readings ({_READINGS_COLUMNS})")
+        await conn.execute(
+            "SELECT create_hypertable('readings', by_range('measured_at', %s::interval))",
+            [timedelta(days=opts.chunk_interval_days)],
+        )
+        await conn.execute("""
+            ALTER TABLE readings SET (
+                timescaledb.compress,
+                timescaledb.compress_segmentby = 'station_id, param',
+                timescaledb.compress_orderby = 'measured_at DESC')""")
+        await conn.execute(
+            "SELECT add_compression_policy('readings', %s::interval)",
+            [timedelta(days=opts.compression_after_days)],
+        )
+        await conn.execute("""
+            CREATE MATERIALIZED VIEW readings_hourly
+            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+            SELECT station_id, param, time_bucket('1 hour', measured_at) AS hour,
+                   count(*)::integer AS n, min(value) AS min, max(value) AS max,
+                   avg(value) AS mean
+            FROM readings WHERE status = 0
+            GROUP BY station_id, param, time_bucket('1 hour', measured_at)
+            WITH NO DATA""")
+        # Late readings up to the compression age are folded into the aggregate; keep the
+        # refresh window inside the retention so dropped chunks never empty the aggregate.
+        start = timedelta(days=min(opts.compression_after_days + 1, opts.retention_days - 1))
+        await conn.execute(
+            "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => %s,"
+            " end_offset => interval '1 hour', schedule_interval => interval '5 minutes')",
+            [start],
+        )
+        await conn.execute(
+            "SELECT add_retention_policy('readings', %s::interval)",
+            [timedelta(days=opts.retention_days)],
+        )
+        return
+    await conn.execute(
+        f"CREATE TABLE readings ({_READINGS_COLUMNS}) PARTITION BY RANGE (measured_at)"
+    )
+    # Time-range scans across stations (rollup refresh, reports): BRIN stays tiny because
+    # readings arrive close to time order.
+    await conn.execute(
+        "CREATE INDEX readings_measured_at_brin ON readings USING brin (measured_at)"
+    )
+    await conn.execute("""
+        CREATE TABLE readings_hourly (
+            station_id text NOT NULL,
+            param      text NOT NULL,
+            hour       timestamptz NOT NULL,
+            n          integer NOT NULL,
+            min        double precision NOT NULL,
+            max        double precision NOT NULL,
+            mean       double precision NOT NULL,
+            PRIMARY KEY (station_id, param, hour)
+        );
+        CREATE TABLE rollup_dirty (hour timestamptz NOT NULL);
+    """)
+
+
+async def _committed_stream(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    await stream.migrate(conn)
+
+
+async def _stream_workers(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    await stream.migrate_workers(conn)
+
+
+async def _instrument_status(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    # A line with status 01/02 and no value (how many dataloggers write an analyser fault) is
+    # the instrument's status alone: kept here rather than as a reading without value, which
+    # would need readings.value nullable (not alterable on a compressed hypertable).
+    await conn.execute("""
+        CREATE TABLE instrument_status (
+            station_id  text NOT NULL,
+            param       text NOT NULL,
+            measured_at timestamptz NOT NULL,
+            status      smallint NOT NULL CHECK (status IN (1, 2)),
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (station_id, param, measured_at)
+        )""")
+
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
+    (1, "stations, rejections, ingested files", _base),
+    (2, "readings and hourly rollup", _readings),
+    (3, "committed stream and its cursors", _committed_stream),
+    (4, "workers sharing a stream's cursors", _stream_workers),
+    (5, "instrument status records without a value", _instrument_status),
+]
+
+
+async def detect_backend(conn: psycopg.AsyncConnection, requested: str) -> str:
+    """TimescaleDB when asked for or when installed and preloaded; plain PostgreSQL otherwise."""
+    if requested == POSTGRES:
+        return POSTGRES
+    cur = await conn.execute(
+        "SELECT installed_version IS NOT NULL, "
+        "       current_setting('shared_preload_libraries') LIKE '%%timescaledb%%' "
+        "FROM pg_available_extensions WHERE name = 'timescaledb'"
+    )
+    row = await cur.fetchone()
+    available = row is not None
+    preloaded = bool(row and row[1])
+    if available and preloaded:
+        return TIMESCALE
+    if requested == TIMESCALE:
+        why = "not installed on the server" if not available else "not in shared_preload_libraries"
+        raise RuntimeError(f"storage backend timescaledb requested, but the extension is {why}")
+    if available:
+        log.warning(
+            "timescaledb is installed but not preloaded; using plain PostgreSQL",
+            extra={"event": "timescale_not_preloaded"},
+        )
+    return POSTGRES
+
+
+async def current_backend(conn: psycopg.AsyncConnection) -> str | None:
+    cur = await conn.execute("SELECT to_regclass('quantrac_meta') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return None
+    cur = await conn.execute("SELECT value FROM quantrac_meta WHERE key = 'backend'")
+    found = await cur.fetchone()
+    return str(found[0]) if found else None
+
+
+async def upgrade(
+    conn: psycopg.AsyncConnection, opts: StorageOptions, now: datetime | None = None
+) -> tuple[str, list[int]]:
+    """Apply pending migrations (idempotent). Returns the backend and the versions applied."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS quantrac_meta (key text PRIMARY KEY, value text NOT NULL)"
+        )
+        await one_version_table(conn)
+        backend = await current_backend(conn)
+        if backend is None:
+            backend = await detect_backend(conn, opts.backend)
+            if backend == TIMESCALE:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            await conn.execute("INSERT INTO quantrac_meta VALUES ('backend', %s)", [backend])
+        elif opts.backend not in ("auto", backend):
+            raise RuntimeError(
+                f"this database was created with the {backend} backend; "
+                f"it cannot switch to {opts.backend}"
+            )
+        cur = await conn.execute(
+            "SELECT version FROM schema_migrations WHERE component = %s", [CORE]
+        )
+        done = {row[0] for row in await cur.fetchall()}
+        for version, name, migrate in MIGRATIONS:
+            if version in done:
+                continue
+            log.info(
+                "applying migration",
+                extra={
+                    "event": "migration",
+                    "version": version,
+                    "migration": name,
+                    "backend": backend,
+                },
+            )
+            await migrate(conn, backend, opts)
+            await conn.execute(
+                "INSERT INTO schema_migrations (component, version, name) VALUES (%s, %s, %s)",
+                [CORE, version, name],
+            )
+            applied.append(version)
+    if backend == POSTGRES:
+        await ensure_partitions(conn, opts, now or datetime.now(UTC))
+    return backend, applied
+
+
+# --- Plain PostgreSQL: monthly partitions ------------------------------------------------------
+
+
+def month_start(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def next_month(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def partition_name(start: datetime) -> str:
+    return f"readings_y{start.year:04d}m{start.month:02d}"
+
+
+async def existing_partitions(conn: psycopg.AsyncConnection) -> set[str]:
+    cur = await conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'readings'::regclass"
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def create_partition(conn: psycopg.AsyncConnection, start: datetime) -> None:
+    # Two processes starting together would both see the month missing; IF NOT EXISTS alone
+    # still races in the catalog. The lock lasts until the caller's commit.
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+    await conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF readings FOR VALUES FROM ({}) TO ({})"
+        ).format(
+            sql.Identifier(partition_name(start)),
+            sql.Literal(start),
+            sql.Literal(next_month(start)),
+        )
+    )
+
+
+async def ensure_partitions(
+    conn: psycopg.AsyncConnection, opts: StorageOptions, now: datetime
+) -> list[str]:
+    """Partitions for every month a valid reading can fall in: retention back, months ahead."""
+    first = month_start(now - timedelta(days=opts.retention_days))
+    last = month_start(now)
+    for _ in range(opts.partitions_ahead_months):
+        last = next_month(last)
+    created = []
+    existing = await existing_partitions(conn)
+    month = first
+    while month <= last:
+        name = partition_name(month)
+        if name not in existing:
+            async with conn.transaction():
+                await create_partition(conn, month)
+            created.append(name)
+        month = next_month(month)
+    return created
+
+
+async def drop_expired_partitions(
+    conn: psycopg.AsyncConnection, opts: StorageOptions, now: datetime
+) -> list[str]:
+    """Retention on plain PostgreSQL: drop whole months older than the retention period."""
+    horizon = now - timedelta(days=opts.retention_days)
+    dropped = []
+    for name in sorted(await existing_partitions(conn)):
+        try:
+            start = datetime(int(name[10:14]), int(name[15:17]), 1, tzinfo=UTC)
+        except ValueError:
+            continue
+        if next_month(start) <= horizon:
+            async with conn.transaction():
+                await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+            dropped.append(name)
+    return dropped

@@ -1,0 +1,112 @@
+"""Publish a fuzz mix (quantrac.simulator.fuzz) to a broker and collect what quantrac made of it.
+
+The I/O half of the fuzzer: one publisher, one subscriber on every ack topic, then the readings
+and rejections tables once everything expected has arrived (or the time is up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from gmqtt import Client
+
+from quantrac.simulator.fuzz import FuzzMessage, FuzzReport, expected_acks, verify
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    return host, int(port)
+
+
+class _Acks:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+
+    def on_message(self, client: Any, topic: str, payload: bytes, qos: int, props: Any) -> int:
+        self.received.append((topic, payload))
+        return 0
+
+
+async def _counts(database_url: str) -> tuple[int, int]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM rejections)"
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+
+async def run_fuzz(
+    stream: Iterable[FuzzMessage],
+    *,
+    mqtt_url: str,
+    database_url: str,
+    timeout_s: float = 120.0,
+    publish_window: int = 500,
+) -> tuple[FuzzReport, dict[str, float]]:
+    """Publish ``messages`` (QoS 1, at most ``publish_window`` unacknowledged by the broker),
+    wait until every expected reading and ack is in (or ``timeout_s`` of silence), verify."""
+    acks = _Acks()
+    subscriber = Client(f"fuzz-acks-{uuid.uuid4().hex[:8]}")
+    subscriber.on_message = acks.on_message
+    host, port = _host_port(mqtt_url)
+    await subscriber.connect(host, port)
+    subscriber.subscribe("stations/+/ack", qos=1)
+    publisher = Client(f"fuzz-pub-{uuid.uuid4().hex[:8]}")
+    await publisher.connect(host, port)
+    await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
+    messages: list[FuzzMessage] = []
+    started = time.monotonic()
+    try:
+        for index, message in enumerate(stream):
+            publisher.publish(message.topic, message.payload, qos=1)
+            message.payload = b""  # sent: only the expectations are kept
+            messages.append(message)
+            if index % publish_window == publish_window - 1:
+                await _drain(publisher)
+        published = time.monotonic()
+        want_readings = len({r[:3] for m in messages for r in m.stored})
+        want_acks = sum(expected_acks(messages).values())
+        last_change, last_state = time.monotonic(), (-1, -1, -1)
+        while True:
+            readings, rejections = await _counts(database_url)
+            state = (readings, rejections, len(acks.received))
+            if readings >= want_readings and len(acks.received) >= want_acks:
+                await asyncio.sleep(0.5)  # late extras (an ack too many) would show now
+                break
+            if state != last_state:
+                last_change, last_state = time.monotonic(), state
+            elif time.monotonic() - last_change > timeout_s:
+                break
+            await asyncio.sleep(0.2)
+        finished = time.monotonic()
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            cur = await conn.execute(
+                "SELECT station_id, param, measured_at, value, status FROM readings"
+            )
+            stored = await cur.fetchall()
+            cur = await conn.execute("SELECT station_id, reason, detail FROM rejections")
+            rejections_rows = await cur.fetchall()
+    finally:
+        await publisher.disconnect()
+        await subscriber.disconnect()
+    report = verify(messages, stored, rejections_rows, acks.received)
+    timings = {
+        "publish_s": published - started,
+        "total_s": finished - started,
+        "messages_per_s": len(messages) / (finished - started),
+    }
+    return report, timings
+
+
+async def _drain(client: Client) -> None:
+    """Wait until the broker has acknowledged what was published (bounded memory)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(client._persistent_storage.wait_empty(), 60)

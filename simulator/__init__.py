@@ -1,1 +1,0 @@
-"""quantrac simulator: realistic station traffic for demos, tests and benchmarks."""
