@@ -41,7 +41,7 @@ def test_db_upgrade_is_idempotent(env, capsys):
     assert main(["db", "upgrade"]) == 0
     out = capsys.readouterr().out
     # Every component, through the one runner and version table.
-    assert "migrations applied: ingest 1, 2, 3, 4, 5" in out and "alerts 1, 2, 3" in out
+    assert "migrations applied: ingest 1, 2, 3, 4, 5, 6" in out and "alerts 1, 2, 3" in out
     assert "evidence 1" in out and "report_delivery 1" in out
     assert main(["db", "upgrade"]) == 0
     assert "none (already up to date)" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import psycopg
 import pytest
 
 from quantrac.core.contract import Reading, Status
+from quantrac.evidence import schema as evidence_schema
+from quantrac.evidence.locks import Correction, correct_reading
+from quantrac.ingest.rollup import consecutive_runs, refresh_timescale_hourly
 from quantrac.ingest.schema import (
     POSTGRES,
     TIMESCALE,
@@ -43,7 +47,7 @@ def item(*readings: tuple[str, datetime, float, int], station: str = "WW1") -> I
 async def test_plain_backend_partitions_retention_and_idempotent_upgrade(db_conn):
     opts = StorageOptions(backend=POSTGRES, retention_days=90, partitions_ahead_months=2)
     backend, applied = await upgrade(db_conn, opts, now=NOW)
-    assert (backend, applied) == (POSTGRES, [1, 2, 3, 4, 5])
+    assert (backend, applied) == (POSTGRES, [1, 2, 3, 4, 5, 6])
     assert await upgrade(db_conn, opts, now=NOW) == (POSTGRES, [])
     cur = await db_conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -112,7 +116,7 @@ def timescale_url() -> Iterator[str]:
 async def test_timescale_backend_end_to_end(timescale_url):
     async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=False) as conn:
         opts = StorageOptions(backend="auto", compression_after_days=7, retention_days=365)
-        assert await upgrade(conn, opts) == (TIMESCALE, [1, 2, 3, 4, 5])
+        assert await upgrade(conn, opts) == (TIMESCALE, [1, 2, 3, 4, 5, 6])
         assert await upgrade(conn, opts) == (TIMESCALE, [])
         await conn.commit()
         cur = await conn.execute(
@@ -178,3 +182,148 @@ async def test_timescale_backend_end_to_end(timescale_url):
             [old, old + timedelta(hours=1)],
         )
         assert [r[0] for r in await cur.fetchall()] == [70.0, 72.0]
+
+
+@pytest.fixture
+async def timescale_db(timescale_url: str) -> AsyncIterator[str]:
+    """A fresh database on the TimescaleDB server."""
+    name = f"ts_{uuid.uuid4().hex[:10]}"
+    async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=True) as conn:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{timescale_url.rsplit('/', 1)[0]}/{name}"
+    async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=True) as conn:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def hourly(conn: psycopg.AsyncConnection, hour: datetime) -> list[tuple[int, float]]:
+    cur = await conn.execute(
+        "SELECT n, mean FROM readings_hourly WHERE station_id = 'WW1' AND param = 'COD'"
+        " AND hour = %s",
+        [hour],
+    )
+    return [(n, mean) for n, mean in await cur.fetchall()]
+
+
+async def test_timescale_backfill_and_corrections_reach_the_hourly_aggregate(timescale_db):
+    now = datetime.now(UTC)
+    live = now.replace(minute=0, second=0, microsecond=0)
+    recent, backfill, corrected = (
+        live - timedelta(hours=3),
+        live - timedelta(days=30),
+        live - timedelta(days=40),
+    )
+    async with await psycopg.AsyncConnection.connect(timescale_db) as conn:
+        assert (await upgrade(conn, StorageOptions()))[0] == TIMESCALE
+        await evidence_schema.upgrade(conn)
+        await conn.commit()
+        writer = BatchWriter(conn, TIMESCALE)
+        await writer.prepare()
+        await writer.write([item(("COD", live, 10.0, 0), ("COD", recent, 20.0, 0))])
+        # What the refresh policy does on its schedule: materialize its window (a few days back).
+        cur = await conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+        )
+        [(job,)] = await cur.fetchall()
+        await conn.commit()
+        await conn.set_autocommit(True)
+        await conn.execute("CALL run_job(%s)", [job])
+        await conn.set_autocommit(False)
+        # A month-old file arrives (ingest-files --historical) and an old reading is corrected.
+        await writer.write(
+            [
+                item(
+                    ("COD", backfill, 30.0, 0),
+                    ("COD", backfill + timedelta(minutes=5), 50.0, 0),
+                    ("COD", corrected, 70.0, 0),
+                )
+            ]
+        )
+        # Below the watermark only materialized hours show: the backfill is not there yet.
+        assert await hourly(conn, backfill) == []
+        await conn.commit()
+
+    async with await psycopg.AsyncConnection.connect(timescale_db, autocommit=True) as conn:
+        # The live hour is still filling: left to real-time aggregation, and kept for later.
+        assert await refresh_timescale_hourly(conn) == 3
+        assert await hourly(conn, backfill) == [(2, 40.0)]
+        assert await hourly(conn, corrected) == [(1, 70.0)]
+        assert await hourly(conn, live) == [(1, 10.0)]
+        cur = await conn.execute("SELECT hour FROM rollup_dirty")
+        assert [r[0] for r in await cur.fetchall()] == [live]
+        assert await refresh_timescale_hourly(conn) == 0
+
+        # Late data into a compressed chunk, and a correction there, reach the aggregate too.
+        await conn.execute(
+            "SELECT compress_chunk(c) FROM show_chunks('readings', older_than => %s) c",
+            [now - timedelta(days=7)],
+        )
+        cur = await conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed"
+        )
+        assert (await cur.fetchone())[0] == 2
+        await conn.set_autocommit(False)
+        writer = BatchWriter(conn, TIMESCALE)
+        await writer.prepare()
+        await writer.write([item(("COD", backfill + timedelta(minutes=10), 80.0, 0))])
+        action = await correct_reading(
+            conn, Correction("WW1", "COD", corrected, 35.0, Status.MEASURING, "calibration"), "qa"
+        )
+        assert action == "update"
+        await conn.commit()
+        await conn.set_autocommit(True)
+        assert await refresh_timescale_hourly(conn) == 2
+        assert await hourly(conn, backfill) == [(3, 160.0 / 3)]
+        assert await hourly(conn, corrected) == [(1, 35.0)]
+
+
+async def test_timescale_policies_follow_changed_settings(timescale_db):
+    async def policies(conn: psycopg.AsyncConnection) -> dict[str, tuple[int, timedelta]]:
+        cur = await conn.execute(
+            "SELECT proc_name, job_id, (coalesce(config->>'compress_after',"
+            " config->>'drop_after', config->>'start_offset'))::interval"
+            " FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL"
+        )
+        rows = {name: (job, interval) for name, job, interval in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT time_interval FROM timescaledb_information.dimensions"
+            " WHERE hypertable_name = 'readings'"
+        )
+        rows["chunks"] = (0, (await cur.fetchone())[0])
+        return rows
+
+    async with await psycopg.AsyncConnection.connect(timescale_db) as conn:
+        await upgrade(conn, StorageOptions())
+        before = await policies(conn)
+        assert {k: v[1] for k, v in before.items()} == {
+            "policy_compression": timedelta(days=7),
+            "policy_refresh_continuous_aggregate": timedelta(days=8),
+            "policy_retention": timedelta(days=730),
+            "chunks": timedelta(days=1),
+        }
+        # The operator keeps five years, compresses after two weeks, uses two-day chunks.
+        longer = StorageOptions(
+            retention_days=1825, compression_after_days=14, chunk_interval_days=2
+        )
+        assert await upgrade(conn, longer) == (TIMESCALE, [])
+        after = await policies(conn)
+        assert {k: v[1] for k, v in after.items()} == {
+            "policy_compression": timedelta(days=14),
+            "policy_refresh_continuous_aggregate": timedelta(days=15),
+            "policy_retention": timedelta(days=1825),
+            "chunks": timedelta(days=2),
+        }
+        # Settings unchanged: the policies stay as they are (same jobs).
+        await upgrade(conn, longer)
+        assert await policies(conn) == after
+
+
+def test_consecutive_hours_make_one_refresh_window_each():
+    h = datetime(2026, 3, 10, 5, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    assert consecutive_runs([]) == []
+    assert consecutive_runs([h + 2 * hour, h, h + hour, h]) == [(h, h + 3 * hour)]
+    assert consecutive_runs([h, h + 5 * hour, h + 6 * hour]) == [
+        (h, h + hour),
+        (h + 5 * hour, h + 7 * hour),
+    ]

@@ -19,6 +19,8 @@ import psycopg
 from quantrac.core.contract import Status
 from quantrac.evidence.schema import refresh_guard
 
+_CORRECTION_LOCK = 0x71636F72  # "qcor", with the reading's hash as second key
+
 
 class LockError(ValueError):
     """A lock or correction request that cannot be carried out (said why; nothing changed)."""
@@ -131,9 +133,17 @@ async def correct_reading(conn: psycopg.AsyncConnection, correction: Correction,
         raise LockError("a correction needs a reason")
     async with conn.transaction():
         await conn.execute("SELECT set_config('quantrac.correction', 'on', true)")
+        # Two corrections of one reading take turns. Not SELECT … FOR UPDATE: TimescaleDB
+        # cannot lock rows of a compressed chunk, where readings older than a week are (and
+        # ingest never changes a stored reading, so only corrections need to wait).
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s || '/' || %s || '/' ||"
+            " extract(epoch FROM %s::timestamptz)::text))",
+            [_CORRECTION_LOCK, c.station_id, c.param, c.measured_at],
+        )
         cur = await conn.execute(
             "SELECT value, status FROM readings"
-            " WHERE station_id = %s AND param = %s AND measured_at = %s FOR UPDATE",
+            " WHERE station_id = %s AND param = %s AND measured_at = %s",
             [c.station_id, c.param, c.measured_at],
         )
         old = await cur.fetchone()
@@ -184,12 +194,14 @@ async def correct_reading(conn: psycopg.AsyncConnection, correction: Correction,
 
 
 async def _mark_hour_dirty(conn: psycopg.AsyncConnection, moment: datetime) -> None:
-    """Plain PostgreSQL keeps the hourly rollup itself: have it recompute the corrected hour."""
+    """Have the hourly rollup recompute (plain PostgreSQL) or refresh (TimescaleDB's continuous
+    aggregate) the corrected hour; see quantrac.ingest.rollup."""
     cur = await conn.execute("SELECT to_regclass('rollup_dirty') IS NOT NULL")
     row = await cur.fetchone()
     if row and row[0]:
+        # The hour in UTC, as the writer marks it (the session's zone may be off the hour).
         await conn.execute(
-            "INSERT INTO rollup_dirty (hour) VALUES (date_trunc('hour', %s::timestamptz))",
+            "INSERT INTO rollup_dirty (hour) VALUES (date_trunc('hour', %s::timestamptz, 'UTC'))",
             [moment],
         )
 

@@ -1,13 +1,25 @@
-"""Hourly rollup on plain PostgreSQL (TimescaleDB keeps its own continuous aggregate).
+"""The hourly rollup ``readings_hourly``, kept up to date on both backends.
 
 Each batch that stores status-00 readings records the hours it touched in ``rollup_dirty`` in
-the same transaction. A refresh claims those rows and recomputes the hours from ``readings``,
-the source of truth, so a lost or repeated refresh never counts a reading twice.
+the same transaction (so do corrections). On plain PostgreSQL a refresh claims those rows and
+recomputes the hours from ``readings``, the source of truth, so a lost or repeated refresh never
+counts a reading twice.
+
+On TimescaleDB ``readings_hourly`` is a real-time continuous aggregate. Its refresh policy only
+looks back a few days, and below the aggregate's watermark only materialized hours are shown:
+an hour backfilled or corrected later than that would stay missing or stale. Once an hour is
+complete (older than the policy's end offset) it is refreshed here, with
+``refresh_continuous_aggregate`` over the runs of consecutive dirty hours.
 """
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime, timedelta
+
 import psycopg
+
+from quantrac.ingest.schema import HOURLY_END_OFFSET
 
 _REFRESH_LOCK = 0x71726F6C  # "qrol": one refresher at a time across workers
 
@@ -40,3 +52,48 @@ async def refresh_hourly(conn: psycopg.AsyncConnection) -> int:
             return 0
         await conn.execute(_RECOMPUTE, {"hours": hours})
         return len(hours)
+
+
+# Hours still filling stay in rollup_dirty: real-time aggregation shows them, and refreshing
+# them now would raise the watermark above readings still to come. The rows are deleted only
+# after their refresh (by row, so that hours marked again meanwhile stay): a crash in between
+# costs a second refresh, never a stale hour.
+_COMPLETE = (
+    "SELECT ctid::text, hour FROM rollup_dirty"
+    " WHERE hour <= now() - %s::interval - interval '1 hour'"
+)
+_DONE = "DELETE FROM rollup_dirty WHERE ctid = ANY(%s::tid[])"
+_REFRESH = "CALL refresh_continuous_aggregate('readings_hourly', %s::timestamptz, %s::timestamptz)"
+
+
+def consecutive_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Hours (on the hour) → [start, end) windows, one per run of consecutive hours."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in sorted(set(hours)):
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + timedelta(hours=1))
+        else:
+            runs.append((hour, hour + timedelta(hours=1)))
+    return runs
+
+
+async def refresh_timescale_hourly(conn: psycopg.AsyncConnection) -> int:
+    """Refresh the continuous aggregate over the complete hours that received readings or
+    corrections. ``conn`` must be in autocommit (a refresh cannot run inside a transaction).
+    Returns the number of hours refreshed."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return 0
+    try:
+        cur = await conn.execute(_COMPLETE, [HOURLY_END_OFFSET])
+        rows = await cur.fetchall()
+        hours = {hour for _, hour in rows}
+        for start, end in consecutive_runs(list(hours)):
+            await conn.execute(_REFRESH, [start, end])
+        if rows:
+            await conn.execute(_DONE, [[ctid for ctid, _ in rows]])
+        return len(hours)
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])

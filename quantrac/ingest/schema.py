@@ -110,10 +110,6 @@ async def _readings(conn: psycopg.AsyncConnection, backend: str, opts: StorageOp
                 timescaledb.compress,
                 timescaledb.compress_segmentby = 'station_id, param',
                 timescaledb.compress_orderby = 'measured_at DESC')""")
-        await conn.execute(
-            "SELECT add_compression_policy('readings', %s::interval)",
-            [timedelta(days=opts.compression_after_days)],
-        )
         await conn.execute("""
             CREATE MATERIALIZED VIEW readings_hourly
             WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
@@ -123,18 +119,8 @@ async def _readings(conn: psycopg.AsyncConnection, backend: str, opts: StorageOp
             FROM readings WHERE status = 0
             GROUP BY station_id, param, time_bucket('1 hour', measured_at)
             WITH NO DATA""")
-        # Late readings up to the compression age are folded into the aggregate; keep the
-        # refresh window inside the retention so dropped chunks never empty the aggregate.
-        start = timedelta(days=min(opts.compression_after_days + 1, opts.retention_days - 1))
-        await conn.execute(
-            "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => %s,"
-            " end_offset => interval '1 hour', schedule_interval => interval '5 minutes')",
-            [start],
-        )
-        await conn.execute(
-            "SELECT add_retention_policy('readings', %s::interval)",
-            [timedelta(days=opts.retention_days)],
-        )
+        # Chunk interval, compression, refresh and retention policies: apply_timescale_policies
+        # (run by every upgrade, so that changed settings reach an existing database).
         return
     await conn.execute(
         f"CREATE TABLE readings ({_READINGS_COLUMNS}) PARTITION BY RANGE (measured_at)"
@@ -188,12 +174,22 @@ async def _instrument_status(
         )""")
 
 
+async def _hours_to_refresh(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions
+) -> None:
+    # TimescaleDB's refresh policy only looks back a few days (its window must stay inside the
+    # retention, or dropped chunks would empty the aggregate): hours stored or corrected later
+    # than that are recorded here, as on plain PostgreSQL, and refreshed by rollup.py.
+    await conn.execute("CREATE TABLE IF NOT EXISTS rollup_dirty (hour timestamptz NOT NULL)")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "stations, rejections, ingested files", _base),
     (2, "readings and hourly rollup", _readings),
     (3, "committed stream and its cursors", _committed_stream),
     (4, "workers sharing a stream's cursors", _stream_workers),
     (5, "instrument status records without a value", _instrument_status),
+    (6, "hours to refresh in the hourly aggregate, on TimescaleDB too", _hours_to_refresh),
 ]
 
 
@@ -276,9 +272,95 @@ async def upgrade(
                 [CORE, version, name],
             )
             applied.append(version)
+        if backend == TIMESCALE:
+            await apply_timescale_policies(conn, opts)
     if backend == POSTGRES:
         await ensure_partitions(conn, opts, now or datetime.now(UTC))
     return backend, applied
+
+
+# --- TimescaleDB: chunks and policies ----------------------------------------------------------
+
+# The refresh policy leaves the newest hour to real-time aggregation (it is still filling).
+HOURLY_END_OFFSET = timedelta(hours=1)
+
+
+def refresh_start_offset(opts: StorageOptions) -> timedelta:
+    """How far back the refresh policy looks: late readings up to the compression age. It stays
+    inside the retention: refreshing a window whose chunks were dropped empties the aggregate."""
+    return timedelta(days=min(opts.compression_after_days + 1, opts.retention_days - 1))
+
+
+async def _job_setting(
+    conn: psycopg.AsyncConnection, proc: str, relation: str, key: str
+) -> timedelta | None:
+    cur = await conn.execute(
+        "SELECT (config->>%s)::interval FROM timescaledb_information.jobs"
+        " WHERE proc_name = %s AND hypertable_schema = current_schema()"
+        " AND hypertable_name = %s",
+        [key, proc, relation],
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def apply_timescale_policies(
+    conn: psycopg.AsyncConnection, opts: StorageOptions
+) -> list[str]:
+    """Make the chunk interval and the compression, refresh and retention policies of
+    ``readings`` match the options (as plain PostgreSQL follows them at each upkeep).
+    Returns the names of what changed; nothing when they already match."""
+    changed: list[str] = []
+    chunk = timedelta(days=opts.chunk_interval_days)
+    cur = await conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions"
+        " WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings'"
+    )
+    row = await cur.fetchone()
+    if row is not None and row[0] != chunk:
+        # Applies to chunks created from now on; existing chunks keep their range.
+        await conn.execute("SELECT set_chunk_time_interval('readings', %s::interval)", [chunk])
+        changed.append("chunk_interval")
+    compress_after = timedelta(days=opts.compression_after_days)
+    found = await _job_setting(conn, "policy_compression", "readings", "compress_after")
+    if found != compress_after:
+        await conn.execute("SELECT remove_compression_policy('readings', if_exists => true)")
+        await conn.execute(
+            "SELECT add_compression_policy('readings', %s::interval)", [compress_after]
+        )
+        changed.append("compression")
+    start = refresh_start_offset(opts)
+    found = await _job_setting(
+        conn, "policy_refresh_continuous_aggregate", "readings_hourly", "start_offset"
+    )
+    if found != start:
+        await conn.execute(
+            "SELECT remove_continuous_aggregate_policy('readings_hourly', if_exists => true)"
+        )
+        await conn.execute(
+            "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => %s,"
+            " end_offset => %s, schedule_interval => interval '5 minutes')",
+            [start, HOURLY_END_OFFSET],
+        )
+        changed.append("refresh")
+    retention = timedelta(days=opts.retention_days)
+    found = await _job_setting(conn, "policy_retention", "readings", "drop_after")
+    if found != retention:
+        await conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
+        await conn.execute("SELECT add_retention_policy('readings', %s::interval)", [retention])
+        changed.append("retention")
+    if changed:
+        log.info(
+            "timescaledb policies follow the settings",
+            extra={
+                "event": "timescale_policies",
+                "changed": changed,
+                "chunk_interval_days": opts.chunk_interval_days,
+                "compression_after_days": opts.compression_after_days,
+                "retention_days": opts.retention_days,
+            },
+        )
+    return changed
 
 
 # --- Plain PostgreSQL: monthly partitions ------------------------------------------------------

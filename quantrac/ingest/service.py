@@ -29,7 +29,7 @@ from quantrac.ingest.mqtt import MqttInput
 from quantrac.ingest.pipeline import Pipeline, PipelineOptions
 from quantrac.ingest.ratelimit import RateLimiter
 from quantrac.ingest.receiver import Receiver
-from quantrac.ingest.rollup import refresh_hourly
+from quantrac.ingest.rollup import refresh_hourly, refresh_timescale_hourly
 from quantrac.ingest.validation import TimeLimits
 from quantrac.ingest.writer import BatchWriter
 
@@ -202,7 +202,7 @@ class IngestService:
         return None
 
     async def _upkeep(self) -> None:
-        """Hourly rollup (plain PostgreSQL), partitions ahead and retention, registry reload."""
+        """Hourly rollup, partitions ahead and retention (plain PostgreSQL), registry reload."""
         s = self.settings
         last_maintenance = datetime.min.replace(tzinfo=UTC)
         interval = s.rollup_interval_s or 30.0
@@ -215,6 +215,10 @@ class IngestService:
                     await stream.prune(conn)
                     await conn.commit()
                     if self.backend != schema.POSTGRES:
+                        # Chunks, compression and retention are TimescaleDB's own policies.
+                        if s.rollup_interval_s:
+                            await conn.set_autocommit(True)
+                            await refresh_timescale_hourly(conn)
                         continue
                     if s.rollup_interval_s:
                         await refresh_hourly(conn)

@@ -75,8 +75,9 @@ _INSERT_STATUS = """
     RETURNING station_id, param, measured_at
 """
 
-# Hours whose status-00 readings changed, for the plain-PostgreSQL rollup. Marking an hour that
-# only received duplicates costs a recomputation, never a wrong figure.
+# Hours whose status-00 readings changed, for the hourly rollup (rollup.py: recomputed on plain
+# PostgreSQL, refreshed in TimescaleDB's continuous aggregate). Marking an hour that only
+# received duplicates costs a recomputation, never a wrong figure.
 _DIRTY_HOURS = "INSERT INTO rollup_dirty (hour) SELECT unnest(%s::timestamptz[])"
 
 # Rows inserted by another worker after this statement's snapshot: look again, now committed.
@@ -255,7 +256,7 @@ class BatchWriter:
                             ],
                         )
                         self._classify(items, await cur.fetchall(), stored_per_item)
-                hours = self._hours_measuring(kept) if self.backend == POSTGRES else []
+                hours = self._hours_measuring(kept)
                 if hours:
                     await cur.execute(_DIRTY_HOURS, [hours])
             if any(status_only):
