@@ -22,7 +22,7 @@ from quantrac.api.security import LoginThrottle
 from quantrac.api.users import Scope, add_user, authenticate
 from quantrac.cli.main import main
 from quantrac.web import WebServer
-from tests.conftest import fetch
+from tests.conftest import fetch, wait_until
 from tests.test_api import PASSWORD, an_open_exceedance
 
 # test_api's fixture, which `secured` builds on.
@@ -146,6 +146,7 @@ async def test_the_live_stream_carries_only_the_users_stations(secured: Any) -> 
     air = await token(client, "air-op")
     op = await token(client, "op")
     received: dict[str, list[dict[str, Any]]] = {"air": [], "op": []}
+    connected: dict[str, asyncio.Event] = {"air": asyncio.Event(), "op": asyncio.Event()}
     # A real server: an in-memory ASGI transport would hold the stream until it ends.
     web = WebServer(build_api(context), "127.0.0.1", 0)
     await web.start()
@@ -154,23 +155,32 @@ async def test_the_live_stream_carries_only_the_users_stations(secured: Any) -> 
     async def listen(who: str, headers: dict[str, str]) -> None:
         async with live.stream("GET", "/api/v1/alerts/stream", headers=headers) as stream:
             async for line in stream.aiter_lines():
-                if line.startswith("data:"):
+                if line.startswith(": connected"):
+                    connected[who].set()  # the server listens to the hub from here on
+                elif line.startswith("data:"):
                     received[who].append(json.loads(line[5:]))
 
+    async def subscribed() -> bool:
+        return all(event.is_set() for event in connected.values())
+
+    async def delivered() -> bool:
+        return len(received["op"]) == 2 and len(received["air"]) >= 1
+
     tasks = [asyncio.create_task(listen("air", air)), asyncio.create_task(listen("op", op))]
-    await asyncio.sleep(0.3)
-    for station in ("WW1", "AIR1"):
-        context.events.broadcast({"event": "opened", "station": station, "kind": "exceedance"})
-    for _ in range(50):
-        if len(received["op"]) == 2:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await live.aclose()
-    await web.stop()
+    try:
+        # Broadcast only once both streams are subscribed: an event sent earlier is not theirs.
+        await wait_until(subscribed)
+        for station in ("WW1", "AIR1"):
+            context.events.broadcast({"event": "opened", "station": station, "kind": "exceedance"})
+        # Each stream gets its events in order: once AIR1 has arrived, the WW1 before it has
+        # been delivered or filtered out.
+        await wait_until(delivered)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await live.aclose()
+        await web.stop()
     assert [e["station"] for e in received["op"]] == ["WW1", "AIR1"]
     assert [e["station"] for e in received["air"]] == ["AIR1"]
 

@@ -480,6 +480,19 @@ async def test_an_alert_the_engine_cleared_says_so(board: Any, chromium: Any) ->
     )
     await apply(database_url, [transition(Change.CLEAR, Kind.WARNING, "WW1", "TSS", now)], now)
     page = await sign_in(chromium, base, "op.an", DESKTOP)
+    # Filters changed quickly: the earlier list (active alerts) answers after the later one
+    # (resolved). The later choice is what the table shows, not whichever answer came last.
+    answered = asyncio.Event()
+    page.on("response", lambda r: answered.set() if "state=resolved" in r.url else None)
+
+    async def late_for_active(route: Any) -> None:
+        if "state=open%2Cacknowledged" in route.request.url:
+            await asyncio.wait_for(answered.wait(), TIMEOUT_MS / 1000)
+        await route.continue_()
+
+    await page.route("**/api/v1/alerts?*", late_for_active)
+    await page.select_option("#filter-state", "open")
+    await page.select_option("#filter-state", "open,acknowledged")
     await page.select_option("#filter-state", "resolved")
     row = page.locator("#alerts-body tr[data-kind=warning][data-state=resolved]")
     await row.wait_for()

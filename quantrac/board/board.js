@@ -656,12 +656,17 @@ function alertsView(root) {
   );
   if (!canAct()) root.append(h('p', { class: 'muted', id: 'read-only-note' }, t('board.alerts.read_only')));
 
+  // Only the newest request draws: an earlier one (the first load, a live update) answering
+  // late must not overwrite the list of the filter chosen since.
+  let requested = 0;
   async function load() {
     const query = new URLSearchParams({ limit: '200', sort: 'severity' });
     for (const [key, value] of Object.entries(S.filters)) if (value) query.set(key, value);
+    const mine = ++requested;
+    const newest = () => alive() && mine === requested;
     try {
       const data = await api(`/alerts?${query}`);
-      if (!alive()) return;
+      if (!newest()) return;
 
       // Live updates redraw the rows: keep the keyboard focus on the same control.
       const active = document.activeElement;
@@ -679,7 +684,7 @@ function alertsView(root) {
         if (again) again.focus();
       }
     } catch (exc) {
-      if (!alive()) return;
+      if (!newest()) return;
       fill(body, h('tr', {}, h('td', { colspan: 9 }, errorBox(exc))));
     }
   }
