@@ -240,6 +240,32 @@ def test_transitions_inside_a_window_are_dropped_and_backfill_is_marked_historic
     assert [m.details.get("historical") for m in (mixed[0], mixed[2])] == [True, None]
 
 
+def test_exceedances_in_the_calibration_hold_off_are_dropped():
+    from quantrac.alerts.engine import Change, Transition
+    from quantrac.alerts.maintenance import apply_holdoff
+
+    def t(change: Change, kind: Kind, param: str, at: datetime) -> Transition:
+        return Transition(change, kind, "WW1", param, at, 1.0, {})
+
+    settling, settled = T0 + HOUR + timedelta(minutes=10), T0 + HOUR + timedelta(minutes=30)
+    batch = [
+        t(Change.RAISE, Kind.EXCEEDANCE, "COD", settling),
+        t(Change.UPDATE, Kind.WARNING, "COD", settling),
+        t(Change.CLEAR, Kind.EXCEEDANCE, "COD", settling),  # a clear always passes
+        t(Change.RAISE, Kind.EXCEEDANCE, "pH", settling),  # pH was not calibrated
+        t(Change.RAISE, Kind.DEVICE_FAULT, "COD", settling),  # faults are not held off
+        t(Change.RAISE, Kind.EXCEEDANCE, "COD", T0 + timedelta(minutes=30)),  # in the window
+        t(Change.UPDATE, Kind.EXCEEDANCE, "COD", settled),  # the hold-off is over
+    ]
+    holdoff = timedelta(minutes=30)
+    kept, held = apply_holdoff(batch, [COD_CAL, WHOLE], holdoff)
+    assert held == batch[:2]
+    assert kept == batch[2:]
+    assert apply_holdoff(batch, [COD_CAL], timedelta(0)) == (batch, [])
+    # A maintenance window (not a calibration) has no hold-off.
+    assert apply_holdoff(batch, [WHOLE], holdoff) == (batch, [])
+
+
 @pytest.mark.integration
 def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys):
     from quantrac.ingest import stream, tt10
@@ -260,7 +286,7 @@ def test_ingest_files_historical_marks_the_committed_batch(env, tmp_path, capsys
 
 
 @pytest.mark.integration
-def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
+def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys, monkeypatch):
     import csv
     import io
 
@@ -299,6 +325,16 @@ def test_readings_in_a_window_are_exported_flagged_not_hidden(env, capsys):
         ("COD", "03:05", "00", ""),
         ("pH", "03:05", "00", ""),
     ]
+    # With a 30-minute calibration hold-off, COD five minutes after the window is flagged so.
+    monkeypatch.setenv("QUANTRAC_ALERTS_HOLDOFF_MINUTES", "30")
+    assert main(["export", "readings", "--station", "WW1", *span]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["flag"] for r in rows if r["time"][11:16] == "03:05"] == ["holdoff", ""]
+    # A span that starts inside the hold-off still sees the calibration that caused it.
+    late = ["--from", "2026-12-03T10:01+07:00", "--to", "2026-12-03T11:00+07:00"]
+    assert main(["export", "readings", "--station", "WW1", *late]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["param"], r["flag"]) for r in rows] == [("COD", "holdoff"), ("pH", "")]
 
 
 @pytest.mark.integration
@@ -353,3 +389,44 @@ async def psycopg_connect(url: str):
     import psycopg
 
     return await psycopg.AsyncConnection.connect(url)
+
+
+@pytest.mark.integration
+async def test_the_alert_service_holds_off_exceedances_after_a_calibration(
+    make_settings, database_url
+):
+    from quantrac.alerts import station_log
+    from quantrac.alerts.model import EventType
+    from quantrac.alerts.service import AlertService
+    from quantrac.core.contract import Reading, Status
+    from tests.test_alerts_service import cod_hour
+
+    settings = make_settings(alerts_tick_s=3600, alerts_holdoff_minutes=90)
+    svc = AlertService(settings)
+    await svc.start()
+    try:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        calibrated = now - 4 * HOUR  # the calibration window ends on the hour
+        async with await psycopg_connect(database_url) as conn:
+            await station_log.upgrade(conn)
+            await station_log.add_entry(
+                conn, "WW1", "calibration", calibrated - HOUR, calibrated, ["COD"], "chuẩn", "op"
+            )
+            await conn.commit()
+
+        def hour(start: datetime) -> list[Reading]:
+            return [
+                Reading("WW1", "COD", t, v, Status.MEASURING)
+                for _, v, t, _ in cod_hour(start, 150.0)
+            ]
+
+        # The first hour after the calibration is inside the 90-minute hold-off: no alert.
+        settling = await svc.process("WW1", hour(calibrated), now)
+        assert [e for e in settling if e.kind is Kind.EXCEEDANCE] == []
+        # Two hours later the analyser has settled: the same discharge opens its alert.
+        events = await svc.process("WW1", hour(calibrated + 2 * HOUR), now)
+        opened = [e for e in events if e.kind is Kind.EXCEEDANCE]
+        assert [e.event for e in opened] == [EventType.OPENED]
+        assert opened[0].param == "COD"
+    finally:
+        await svc.stop()

@@ -30,6 +30,8 @@ from quantrac.alerts.model import STATION_WIDE, Kind
 
 LOG_KINDS = ("maintenance", "repair", "replacement", "calibration")
 SUPPRESSED_KINDS = frozenset({Kind.DEVICE_FAULT, Kind.CALIBRATION, Kind.DATA_LOSS})
+# What the calibration hold-off withholds: readings that do not count for compliance yet.
+HELD_OFF_KINDS = frozenset({Kind.EXCEEDANCE, Kind.WARNING})
 
 
 class WindowError(ValueError):
@@ -174,6 +176,28 @@ def apply_windows(
         else:
             dropped.append((t, window))
     return kept, dropped
+
+
+def apply_holdoff(
+    transitions: Sequence[Transition], windows: Sequence[MaintenanceWindow], holdoff: timedelta
+) -> tuple[list[Transition], list[Transition]]:
+    """Drop an exceedance or warning (a raise, repeat or revision) whose data time lies in the
+    hold-off after a calibration window of its parameter: those readings do not count for
+    compliance yet. A clear always passes. ``holdoff`` zero: nothing is dropped."""
+    if holdoff <= timedelta(0):
+        return list(transitions), []
+    kept: list[Transition] = []
+    held: list[Transition] = []
+    for t in transitions:
+        if (
+            t.change is not Change.CLEAR
+            and t.kind in HELD_OFF_KINDS
+            and in_holdoff(windows, t.station_id, t.param, t.at, holdoff)
+        ):
+            held.append(t)
+        else:
+            kept.append(t)
+    return kept, held
 
 
 def mark_historical(

@@ -125,6 +125,7 @@ class AlertService:
         # Readings measured this long before they arrived raise historical alerts (0: off).
         after = settings.alerts_historical_after_s
         self.historical_after = timedelta(seconds=after) if after else None
+        self.holdoff = timedelta(minutes=settings.alerts_holdoff_minutes)
         # Stable across restarts of one worker: a restarted worker takes its own leases back
         # at once instead of waiting for them to run out.
         self.owner = owner or f"{settings.mqtt_client_id}-alerts"
@@ -626,8 +627,9 @@ class AlertService:
             return []
         async with self.pool.connection() as conn, conn.transaction():
             store = self._store(conn)
-            # Planned work: fault, calibration and data-loss conditions in a window are dropped.
-            transitions, _ = await without_planned(conn, transitions)
+            # Planned work: fault, calibration and data-loss conditions in a window are dropped, and
+            # exceedances and warnings in the calibration hold-off.
+            transitions, _ = await without_planned(conn, transitions, self.holdoff)
             events = await store.apply(transitions, self.config.engine.severity, self.clock())
             for change in episodes:
                 await store.apply_episodes(list(change.upserts), list(change.deletes))

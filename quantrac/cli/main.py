@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -312,10 +312,12 @@ async def cmd_export_readings(settings: Settings, args: argparse.Namespace) -> i
     params = args.param or None
     async with await open_evidence(settings) as conn:
         await start_sealed_snapshot(conn)
-        windows = await fetch_station_log(conn, [args.station], args.start, args.end)
+        holdoff = timedelta(minutes=settings.alerts_holdoff_minutes)
+        # A calibration that ended up to a hold-off before the span still flags its start.
+        windows = await fetch_station_log(conn, [args.station], args.start - holdoff, args.end)
 
         def flag(station: str, param: str, at: datetime) -> str | None:
-            return reading_flag(windows, station, param, at)
+            return reading_flag(windows, station, param, at, holdoff)
 
         rows = stored_readings(conn, args.station, args.start, args.end, params)
         if not args.output:

@@ -236,6 +236,10 @@ class Settings:
     alerts_historical_after_s: float = field(
         default=86400.0, metadata={"parse": _non_negative_float}
     )
+    # Calibration hold-off (docs/maintenance.md): minutes after a calibration window during
+    # which readings do not count for exceedances / compliance, flagged `holdoff` (0 = off).
+    # A project choice, not law.
+    alerts_holdoff_minutes: float = field(default=0.0, metadata={"parse": _non_negative_float})
     # Written by `quantrac stations credentials`: broker accounts (hashes) and ACLs.
     broker_auth_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
     # Alert workers split the stations into this many partitions, leased in PostgreSQL.
