@@ -430,3 +430,62 @@ async def test_the_alert_service_holds_off_exceedances_after_a_calibration(
         assert opened[0].param == "COD"
     finally:
         await svc.stop()
+
+
+@pytest.mark.integration
+async def test_the_board_shades_the_calibration_hold_off(make_settings, database_url):
+    import httpx
+
+    from quantrac.alerts import station_log
+    from quantrac.api.app import ApiService, FileRegistry, build_api
+    from quantrac.api.users import add_user
+    from quantrac.core.catalog import load_catalog
+    from quantrac.core.contract import Reading, Status
+    from quantrac.ingest.schema import POSTGRES
+    from quantrac.ingest.writer import BatchWriter, Item
+    from tests.conftest import CONFIG
+    from tests.test_api import PASSWORD
+
+    settings = make_settings(alerts_tick_s=3600, alerts_holdoff_minutes=30)
+    catalog = load_catalog(CONFIG / "parameters.yaml")
+    service = ApiService(settings, catalog, FileRegistry(settings.stations_path, catalog))
+    context = await service.start()
+    try:
+        async with await psycopg_connect(database_url) as conn:
+            await add_user(conn, "insp", "inspector", PASSWORD, "Thanh tra")
+            await station_log.upgrade(conn)
+            await station_log.add_entry(
+                conn, "WW1", "calibration", T0, T0 + HOUR, ["COD"], "hiệu chuẩn", "op"
+            )
+            writer = BatchWriter(conn, POSTGRES)
+            await writer.prepare()
+            readings = [
+                Reading("WW1", p, T0 + HOUR + timedelta(minutes=m), 50.0, Status.MEASURING)
+                for m in (5, 10, 40)
+                for p in ("COD", "pH")
+            ]
+            await writer.write(
+                [Item(datetime.now(UTC), "WW1", "t", "mqtt", None, "", readings, [])]
+            )
+            await conn.commit()
+        transport = httpx.ASGITransport(app=build_api(context))
+        async with httpx.AsyncClient(transport=transport, base_url="http://quantrac") as client:
+            headers = await login(client, "insp")
+            span = {"from": T0.isoformat(), "to": (T0 + 3 * HOUR).isoformat()}
+
+            async def flagged(param: str) -> list[dict[str, object]]:
+                response = await client.get(
+                    "/api/v1/stations/WW1/readings",
+                    params={**span, "param": param, "interval": "raw"},
+                    headers=headers,
+                )
+                assert response.status_code == 200, response.text
+                return [r for r in response.json()["flagged"] if r["status"] == "holdoff"]
+
+            [run] = await flagged("COD")
+            assert run["count"] == 2  # 5 and 10 minutes after; 40 minutes is past the hold-off
+            assert run["start"] == (T0 + HOUR).isoformat()
+            assert run["end"] == (T0 + HOUR + timedelta(minutes=30)).isoformat()
+            assert await flagged("pH") == []  # only COD was calibrated
+    finally:
+        await service.stop()

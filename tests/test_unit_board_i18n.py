@@ -64,7 +64,7 @@ FAMILIES = {
     "board.chart.span_{}": ["24h", "7d"],
     "aqi.category.{}": list(js_mapping("AQI_COLOURS")),
     "kind.{}": ["air", "wastewater", "emission"],
-    "status.{}": ["00", "01", "02"],
+    "status.{}": ["00", "01", "02", "holdoff"],
     "board.trouble.{}": js_list("TROUBLE_TIERS"),
     "board.reports.kind_{}": ["exceedances", "completeness", "indicators"],
     "averaging.{}": ["1h", "8h", "24h", "year"],

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from quantrac.alerts import station_log
 from quantrac.alerts.choices import design_choices
 from quantrac.alerts.model import EventType, Kind, Severity, State
 from quantrac.alerts.store import AlertStore
@@ -403,6 +404,38 @@ async def _flagged_runs(
     return [{**r, "start": r["start"].isoformat(), "end": r["end"].isoformat()} for r in runs]
 
 
+async def _held_off_runs(
+    conn: Conn, station: Station, param: str, start: datetime, end: datetime, holdoff: timedelta
+) -> list[dict[str, Any]]:
+    """The calibration hold-off after each calibration window of ``param`` (status
+    ``holdoff``): readings there are stored and drawn but do not count for exceedances."""
+    if holdoff <= timedelta(0):
+        return []
+    cur = await conn.execute("SELECT to_regclass('station_log') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return []
+    windows = await station_log.windows_between(conn, [station.id], start - holdoff, end)
+    runs: list[dict[str, Any]] = []
+    for w in windows:
+        if w.kind != "calibration" or (w.params and param not in w.params):
+            continue
+        a, b = max(w.end, start), min(w.end + holdoff, end)
+        if b <= a:
+            continue
+        cur = await conn.execute(
+            "SELECT count(*) FROM readings WHERE station_id = %s AND param = %s "
+            "AND measured_at > %s AND measured_at < %s AND measured_at >= %s",
+            [station.id, param, w.end, w.end + holdoff, a],
+        )
+        counted = await cur.fetchone()
+        count = int(counted[0]) if counted else 0
+        runs.append(
+            {"status": "holdoff", "start": a.isoformat(), "end": b.isoformat(), "count": count}
+        )
+    return runs
+
+
 def _reference_limit(in_force: list[dict[str, Any]]) -> dict[str, Any] | None:
     for averaging in LIVE_AVERAGINGS:
         for limit in in_force:
@@ -466,13 +499,16 @@ async def readings(
     now = ctx.clock()
     limits = station_limits(station, ctx.regulations).in_force(param, now)
     flagged = await _flagged_runs(conn, station, param, t0, t1)
+    holdoff = timedelta(minutes=ctx.settings.alerts_holdoff_minutes)
+    flagged += await _held_off_runs(conn, station, param, t0, t1, holdoff)
     return {
         "station": station_id,
         "param": param,
         "unit": station.parameters[param].unit.id,
         "interval": interval,
         "points": points,
-        # Readings that are not data: calibration (01) and device fault (02), as time runs.
+        # Readings that are not data: calibration (01) and device fault (02), as time runs;
+        # and the calibration hold-off (``holdoff``), stored but not counted for exceedances.
         "flagged": flagged,
         "limits": [
             {"averaging": lim.averaging, "maximum": lim.maximum, "minimum": lim.minimum}

@@ -1470,8 +1470,11 @@ function stationView(root, id, wanted = null) {
 }
 
 function flaggedLegend(runs) {
-  const codes = [...new Set(runs.map((r) => r.status))].sort();
-  return h('p', { class: 'small flagged-legend' }, t('board.chart.flagged'), ' ', codes.map((c) => [statusChip(c), ' ']));
+  const codes = [...new Set(runs.map((r) => r.status))].filter((c) => c !== 'holdoff').sort();
+  const held = runs.some((r) => r.status === 'holdoff');
+  return h('div', { class: 'flagged-legends' },
+    codes.length ? h('p', { class: 'small flagged-legend' }, t('board.chart.flagged'), ' ', codes.map((c) => [statusChip(c), ' '])) : null,
+    held ? h('p', { class: 'small flagged-legend holdoff-legend' }, statusChip('holdoff'), ' ', t('board.chart.holdoff')) : null);
 }
 
 /** A nice round step for about `count` ticks over `span`. */
