@@ -489,3 +489,49 @@ async def test_the_board_shades_the_calibration_hold_off(make_settings, database
             assert await flagged("pH") == []  # only COD was calibrated
     finally:
         await service.stop()
+
+
+def test_the_hold_off_after_each_calibration_is_a_log_entry():
+    from quantrac.reports.exceedances import holdoff_entries
+
+    half = timedelta(minutes=30)
+    [entry] = holdoff_entries([WHOLE, COD_CAL], half, T0, T0 + 3 * HOUR)
+    assert (entry.kind, entry.start, entry.end) == ("holdoff", T0 + HOUR, T0 + HOUR + half)
+    assert (entry.id, entry.params, entry.reason) == (COD_CAL.id, COD_CAL.params, COD_CAL.reason)
+    assert holdoff_entries([COD_CAL], timedelta(0), T0, T0 + 3 * HOUR) == []
+    # A period that starts inside the hold-off still lists it; one that starts after does not.
+    assert len(holdoff_entries([COD_CAL], half, T0 + HOUR + HOUR / 4, T0 + 3 * HOUR)) == 1
+    assert holdoff_entries([COD_CAL], half, T0 + 2 * HOUR, T0 + 3 * HOUR) == []
+
+
+@pytest.mark.integration
+def test_the_inspector_report_shows_the_calibration_hold_off(env, tmp_path, capsys, monkeypatch):
+    import csv
+    import io
+    import json
+
+    monkeypatch.setenv("QUANTRAC_ALERTS_HOLDOFF_MINUTES", "45")
+    assert main(["db", "upgrade"]) == 0
+    window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T09:00+07:00"]
+    base = ["maintenance", "add", "--station", "WW1", *window, "--param", "COD"]
+    assert main([*base, "--kind", "calibration", "--reason", "hiệu chuẩn COD"]) == 0
+    capsys.readouterr()
+    period = ["--from", "2026-12-01T00:00+07:00", "--to", "2026-12-04T00:00+07:00"]
+    report = ["report", "exceedances", "--station", "WW1", *period]
+    assert main([*report, "--format", "json", "-o", str(tmp_path / "r.json")]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert [(e["kind"], e["from"], e["to"]) for e in doc["station_log"]] == [
+        ("calibration", "2026-12-03T08:00:00+07:00", "2026-12-03T09:00:00+07:00"),
+        ("holdoff", "2026-12-03T09:00:00+07:00", "2026-12-03T09:45:00+07:00"),
+    ]
+    [choice] = [c for c in doc["design_choices"] if c["key"] == "holdoff"]
+    assert choice["value"] == "45 min"
+    assert "QUANTRAC_ALERTS_HOLDOFF_MINUTES" in choice["where"]
+    assert main([*report, "--format", "csv", "--section", "log", "--lang", "en"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.lstrip("\ufeff"))))
+    assert [r["Kind"] for r in rows] == [
+        "Calibration",
+        "Hold-off after calibration (readings not counted for exceedances)",
+    ]
+    assert main([*report, "--format", "pdf", "-o", str(tmp_path / "r.pdf")]) == 0
+    assert main([*report, "--format", "xlsx", "-o", str(tmp_path / "r.xlsx")]) == 0

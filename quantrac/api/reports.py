@@ -132,6 +132,7 @@ async def exceedances(
                 now=ctx.clock(),
                 facility=facility,
                 engine_config=ctx.engine_config,
+                holdoff=timedelta(minutes=ctx.settings.alerts_holdoff_minutes),
                 exported_by=(
                     f"{user.display_name} ({user.username})"
                     if user.display_name and user.display_name != user.username

@@ -142,6 +142,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
                 facility=args.facility,
                 engine_config=engine_config,
                 exported_by=exporter(),
+                holdoff=timedelta(minutes=settings.alerts_holdoff_minutes),
             )
         finally:
             if bar is not None:

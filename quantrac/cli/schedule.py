@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ async def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
         regulations,
         spec,
         engine_config=load_alerts_config(settings.alerts_path).engine,
+        holdoff=timedelta(minutes=settings.alerts_holdoff_minutes),
     )
     try:
         if args.once:

@@ -168,8 +168,10 @@ class ReportSender:
         channel_spec: EmailChannelConfig | None,
         environ: Mapping[str, str] | None = None,
         engine_config: EngineConfig | None = None,
+        holdoff: timedelta = timedelta(0),
     ) -> None:
         self.conn = conn
+        self.holdoff = holdoff  # the calibration hold-off the reports list (a project choice)
         self.engine_config = engine_config  # the design choices the reports list
         self.config = config
         self.registry = registry
@@ -259,6 +261,7 @@ class ReportSender:
             now=now,
             facility=schedule.facility,
             engine_config=self.engine_config,
+            holdoff=self.holdoff,
             exported_by=f"quantrac (lịch gửi {schedule.id})",
         )
         digest = await readings_digest(self.conn, ids, delivery.start, delivery.end)

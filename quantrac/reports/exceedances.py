@@ -518,6 +518,20 @@ async def fetch_station_log(
     return await windows_between(conn, station_ids, start, end)
 
 
+def holdoff_entries(
+    windows: list[MaintenanceWindow], holdoff: timedelta, start: datetime, end: datetime
+) -> list[MaintenanceWindow]:
+    """The calibration hold-off after each calibration window, as entries of kind ``holdoff``
+    (the calibration's id, parameters, reason and author) that overlap [start, end)."""
+    if holdoff <= timedelta(0):
+        return []
+    return [
+        dataclasses.replace(w, kind="holdoff", start=w.end, end=w.end + holdoff)
+        for w in windows
+        if w.kind == "calibration" and w.end < end and w.end + holdoff > start
+    ]
+
+
 async def exceedance_report(
     conn: psycopg.AsyncConnection,
     registry: Registry,
@@ -531,8 +545,12 @@ async def exceedance_report(
     facility: str | None = None,
     engine_config: EngineConfig | None = None,
     exported_by: str | None = None,
+    holdoff: timedelta = timedelta(0),
 ) -> ExceedanceReport:
     """The exceedance history of ``station_ids`` over [start, end) (aware times).
+
+    ``holdoff`` (setting ``alerts_holdoff_minutes``): the station log also lists the hold-off
+    after each calibration, and the design choices say it is one.
 
     ``engine_config`` (config/alerts.yaml; default: its built-in defaults) gives the design
     choices the report lists as such.
@@ -583,5 +601,14 @@ async def exceedance_report(
         station_log=await fetch_station_log(conn, [s.id for s in stations], start, end),
         exported_by=exported_by,
     )
+    if holdoff > timedelta(0):
+        earlier = await fetch_station_log(conn, [s.id for s in stations], start - holdoff, end)
+        report.station_log = sorted(
+            [*report.station_log, *holdoff_entries(earlier, holdoff, start, end)],
+            key=lambda w: (w.start, w.id, w.kind),
+        )
+        minutes = f"{holdoff.total_seconds() / 60:g} min"
+        where = "alerts_holdoff_minutes (QUANTRAC_ALERTS_HOLDOFF_MINUTES)"
+        report.design_choices = [*report.design_choices, DesignChoice("holdoff", minutes, where)]
     summarise(report)
     return report
