@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import ftplib
 import io
+import json
 import os
 import re
 import shutil
@@ -217,6 +218,10 @@ async def test_stations_upload_over_ftp_and_ftps_into_the_watched_folder(
         ftp.connect("127.0.0.1", server.port)
         ftp.login()  # anonymous
 
+    # WW1's file delivered with AIR1's account: refused with the reason, kept in rejected/.
+    stray = f"BacGiang_KCNThu_NT01_{tt10.format_timestamp(T0 + timedelta(minutes=10), VN)}.txt"
+    _upload(server.port, "AIR1", "khác-hẳn", stray, b"COD\t63\tmg/L\t" + stamp.encode(), ca=None)
+
     ingest = IngestService(make_settings())
     ingest.load_configuration()
     await ingest.start_without_mqtt()
@@ -225,8 +230,15 @@ async def test_stations_upload_over_ftp_and_ftps_into_the_watched_folder(
         outcomes = await ingest_folder(incoming, ingest.receiver)
     finally:
         await ingest.stop()
-    assert sorted(o.stored for o in outcomes) == [1, 2]
+    assert sorted(o.stored for o in outcomes) == [0, 1, 2]
     assert (incoming / "done" / "WW1" / "2026" / name).exists()
+    kept = incoming / "rejected" / "AIR1" / stray
+    assert kept.exists()
+    reason = json.loads(kept.with_name(stray + ".reason.json").read_text(encoding="utf-8"))
+    [problem] = reason["problems"]
+    assert problem["rule"] == "station_mismatch"
+    assert "station WW1" in problem["detail"] and "station AIR1" in problem["detail"]
+    assert "tài khoản FTP (thư mục) của trạm AIR1" in problem["detail_vi"]
     rows = await fetch(
         database_url, "SELECT param, value FROM readings ORDER BY measured_at, param"
     )

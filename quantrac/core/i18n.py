@@ -60,8 +60,11 @@ def translate(key: str, lang: str = DEFAULT_LANGUAGE, /, **params: Any) -> str:
 def translate_ack(problem: Any, lang: str) -> str:
     """A rejection as a station is told it (config/messages/ack.yaml), falling back to the
     problem's own English detail when the rule has no text or a fact is missing."""
-    key = f"ack.{problem.reason.value}"
-    entry = default_messages().get(key)
+    # A rule may say it differently for a file (``ack.<rule>.file``) than for a message.
+    messages = default_messages()
+    entry = messages.get(f"ack.{problem.reason.value}.{problem.field}") or messages.get(
+        f"ack.{problem.reason.value}"
+    )
     if entry is None:
         return str(problem.detail)
     params = {"field": problem.field, "value": problem.value, **problem.params}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantrac.core.contract import ParsedPayload, Problem, Reason
+from quantrac.core.registry import Registry
 from quantrac.ingest import tt10
 from quantrac.ingest.payloads import decode_text, excerpt
 from quantrac.ingest.receiver import Receiver
@@ -74,6 +75,16 @@ def _unique_target(target: Path) -> Path:
 HISTORICAL_SOURCE = "file:historical"
 
 
+def _account_station(path: Path, root: Path, registry: Registry) -> str | None:
+    """The station whose FTP account delivered ``path``: its top folder under the watched
+    folder, when that folder is a station id (one account per station, chrooted there). A file
+    at the top, or under a folder that names no station, has no account to check."""
+    parts = path.relative_to(root).parts
+    if len(parts) < 2 or registry.get(parts[0]) is None:
+        return None
+    return parts[0]
+
+
 async def ingest_file(
     path: Path, root: Path, receiver: Receiver, source: str = "file"
 ) -> FileOutcome:
@@ -113,7 +124,26 @@ async def ingest_file(
         else:
             station_id = station.id
             local = station.utc_offset or receiver.local
-            if len(raw) > receiver.max_payload_bytes:
+            account = _account_station(path, root, registry)
+            if account is not None and account != station.id:
+                parsed = ParsedPayload(
+                    "tt10",
+                    None,
+                    None,
+                    None,
+                    problems=[
+                        Problem(
+                            Reason.STATION_MISMATCH,
+                            "file",
+                            name,
+                            f"a file of station {station.id} delivered in the folder of station "
+                            f"{account} (its FTP account): each account delivers its own "
+                            "station's files only",
+                            {"station": station.id, "account": account},
+                        )
+                    ],
+                )
+            elif len(raw) > receiver.max_payload_bytes:
                 parsed = ParsedPayload(
                     "tt10",
                     None,
