@@ -488,8 +488,8 @@ def test_penalty_band_gap(tmp_path: Path, catalog: Catalog) -> None:
     path, text = mutated(
         tmp_path,
         "nd-45-2022-penalty-bands.yaml",
-        "ww_higher\n      - lower: 5\n",
-        "ww_higher\n      - lower: 6\n",
+        'ww_higher\n        clause: "not verified"\n      - lower: 5\n',
+        'ww_higher\n        clause: "not verified"\n      - lower: 6\n',
     )
     (issue,) = issues_of(path, catalog)
     assert (issue.line, issue.field) == (
@@ -556,3 +556,48 @@ def test_penalty_file_is_a_schedule(catalog: Catalog) -> None:
         "≥10",
     ]
     assert loaded.unverified_count() == 6  # every emission band but the warning (< 1.1) is [L]
+
+
+def test_penalty_clauses_are_only_those_a_source_names(catalog: Catalog) -> None:
+    """regulations.md names no khoản of Decree 45/2022; the one clause shipped (Điều 20 khoản 1,
+    emissions below 1.1×) carries its source; every other band says it is not verified."""
+    loaded = load_regulation_file(FOLDER / "nd-45-2022-penalty-bands.yaml", catalog)
+    assert isinstance(loaded, PenaltySchedule)
+    named = {
+        (kind, b.label, b.article, b.clause)
+        for kind, bands in loaded.bands.items()
+        for b in bands
+        if b.clause
+    }
+    assert named == {("emission", "<1.1", "Điều 20", "khoản 1")}
+    (warning,) = [b for b in loaded.bands["emission"] if b.clause]
+    assert warning.clause_provenance is not None
+    assert "Điều 20 khoản 1" in warning.clause_provenance.source
+    others = [b for bands in loaded.bands.values() for b in bands if not b.clause]
+    assert len(others) == 12 and all(b.clause_provenance is None for b in others)
+    text = (FOLDER / "nd-45-2022-penalty-bands.yaml").read_text(encoding="utf-8")
+    assert text.count('clause: "not verified"') == 12  # stated as data, not left out
+
+
+def test_penalty_clause_needs_its_source(tmp_path: Path, catalog: Catalog) -> None:
+    path, _ = mutated(
+        tmp_path,
+        "nd-45-2022-penalty-bands.yaml",
+        'ww_h\n        clause: "not verified"\n      - lower: 1.1\n',
+        'ww_h\n        clause: "khoản 1"\n      - lower: 1.1\n',
+    )
+    (issue,) = issues_of(path, catalog)
+    assert issue.field == "kinds.wastewater.bands[0].clause_source"
+    assert issue.message.startswith("'clause_source' is required with a clause")
+
+
+def test_penalty_clause_source_must_exist(tmp_path: Path, catalog: Catalog) -> None:
+    path, _ = mutated(
+        tmp_path,
+        "nd-45-2022-penalty-bands.yaml",
+        "clause_source: em_warning ",
+        "clause_source: em_nowhere ",
+    )
+    (issue,) = issues_of(path, catalog)
+    assert issue.field == "kinds.emission.bands[0].clause_source"
+    assert issue.message == "no entry 'em_nowhere' in 'sources'"

@@ -312,7 +312,8 @@ class PenaltyBand:
     document: str = ""
     provenance: Provenance | None = None
     fine_tiers: tuple[FineTier, ...] = ()
-    clause: str = ""  # "khoản 1" where a source gives it; "" when not read (reports say so)
+    clause: str = ""  # "khoản 1" where a source gives it; "" when not verified (reports say so)
+    clause_provenance: Provenance | None = None  # the source that names the clause
 
     def contains(self, multiple: float) -> bool:
         return multiple >= self.lower and (self.upper is None or multiple < self.upper)
@@ -1046,7 +1047,15 @@ def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule 
             rd.unknown_keys(
                 row,
                 bpath,
-                ("lower", "upper", "consequence", "provenance", "fine_tiers", "clause"),
+                (
+                    "lower",
+                    "upper",
+                    "consequence",
+                    "provenance",
+                    "fine_tiers",
+                    "clause",
+                    "clause_source",
+                ),
             )
             lower = rd.number(row.get("lower"), f"{bpath}.lower", low=1.0)
             upper = rd.number(row["upper"], f"{bpath}.upper") if "upper" in row else None
@@ -1067,6 +1076,7 @@ def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule 
             vi, en = rd.languages(row.get("consequence"), f"{bpath}.consequence")
             bprov = rd.provenance(row.get("provenance"), f"{bpath}.provenance")
             tiers = _fine_tiers(rd, row_raw, bpath)
+            clause, clause_prov = _clause(rd, row, bpath)
             if lower is None or bprov is None:
                 continue
             bands.append(
@@ -1082,13 +1092,39 @@ def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule 
                     document=doc_id,
                     provenance=bprov,
                     fine_tiers=tiers,
-                    clause=str(row.get("clause") or ""),
+                    clause=clause,
+                    clause_provenance=clause_prov,
                 )
             )
         result[str(kind)] = tuple(bands)
     if rd.issues or provenance is None:
         return None
     return PenaltySchedule(doc_id, title_vi, title_en, effective_from, provenance, path, result)
+
+
+CLAUSE_NOT_VERIFIED = "not verified"
+
+
+def _clause(rd: _Reader, row: dict[str, Any], path: str) -> tuple[str, Provenance | None]:
+    """A band's khoản: "not verified" (or absent), or a clause with the source that names it.
+
+    A clause is law only where a source was read: one given without ``clause_source`` is an
+    error, so none can be typed in from memory unnoticed.
+    """
+    raw = row.get("clause")
+    if raw is None or (isinstance(raw, str) and raw.strip() == CLAUSE_NOT_VERIFIED):
+        if "clause_source" in row:
+            rd.fail(f"{path}.clause_source", "only with a clause (not with 'not verified')")
+        return "", None
+    clause = rd.text(row, "clause", path)
+    if "clause_source" not in row:
+        rd.fail(
+            f"{path}.clause_source",
+            f"'clause_source' is required with a clause: the source that names it "
+            f"(or clause: {CLAUSE_NOT_VERIFIED!r})",
+        )
+        return "", None
+    return clause, rd.provenance(row.get("clause_source"), f"{path}.clause_source")
 
 
 def _fine_tiers(rd: _Reader, row: Any, path: str) -> tuple[FineTier, ...]:
