@@ -174,7 +174,7 @@ def test_limits_of_a_shipped_station(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["regulations", "limits", "BG_EM_HABAC_01"]) == 0
     out = capsys.readouterr().out
     assert (
-        "PM 1h: C × Kp × Kv = 200 × 0.9 × 0.8 = 144 mg/Nm3  [đến hết 2031-12-31]  CHƯA KIỂM CHỨNG"
+        "PM 1h: C × Kp × Kv = 200 × 0,9 × 0,8 = 144 mg/Nm3  [đến hết 2031-12-31]  CHƯA KIỂM CHỨNG"
         in out
     )
 
@@ -186,7 +186,7 @@ def test_limits_problems_and_unknown_station(
     stations.write_text(REGISTRY, encoding="utf-8")
     assert main(["regulations", "limits", "WW1", "--stations", str(stations)]) == 1
     captured = capsys.readouterr()
-    assert "    pH 1h: 6–9 (coefficients do not apply)" in captured.out
+    assert "    pH 1h: 6–9 (không áp dụng hệ số)" in captured.out
     assert "COD" not in captured.out
     assert (
         "  WW1: regulation.coefficients.discharge_m3_per_day: required for Kf of "
@@ -280,7 +280,7 @@ def test_check_and_limits_of_a_new_facility_without_numbers(
         "    Hồ sơ của cơ sở: Giấy phép môi trường số 9/GPMT-UBND ngày 01/04/2026 "
         "(UBND tỉnh Bắc Giang)"
     ) in out
-    assert "    COD 1h: permit: ≤ 90 mg/L  [từ 2026-04-01]" in out
+    assert "    COD 1h: giấy phép: ≤ 90 mg/L  [từ 2026-04-01]" in out
 
 
 def test_check_a_department_table_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -404,7 +404,7 @@ async def test_csv_xlsx_and_pdf(world: World) -> None:
         "Trạm nước thải thử",
         "Các đợt vượt quy chuẩn",
         "Giai đoạn hiệu chuẩn và lỗi thiết bị",
-        "C × Kq × Kf = 75 × 1.0 × 1.0 = 75 mg/L",
+        "C × Kq × Kf = 75 × 1,0 × 1,0 = 75 mg/L",
         "Trang 1/",
     ):
         assert "".join(expected.split()) in joined, expected

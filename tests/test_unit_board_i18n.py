@@ -17,7 +17,7 @@ import pytest
 from quantrac.alerts.maintenance import LOG_KINDS
 from quantrac.alerts.model import EventType, Kind, Severity, State
 from quantrac.api.users import ROLES
-from quantrac.core.i18n import LANGUAGES, default_messages, load_messages
+from quantrac.core.i18n import LANGUAGES, TranslationError, default_messages, load_messages
 from quantrac.core.settings import default_config_dir
 
 BOARD = Path(__file__).resolve().parent.parent / "quantrac" / "board"
@@ -163,3 +163,19 @@ def test_one_accent_convention_throughout() -> None:
         texts[str(doc.relative_to(root))] = doc.read_text(encoding="utf-8")
     found = {where: OLD_STYLE.findall(text) for where, text in texts.items()}
     assert {where: hits for where, hits in found.items() if hits} == {}
+
+
+def test_a_key_given_twice_in_one_file_is_an_error(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys silently; the table refuses the file instead,
+    so a second entry cannot replace a reviewed text unseen."""
+    (tmp_path / "a.yaml").write_text(
+        'x.one: {vi: "một", en: "one"}\nx.two: {vi: "hai", en: "two"}\n'
+        'x.one: {vi: "mot", en: "one"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TranslationError, match=r"a\.yaml: key 'x\.one' is defined twice"):
+        load_messages(tmp_path)
+
+
+def test_the_shipped_table_has_no_key_twice() -> None:
+    assert load_messages(default_config_dir() / "messages")  # raises on a key given twice

@@ -59,6 +59,7 @@ class Limit:
     regulation_kind: str = "wastewater"
     column: str | None = "A"
     formula: str = "C × Kq × Kf"
+    formula_vi: str = "C × Kq × Kf"
     unverified: bool = False
     source: str = "regulation"
     valid_from: date | None = None

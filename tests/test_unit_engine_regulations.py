@@ -91,6 +91,7 @@ def test_an_hour_beyond_each_effective_limit_is_an_exceedance_and_within_is_not(
     assert raised.details["limit_min"] == limit.minimum
     assert raised.details["regulation"] == limit.regulation_id
     assert raised.details["formula"] == limit.formula
+    assert raised.details["formula_vi"] == limit.formula_text("vi")
     assert raised.details["unverified"] == limit.unverified
 
 

@@ -202,6 +202,11 @@ def test_missing_flow_uses_documented_defaults(regulations: RegulationCatalog, m
     assert limit.formula == (
         "C × Kq × Kf = 75 × 0.9 × 1.0 = 67.5 mg/L (Kq: river, no flow data: default 0.9)"
     )
+    # In Vietnamese: the default's note from the regulation file and the decimal comma.
+    vi = limit.formula_text("vi")
+    assert vi.startswith("C × Kq × Kf = 75 × 0,9 × 1,0 = 67,5 mg/L (Kq: ") and "0.9" not in vi
+    assert "không có số liệu lưu lượng" in vi and "default" not in vi
+    assert limit.formula_text("en") == limit.formula
     lake = station_limits(
         make("QCVN 40:2011/BTNMT", "B", {"receiving_water": "lake", "discharge_m3_per_day": 1000}),
         regulations,
@@ -265,6 +270,8 @@ def test_coefficients_not_applied(regulations: RegulationCatalog, make: Any, par
     assert limit.maximum == limit.base_maximum == {"Temp": 40, "Color": 50, "Coliform": 3000}[param]
     assert limit.factors == ()
     assert limit.formula.endswith("(coefficients do not apply)")
+    assert limit.formula_text("vi").endswith("(không áp dụng hệ số)")
+    assert "coefficients" not in limit.describe("vi")
     assert only(result, "COD").maximum == pytest.approx(60.75)  # 75 × 0.9 × 0.9
 
 
@@ -274,6 +281,7 @@ def test_ph_range_columns_a_and_b(regulations: RegulationCatalog, make: Any) -> 
     b = only(station_limits(make("QCVN 40:2011/BTNMT", "B", inputs), regulations), "pH")
     assert (a.minimum, a.maximum, b.minimum, b.maximum) == (6, 9, 5.5, 9)
     assert a.formula == "6–9 (coefficients do not apply)" and a.factors == ()
+    assert b.formula_text("vi") == "5,5–9 (không áp dụng hệ số)"
     assert a.exceeds(5.8) and not b.exceeds(5.8)
     assert a.exceeds(9.5) and b.exceeds(9.5) and not a.exceeds(6) and not a.exceeds(9)
     assert a.multiple(5.8) is None and a.multiple(10) is None
@@ -304,7 +312,7 @@ def test_max_limit_multiple_and_excess(regulations: RegulationCatalog, make: Any
     assert limit.exceeds(75.01) and not limit.exceeds(75)
     assert limit.describe() == (
         "COD (TB 1 giờ) ≤ 75 mg/L — QCVN 40:2011/BTNMT cột A: "
-        "C × Kq × Kf = 75 × 1.0 × 1.0 = 75 mg/L"
+        "C × Kq × Kf = 75 × 1,0 × 1,0 = 75 mg/L"
     )
 
 
@@ -486,6 +494,9 @@ def test_shipped_permit_override(regulations: RegulationCatalog, catalog: Catalo
     assert permit.formula == (
         "permit: ≤ 60 mg/L (replaces C × Kq × Kf = 75 × 1.0 × 0.9 = 67.5 mg/L)"
     )
+    assert permit.formula_text("vi") == (
+        "giấy phép: ≤ 60 mg/L (thay cho C × Kq × Kf = 75 × 1,0 × 0,9 = 67,5 mg/L)"
+    )
     (in_force,) = result.in_force("COD", datetime(2025, 3, 1, tzinfo=UTC))
     assert in_force is permit
     # Before the permit's first day the regulation's Cmax applies.
@@ -584,6 +595,7 @@ def test_qcvn_40_2025_flow_band_selection(
         + {"small": "F ≤ 1000", "medium": "1000 < F ≤ 5000", "large": "F > 5000"}[band]
         + ")"
     )
+    assert f"(khoảng lưu lượng {band}: F = " in limit.formula_text("vi")
     assert limit.valid_from == date(2025, 9, 1)
     ph = only(result, "pH")
     assert (ph.minimum, ph.maximum, ph.formula, ph.unverified) == (5.5, 9, "5.5–9", False)

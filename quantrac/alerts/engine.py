@@ -69,6 +69,8 @@ class LimitLike(Protocol):
     @property
     def formula(self) -> str: ...
     @property
+    def formula_vi(self) -> str: ...
+    @property
     def unverified(self) -> bool: ...
     @property
     def source(self) -> str: ...
@@ -690,6 +692,7 @@ class Engine:
             "regulation": limit.regulation_id,
             "column": limit.column,
             "formula": limit.formula,
+            "formula_vi": limit.formula_vi,
             "limit_source": limit.source,
             "unverified": limit.unverified,
             "completeness": round(window.completeness, 4),

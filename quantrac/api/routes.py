@@ -335,6 +335,7 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
                 "unit": lim.unit,
                 "text": lim.bound_text(),
                 "formula": lim.formula,
+                "formula_vi": lim.formula_vi,
                 "regulation": lim.regulation_id,
                 "column": lim.column,
                 "source": lim.source,

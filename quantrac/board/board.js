@@ -903,10 +903,11 @@ const WITH_UNIT = new Set(['value', 'limit', 'limit_min', 'excess', 'maximum', '
 
 function evidenceList(details) {
   const rows = [];
-  const known = new Set();
+  const known = new Set(['formula_vi']);  // shown as the formula in Vietnamese, not a row of its own
   for (const [key, labelKey, kind] of DETAIL_FIELDS) {
     known.add(key);
-    let value = detailValue(kind, details[key]);
+    const raw = key === 'formula' && S.lang === 'vi' && details.formula_vi ? details.formula_vi : details[key];
+    let value = detailValue(kind, raw);
     if (value !== null && WITH_UNIT.has(key) && details.unit && typeof details[key] === 'number') {
       value = fmtValue(details[key], details.unit);
     }
@@ -1368,7 +1369,7 @@ function limitText(limits) {
     `${l.text || ''} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
     h('div', { class: 'muted small' }, [l.regulation, l.column ? `${t('alert.detail.column')} ${l.column}` : null]
       .filter(Boolean).join(' · ')),
-    l.formula ? h('div', { class: 'small' }, h('code', {}, l.formula)) : null,
+    l.formula ? h('div', { class: 'small' }, h('code', {}, (S.lang === 'vi' && l.formula_vi) || l.formula)) : null,
     l.unverified ? h('span', { class: 'unverified', title: t('board.detail.unverified_help') }, t('board.unverified_mark')) : null));
 }
 

@@ -374,7 +374,7 @@ def _check_stations(
 
 
 def _limit_line(limit: EffectiveLimit, lang: str) -> str:
-    text = f"{limit.param} {limit.averaging}: {limit.formula}"
+    text = f"{limit.param} {limit.averaging}: {limit.formula_text(lang)}"
     validity = limit.validity_text(lang)
     if validity:
         text += f"  [{validity}]"

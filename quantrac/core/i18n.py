@@ -23,11 +23,38 @@ class TranslationError(ValueError):
     pass
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so a second entry of a key would replace the first unseen)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise TranslationError(
+                f"key {key!r} is defined twice (lines {seen[key]} and "
+                f"{key_node.start_mark.line + 1})"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _unique_mapping,
+)
+
+
 def load_messages(folder: Path) -> dict[str, dict[str, str]]:
     table: dict[str, dict[str, str]] = {}
     origin: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), _UniqueKeyLoader) or {}
+        except TranslationError as exc:
+            raise TranslationError(f"{path}: {exc}") from None
         if not isinstance(data, dict):
             raise TranslationError(f"{path}: expected a mapping of keys to {{vi, en}}")
         for key, entry in data.items():

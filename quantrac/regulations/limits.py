@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -107,6 +108,11 @@ class EffectiveLimit:
     valid_from: date | None  # first Vietnamese calendar day it applies (inclusive)
     valid_to: date | None  # first day it no longer applies (exclusive)
     o2_reference_percent: float | None
+    formula_vi: str = ""  # the formula in Vietnamese (``formula`` is the English one)
+
+    def formula_text(self, lang: str = "vi") -> str:
+        """The formula in the user's language: its words come from the translation table."""
+        return self.formula_vi if lang == "vi" and self.formula_vi else self.formula
 
     def applies_on(self, day: date) -> bool:
         return (self.valid_from is None or day >= self.valid_from) and (
@@ -158,7 +164,9 @@ class EffectiveLimit:
             where += f" {words['column']} {self.column}"
         if self.source == "permit":
             where = f"{words['permit']} ({self.provenance.source}); {where}"
-        text = f"{self.param} ({averaging}) {self.bound_text()} — {where}: {self.formula}"
+        text = (
+            f"{self.param} ({averaging}) {self.bound_text()} — {where}: {self.formula_text(lang)}"
+        )
         if self.unverified:
             text += f" {words['unverified']}"
         return text
@@ -301,10 +309,16 @@ def _default(
     choices: list[str],
 ) -> _Outcome | None:
     if rule.default is not None:
+        value = factor_text(rule.default)
         return _Outcome(
             rule.default,
-            f"{rule.default_note_en}: default {factor_text(rule.default)}",
-            f"{rule.default_note_vi}: mặc định {factor_text(rule.default)}",
+            translate("limit.formula.default", "en", note=rule.default_note_en, value=value),
+            translate(
+                "limit.formula.default",
+                "vi",
+                note=rule.default_note_vi,
+                value=decimal_comma(value),
+            ),
             is_default=True,
         )
     hint = f" (one of {', '.join(choices)})" if choices else ""
@@ -361,6 +375,31 @@ def _rows_for(
     return {**general, **specific}
 
 
+def decimal_comma(text: str) -> str:
+    """Vietnamese writes 0,9 for 0.9: every decimal point between digits becomes a comma."""
+    return re.sub(r"(?<=\d)\.(?=\d)", ",", text)
+
+
+def _number(text: str, lang: str) -> str:
+    return decimal_comma(text) if lang == "vi" else text
+
+
+def _math(
+    row: RegulationLimit, factors: tuple[Factor, ...], maximum: float | None, unit: str
+) -> str:
+    if row.minimum is not None and row.maximum is not None:
+        return f"{number_text(row.minimum)}–{number_text(row.maximum)}"
+    if row.maximum is None:
+        return f"≥ {number_text(row.minimum)} {unit}"
+    if factors:
+        names = " × ".join(f.name for f in factors)
+        values = " × ".join(factor_text(f.value) for f in factors)
+        return (
+            f"C × {names} = {number_text(row.maximum)} × {values} = {number_text(maximum)} {unit}"
+        )
+    return f"C = {number_text(row.maximum)} {unit}"
+
+
 def _formula(
     row: RegulationLimit,
     factors: tuple[Factor, ...],
@@ -368,25 +407,20 @@ def _formula(
     coefficients_apply: bool,
     regulation: Regulation,
     band_text: str,
+    lang: str = "en",
 ) -> str:
+    """'C × Kq × Kf = 150 × 0.9 × 1.1 = 148.5 mg/L (Kf: …)' with its words in ``lang``
+    (and Vietnamese's decimal comma: 150 × 0,9 × 1,1 = 148,5 mg/L)."""
     unit = row.unit
-    if row.minimum is not None and row.maximum is not None:
-        text = f"{number_text(row.minimum)}–{number_text(row.maximum)}"
-    elif row.maximum is None:
-        text = f"≥ {number_text(row.minimum)} {unit}"
-    elif factors:
-        names = " × ".join(f.name for f in factors)
-        values = " × ".join(factor_text(f.value) for f in factors)
-        text = (
-            f"C × {names} = {number_text(row.maximum)} × {values} = {number_text(maximum)} {unit}"
-        )
-    else:
-        text = f"C = {number_text(row.maximum)} {unit}"
+    text = _math(row, factors, maximum, unit)
+    if lang == "vi":
+        text = decimal_comma(text)
     if regulation.coefficients and not coefficients_apply:
-        text += " (coefficients do not apply)"
+        text += f" ({translate('limit.formula.no_coefficients', lang)})"
     for factor in factors:
         if factor.is_default:
-            text += f" ({factor.name}: {factor.explanation})"
+            explanation = factor.explanation_vi if lang == "vi" else factor.explanation
+            text += f" ({factor.name}: {explanation})"
     if band_text:
         text += f" ({band_text})"
     return text
@@ -753,7 +787,7 @@ def _regulation_limits(
             o2_unverified = found.unverified
 
     flow_band = None
-    band_text = ""
+    band_text = band_text_vi = ""
     if regulation.flow_bands is not None:
         bands = regulation.flow_bands
         x = inputs.number(bands.input)
@@ -761,10 +795,20 @@ def _regulation_limits(
             selected = bands.band_for(x)
             if selected is not None:
                 flow_band = selected.id
-                band_text = (
-                    f"flow band {selected.id}: {bands.symbol} = {number_text(x)} {bands.unit}, "
-                    f"{range_text(bands.symbol, selected.over, selected.up_to)}"
-                ).replace("  ", " ")
+                band_text, band_text_vi = (
+                    translate(
+                        "limit.formula.flow_band",
+                        lang,
+                        band=selected.id,
+                        symbol=bands.symbol,
+                        value=_number(number_text(x), lang),
+                        unit=bands.unit,
+                        range=_number(
+                            range_text(bands.symbol, selected.over, selected.up_to), lang
+                        ),
+                    ).replace("  ", " ")
+                    for lang in ("en", "vi")
+                )
         elif bands.input not in ref.coefficients and any(r.flow_band for r in regulation.limits):
             inputs.problem(bands.input, f"required to choose the flow band of {ref.id}")
 
@@ -790,7 +834,13 @@ def _regulation_limits(
         for key in keys:
             for row in rows[key]:
                 limit = _effective(
-                    station, regulation, row, factors, factors_ok, o2_reference, band_text
+                    station,
+                    regulation,
+                    row,
+                    factors,
+                    factors_ok,
+                    o2_reference,
+                    {"en": band_text, "vi": band_text_vi},
                 )
                 if limit is not None and o2_unverified and not limit.unverified:
                     limit = dataclasses.replace(limit, unverified=True)
@@ -817,7 +867,7 @@ def _effective(
     factors: list[Factor],
     factors_ok: bool,
     o2_reference: float | None,
-    band_text: str,
+    band_text: dict[str, str],
 ) -> EffectiveLimit | None:
     valid_from = _later(regulation.effective_from, row.valid_from)
     valid_to = _earlier(regulation.effective_to, row.valid_to)
@@ -834,14 +884,18 @@ def _effective(
             product *= factor.value
         # Float noise (75 × 0.9 × 1.1 = 74.25000000000001) must not show in limits or alerts.
         maximum = round(product, 9)
-    formula = _formula(
-        row,
-        used,
-        maximum,
-        applies and row.maximum is not None,
-        regulation,
-        band_text if row.flow_band else "",
-    )
+    formulas = {
+        lang: _formula(
+            row,
+            used,
+            maximum,
+            applies and row.maximum is not None,
+            regulation,
+            band_text[lang] if row.flow_band else "",
+            lang,
+        )
+        for lang in ("en", "vi")
+    }
     return EffectiveLimit(
         station_id=station.id,
         param=row.param,
@@ -855,7 +909,8 @@ def _effective(
         base_maximum=row.maximum,
         base_minimum=row.minimum,
         factors=used,
-        formula=formula,
+        formula=formulas["en"],
+        formula_vi=formulas["vi"],
         provenance=row.provenance,
         unverified=row.unverified or any(f.unverified for f in used),
         source="regulation",
@@ -978,9 +1033,13 @@ def _permits(
             if maximum is not None
             else f"≥ {number_text(minimum)} {unit}"
         )
-        formula = f"permit: {bound}"
+        formula = translate("limit.formula.permit", "en", bound=bound)
+        formula_vi = translate("limit.formula.permit", "vi", bound=decimal_comma(bound))
         if replaced:
-            formula += f" (replaces {replaced[0].formula})"
+            formula += " " + translate("limit.formula.replaces", "en", formula=replaced[0].formula)
+            formula_vi += " " + translate(
+                "limit.formula.replaces", "vi", formula=replaced[0].formula_text("vi")
+            )
             looser = [
                 r
                 for r in replaced
@@ -1007,6 +1066,7 @@ def _permits(
                 base_minimum=minimum,
                 factors=(),
                 formula=formula,
+                formula_vi=formula_vi,
                 provenance=provenance,
                 unverified=provenance.unverified,
                 source="permit",

@@ -133,6 +133,10 @@ class LimitInfo:
     permit_source: str | None
     valid_from: date | None
     valid_to: date | None  # first day no longer valid
+    formula_vi: str = ""  # the formula in Vietnamese (words and decimal comma)
+
+    def formula_text(self, lang: str) -> str:
+        return self.formula_vi if lang == "vi" and self.formula_vi else self.formula
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +223,7 @@ def _limit_info(limit: EffectiveLimit) -> LimitInfo:
         permit_source=limit.provenance.source if limit.source == "permit" else None,
         valid_from=limit.valid_from,
         valid_to=limit.valid_to,
+        formula_vi=limit.formula_vi,
     )
 
 

@@ -170,7 +170,7 @@ def limit_line(limit: LimitInfo, lang: str) -> str:
     if limit.source == "permit":
         where = f"{_t('permit', lang)} ({limit.permit_source}); {where}"
     averaging = translate(f"limit.averaging.{limit.averaging}", lang)
-    text = f"{limit.param} ({averaging}) {limit.text} — {where}: {limit.formula}"
+    text = f"{limit.param} ({averaging}) {limit.text} — {where}: {limit.formula_text(lang)}"
     if limit.factors:
         text += f"; {factors_text(limit.factors, lang)}"
     validity = []
@@ -501,6 +501,7 @@ def exceedance_json(report: ExceedanceReport) -> dict[str, Any]:
                         "averaging": lim.averaging,
                         "text": lim.text,
                         "formula": lim.formula,
+                        "formula_vi": lim.formula_vi,
                         "regulation": lim.regulation_id,
                         "column": lim.column,
                         "factors": [_factor_json(f) for f in lim.factors],
