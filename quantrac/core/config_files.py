@@ -24,6 +24,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+class FieldError(ValueError):
+    """Raised in a model's validator about one key below the value it checks ("rules.stuk")."""
+
+    def __init__(self, key: str | int, message: str):
+        self.key = key
+        super().__init__(message)
+
+
 class ConfigModel(BaseModel):
     """Base of the configuration models: unknown keys are errors, values are not coerced."""
 
@@ -168,6 +176,8 @@ def reason(error: Mapping[str, Any]) -> str:
         return _REASONS[kind]
     message = str(error.get("msg", "invalid"))
     message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+    if message[1:2].isupper():
+        return message  # an abbreviation: "UTC offset …"
     return message[:1].lower() + message[1:]
 
 
@@ -177,10 +187,13 @@ def issues_from(
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
         path, note = field_path(data, err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            path = _join(path, cause.key, isinstance(cause.key, int))
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         issues.append(ConfigIssue(source, nearest_line(lines, path), path, note + reason(err)))
-    return issues
+    return sorted(issues, key=lambda i: i.line)
 
 
 def validate(
