@@ -71,8 +71,9 @@ def test_every_problem_names_file_line_and_field(tmp_path: Path) -> None:
         f"{path}:5: rules.stuk: unknown alert kind (expected one of exceedance, warning, "
         "data_loss, device_fault, calibration, stuck_value, out_of_range, clock_drift)",
         f"{path}:9: physical_ranges.pH: min is above max",
-        f"{path}:10: physical_ranges.O2.mn: unknown field",
-        f"{path}:11: colour: unknown field",
+        f"{path}:10: physical_ranges.O2.mn: unknown field (expected one of max, min)",
+        f"{path}:11: colour: unknown field "
+        "(expected one of evaluation, notifications, physical_ranges, rules)",
     ]
 
 

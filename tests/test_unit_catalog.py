@@ -313,7 +313,7 @@ def test_load_catalog_errors_name_file_line_and_field(tmp_path: Path) -> None:
         load_catalog(path)
     assert [str(i) for i in info.value.issues] == [
         f"{path}:5: units.b.factor: input should be a valid number",
-        f"{path}:6: units.b.colour: unknown field",
+        f"{path}:6: units.b.colour: unknown field (expected one of aliases, dimension, factor)",
     ]
     path.write_text(
         path.read_text(encoding="utf-8").replace("ten", "10").replace("    colour: red\n", ""),

@@ -64,7 +64,7 @@ def test_every_problem_at_once_in_file_line_field_form() -> None:
     assert [str(i) for i in info.value.issues] == [
         "f.yaml:5: items[1].size: input should be greater than or equal to 0",
         "f.yaml:6: items[1].mode: input should be 'a' or 'b'",
-        "f.yaml:7: items[1].extra: unknown field",
+        "f.yaml:7: items[1].extra: unknown field (expected one of mode, name, size)",
         "f.yaml:9: level: input should be a valid integer",
     ]
     assert isinstance(info.value, ValueError)

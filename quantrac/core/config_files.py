@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -181,18 +181,46 @@ def reason(error: Mapping[str, Any]) -> str:
     return message[:1].lower() + message[1:]
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def known_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The fields the model accepts where an unknown field ``loc`` was found."""
+    current: list[type[BaseModel]] = [model]
+    for part in loc[:-1]:
+        found = [m for m in current if isinstance(part, str) and part in m.model_fields]
+        if found:
+            current = _models_in(found[0].model_fields[str(part)].annotation)
+        # else: a list index or a mapping key: the same models hold one level down
+    return sorted({name for m in current for name in m.model_fields})
+
+
 def issues_from(
-    exc: ValidationError, data: Any, source: str, lines: Mapping[str, int], prefix: str = ""
+    exc: ValidationError,
+    data: Any,
+    source: str,
+    lines: Mapping[str, int],
+    prefix: str = "",
+    model: type[BaseModel] | None = None,
 ) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
         path, note = field_path(data, err["loc"])
+        if err["type"] == "extra_forbidden" and model is not None:
+            known = known_fields(model, err["loc"])
+            if known:
+                note = f"unknown field (expected one of {', '.join(known)})"
+                err = {**err, "type": "", "msg": ""}
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             path = _join(path, cause.key, isinstance(cause.key, int))
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
-        issues.append(ConfigIssue(source, nearest_line(lines, path), path, note + reason(err)))
+        text = note if note.startswith("unknown field") else note + reason(err)
+        issues.append(ConfigIssue(source, nearest_line(lines, path), path, text))
     return sorted(issues, key=lambda i: i.line)
 
 
@@ -209,4 +237,4 @@ def validate(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(issues_from(exc, data, source, lines or {}, prefix)) from None
+        raise error(issues_from(exc, data, source, lines or {}, prefix, model)) from None
