@@ -151,10 +151,10 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             changes["mqtt_password"] = secrets.pop("quantrac-ingest")
             station_secrets = secrets
         changes["alerts_file"] = _demo_alerts_file(settings, root)
-        settings = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+        settings = settings.model_copy(update=changes)
         # The alert engine starts once the replayed history is stored: it then rebuilds from it
         # instead of judging six hours of backlog as stations gone silent.
-        app = App(dataclasses.replace(settings, alerts_enabled=False))
+        app = App(settings.model_copy(update={"alerts_enabled": False}))
         tasks: list[asyncio.Task[object]] = []
         engines: list[AlertService] = []
 

@@ -113,8 +113,11 @@ def test_forward_config_errors_name_the_field():
         ({"stations": ["NOPE"]}, "unknown station(s): NOPE"),
         ({"since": "yesterday"}, "targets[0].since"),
         ({"layout": "{x}"}, "targets[0].layout"),
-        ({"retries": 3}, "targets[0].retries: unknown key"),
-        ({"max_attempts": 0}, "must be a number ≥ 1"),
+        ({"retries": 3}, "targets[0].retries: unknown field (expected one of backoff_s, ca_file"),
+        (
+            {"max_attempts": 0},
+            "targets[0].max_attempts: input should be greater than or equal to 1",
+        ),
     ):
         with pytest.raises(ForwardError, match=re.escape(message)):
             parse_forward_config({"targets": [{**good, **change}]}, "forward.yaml", {"WW1"})

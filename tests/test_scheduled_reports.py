@@ -30,6 +30,7 @@ from quantrac.reports.schedule import (
     ReportSchedule,
     ScheduleConfigError,
     latest_due_period,
+    load_schedule_config,
     parse_schedule_config,
     period_containing,
     retry_delay,
@@ -90,7 +91,10 @@ SCHEDULE = {
         ({"recipients": ["nobody"]}, "not an e-mail address: 'nobody'"),
         ({"recipients": []}, "at least one"),
         ({"send_at": "7h"}, "HH:MM"),
-        ({"colour": "red"}, "schedules[0].colour: unknown key"),
+        (
+            {"colour": "red"},
+            "schedules[0].colour: unknown field (expected one of facility, format, id",
+        ),
     ],
 )
 def test_schedule_errors_name_the_field(change, message):
@@ -108,6 +112,31 @@ def test_schedule_needs_a_channel_and_unique_ids():
     assert parse_schedule_config(None).schedules == ()
     shipped = parse_schedule_config({"schedules": []})
     assert shipped.email_channel is None
+
+
+def test_schedule_file_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "reports.yaml"
+    path.write_text(
+        "email_channel: m\n"
+        "schedules:\n"
+        "  - id: a\n"
+        "    station: WW1\n"
+        "    recipients: [a@b.example]\n"
+        "  - id: a\n"
+        "    station: WW1\n"
+        "    recipients: [a@b.example]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScheduleConfigError) as info:
+        load_schedule_config(path)
+    assert str(info.value) == f"{path}:6: schedules[1].id: 'a' is used twice"
+    path.write_text("schedules:\n  - id: a\n    period: hourly\n", encoding="utf-8")
+    with pytest.raises(ScheduleConfigError) as info:
+        load_schedule_config(path)
+    assert str(info.value).splitlines() == [
+        f"{path}:2: schedules[0].recipients: required field missing",
+        f"{path}:3: schedules[0].period: one of daily, weekly, monthly",
+    ]
 
 
 def test_the_channel_comes_from_the_alert_notifications():

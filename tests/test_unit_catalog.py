@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_nitric_oxide_code_no_resolves(catalog: Catalog) -> None:
 def test_non_string_code_raises_catalog_error() -> None:
     data = _minimal()
     data["parameters"][False] = data["parameters"].pop("Q")
-    with pytest.raises(CatalogError):
+    with pytest.raises(CatalogError, match=r"parameters: code False is not a string: quote it"):
         catalog_from_dict(data)
 
 
@@ -255,14 +256,19 @@ def test_catalog_from_dict_minimal() -> None:
 def test_duplicate_parameter_alias_raises() -> None:
     data = _minimal()
     data["parameters"]["Q"]["aliases"] = ["P P"]  # folds to "pp", already P's alias
-    with pytest.raises(CatalogError, match=r"parameter alias 'P P' names both 'P' and 'Q'"):
+    with pytest.raises(
+        CatalogError,
+        match=r"parameters.Q.aliases\[0\]: parameter alias 'P P' names both 'P' and 'Q'",
+    ):
         catalog_from_dict(data)
 
 
 def test_duplicate_unit_alias_raises() -> None:
     data = _minimal()
     data["units"]["b"]["aliases"] = ["a"]
-    with pytest.raises(CatalogError, match="unit alias 'a' names both 'a' and 'b'"):
+    with pytest.raises(
+        CatalogError, match=r"units.b.aliases\[0\]: unit alias 'a' names both 'a' and 'b'"
+    ):
         catalog_from_dict(data)
 
 
@@ -275,7 +281,10 @@ def test_alias_repeating_its_own_code_is_fine() -> None:
 def test_unknown_dimension_raises() -> None:
     data = _minimal()
     data["parameters"]["P"]["dimensions"] = ["nope"]
-    with pytest.raises(CatalogError, match="parameter 'P': no unit has dimension 'nope'"):
+    with pytest.raises(
+        CatalogError,
+        match=r"parameters.P.dimensions\[0\]: parameter 'P': no unit has dimension 'nope'",
+    ):
         catalog_from_dict(data)
 
 
@@ -284,3 +293,47 @@ def test_load_catalog_from_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(_minimal()), encoding="utf-8")
     cat = load_catalog(path)
     assert set(cat.parameters) == {"P", "Q"}
+
+
+def test_load_catalog_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "units:\n"
+        "  a: {dimension: d, factor: 1.0}\n"
+        "  b:\n"
+        "    dimension: d\n"
+        "    factor: ten\n"
+        "    colour: red\n"
+        "parameters:\n"
+        "  P: {name_vi: p, name_en: p, dimensions: [d], aliases: [a, b]}\n"
+        "  Q: {name_vi: q, name_en: q, dimensions: [nope]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert [str(i) for i in info.value.issues] == [
+        f"{path}:5: units.b.factor: input should be a valid number",
+        f"{path}:6: units.b.colour: unknown field (expected one of aliases, dimension, factor)",
+    ]
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("ten", "10").replace("    colour: red\n", ""),
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        CatalogError,
+        match=rf"^{re.escape(str(path))}:8: parameters.Q.dimensions"
+        r"\[0\]: parameter 'Q': no unit has dimension 'nope'$",
+    ):
+        load_catalog(path)
+
+
+def test_load_catalog_missing_field_and_bad_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("units: {}\nparameters:\n  P: {name_vi: p, dimensions: [d]}\n", "utf-8")
+    with pytest.raises(CatalogError, match=r":3: parameters.P.name_en: required field missing"):
+        load_catalog(path)
+    path.write_text("units: {a: [\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"p.yaml:2: \(file\): invalid YAML"):
+        load_catalog(path)
+    with pytest.raises(CatalogError, match=r"cannot read the file"):
+        load_catalog(tmp_path / "missing.yaml")

@@ -290,3 +290,41 @@ def test_https_needs_its_certificate_and_key() -> None:
         }
     )
     assert settings.https_port == 8443 and settings.https_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("QUANTRAC_DATABASE_URL", "mysql://q:topsecret@db/q"),
+        ("QUANTRAC_MQTT_URL", "http://q:topsecret@broker"),
+        ("QUANTRAC_MQTT_URL", "mqtt://q:topsecret@broker:99999"),
+        ("QUANTRAC_MQTT_URL", "mqtt://q:changeme-topsecret@broker"),
+    ],
+)
+def test_errors_never_echo_a_password(env: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({env: value})
+    assert str(info.value).startswith(f"{env}: ")
+    assert "topsecret" not in str(info.value)
+
+
+def test_every_invalid_setting_is_named_at_once(tmp_path: Path) -> None:
+    path = toml(tmp_path, "http_port = 70000\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings({"QUANTRAC_BATCH_SIZE": "0"}, config_file=path)
+    assert str(info.value).splitlines() == [
+        "QUANTRAC_BATCH_SIZE: must be a positive integer (got '0')",
+        f"{path}: http_port: must be a TCP port, 0 to 65535 (got 70000)",
+    ]
+
+
+def test_settings_alone_are_the_defaults_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QUANTRAC_BATCH_SIZE", "9")
+    monkeypatch.setenv("quantrac_log_level", "DEBUG")
+    assert Settings().batch_size == 5000
+    settings = load_settings()
+    assert settings.batch_size == 9
+    assert settings.log_level == "INFO"  # variable names are exact: upper case
+    assert settings.model_copy(update={"batch_size": 3}).batch_size == 3

@@ -7,20 +7,26 @@ without a code change. The ``notifications`` section is parsed by ``quantrac.ale
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import Field, field_validator, model_validator
 
 from quantrac.alerts.model import Kind, Severity
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigModel,
+    FieldError,
+    read_yaml_file,
+    validate,
+)
 from quantrac.core.time import parse_utc_offset
 
 
-class AlertConfigError(ValueError):
-    pass
+class AlertConfigError(ConfigError):
+    """alerts.yaml is invalid; each issue names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,159 +89,163 @@ class AlertsConfig:
     source: str
 
 
-def _number(value: Any, where: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise AlertConfigError(f"{where}: must be a number (got {value!r})")
-    if not low <= value <= high:
-        raise AlertConfigError(f"{where}: must be between {low:g} and {high:g} (got {value!r})")
-    return float(value)
+Number = Annotated[float, Field(allow_inf_nan=False)]
+_SEVERITY = Literal["critical", "major", "minor", "info"]
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise AlertConfigError(f"{where}: must be a mapping")
-    return value
+def _between(low: float, high: float) -> Any:
+    return Field(default=None, ge=low, le=high, allow_inf_nan=False)
 
 
-def _known(section: dict[str, Any], keys: set[str], where: str) -> None:
-    for key in section:
-        if key not in keys:
-            raise AlertConfigError(
-                f"{where}.{key}: unknown setting (expected one of {', '.join(sorted(keys))})"
-            )
+class _Evaluation(ConfigModel):
+    min_completeness: float | None = _between(0.01, 1)
+    local_utc_offset: str | None = None
+    window_grace_minutes: float | None = _between(0, 1440)
+    warning_share: float | None = _between(0.01, 1)
+    clear_ratio: float | None = _between(0.01, 1)
+    min_clear_minutes: float | None = _between(0, 10080)
+    rebuild_hours: float | None = _between(9, 24 * 31)
+
+    @field_validator("local_utc_offset")
+    @classmethod
+    def _offset(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_utc_offset(value)
+        return value
 
 
-def _range(value: Any, where: str) -> PhysicalRange:
-    section = _mapping(value, where)
-    _known(section, {"min", "max"}, where)
-    low = section.get("min")
-    high = section.get("max")
-    minimum = None if low is None else _number(low, f"{where}.min", -math.inf, math.inf)
-    maximum = None if high is None else _number(high, f"{where}.max", -math.inf, math.inf)
-    if minimum is not None and maximum is not None and minimum > maximum:
-        raise AlertConfigError(f"{where}: min is above max")
-    return PhysicalRange(minimum, maximum)
+class _Rule(ConfigModel):
+    severity: _SEVERITY | None = None
+    enabled: bool | None = None
 
 
-def config_from_dict(data: Any, source: str = "<memory>") -> AlertsConfig:
-    doc = _mapping(data, source)
-    _known(doc, {"evaluation", "rules", "physical_ranges", "notifications"}, source)
-    ev = _mapping(doc.get("evaluation"), f"{source}: evaluation")
-    where = f"{source}: evaluation"
-    _known(
-        ev,
-        {
-            "min_completeness",
-            "local_utc_offset",
-            "window_grace_minutes",
-            "warning_share",
-            "clear_ratio",
-            "min_clear_minutes",
-            "rebuild_hours",
-        },
-        where,
-    )
+class _DataLossRule(_Rule):
+    after_cadences: float | None = _between(1, 1000)
+    per_parameter: bool | None = None
+
+
+class _CalibrationRule(_Rule):
+    max_minutes: float | None = _between(1, 10080)
+
+
+class _StuckRule(_Rule):
+    readings: float | None = _between(2, 100000)
+    exempt: list[str] | None = None
+
+
+class _ClockRule(_Rule):
+    tolerance_s: float | None = _between(0, 86400)
+
+
+class _FaultRule(_Rule):
+    clear_after_readings: float | None = _between(1, 10000)
+
+
+class _Rules(ConfigModel):
+    exceedance: _Rule | None = None
+    warning: _Rule | None = None
+    data_loss: _DataLossRule | None = None
+    device_fault: _FaultRule | None = None
+    calibration: _CalibrationRule | None = None
+    stuck_value: _StuckRule | None = None
+    out_of_range: _Rule | None = None
+    clock_drift: _ClockRule | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kinds(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                if name not in {k.value for k in Kind}:
+                    raise FieldError(
+                        name,
+                        f"unknown alert kind (expected one of {', '.join(k.value for k in Kind)})",
+                    )
+        return value
+
+
+class _Range(ConfigModel):
+    min: Number | None = None
+    max: Number | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is above max")
+        return self
+
+
+class _AlertsFile(ConfigModel):
+    evaluation: _Evaluation | None = None
+    rules: _Rules | None = None
+    physical_ranges: dict[str, _Range] | None = None
+    notifications: Any = None
+
+
+def config_from_dict(
+    data: Any, source: str = "<memory>", lines: dict[str, int] | None = None
+) -> AlertsConfig:
+    """The alert engine's settings; every problem is an AlertConfigError naming file:line:
+    field (the ``notifications`` section is kept as written for quantrac.alerts.notify)."""
+    doc = validate(_AlertsFile, {} if data is None else data, source, lines, AlertConfigError)
     kwargs: dict[str, Any] = {}
-    if "min_completeness" in ev:
-        kwargs["min_completeness"] = _number(
-            ev["min_completeness"], f"{where}.min_completeness", 0.01, 1
-        )
-    if "local_utc_offset" in ev:
-        try:
-            kwargs["local_tz"] = parse_utc_offset(str(ev["local_utc_offset"]))
-        except ValueError as exc:
-            raise AlertConfigError(f"{where}.local_utc_offset: {exc}") from None
-    if "window_grace_minutes" in ev:
-        minutes = _number(ev["window_grace_minutes"], f"{where}.window_grace_minutes", 0, 1440)
-        kwargs["window_grace"] = timedelta(minutes=minutes)
-    if "warning_share" in ev:
-        kwargs["warning_share"] = _number(ev["warning_share"], f"{where}.warning_share", 0.01, 1)
-    if "clear_ratio" in ev:
-        kwargs["clear_ratio"] = _number(ev["clear_ratio"], f"{where}.clear_ratio", 0.01, 1)
-    if "min_clear_minutes" in ev:
-        minutes = _number(ev["min_clear_minutes"], f"{where}.min_clear_minutes", 0, 10080)
-        kwargs["min_clear"] = timedelta(minutes=minutes)
-    if "rebuild_hours" in ev:
-        kwargs["rebuild_hours"] = int(
-            _number(ev["rebuild_hours"], f"{where}.rebuild_hours", 9, 24 * 31)
-        )
+    ev = doc.evaluation or _Evaluation()
+    if ev.min_completeness is not None:
+        kwargs["min_completeness"] = ev.min_completeness
+    if ev.local_utc_offset is not None:
+        kwargs["local_tz"] = parse_utc_offset(ev.local_utc_offset)
+    if ev.window_grace_minutes is not None:
+        kwargs["window_grace"] = timedelta(minutes=ev.window_grace_minutes)
+    if ev.warning_share is not None:
+        kwargs["warning_share"] = ev.warning_share
+    if ev.clear_ratio is not None:
+        kwargs["clear_ratio"] = ev.clear_ratio
+    if ev.min_clear_minutes is not None:
+        kwargs["min_clear"] = timedelta(minutes=ev.min_clear_minutes)
+    if ev.rebuild_hours is not None:
+        kwargs["rebuild_hours"] = int(ev.rebuild_hours)
 
-    rules = _mapping(doc.get("rules"), f"{source}: rules")
     severities = dict(DEFAULT_SEVERITIES)
     enabled = set(Kind)
-    for name, raw in rules.items():
-        rwhere = f"{source}: rules.{name}"
-        try:
-            kind = Kind(name)
-        except ValueError:
-            raise AlertConfigError(
-                f"{rwhere}: unknown alert kind (expected one of {', '.join(k.value for k in Kind)})"
-            ) from None
-        rule = _mapping(raw, rwhere)
-        extra = {
-            Kind.DATA_LOSS: {"after_cadences", "per_parameter"},
-            Kind.CALIBRATION: {"max_minutes"},
-            Kind.STUCK_VALUE: {"readings", "exempt"},
-            Kind.CLOCK_DRIFT: {"tolerance_s"},
-            Kind.DEVICE_FAULT: {"clear_after_readings"},
-        }.get(kind, set())
-        _known(rule, {"severity", "enabled", *extra}, rwhere)
-        if "severity" in rule:
-            try:
-                severities[kind] = Severity(rule["severity"])
-            except ValueError:
-                raise AlertConfigError(
-                    f"{rwhere}.severity: one of {', '.join(s.value for s in Severity)}"
-                ) from None
-        if rule.get("enabled") is False:
+    rules = doc.rules or _Rules()
+    for kind in Kind:
+        rule = getattr(rules, kind.value)
+        if rule is None:
+            continue
+        if rule.severity is not None:
+            severities[kind] = Severity(rule.severity)
+        if rule.enabled is False:
             enabled.discard(kind)
-        if "after_cadences" in rule:
-            kwargs["data_loss_cadences"] = _number(
-                rule["after_cadences"], f"{rwhere}.after_cadences", 1, 1000
-            )
-        if "per_parameter" in rule:
-            kwargs["data_loss_per_parameter"] = bool(rule["per_parameter"])
-        if "max_minutes" in rule:
-            minutes = _number(rule["max_minutes"], f"{rwhere}.max_minutes", 1, 10080)
-            kwargs["calibration_max"] = timedelta(minutes=minutes)
-        if "readings" in rule:
-            kwargs["stuck_readings"] = int(
-                _number(rule["readings"], f"{rwhere}.readings", 2, 100000)
-            )
-        if "exempt" in rule:
-            exempt = rule["exempt"]
-            if not isinstance(exempt, list) or not all(isinstance(p, str) for p in exempt):
-                raise AlertConfigError(f"{rwhere}.exempt: a list of parameter codes")
-            kwargs["stuck_exempt"] = frozenset(exempt)
-        if "tolerance_s" in rule:
-            seconds = _number(rule["tolerance_s"], f"{rwhere}.tolerance_s", 0, 86400)
-            kwargs["clock_drift_tolerance"] = timedelta(seconds=seconds)
-        if "clear_after_readings" in rule:
-            kwargs["clear_after_readings"] = int(
-                _number(rule["clear_after_readings"], f"{rwhere}.clear_after_readings", 1, 10000)
-            )
+    if rules.data_loss is not None:
+        if rules.data_loss.after_cadences is not None:
+            kwargs["data_loss_cadences"] = rules.data_loss.after_cadences
+        if rules.data_loss.per_parameter is not None:
+            kwargs["data_loss_per_parameter"] = rules.data_loss.per_parameter
+    if rules.calibration is not None and rules.calibration.max_minutes is not None:
+        kwargs["calibration_max"] = timedelta(minutes=rules.calibration.max_minutes)
+    if rules.stuck_value is not None:
+        if rules.stuck_value.readings is not None:
+            kwargs["stuck_readings"] = int(rules.stuck_value.readings)
+        if rules.stuck_value.exempt is not None:
+            kwargs["stuck_exempt"] = frozenset(rules.stuck_value.exempt)
+    if rules.clock_drift is not None and rules.clock_drift.tolerance_s is not None:
+        kwargs["clock_drift_tolerance"] = timedelta(seconds=rules.clock_drift.tolerance_s)
+    if rules.device_fault is not None and rules.device_fault.clear_after_readings is not None:
+        kwargs["clear_after_readings"] = int(rules.device_fault.clear_after_readings)
 
-    ranges = _mapping(doc.get("physical_ranges"), f"{source}: physical_ranges")
     physical = {}
-    for param, raw in ranges.items():
-        rng = _range(raw, f"{source}: physical_ranges.{param}")
+    for param, rng in (doc.physical_ranges or {}).items():
+        value = PhysicalRange(rng.min, rng.max)
         if param == "default":
-            kwargs["default_physical_range"] = rng
+            kwargs["default_physical_range"] = value
         else:
-            physical[str(param)] = rng
+            physical[param] = value
     engine = EngineConfig(
         physical_ranges=physical, severities=severities, enabled=frozenset(enabled), **kwargs
     )
-    return AlertsConfig(engine=engine, notifications=doc.get("notifications"), source=source)
+    return AlertsConfig(engine=engine, notifications=doc.notifications, source=source)
 
 
 def load_alerts_config(path: Path) -> AlertsConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AlertConfigError(f"{path}: cannot read ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise AlertConfigError(f"{path}: invalid YAML ({exc})") from None
-    return config_from_dict(data, str(path))
+    data, lines = read_yaml_file(path, AlertConfigError)
+    return config_from_dict(data, str(path), lines)

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import Field, field_validator
+
+from quantrac.core.config_files import ConfigError, ConfigModel, read_yaml_file, validate
 
 _CACHE_LIMIT = 10_000
 
 
-class CatalogError(ValueError):
+class CatalogError(ConfigError):
     """The catalog file itself is inconsistent (duplicate alias, unknown dimension …)."""
 
 
@@ -89,44 +91,90 @@ class Catalog:
         return unit.dimension in parameter.dimensions
 
 
-def _index(entries: dict[str, Any], kind: str) -> dict[str, str]:
+class _UnitSpec(ConfigModel):
+    dimension: str
+    factor: float = Field(gt=0)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class _ParameterSpec(ConfigModel):
+    name_vi: str
+    name_en: str
+    dimensions: list[str] = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class _CatalogFile(ConfigModel):
+    units: dict[str, _UnitSpec]
+    parameters: dict[str, _ParameterSpec]
+
+    @field_validator("parameters", "units", mode="before")
+    @classmethod
+    def _string_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    # e.g. an unquoted NO, which YAML 1.1 reads as the boolean false
+                    raise ValueError(f"code {key!r} is not a string: quote it")
+        return value
+
+
+def _index(
+    entries: dict[str, _UnitSpec] | dict[str, _ParameterSpec],
+    kind: str,
+    source: str,
+    lines: dict[str, int],
+) -> dict[str, str]:
     keys: dict[str, str] = {}
     for canonical, spec in entries.items():
-        for name in [canonical, *spec.get("aliases", [])]:
-            key = normalize_name(str(name))
+        for i, name in enumerate([canonical, *spec.aliases]):
+            key = normalize_name(name)
             owner = keys.get(key)
             if owner is not None and owner != canonical:
-                raise CatalogError(f"{kind} alias {name!r} names both {owner!r} and {canonical!r}")
+                where = f"{kind}s.{canonical}" + (f".aliases[{i - 1}]" if i else "")
+                raise CatalogError.at(
+                    source,
+                    lines,
+                    where,
+                    f"{kind} alias {name!r} names both {owner!r} and {canonical!r}",
+                )
             keys[key] = canonical
     return keys
 
 
-def catalog_from_dict(data: dict[str, Any]) -> Catalog:
+def catalog_from_dict(
+    data: Any, source: str = "<catalog>", lines: dict[str, int] | None = None
+) -> Catalog:
+    """The catalog from parsed YAML; every problem is a CatalogError naming file:line: field."""
+    lines = lines or {}
+    spec = validate(_CatalogFile, data, source, lines, error=CatalogError)
     units = {
-        uid: Unit(id=uid, dimension=str(spec["dimension"]), factor=float(spec["factor"]))
-        for uid, spec in data["units"].items()
+        uid: Unit(id=uid, dimension=u.dimension, factor=float(u.factor))
+        for uid, u in spec.units.items()
     }
     dimensions = {u.dimension for u in units.values()}
     parameters = {}
-    for code, spec in data["parameters"].items():
-        if not isinstance(code, str):
-            # e.g. an unquoted NO, which YAML 1.1 reads as the boolean false
-            raise CatalogError(f"parameter code {code!r} is not a string: quote it")
-        dims = tuple(spec["dimensions"])
-        unknown = [d for d in dims if d not in dimensions]
+    for code, p in spec.parameters.items():
+        unknown = [(i, d) for i, d in enumerate(p.dimensions) if d not in dimensions]
         if unknown:
-            raise CatalogError(f"parameter {code!r}: no unit has dimension {unknown[0]!r}")
+            i, dim = unknown[0]
+            raise CatalogError.at(
+                source,
+                lines,
+                f"parameters.{code}.dimensions[{i}]",
+                f"parameter {code!r}: no unit has dimension {dim!r}",
+            )
         parameters[code] = Parameter(
-            code=code, name_vi=spec["name_vi"], name_en=spec["name_en"], dimensions=dims
+            code=code, name_vi=p.name_vi, name_en=p.name_en, dimensions=tuple(p.dimensions)
         )
     return Catalog(
         units=units,
         parameters=parameters,
-        _unit_keys=_index(data["units"], "unit"),
-        _param_keys=_index(data["parameters"], "parameter"),
+        _unit_keys=_index(spec.units, "unit", source, lines),
+        _param_keys=_index(spec.parameters, "parameter", source, lines),
     )
 
 
 def load_catalog(path: Path) -> Catalog:
-    with path.open(encoding="utf-8") as fh:
-        return catalog_from_dict(yaml.safe_load(fh))
+    data, lines = read_yaml_file(path, error=CatalogError)
+    return catalog_from_dict(data, str(path), lines)

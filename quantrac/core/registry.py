@@ -16,6 +16,12 @@ from typing import Any
 import yaml
 
 from quantrac.core.catalog import Catalog, Unit
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigIssue,
+    load_yaml_with_lines,
+    nearest_line,
+)
 from quantrac.core.time import parse_utc_offset
 
 STATION_KINDS = ("air", "wastewater", "emission")
@@ -23,21 +29,12 @@ DEFAULT_CADENCE_S = 300
 _STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryIssue:
-    file: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+# One issue form and one error class for every configuration file (core/config_files.py).
+RegistryIssue = ConfigIssue
 
 
-class RegistryError(ValueError):
-    def __init__(self, issues: list[RegistryIssue]):
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
+class RegistryError(ConfigError):
+    """stations.yaml is invalid; each issue names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,47 +197,6 @@ class Registry:
         if station_id is None and station_part in self.stations:
             station_id = station_part
         return self.stations.get(station_id) if station_id else None
-
-
-# --- YAML with line numbers ------------------------------------------------------------------
-
-
-def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
-    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence")."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = yaml.SafeLoader(key_node.value).construct_object(key_node)
-            child = f"{path}.{key}" if path else str(key)
-            lines[child] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, child, lines)
-            lines[child] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
-    return loader.construct_object(node)
-
-
-def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines: dict[str, int] = {}
-    if node is None:
-        return None, lines
-    return _construct(node, "", lines), lines
-
-
-def nearest_line(lines: dict[str, int], path: str) -> int:
-    """The line of a field ("stations[2].cadence"), or of its nearest enclosing field."""
-    while path:
-        if path in lines:
-            return lines[path]
-        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
-        if parent == path:
-            break
-        path = parent
-    return 1
 
 
 # --- Validation --------------------------------------------------------------------------------

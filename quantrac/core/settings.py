@@ -11,11 +11,21 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from quantrac.core.time import parse_utc_offset
 
@@ -182,75 +192,83 @@ def _utc_offset(value: Any) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    database_url: str | None = field(default=None, metadata={"parse": _database_url})
-    mqtt_url: str = field(default="mqtt://127.0.0.1:1883", metadata={"parse": _mqtt_url})
-    mqtt_username: str | None = field(default=None, metadata={"parse": _optional_text})
-    mqtt_password: str | None = field(default=None, metadata={"parse": _optional_text})
-    mqtt_client_id: str = field(default="quantrac-ingest-1", metadata={"parse": _text})
-    mqtt_ca_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    mqtt_protocol: str = field(default="5", metadata={"parse": _choice("5", "3.1.1")})
-    mqtt_session_expiry_s: int = field(default=7 * 86400, metadata={"parse": _positive_int})
-    mqtt_receive_maximum: int = field(default=20000, metadata={"parse": _receive_maximum})
-    mqtt_share_group: str = field(default="quantrac-ingest", metadata={"parse": _text})
-    mqtt_keepalive_s: int = field(default=30, metadata={"parse": _positive_int})
-    positive_ack: bool = field(default=False, metadata={"parse": _bool})
-    config_dir: Path = field(default_factory=default_config_dir, metadata={"parse": _path})
-    stations_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    catalog_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    registry_reload_s: int = field(default=10, metadata={"parse": _non_negative_int})
-    batch_size: int = field(default=5000, metadata={"parse": _positive_int})
-    batch_max_latency_ms: int = field(default=200, metadata={"parse": _positive_int})
-    max_pending_readings: int = field(default=200_000, metadata={"parse": _positive_int})
-    retention_days: int = field(default=730, metadata={"parse": _positive_int})
-    future_margin_s: int = field(default=300, metadata={"parse": _non_negative_int})
-    max_payload_bytes: int = field(default=256 * 1024, metadata={"parse": _positive_int})
-    rate_limit_per_s: float = field(default=20.0, metadata={"parse": _non_negative_float})
-    rate_limit_burst: float = field(default=2000.0, metadata={"parse": _non_negative_float})
-    tt10_utc_offset: str = field(default="+07:00", metadata={"parse": _utc_offset})
-    files_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
-    files_poll_s: float = field(default=5.0, metadata={"parse": _non_negative_float})
-    http_host: str = field(default="127.0.0.1", metadata={"parse": _text})
-    http_port: int = field(default=8080, metadata={"parse": _port})
-    # HTTPS beside plain HTTP (same API and board), with a certificate and its key.
-    https_host: str = field(default="127.0.0.1", metadata={"parse": _text})
-    https_port: int = field(default=0, metadata={"parse": _port})
-    https_cert_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    https_key_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    storage_backend: str = field(
-        default="auto", metadata={"parse": _choice("auto", "postgresql", "timescaledb")}
+def Parse(check: Callable[[Any], Any]) -> BeforeValidator:
+    """The setting's check, run on the raw value (TOML value or environment text)."""
+    return BeforeValidator(check)
+
+
+class Settings(BaseSettings):
+    """Every setting, with its default and its check; build it with :func:`load_settings`.
+
+    ``Settings()`` is the defaults alone; :func:`load_settings` adds ``quantrac.toml``, the
+    ``QUANTRAC_*`` environment variables and the command line, in that order of precedence.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=False
     )
-    compression_after_days: int = field(default=7, metadata={"parse": _positive_int})
-    chunk_interval_days: int = field(default=1, metadata={"parse": _positive_int})
-    partitions_ahead_months: int = field(default=3, metadata={"parse": _positive_int})
-    rollup_interval_s: float = field(default=30.0, metadata={"parse": _non_negative_float})
+
+    database_url: Annotated[str | None, Parse(_database_url)] = None
+    mqtt_url: Annotated[str, Parse(_mqtt_url)] = "mqtt://127.0.0.1:1883"
+    mqtt_username: Annotated[str | None, Parse(_optional_text)] = None
+    mqtt_password: Annotated[str | None, Parse(_optional_text)] = None
+    mqtt_client_id: Annotated[str, Parse(_text)] = "quantrac-ingest-1"
+    mqtt_ca_file: Annotated[Path | None, Parse(_optional_path)] = None
+    mqtt_protocol: Annotated[str, Parse(_choice("5", "3.1.1"))] = "5"
+    mqtt_session_expiry_s: Annotated[int, Parse(_positive_int)] = 7 * 86400
+    mqtt_receive_maximum: Annotated[int, Parse(_receive_maximum)] = 20000
+    mqtt_share_group: Annotated[str, Parse(_text)] = "quantrac-ingest"
+    mqtt_keepalive_s: Annotated[int, Parse(_positive_int)] = 30
+    positive_ack: Annotated[bool, Parse(_bool)] = False
+    config_dir: Annotated[Path, Parse(_path)] = Field(default_factory=default_config_dir)
+    stations_file: Annotated[Path | None, Parse(_optional_path)] = None
+    catalog_file: Annotated[Path | None, Parse(_optional_path)] = None
+    registry_reload_s: Annotated[int, Parse(_non_negative_int)] = 10
+    batch_size: Annotated[int, Parse(_positive_int)] = 5000
+    batch_max_latency_ms: Annotated[int, Parse(_positive_int)] = 200
+    max_pending_readings: Annotated[int, Parse(_positive_int)] = 200_000
+    retention_days: Annotated[int, Parse(_positive_int)] = 730
+    future_margin_s: Annotated[int, Parse(_non_negative_int)] = 300
+    max_payload_bytes: Annotated[int, Parse(_positive_int)] = 256 * 1024
+    rate_limit_per_s: Annotated[float, Parse(_non_negative_float)] = 20.0
+    rate_limit_burst: Annotated[float, Parse(_non_negative_float)] = 2000.0
+    tt10_utc_offset: Annotated[str, Parse(_utc_offset)] = "+07:00"
+    files_dir: Annotated[Path | None, Parse(_optional_path)] = None
+    files_poll_s: Annotated[float, Parse(_non_negative_float)] = 5.0
+    http_host: Annotated[str, Parse(_text)] = "127.0.0.1"
+    http_port: Annotated[int, Parse(_port)] = 8080
+    # HTTPS beside plain HTTP (same API and board), with a certificate and its key.
+    https_host: Annotated[str, Parse(_text)] = "127.0.0.1"
+    https_port: Annotated[int, Parse(_port)] = 0
+    https_cert_file: Annotated[Path | None, Parse(_optional_path)] = None
+    https_key_file: Annotated[Path | None, Parse(_optional_path)] = None
+    storage_backend: Annotated[str, Parse(_choice("auto", "postgresql", "timescaledb"))] = "auto"
+    compression_after_days: Annotated[int, Parse(_positive_int)] = 7
+    chunk_interval_days: Annotated[int, Parse(_positive_int)] = 1
+    partitions_ahead_months: Annotated[int, Parse(_positive_int)] = 3
+    rollup_interval_s: Annotated[float, Parse(_non_negative_float)] = 30.0
     # The alert engine runs beside ingest as its own shared-subscription group.
-    alerts_enabled: bool = field(default=True, metadata={"parse": _bool})
-    alerts_share_group: str = field(default="quantrac-alerts", metadata={"parse": _text})
-    alerts_file: Path | None = field(default=None, metadata={"parse": _optional_path})
-    regulations_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
-    alerts_tick_s: float = field(default=5.0, metadata={"parse": _positive_float})
+    alerts_enabled: Annotated[bool, Parse(_bool)] = True
+    alerts_share_group: Annotated[str, Parse(_text)] = "quantrac-alerts"
+    alerts_file: Annotated[Path | None, Parse(_optional_path)] = None
+    regulations_dir: Annotated[Path | None, Parse(_optional_path)] = None
+    alerts_tick_s: Annotated[float, Parse(_positive_float)] = 5.0
     # Backfill (docs/maintenance.md): an alert resting on readings measured this long before
     # they arrived is historical, recorded and never sent or escalated (0 = off). A choice.
-    alerts_historical_after_s: float = field(
-        default=86400.0, metadata={"parse": _non_negative_float}
-    )
+    alerts_historical_after_s: Annotated[float, Parse(_non_negative_float)] = 86400.0
     # Calibration hold-off (docs/maintenance.md): minutes after a calibration window during
     # which readings do not count for exceedances / compliance, flagged `holdoff` (0 = off).
     # A project choice, not law.
-    alerts_holdoff_minutes: float = field(default=0.0, metadata={"parse": _non_negative_float})
+    alerts_holdoff_minutes: Annotated[float, Parse(_non_negative_float)] = 0.0
     # Written by `quantrac stations credentials`: broker accounts (hashes) and ACLs.
-    broker_auth_dir: Path | None = field(default=None, metadata={"parse": _optional_path})
+    broker_auth_dir: Annotated[Path | None, Parse(_optional_path)] = None
     # Alert workers split the stations into this many partitions, leased in PostgreSQL.
-    alerts_partitions: int = field(default=16, metadata={"parse": _positive_int})
-    alerts_lease_s: float = field(default=15.0, metadata={"parse": _positive_float})
+    alerts_partitions: Annotated[int, Parse(_positive_int)] = 16
+    alerts_lease_s: Annotated[float, Parse(_positive_float)] = 15.0
     # /healthz says degraded when the engine is this far behind storage.
-    alerts_max_lag_s: float = field(default=300.0, metadata={"parse": _positive_float})
-    log_level: str = field(
-        default="INFO", metadata={"parse": _choice("DEBUG", "INFO", "WARNING", "ERROR")}
-    )
-    log_format: str = field(default="json", metadata={"parse": _choice("json", "text")})
+    alerts_max_lag_s: Annotated[float, Parse(_positive_float)] = 300.0
+    log_level: Annotated[str, Parse(_choice("DEBUG", "INFO", "WARNING", "ERROR"))] = "INFO"
+    log_format: Annotated[str, Parse(_choice("json", "text"))] = "json"
 
     # Derived values, computed once.
     @property
@@ -293,62 +311,135 @@ class Settings:
     @property
     def safe_database_url(self) -> str:
         """The database URL with any password masked, for logs."""
-        url = self.database_url or ""
-        if "://" not in url:
-            return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@", 1)
-        return url
+        return mask_password(self.database_url or "")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _settings_sources(settings_cls, init_settings)
 
 
-def _fields() -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(Settings)}
+class _Environment(EnvSettingsSource):
+    """The ``QUANTRAC_*`` variables of the mapping load_settings was given, exact names only."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        names = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+        return {k.lower(): v for k, v in self._given.items() if k in names}
+
+
+# (environment, TOML document) while load_settings builds a Settings; unset, Settings() is
+# the defaults and whatever it is given.
+_SOURCES: ContextVar[tuple[Mapping[str, str], dict[str, Any]] | None] = ContextVar(
+    "quantrac_settings_sources", default=None
+)
+
+
+def _settings_sources(
+    settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    given = _SOURCES.get()
+    if given is None:
+        return (init_settings,)
+    environ, toml_doc = given
+    return (
+        init_settings,
+        _Environment(settings_cls, environ),
+        InitSettingsSource(settings_cls, init_kwargs=toml_doc),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the configuration file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML ({exc})") from None
+    for key in doc:
+        if key not in Settings.model_fields:
+            raise SettingsError(f"{path}: unknown setting {key!r}")
+    return doc
+
+
+# Settings that may hold a password: their value is shown with it masked, or not at all.
+_SECRET_SETTINGS = frozenset({"database_url", "mqtt_url", "mqtt_password"})
+
+
+def _shown(name: str, value: Any) -> str:
+    if name == "mqtt_password":
+        return "'***'"
+    if name in _SECRET_SETTINGS:
+        return repr(mask_password(str(value)))
+    return repr(value)
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: Path | None = None, **overrides: Any
 ) -> Settings:
-    """Build settings; raise SettingsError naming the first invalid setting and its source."""
+    """Build settings; raise SettingsError naming each invalid setting and its source."""
     environ = os.environ if environ is None else environ
-    fields = _fields()
-    raw: dict[str, tuple[Any, str]] = {}
-
     path = config_file or (Path(environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in environ else None)
     if path is None and Path("quantrac.toml").is_file():
         path = Path("quantrac.toml")
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise SettingsError(f"{path}: cannot read the configuration file ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: invalid TOML ({exc})") from None
-        for key, value in doc.items():
-            if key not in fields:
-                raise SettingsError(f"{path}: unknown setting {key!r}")
-            raw[key] = (value, f"{path}: {key}")
+    toml_doc = _read_toml(path) if path is not None else {}
+    given = {name: value for name, value in overrides.items() if value is not None}
 
-    for name in fields:
+    def source(name: str) -> tuple[str, Any]:
         env_name = ENV_PREFIX + name.upper()
+        if name in given:
+            return f"--{name.replace('_', '-')}", given[name]
         if env_name in environ:
-            raw[name] = (environ[env_name], env_name)
+            return env_name, environ[env_name]
+        return f"{path}: {name}", toml_doc.get(name)
 
-    for name, value in overrides.items():
-        if value is not None:
-            raw[name] = (value, f"--{name.replace('_', '-')}")
-
-    values: dict[str, Any] = {}
-    for name, (value, source) in raw.items():
-        parse = fields[name].metadata["parse"]
-        try:
-            values[name] = parse(value)
-        except ValueError as exc:
-            raise SettingsError(f"{source}: {exc} (got {value!r})") from None
-    settings = Settings(**values)
-    _check_together(settings, {name: source for name, (_, source) in raw.items()})
+    token = _SOURCES.set((environ, toml_doc))
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            cause = (err.get("ctx") or {}).get("error")
+            reason = str(cause) if cause is not None else err["msg"]
+            where, value = source(name)
+            problems.append(f"{where}: {reason} (got {_shown(name, value)})")
+        raise SettingsError("\n".join(problems)) from None
+    finally:
+        _SOURCES.reset(token)
+    sources = {name: source(name)[0] for name in {*given, *toml_doc}}
+    sources.update(
+        {
+            name: ENV_PREFIX + name.upper()
+            for name in Settings.model_fields
+            if ENV_PREFIX + name.upper() in environ and name not in given
+        }
+    )
+    _check_together(settings, sources)
     return settings
+
+
+def mask_password(url: str) -> str:
+    """A database or broker URL with any password masked, for logs and error messages."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        return url.replace(f":{password}@", ":***@", 1)
+    return url
 
 
 # Placeholders that documentation and examples use; a service started with one is open to anyone
@@ -372,6 +463,6 @@ def _check_together(settings: Settings, sources: dict[str, str]) -> None:
     for name, password in passwords.items():
         if password and _PLACEHOLDER_PASSWORDS.search(password):
             raise SettingsError(
-                f"{sources.get(name, name)}: a placeholder password ({password!r}); set a real "
-                "one (docs/deploy.md, Credentials)"
+                f"{sources.get(name, name)}: a placeholder password; set a real one "
+                "(docs/deploy.md, Credentials)"
             )

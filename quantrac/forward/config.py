@@ -8,10 +8,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import BeforeValidator, Field, field_validator
 
+from quantrac.core.config_files import ConfigError, ConfigModel, read_yaml_file, validate
 from quantrac.core.contract import parse_time
 from quantrac.forward.files import DEFAULT_LAYOUT, ForwardError, check_layout
 
@@ -51,92 +52,114 @@ def resolve_url(url: str, environ: Mapping[str, str]) -> str:
     return _ENV_REF.sub(substitute, url)
 
 
-def parse_forward_config(
-    data: Any, source: str = "<memory>", known_stations: Collection[str] | None = None
-) -> list[ForwardTarget]:
-    def fail(where: str, message: str) -> ForwardError:
-        return ForwardError(f"{source}: {where}: {message}")
+class ForwardConfigError(ForwardError, ConfigError):
+    """forward.yaml is invalid; each issue names file, line and field."""
 
+
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _at_least(low: float, default: float) -> Any:
+    return Field(default=default, ge=low, allow_inf_nan=False)
+
+
+class _Target(ConfigModel):
+    name: Annotated[str, BeforeValidator(_as_text)]
+    url: str
+    stations: Any = "all"
+    since: datetime
+    layout: str = DEFAULT_LAYOUT
+    delay_s: float = _at_least(0, 300.0)
+    late_days: float = _at_least(0, 7.0)
+    max_attempts: float = _at_least(1, 5)
+    backoff_s: float = _at_least(0, 5.0)
+    timeout_s: float = _at_least(0.1, 30.0)
+    ca_file: str | None = None
+    poll_s: float = _at_least(0.1, 60.0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a unique name of letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            raise ValueError("ftp://user:${PASSWORD}@host/folder, ftps://… or file:///…")
+        return value
+
+    @field_validator("stations")
+    @classmethod
+    def _stations(cls, value: Any) -> Any:
+        if value == "all":
+            return value
+        if isinstance(value, list) and value and all(isinstance(s, str) for s in value):
+            return value
+        raise ValueError("'all' or a list of station ids")
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since(cls, value: Any) -> datetime:
+        return parse_time(str(value))
+
+    @field_validator("layout")
+    @classmethod
+    def _layout(cls, value: str) -> str:
+        check_layout(value)
+        return value
+
+
+class _ForwardFile(ConfigModel):
+    targets: list[_Target] | None = None
+
+
+def parse_forward_config(
+    data: Any,
+    source: str = "<memory>",
+    known_stations: Collection[str] | None = None,
+    lines: dict[str, int] | None = None,
+) -> list[ForwardTarget]:
+    """The targets of forward.yaml; every problem is a ForwardConfigError (a ForwardError)
+    naming file:line: field."""
     if data is None:
         return []
-    if not isinstance(data, dict) or set(data) - {"targets"}:
-        raise fail("top level", "expected a mapping with 'targets'")
-    raw = data.get("targets") or []
-    if not isinstance(raw, list):
-        raise fail("targets", "expected a list")
+    lines = lines or {}
+    doc = validate(_ForwardFile, data, source, lines, ForwardConfigError)
     targets = []
     names: set[str] = set()
-    allowed = {
-        "name",
-        "url",
-        "stations",
-        "since",
-        "layout",
-        "delay_s",
-        "late_days",
-        "max_attempts",
-        "backoff_s",
-        "timeout_s",
-        "ca_file",
-        "poll_s",
-    }
-    for index, item in enumerate(raw):
+    for index, item in enumerate(doc.targets or []):
         where = f"targets[{index}]"
-        if not isinstance(item, dict):
-            raise fail(where, "expected a mapping")
-        for key in item:
-            if key not in allowed:
-                raise fail(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
-        name = str(item.get("name", ""))
-        if not _NAME.match(name) or name in names:
-            raise fail(f"{where}.name", "a unique name of letters, digits, '_', '.', '-'")
-        names.add(name)
-        url = item.get("url")
-        if not isinstance(url, str) or not url:
-            raise fail(f"{where}.url", "ftp://user:${PASSWORD}@host/folder, ftps://… or file:///…")
-        stations = item.get("stations", "all")
-        chosen: tuple[str, ...] | None
-        if stations == "all":
-            chosen = None
-        elif isinstance(stations, list) and stations and all(isinstance(s, str) for s in stations):
-            chosen = tuple(stations)
-            unknown = [s for s in chosen if known_stations is not None and s not in known_stations]
-            if unknown:
-                raise fail(f"{where}.stations", f"unknown station(s): {', '.join(unknown)}")
-        else:
-            raise fail(f"{where}.stations", "'all' or a list of station ids")
-        try:
-            since = parse_time(str(item["since"]))
-        except KeyError:
-            raise fail(f"{where}.since", "required: the first measured time to send") from None
-        except ValueError as exc:
-            raise fail(f"{where}.since", str(exc)) from None
-        layout = str(item.get("layout", DEFAULT_LAYOUT))
-        try:
-            check_layout(layout)
-        except ForwardError as exc:
-            raise fail(f"{where}.layout", str(exc)) from None
-
-        def number(key: str, default: float, low: float = 0.0, at: str = where) -> float:
-            value = item.get(key, default)  # noqa: B023  (called in this iteration only)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-                raise fail(f"{at}.{key}", f"must be a number ≥ {low}")
-            return float(value)
-
+        if item.name in names:
+            raise ForwardConfigError.at(
+                source, lines, f"{where}.name", "a unique name of letters, digits, '_', '.', '-'"
+            )
+        names.add(item.name)
+        chosen = None if item.stations == "all" else tuple(item.stations)
+        unknown = [
+            s for s in chosen or () if known_stations is not None and s not in known_stations
+        ]
+        if unknown:
+            raise ForwardConfigError.at(
+                source, lines, f"{where}.stations", f"unknown station(s): {', '.join(unknown)}"
+            )
         targets.append(
             ForwardTarget(
-                name=name,
-                url=url,
+                name=item.name,
+                url=item.url,
                 stations=chosen,
-                since=since,
-                layout=layout,
-                delay_s=number("delay_s", 300.0),
-                late_s=86400.0 * number("late_days", 7.0),
-                max_attempts=int(number("max_attempts", 5, 1)),
-                backoff_s=number("backoff_s", 5.0),
-                timeout_s=number("timeout_s", 30.0, 0.1),
-                ca_file=Path(item["ca_file"]) if item.get("ca_file") else None,
-                poll_s=number("poll_s", 60.0, 0.1),
+                since=item.since,
+                layout=item.layout,
+                delay_s=item.delay_s,
+                late_s=86400.0 * item.late_days,
+                max_attempts=int(item.max_attempts),
+                backoff_s=item.backoff_s,
+                timeout_s=item.timeout_s,
+                ca_file=Path(item.ca_file) if item.ca_file else None,
+                poll_s=item.poll_s,
             )
         )
     return targets
@@ -145,10 +168,5 @@ def parse_forward_config(
 def load_forward_config(
     path: Path, known_stations: Collection[str] | None = None
 ) -> list[ForwardTarget]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ForwardError(f"{path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ForwardError(f"{path}: not valid YAML: {exc}") from None
-    return parse_forward_config(data, str(path), known_stations)
+    data, lines = read_yaml_file(path, ForwardConfigError)
+    return parse_forward_config(data, str(path), known_stations, lines)

@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from quantrac.core.config_files import ConfigError, ConfigModel, read_yaml_file, validate
 from quantrac.core.time import VIETNAM
 
 REPORTS_FILE_ENV = "QUANTRAC_REPORTS_FILE"
@@ -28,8 +29,8 @@ _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$|^[^<>]*<[^@\s<>]+@[^@\s<>]+>$")
 _SEND_AT = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
-class ScheduleConfigError(ValueError):
-    pass
+class ScheduleConfigError(ConfigError):
+    """reports.yaml is invalid; each issue names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,102 +65,131 @@ def reports_path(config_dir: Path) -> Path:
     return Path(override) if override else config_dir / "reports.yaml"
 
 
-def parse_schedule_config(data: Any, source: str = "<memory>") -> ScheduleConfig:
-    def fail(where: str, message: str) -> ScheduleConfigError:
-        return ScheduleConfigError(f"{source}: {where}: {message}")
+def _as_text(value: Any) -> Any:
+    """Ids and names written as numbers (``station: 2024``) are their text, as before."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise fail("top level", "expected a mapping")
-    known = {"email_channel", "schedules", "max_attempts", "retry_s", "max_retry_s", "poll_s"}
-    for key in data:
-        if key not in known:
-            raise fail(str(key), f"unknown key (known: {', '.join(sorted(known))})")
 
-    def number(key: str, default: float, low: float) -> float:
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-            raise fail(key, f"must be a number ≥ {low}")
-        return float(value)
+def _one_of(value: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"one of {', '.join(options)}")
+    return value
 
-    raw = data.get("schedules") or []
-    if not isinstance(raw, list):
-        raise fail("schedules", "expected a list")
+
+class _Schedule(ConfigModel):
+    id: Annotated[str, BeforeValidator(_as_text)]
+    station: Annotated[str | None, BeforeValidator(_as_text)] = None
+    facility: Annotated[str | None, BeforeValidator(_as_text)] = None
+    period: str = "monthly"
+    format: str = "pdf"
+    lang: str = "vi"
+    recipients: list[Any]
+    send_at: Annotated[str, BeforeValidator(_as_text)] = "07:00"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("letters, digits, '_', '.', '-' (required)")
+        return value
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        return _one_of(value, PERIODS)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return _one_of(value, FORMATS)
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str) -> str:
+        return _one_of(value, LANGS)
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("a list of e-mail addresses (at least one)")
+        for address in value:
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                raise ValueError(f"not an e-mail address: {address!r}")
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str) -> str:
+        if not _SEND_AT.match(value):
+            raise ValueError("HH:MM, local time (UTC+07:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> _Schedule:
+        if (self.station is None) == (self.facility is None):
+            raise ValueError("give a station or a facility")
+        return self
+
+
+class _ReportsFile(ConfigModel):
+    email_channel: Annotated[str | None, BeforeValidator(_as_text)] = None
+    schedules: list[_Schedule] | None = None
+    max_attempts: int = Field(default=8, ge=1)
+    retry_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+    max_retry_s: float = Field(default=3600.0, ge=0, allow_inf_nan=False)
+    poll_s: float = Field(default=60.0, ge=0.1, allow_inf_nan=False)
+
+
+def parse_schedule_config(
+    data: Any, source: str = "<memory>", lines: dict[str, int] | None = None
+) -> ScheduleConfig:
+    """The schedules of reports.yaml; every problem is a ScheduleConfigError naming file:line:
+    field."""
+    lines = lines or {}
+    doc = validate(_ReportsFile, {} if data is None else data, source, lines, ScheduleConfigError)
     schedules: list[ReportSchedule] = []
     seen: set[str] = set()
-    for index, item in enumerate(raw):
-        where = f"schedules[{index}]"
-        if not isinstance(item, dict):
-            raise fail(where, "expected a mapping")
-        allowed = {"id", "station", "facility", "period", "format", "lang", "recipients", "send_at"}
-        for key in item:
-            if key not in allowed:
-                raise fail(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
-        sid = str(item.get("id", ""))
-        if not _ID.match(sid):
-            raise fail(f"{where}.id", "letters, digits, '_', '.', '-' (required)")
-        if sid in seen:
-            raise fail(f"{where}.id", f"{sid!r} is used twice")
-        seen.add(sid)
-        station, facility = item.get("station"), item.get("facility")
-        if (station is None) == (facility is None):
-            raise fail(where, "give a station or a facility")
-        period = item.get("period", "monthly")
-        if period not in PERIODS:
-            raise fail(f"{where}.period", f"one of {', '.join(PERIODS)}")
-        fmt = item.get("format", "pdf")
-        if fmt not in FORMATS:
-            raise fail(f"{where}.format", f"one of {', '.join(FORMATS)}")
-        lang = item.get("lang", "vi")
-        if lang not in LANGS:
-            raise fail(f"{where}.lang", f"one of {', '.join(LANGS)}")
-        recipients = item.get("recipients")
-        if not isinstance(recipients, list) or not recipients:
-            raise fail(f"{where}.recipients", "a list of e-mail addresses (at least one)")
-        for address in recipients:
-            if not isinstance(address, str) or not _ADDRESS.match(address):
-                raise fail(f"{where}.recipients", f"not an e-mail address: {address!r}")
-        send_at = str(item.get("send_at", "07:00"))
-        match = _SEND_AT.match(send_at)
-        if not match:
-            raise fail(f"{where}.send_at", "HH:MM, local time (UTC+07:00)")
+    for index, item in enumerate(doc.schedules or []):
+        if item.id in seen:
+            where = f"schedules[{index}].id"
+            raise ScheduleConfigError.at(source, lines, where, f"{item.id!r} is used twice")
+        seen.add(item.id)
+        match = _SEND_AT.match(item.send_at)
+        assert match is not None  # checked by the model
         schedules.append(
             ReportSchedule(
-                id=sid,
-                station=None if station is None else str(station),
-                facility=None if facility is None else str(facility),
-                period=period,
-                format=fmt,
-                lang=lang,
-                recipients=tuple(recipients),
+                id=item.id,
+                station=item.station,
+                facility=item.facility,
+                period=item.period,
+                format=item.format,
+                lang=item.lang,
+                recipients=tuple(item.recipients),
                 send_at=time(int(match[1]), int(match[2])),
             )
         )
-    channel = data.get("email_channel")
-    if schedules and not channel:
-        raise fail("email_channel", "name the e-mail channel of config/alerts.yaml to send with")
+    if schedules and not doc.email_channel:
+        raise ScheduleConfigError.at(
+            source,
+            lines,
+            "email_channel",
+            "name the e-mail channel of config/alerts.yaml to send with",
+        )
     return ScheduleConfig(
-        email_channel=None if channel is None else str(channel),
+        email_channel=doc.email_channel,
         schedules=tuple(schedules),
-        max_attempts=int(number("max_attempts", 8, 1)),
-        retry_s=number("retry_s", 60.0, 0),
-        max_retry_s=number("max_retry_s", 3600.0, 0),
-        poll_s=number("poll_s", 60.0, 0.1),
+        max_attempts=doc.max_attempts,
+        retry_s=doc.retry_s,
+        max_retry_s=doc.max_retry_s,
+        poll_s=doc.poll_s,
         source=source,
     )
 
 
 def load_schedule_config(path: Path) -> ScheduleConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScheduleConfigError(f"{path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScheduleConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_schedule_config(data, str(path))
+    data, lines = read_yaml_file(path, ScheduleConfigError)
+    return parse_schedule_config(data, str(path), lines)
 
 
 # --- periods (pure) ------------------------------------------------------------------------------

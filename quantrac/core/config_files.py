@@ -1,0 +1,240 @@
+"""Configuration files: YAML read with line numbers, checked by a pydantic model.
+
+Every configuration loader uses this module, so that each error a user sees has one form,
+``file:line: field.path: reason`` (the line of the field, or of its nearest enclosing field), and
+one error class, :class:`ConfigError`. The loaders' own classes (``CatalogError``,
+``RegistryError`` …) are subclasses, so callers catching them keep working.
+
+The models describe the file's shape (types, unknown keys, ranges); what needs the whole file
+(an alias naming two parameters, a dimension no unit has) stays in the loader, which reports it
+through :meth:`ConfigError.at` in the same form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FieldError(ValueError):
+    """Raised in a model's validator about one key below the value it checks ("rules.stuk")."""
+
+    def __init__(self, key: str | int, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+class ConfigModel(BaseModel):
+    """Base of the configuration models: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """One or more problems in a configuration file, each naming file, line and field."""
+
+    def __init__(self, issues: Sequence[ConfigIssue] | str):
+        if isinstance(issues, str):
+            self.issues: list[ConfigIssue] = []
+            super().__init__(issues)
+            return
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    @classmethod
+    def at(cls, source: str, lines: Mapping[str, int], field: str, message: str) -> ConfigError:
+        return cls([ConfigIssue(source, nearest_line(lines, field), field, message)])
+
+
+# --- YAML with line numbers ------------------------------------------------------------------
+
+
+def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence")."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = yaml.SafeLoader(key_node.value).construct_object(key_node)
+            child = f"{path}.{key}" if path else str(key)
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    return loader.construct_object(node)
+
+
+def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[str, int] = {}
+    if node is None:
+        return None, lines
+    return _construct(node, "", lines), lines
+
+
+def nearest_line(lines: Mapping[str, int], path: str) -> int:
+    """The line of a field ("stations[2].cadence"), or of its nearest enclosing field."""
+    while path:
+        if path in lines:
+            return lines[path]
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+        if parent == path:
+            break
+        path = parent
+    return 1
+
+
+def read_yaml_file(
+    path: Path, error: type[ConfigError] = ConfigError
+) -> tuple[Any, dict[str, int]]:
+    """The file's data and the line of each field; unreadable or invalid YAML is ``error``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error([ConfigIssue(source, 1, "(file)", f"cannot read the file ({exc})")]) from None
+    try:
+        return load_yaml_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise error([ConfigIssue(source, line, "(file)", f"invalid YAML: {reason}")]) from None
+
+
+# --- pydantic errors in the file:line: field form ------------------------------------------
+
+
+def _join(path: str, part: str | int, in_list: bool) -> str:
+    if in_list:
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else str(part)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, Mapping):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
+    """Turn pydantic's error location into the file's field path ("units.mg/L.factor").
+
+    pydantic puts tags in the location (the union member tried, ``[key]`` for a mapping's key);
+    they are not fields of the file and are dropped. Returns the path and a prefix for the
+    message ("key 5: " when the key itself is wrong).
+    """
+    path = ""
+    node: Any = data
+    last: str | int = ""
+    for i, part in enumerate(loc):
+        if part == "[key]":
+            return path, f"key {last!r}: "
+        in_list = isinstance(node, list)
+        if _has(node, part):
+            node = node[part]
+        elif i < len(loc) - 1:
+            continue  # a pydantic tag, not a key of the file
+        else:
+            node = None  # a missing or unknown field: still part of the path
+        path = _join(path, part, in_list)
+        last = part
+    return path, ""
+
+
+_REASONS = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field missing",
+}
+
+
+def reason(error: Mapping[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    if kind in _REASONS:
+        return _REASONS[kind]
+    message = str(error.get("msg", "invalid"))
+    message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+    if message[1:2].isupper():
+        return message  # an abbreviation: "UTC offset …"
+    return message[:1].lower() + message[1:]
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def known_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The fields the model accepts where an unknown field ``loc`` was found."""
+    current: list[type[BaseModel]] = [model]
+    for part in loc[:-1]:
+        found = [m for m in current if isinstance(part, str) and part in m.model_fields]
+        if found:
+            current = _models_in(found[0].model_fields[str(part)].annotation)
+        # else: a list index or a mapping key: the same models hold one level down
+    return sorted({name for m in current for name in m.model_fields})
+
+
+def issues_from(
+    exc: ValidationError,
+    data: Any,
+    source: str,
+    lines: Mapping[str, int],
+    prefix: str = "",
+    model: type[BaseModel] | None = None,
+) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path, note = field_path(data, err["loc"])
+        if err["type"] == "extra_forbidden" and model is not None:
+            known = known_fields(model, err["loc"])
+            if known:
+                note = f"unknown field (expected one of {', '.join(known)})"
+                err = {**err, "type": "", "msg": ""}
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            path = _join(path, cause.key, isinstance(cause.key, int))
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        text = note if note.startswith("unknown field") else note + reason(err)
+        issues.append(ConfigIssue(source, nearest_line(lines, path), path, text))
+    return sorted(issues, key=lambda i: i.line)
+
+
+def validate(
+    model: type[M],
+    data: Any,
+    source: str,
+    lines: Mapping[str, int] | None = None,
+    error: type[ConfigError] = ConfigError,
+    prefix: str = "",
+) -> M:
+    """``model`` built from ``data``; every problem at once as ``error``, never the input value
+    itself (a configuration file may hold a password)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(issues_from(exc, data, source, lines or {}, prefix, model)) from None

@@ -1,0 +1,123 @@
+"""Unit tests of quantrac.core.config_files: YAML lines, pydantic errors as file:line: field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigIssue,
+    ConfigModel,
+    field_path,
+    load_yaml_with_lines,
+    nearest_line,
+    read_yaml_file,
+    validate,
+)
+
+
+class _Item(ConfigModel):
+    name: str
+    size: int = Field(ge=0)
+    mode: Literal["a", "b"] = "a"
+
+
+class _Doc(ConfigModel):
+    items: list[_Item]
+    labels: dict[str, str] = Field(default_factory=dict)
+    level: int | None = None
+
+
+TEXT = """\
+items:
+  - name: one
+    size: 3
+  - name: two
+    size: -1
+    mode: c
+    extra: 1
+labels: {x: y}
+level: high
+"""
+
+
+def test_lines_of_every_path() -> None:
+    data, lines = load_yaml_with_lines(TEXT)
+    assert data["items"][1]["size"] == -1
+    assert lines["items"] == 1
+    assert lines["items[1]"] == 4
+    assert lines["items[1].size"] == 5
+    assert lines["labels.x"] == 8
+    assert nearest_line(lines, "items[1].missing") == 4
+    assert nearest_line(lines, "nowhere.deep[3]") == 1
+    assert load_yaml_with_lines("") == (None, {})
+
+
+def test_every_problem_at_once_in_file_line_field_form() -> None:
+    data, lines = load_yaml_with_lines(TEXT)
+    with pytest.raises(ConfigError) as info:
+        validate(_Doc, data, "f.yaml", lines)
+    assert [str(i) for i in info.value.issues] == [
+        "f.yaml:5: items[1].size: input should be greater than or equal to 0",
+        "f.yaml:6: items[1].mode: input should be 'a' or 'b'",
+        "f.yaml:7: items[1].extra: unknown field (expected one of mode, name, size)",
+        "f.yaml:9: level: input should be a valid integer",
+    ]
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_field_points_at_its_parent_and_prefix_is_kept() -> None:
+    data, lines = load_yaml_with_lines("outer:\n  items:\n    - size: 1\n")
+    with pytest.raises(ConfigError) as info:
+        validate(_Doc, data["outer"], "f.yaml", lines, prefix="outer")
+    assert [str(i) for i in info.value.issues] == [
+        "f.yaml:3: outer.items[0].name: required field missing"
+    ]
+
+
+def test_strict_types_and_bad_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_Doc, {"items": [{"name": 5, "size": "3"}], "labels": {1: "a"}}, "<t>")
+    messages = [str(i) for i in info.value.issues]
+    assert messages[0] == "<t>:1: items[0].name: input should be a valid string"
+    assert messages[1] == "<t>:1: items[0].size: input should be a valid integer"
+    assert messages[2].startswith("<t>:1: labels.1: key 1: input should be a valid string")
+
+
+def test_values_are_never_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_Doc, {"items": [{"name": "n", "size": "hunter2-secret"}]}, "<t>")
+    assert "hunter2" not in str(info.value)
+
+
+def test_subclass_and_plain_message() -> None:
+    class LoaderError(ConfigError):
+        pass
+
+    err = LoaderError.at("f.yaml", {"a.b": 4}, "a.b.c", "bad")
+    assert str(err) == "f.yaml:4: a.b.c: bad"
+    assert err.issues == [ConfigIssue("f.yaml", 4, "a.b.c", "bad")]
+    assert str(LoaderError("free text")) == "free text"
+    with pytest.raises(LoaderError):
+        validate(_Doc, {}, "<t>", error=LoaderError)
+
+
+def test_field_path_drops_pydantic_tags() -> None:
+    data = {"a": [{"b": 1}]}
+    assert field_path(data, ("a", 0, "function-after[x]", "b")) == ("a[0].b", "")
+    assert field_path(data, ("a", 0, "c")) == ("a[0].c", "")
+
+
+def test_read_yaml_file_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("a: 1\nb: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"x.yaml:3: \(file\): invalid YAML"):
+        read_yaml_file(path)
+    with pytest.raises(ConfigError, match=r"cannot read the file"):
+        read_yaml_file(tmp_path / "none.yaml")
+    path.write_text("a: 1\n", encoding="utf-8")
+    assert read_yaml_file(path) == ({"a": 1}, {"": 1, "a": 1})
