@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from quantrac.alerts import store
 from quantrac.alerts.service import AlertService
 from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
@@ -73,10 +74,10 @@ async def _open_alerts(conn: psycopg.AsyncConnection) -> list[tuple[str, int]]:
     exists = await (await conn.execute("SELECT to_regclass('alerts') IS NOT NULL")).fetchone()
     if not exists or not exists[0]:
         return []
-    cur = await conn.execute(
-        "SELECT kind, count(*) FROM alerts WHERE state <> 'resolved' GROUP BY kind ORDER BY kind"
-    )
-    return [(kind, n) for kind, n in await cur.fetchall()]
+    by_kind: dict[str, int] = {}
+    for (kind, _severity), n in (await store.open_alert_counts(conn)).items():
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    return sorted(by_kind.items())
 
 
 # Demo accounts only: the demo database is thrown away when the demo stops.

@@ -92,6 +92,14 @@ async def cancel_entry(conn: psycopg.AsyncConnection, entry_id: int, actor: str)
         raise WindowError(f"no log entry {entry_id} (or it is cancelled already)")
 
 
+async def entry_station(conn: psycopg.AsyncConnection, entry_id: int) -> str | None:
+    """The station a log entry belongs to, or None when there is no such entry."""
+    row = await (
+        await conn.execute("SELECT station_id FROM station_log WHERE id = %s", [entry_id])
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 async def windows_between(
     conn: psycopg.AsyncConnection,
     station_ids: Sequence[str] | None,

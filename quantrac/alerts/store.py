@@ -173,6 +173,15 @@ async def last_event_id(conn: psycopg.AsyncConnection) -> int:
     return int(row[0]) if row else 0
 
 
+async def open_alert_counts(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], int]:
+    """Alerts not resolved (open or acknowledged), by (kind, severity)."""
+    cur = await conn.execute(
+        "SELECT kind, severity, count(*) FROM alerts WHERE state <> 'resolved' "
+        "GROUP BY kind, severity"
+    )
+    return {(kind, severity): int(n) for kind, severity, n in await cur.fetchall()}
+
+
 async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
     return await apply_component_migrations(conn, "alerts_migrations", _MIGRATION_LOCK, MIGRATIONS)
 

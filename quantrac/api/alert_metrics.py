@@ -13,6 +13,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Gauge
 from psycopg_pool import AsyncConnectionPool
 
+from quantrac.alerts import store
 from quantrac.alerts.model import Kind, Severity
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,11 @@ class OpenAlertsGauge:
     async def refresh(self, pool: AsyncConnectionPool) -> None:
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT kind, severity, count(*) FROM alerts WHERE state <> 'resolved' "
-                    "GROUP BY kind, severity"
-                )
-                rows = await cur.fetchall()
+                counts = await store.open_alert_counts(conn)
         except psycopg.Error as exc:
             # The last figures stay; the database gauge of ingest says what is wrong.
             log.warning("open alerts not counted: %s", exc, extra={"event": "metrics"})
             return
-        counts = {(k, s): n for k, s, n in rows}
         for kind in Kind:
             for severity in Severity:
                 self.gauge.labels(kind.value, severity.value).set(

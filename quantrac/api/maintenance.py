@@ -80,10 +80,8 @@ async def add(
 @router.post("/log/{entry_id}/cancel", summary="Cancel a log entry (kept, marked)")
 async def cancel(ctx: Ctx, conn: Conn, user: Operator, entry_id: int) -> dict[str, Any]:
     if user.scope is not None:
-        row = await (
-            await conn.execute("SELECT station_id FROM station_log WHERE id = %s", [entry_id])
-        ).fetchone()
-        if row is None or not sees_station(ctx, user, row[0]):
+        station = await station_log.entry_station(conn, entry_id)
+        if station is None or not sees_station(ctx, user, station):
             raise ApiError(404, "not_found", f"no log entry {entry_id}")
     try:
         await station_log.cancel_entry(conn, entry_id, user.username)

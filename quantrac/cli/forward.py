@@ -55,11 +55,7 @@ async def cmd_forward(settings: Settings, args: argparse.Namespace) -> int:
         await service.upgrade(conn)
         await conn.commit()
         if args.status:
-            cur = await conn.execute(
-                "SELECT target, last_run_at, last_ok_at, last_error, files_sent FROM forward_state"
-                " ORDER BY target"
-            )
-            for name, run_at, ok_at, error, sent in await cur.fetchall():
+            for name, run_at, ok_at, error, sent in await service.target_states(conn):
                 state = "ok" if error is None else f"failing: {error}"
                 print(
                     f"{name}: {sent} file(s) sent; last run {run_at.isoformat()}, last success "

@@ -15,7 +15,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from itertools import pairwise
 from typing import Any
 
@@ -870,9 +870,3 @@ def check_station(
         origin=origin,
         origin_path=origin_path,
     )
-
-
-def received_span(report: Report) -> timedelta:
-    if report.first_received is None or report.last_received is None:
-        return timedelta(0)
-    return report.last_received - report.first_received

@@ -226,6 +226,17 @@ async def _record(
     return bool(row and row[0] > 1)
 
 
+async def target_states(
+    conn: psycopg.AsyncConnection,
+) -> list[tuple[str, datetime, datetime | None, str | None, int]]:
+    """Each target's (name, last run, last success, last error, files sent), by name."""
+    cur = await conn.execute(
+        "SELECT target, last_run_at, last_ok_at, last_error, files_sent FROM forward_state"
+        " ORDER BY target"
+    )
+    return [tuple(row) for row in await cur.fetchall()]
+
+
 async def _record_state(
     conn: psycopg.AsyncConnection,
     result: ForwardResult,

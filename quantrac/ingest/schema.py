@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 TIMESCALE = "timescaledb"
 POSTGRES = "postgresql"
-BACKENDS = ("auto", POSTGRES, TIMESCALE)
 
 # Two workers starting together must not both migrate.
 CORE = "ingest"  # the core's component name in schema_migrations

@@ -282,9 +282,3 @@ class IngestService:
         if self.mqtt is not None:
             await self.mqtt.stop()
         await cancel_and_wait(self._tasks)
-
-    async def wait_stopped(self) -> None:
-        await self._stop.wait()
-
-    def request_stop(self) -> None:
-        self._stop.set()

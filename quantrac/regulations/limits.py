@@ -35,7 +35,6 @@ from quantrac.regulations.tables import (
     range_text,
 )
 
-SOURCES = ("regulation", "permit")
 # A permit written by a person: a primary document unless it says otherwise.
 PERMIT_CONFIDENCE = "H"
 

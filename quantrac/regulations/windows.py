@@ -24,7 +24,6 @@ DEFAULT_MIN_COMPLETENESS = 0.75
 ONE_HOUR = "1h"
 EIGHT_HOURS = "8h"
 DAILY = "24h"
-AVERAGINGS = (ONE_HOUR, EIGHT_HOURS, DAILY)
 
 
 def hour_floor(moment: datetime) -> datetime:

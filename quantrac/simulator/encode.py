@@ -65,13 +65,6 @@ def tt10_file_name(station: Station, moment: datetime) -> str:
     return f"{prefix}_{format_timestamp(moment, station_clock(station))}.txt"
 
 
-def write_tt10_file(folder: Path, station: Station, moment: datetime, *, seed: int) -> Path:
-    return write_file_bytes(
-        folder / tt10_file_name(station, moment),
-        encode_message(station, moment, seed=seed, fmt="tt10"),
-    )
-
-
 def write_file_bytes(path: Path, content: bytes) -> Path:
     # Write aside then rename, so a watcher polling the folder never reads half a file.
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -203,14 +203,6 @@ def convert(value: float, reference_unit: str, unit: Unit) -> float:
     return value * factor / unit.factor
 
 
-def parameter_value(
-    kind: str, code: str, unit: Unit, moment: datetime, rng: random.Random
-) -> float:
-    """One parameter's value in ``unit``; runs the whole kind model (values are correlated)."""
-    value, reference = kind_values(kind, moment, rng)[code]
-    return round_sensibly(convert(value, reference, unit))
-
-
 @lru_cache(maxsize=4096)
 def _day_level(seed: int, station_id: str, local_day: int) -> float:
     # Some days are dirtier than others (weather, production); stable for a station and day.
