@@ -1,8 +1,12 @@
 """Notification channels against real servers: Mosquitto, a local HTTP server, a local SMTP
-server (aiosmtpd). Backoffs are tiny; every wait is for an event, not for a duration."""
+server (aiosmtpd). Backoffs are tiny; every wait is for an event, not for a duration. Delivery
+from the alert_events table (the outbox) has its own tests; here each channel is driven by a
+small in-test sender that counts outcomes like the outbox."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
 import json
@@ -23,10 +27,11 @@ from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
 from quantrac.alerts.notify import (
     EmailChannel,
     MqttChannel,
-    Notifier,
+    NotifyMetrics,
     Outcome,
     Route,
     WebhookChannel,
+    route,
     verify_signature,
 )
 from quantrac.core.settings import MqttEndpoint, parse_mqtt_url
@@ -174,8 +179,60 @@ def webhook(name: str, url: str, **options: Any) -> WebhookChannel:
     return WebhookChannel(name, url, SECRET, **values)
 
 
-async def started(channels: list[Any], routes: list[Route]) -> Notifier:
-    notifier = Notifier(channels, routes, CollectorRegistry())
+class Sender:
+    """Sends each routed event on every channel, one task per channel so that a stuck channel
+    holds back only its own events; counts outcomes like the outbox (sent, failed, retried)."""
+
+    def __init__(self, channels: list[Any], routes: list[Route]) -> None:
+        self.channels = {c.name: c for c in channels}
+        self.routes = routes
+        self.metrics = NotifyMetrics(CollectorRegistry())
+        self.queues: dict[str, asyncio.Queue[AlertEvent]] = {
+            name: asyncio.Queue() for name in self.channels
+        }
+        self.tasks: list[asyncio.Task[None]] = []
+        for name, channel in self.channels.items():
+            channel.on_retry = lambda *_, n=name: self.metrics.count(n, Outcome.RETRIED)
+
+    async def start(self) -> None:
+        for name, channel in self.channels.items():
+            with contextlib.suppress(Exception):  # a failed start fails its sends, counted
+                await channel.start()
+            self.tasks.append(asyncio.create_task(self._run(name)))
+
+    async def _run(self, name: str) -> None:
+        queue = self.queues[name]
+        while True:
+            event = await queue.get()
+            try:
+                await self.channels[name].send(event)
+            except Exception:
+                self.metrics.count(name, Outcome.FAILED)
+            else:
+                self.metrics.count(name, Outcome.SENT)
+            finally:
+                queue.task_done()
+
+    def publish(self, event: AlertEvent) -> list[str]:
+        names = route(event, self.routes)
+        for name in names:
+            self.queues[name].put_nowait(event)
+        return names
+
+    async def drain(self, timeout: float) -> bool:
+        await asyncio.wait_for(asyncio.gather(*(q.join() for q in self.queues.values())), timeout)
+        return True
+
+    async def close(self, timeout: float) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for channel in self.channels.values():
+            await asyncio.wait_for(channel.close(), timeout)
+
+
+async def started(channels: list[Any], routes: list[Route]) -> Sender:
+    notifier = Sender(channels, routes)
     await notifier.start()
     return notifier
 
@@ -292,7 +349,6 @@ async def test_a_stuck_channel_never_blocks_publish_or_other_channels(
         # All three reached the live receiver while the stuck one still holds event 1.
         metrics = notifier.metrics
         assert metrics.outcome("stuck", Outcome.SENT) + metrics.outcome("stuck", "failed") == 0
-        assert metrics.value("quantrac_notification_queue_length", channel="stuck") == 2
         holding_server.release()  # from now on it hangs up: every attempt fails
         assert await notifier.drain(30)
     finally:

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
 from quantrac.alerts.notify import (
@@ -24,14 +23,12 @@ from quantrac.alerts.notify import (
     EscalationRule,
     MqttChannel,
     NotificationConfigError,
-    Notifier,
     OpenAlert,
-    Outcome,
     RetryPolicy,
     Route,
     WebhookChannel,
+    build_channels,
     build_message,
-    build_notifier,
     deliver_with_retries,
     due_escalations,
     email_subject,
@@ -113,68 +110,6 @@ def test_routes_match_on_every_given_filter_and_name_each_channel_once() -> None
     assert route(resolved, routes) == ["mqtt"]
 
 
-async def test_publish_routes_and_explicit_channels_bypass_routing() -> None:
-    a, b = Recorder("a"), Recorder("b")
-    notifier = Notifier([a, b], [Route(("a",))], CollectorRegistry())
-    await notifier.start()
-    assert notifier.publish(make_event()) == ["a"]
-    escalated = make_event(event_id=102, event=EventType.ESCALATED)
-    assert notifier.publish(escalated, channels=["b", "nonexistent"]) == ["b"]
-    assert await notifier.close(5)
-    assert [e.event_id for e in a.sent] == [101]
-    assert [e.event_id for e in b.sent] == [102]
-    assert a.closed and b.closed
-    assert notifier.metrics.outcome("a", Outcome.SENT) == 1
-    assert notifier.metrics.outcome("b", Outcome.SENT) == 1
-
-
-async def test_failing_channel_is_counted_and_does_not_hold_up_the_others() -> None:
-    bad, good = Recorder("bad", fail=True), Recorder("good")
-    notifier = Notifier([bad, good], [Route(("bad", "good"))], CollectorRegistry())
-    await notifier.start()
-    for event_id in range(3):
-        notifier.publish(make_event(event_id=event_id))
-    await notifier.close(5)
-    assert len(good.sent) == 3
-    assert notifier.metrics.outcome("bad", Outcome.FAILED) == 3
-    assert notifier.metrics.outcome("good", Outcome.FAILED) == 0
-
-
-async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
-    slow = Recorder("slow")
-    slow.gate = asyncio.Event()
-    notifier = Notifier([slow], [Route(("slow",))], CollectorRegistry(), queue_size=2)
-    await notifier.start()
-    notifier.publish(make_event(event_id=1))
-    while notifier.metrics.value("quantrac_notification_queue_length", channel="slow"):
-        await asyncio.sleep(0)  # until the worker has taken event 1 and waits at the gate
-    for event_id in (2, 3, 4):
-        notifier.publish(make_event(event_id=event_id))
-    assert notifier.metrics.outcome("slow", Outcome.DROPPED) == 1  # event 2
-    assert notifier.metrics.value("quantrac_notification_queue_length", channel="slow") == 2
-    slow.gate.set()
-    assert await notifier.close(5)
-    assert [e.event_id for e in slow.sent] == [1, 3, 4]
-
-
-async def test_close_drops_and_counts_what_could_not_be_sent_in_time() -> None:
-    stuck = Recorder("stuck")
-    stuck.gate = asyncio.Event()  # never opened
-    notifier = Notifier([stuck], [Route(("stuck",))], CollectorRegistry())
-    await notifier.start()
-    for event_id in (1, 2, 3):
-        notifier.publish(make_event(event_id=event_id))
-    assert not await notifier.close(timeout=0.05)
-    # One interrupted in the middle of its send, two never attempted.
-    assert notifier.metrics.outcome("stuck", Outcome.DROPPED) == 3
-    assert notifier.publish(make_event()) == []
-
-
-def test_notifier_rejects_routes_to_unknown_channels() -> None:
-    with pytest.raises(ValueError, match="unknown channels"):
-        Notifier([Recorder("a")], [Route(("b",))], CollectorRegistry())
-
-
 # --- escalation --------------------------------------------------------------------------
 
 RULES = [
@@ -254,14 +189,14 @@ def test_example_configuration_parses_and_builds() -> None:
     )
     endpoint = MqttEndpoint("127.0.0.1", 1883, False, None, None)
     env = {"QUANTRAC_WEBHOOK_SECRET": "s3cret", "QUANTRAC_SMTP_PASSWORD": "pw"}
-    notifier = build_notifier(config, endpoint, CollectorRegistry(), environ=env)
-    assert notifier.channel_names == ["ioc-mqtt", "ioc-webhook", "duty-email"]
-    assert isinstance(notifier.channel("ioc-mqtt"), MqttChannel)
-    hook = notifier.channel("ioc-webhook")
+    channels = {c.name: c for c in build_channels(config, endpoint, environ=env)}
+    assert list(channels) == ["ioc-mqtt", "ioc-webhook", "duty-email"]
+    assert isinstance(channels["ioc-mqtt"], MqttChannel)
+    hook = channels["ioc-webhook"]
     assert isinstance(hook, WebhookChannel)
     assert hook.policy.max_attempts == 5
     assert "s3cret" not in repr(hook) and "s3cret" not in repr(config)
-    mail = notifier.channel("duty-email")
+    mail = channels["duty-email"]
     assert isinstance(mail, EmailChannel)
     assert (mail.port, mail.security.value, mail.lang) == (587, "starttls", "vi")
 
@@ -270,7 +205,20 @@ def test_missing_environment_variable_names_channel_and_variable() -> None:
     config = parse_notification_config(example(), "alerts.yaml")
     endpoint = MqttEndpoint("127.0.0.1", 1883, False, None, None)
     with pytest.raises(NotificationConfigError, match=r"'ioc-webhook'.*QUANTRAC_WEBHOOK_SECRET"):
-        build_notifier(config, endpoint, CollectorRegistry(), environ={})
+        build_channels(config, endpoint, environ={})
+
+
+def test_queue_size_of_older_files_still_loads_with_a_deprecation_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = {**example(), "queue_size": 500}
+    with caplog.at_level("WARNING", logger="quantrac.alerts.notify.config"):
+        config = parse_notification_config(data, "old-alerts.yaml")
+    assert config == parse_notification_config(example(), "old-alerts.yaml")
+    (record,) = caplog.records
+    assert "old-alerts.yaml" in record.getMessage()
+    assert "queue_size is deprecated and ignored" in record.getMessage()
+    assert record.__dict__["event"] == "notification_config_deprecated"
 
 
 def test_empty_or_absent_section_means_no_notifications() -> None:
@@ -478,10 +426,11 @@ async def test_webhook_retries_5xx_counts_retries_and_signs_every_attempt() -> N
         rand=lambda: 0.0,
         transport=httpx.MockTransport(handler),
     )
-    notifier = Notifier([hook], [Route(("hook",))], CollectorRegistry())
-    await notifier.start()
-    notifier.publish(make_event())
-    await notifier.close(5)
+    retries: list[int] = []
+    hook.on_retry = lambda attempt, error, delay_s: retries.append(attempt)
+    await hook.start()
+    await hook.send(make_event())
+    await hook.close()
     assert len(seen) == 3 and waits == [0.5, 1.0]
     for request in seen:
         assert request.headers["X-Quantrac-Event"] == "opened"
@@ -489,8 +438,7 @@ async def test_webhook_retries_5xx_counts_retries_and_signs_every_attempt() -> N
         assert verify_signature(
             request.content, "topsecret", request.headers["X-Quantrac-Signature"]
         )
-    assert notifier.metrics.outcome("hook", Outcome.RETRIED) == 2
-    assert notifier.metrics.outcome("hook", Outcome.SENT) == 1
+    assert retries == [1, 2]  # the hook the outbox counts as quantrac_notifications_total
 
 
 async def test_webhook_does_not_retry_a_client_error() -> None:

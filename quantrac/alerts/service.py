@@ -42,8 +42,8 @@ from quantrac.alerts.maintenance import mark_historical_outputs
 from quantrac.alerts.model import AlertEvent, EventType
 from quantrac.alerts.notify import (
     EscalationRule,
-    Notifier,
-    build_notifier,
+    NotifyMetrics,
+    build_channels,
     due_escalations,
     parse_notification_config,
 )
@@ -137,7 +137,6 @@ class AlertService:
         self.regulations: RegulationCatalog | None = None
         self.engine: Engine | None = None
         self.pool: AsyncConnectionPool | None = None
-        self.notifier: Notifier | None = None
         self.outbox: DeliveryOutbox | None = None
         self.aqi: AqiTracker | None = None
         self.escalation_rules: tuple[EscalationRule, ...] = ()
@@ -240,10 +239,9 @@ class AlertService:
             self.config.notifications, self.config.source
         )
         self.escalation_rules = notification_config.escalations
-        self.notifier = build_notifier(
+        channels = build_channels(
             notification_config,
             s.mqtt,
-            self.metrics_registry,
             mqtt_client_id=f"{s.mqtt_client_id}-notify",
             mqtt_ca_file=s.mqtt_ca_file,
             mqtt_protocol=s.mqtt_protocol,
@@ -251,9 +249,9 @@ class AlertService:
         self.outbox = DeliveryOutbox(
             self.pool,
             s.database_url,
-            [self.notifier.channel(n) for n in self.notifier.channel_names],
-            self.notifier.routes,
-            self.notifier.metrics,
+            channels,
+            notification_config.routes,
+            NotifyMetrics(self.metrics_registry),
             self.station_names,
             owner=self.owner,
             lease_s=s.alerts_lease_s,

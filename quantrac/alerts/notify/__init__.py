@@ -1,8 +1,9 @@
 """Alert notifications: MQTT, signed webhooks and e-mail, routed, retried and escalated.
 
 See docs/notifications.md. The pieces: ``base`` (Channel protocol, retries), one module per
-channel (``mqtt``, ``webhook``, ``mail``), ``notifier`` (routing, queues, metrics),
-``escalation`` (pure due-logic) and ``config`` (the ``notifications:`` section).
+channel (``mqtt``, ``webhook``, ``mail``), ``notifier`` (routing, metrics), ``outbox``
+(delivery from ``alert_events`` by cursor), ``escalation`` (pure due-logic) and ``config``
+(the ``notifications:`` section).
 """
 
 from quantrac.alerts.notify.base import (
@@ -18,7 +19,7 @@ from quantrac.alerts.notify.config import (
     NotificationConfig,
     NotificationConfigError,
     WebhookChannelConfig,
-    build_notifier,
+    build_channels,
     parse_notification_config,
 )
 from quantrac.alerts.notify.escalation import (
@@ -36,7 +37,7 @@ from quantrac.alerts.notify.mail import (
     email_subject,
 )
 from quantrac.alerts.notify.mqtt import MqttChannel
-from quantrac.alerts.notify.notifier import Notifier, NotifyMetrics, Outcome, Route, route
+from quantrac.alerts.notify.notifier import NotifyMetrics, Outcome, Route, route
 from quantrac.alerts.notify.webhook import WebhookChannel, sign, verify_signature
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "MqttChannelConfig",
     "NotificationConfig",
     "NotificationConfigError",
-    "Notifier",
     "NotifyMetrics",
     "OpenAlert",
     "Outcome",
@@ -59,8 +59,8 @@ __all__ = [
     "Security",
     "WebhookChannel",
     "WebhookChannelConfig",
+    "build_channels",
     "build_message",
-    "build_notifier",
     "deliver_with_retries",
     "due_escalations",
     "email_body",

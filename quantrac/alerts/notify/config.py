@@ -6,6 +6,7 @@ contain ``${ENV_VAR}`` references, resolved from the environment when the notifi
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,17 +15,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry
-
 from quantrac.alerts.model import EventType, Kind, Severity
 from quantrac.alerts.notify.base import Channel
 from quantrac.alerts.notify.escalation import EscalationRule
 from quantrac.alerts.notify.mail import DEFAULT_PORTS, EmailChannel, Security
 from quantrac.alerts.notify.mqtt import MqttChannel
-from quantrac.alerts.notify.notifier import DEFAULT_QUEUE_SIZE, Notifier, Route
+from quantrac.alerts.notify.notifier import Route
 from quantrac.alerts.notify.webhook import WebhookChannel
 from quantrac.core.i18n import LANGUAGES
 from quantrac.core.settings import MqttEndpoint
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -80,7 +81,6 @@ class NotificationConfig:
     channels: tuple[ChannelConfig, ...] = ()
     routes: tuple[Route, ...] = ()
     escalations: tuple[EscalationRule, ...] = ()
-    queue_size: int = DEFAULT_QUEUE_SIZE
 
 
 class _Fields:
@@ -293,9 +293,7 @@ def parse_notification_config(data: Any, source: str) -> NotificationConfig:
     """
     if data is None:
         return NotificationConfig()
-    top = _Fields(
-        data, "notifications", source, {"channels", "routes", "escalations", "queue_size"}
-    )
+    _Fields(data, "notifications", source, {"channels", "routes", "escalations", "queue_size"})
     channels: dict[str, ChannelConfig] = {}
     for index, item in enumerate(_list(data, "channels", source)):
         channel = _channel(item, f"notifications.channels[{index}]", source)
@@ -353,10 +351,16 @@ def parse_notification_config(data: Any, source: str) -> NotificationConfig:
             )
         )
 
-    queue_size = top.integer("queue_size", DEFAULT_QUEUE_SIZE, high=1_000_000)
-    return NotificationConfig(
-        tuple(channels.values()), tuple(routes), tuple(escalations), queue_size
-    )
+    if "queue_size" in data:
+        # The in-memory queues it sized are gone (the outbox delivers from alert_events); an
+        # older file still loads, and says once what to do.
+        log.warning(
+            "%s: notifications.queue_size is deprecated and ignored: events wait in the "
+            "alert_events table until delivered; remove the key",
+            source,
+            extra={"event": "notification_config_deprecated", "field": "queue_size"},
+        )
+    return NotificationConfig(tuple(channels.values()), tuple(routes), tuple(escalations))
 
 
 def resolve_env(value: str, field_name: str, environ: Mapping[str, str]) -> str:
@@ -373,17 +377,16 @@ def resolve_env(value: str, field_name: str, environ: Mapping[str, str]) -> str:
     return _ENV_REF.sub(substitute, value)
 
 
-def build_notifier(
+def build_channels(
     config: NotificationConfig,
     mqtt_endpoint: MqttEndpoint | None,
-    registry: CollectorRegistry,
     *,
     environ: Mapping[str, str] | None = None,
     mqtt_client_id: str | None = None,
     mqtt_ca_file: Path | None = None,
     mqtt_protocol: str = "5",
-) -> Notifier:
-    """Channels and notifier for ``config``; call ``await notifier.start()`` to begin sending.
+) -> list[Channel]:
+    """The channels of ``config`` (credentials resolved), for the delivery outbox.
 
     ``mqtt_endpoint`` is the service's broker (``settings.mqtt``); None only if no channel is
     of type mqtt.
@@ -428,7 +431,7 @@ def build_notifier(
             )
         else:
             channels.append(build_email_channel(spec, env))
-    return Notifier(channels, config.routes, registry, queue_size=config.queue_size)
+    return channels
 
 
 def build_email_channel(

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from quantrac.alerts import store as alert_store
 from quantrac.alerts.model import AlertEvent, EventType
-from quantrac.alerts.notify.base import Channel, DeliveryError
+from quantrac.alerts.notify.base import Channel, DeliveryError, ReportsRetries, RetryHook
 from quantrac.alerts.notify.notifier import NotifyMetrics, Outcome, Route, route
 from quantrac.ingest import stream
 
@@ -79,6 +79,25 @@ class DeliveryOutbox:
         self.wakeup = stream.Wakeup(database_url, alert_store.EVENTS_CHANNEL)
         self.held: dict[str, int] = {}  # cursor name → position, for the channels leased here
         self._tasks: list[asyncio.Task[None]] = []
+        for channel in channels:
+            if isinstance(channel, ReportsRetries):
+                channel.on_retry = self._retry_hook(channel.name)
+
+    def _retry_hook(self, name: str) -> RetryHook:
+        """Counts a channel's own quick retries inside one send, like the outbox's own."""
+
+        def on_retry(attempt: int, error: DeliveryError, delay_s: float) -> None:
+            self.metrics.count(name, Outcome.RETRIED)
+            log.info(
+                "notification attempt %d on %s failed (%s); retrying in %.1f s",
+                attempt,
+                name,
+                error,
+                delay_s,
+                extra={"event": "notification_retry", "channel": name, "attempt": attempt},
+            )
+
+        return on_retry
 
     async def start(self) -> None:
         if not self.channels:
