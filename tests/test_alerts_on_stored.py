@@ -227,6 +227,12 @@ async def _value(value: Any) -> Any:
     return value
 
 
+async def _when(report: Any, test: Any) -> Any:
+    """The awaited report if ``test`` holds for it, else None (for wait_until)."""
+    value = await report
+    return value if test(value) else None
+
+
 def alerts_process(settings: Any, alerts_file: Path | None, client_id: str) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -414,3 +420,77 @@ async def _redelivered(drop: Path, ingest: IngestService, done: Path, name: str)
     (drop / name).write_bytes(done.read_bytes())
     [outcome] = await ingest_folder(drop, ingest.receiver)
     return outcome
+
+
+async def test_a_failing_consumer_never_blocks_storage_and_is_retried_from_its_cursor(
+    make_settings: Any, servers: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`quantrac run` in process: while the alert engine raises on every batch, readings are
+    stored all the same, the lag gauge rises and /healthz says degraded; once the fault is gone
+    the batch is judged from the cursor (its alert raised once) and health recovers."""
+    import httpx
+
+    from quantrac.alerts import service as alert_service
+    from quantrac.app import App
+
+    broken = True
+    real = alert_service.mark_historical_outputs
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if broken:
+            raise RuntimeError("injected consumer fault")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(alert_service, "mark_historical_outputs", failing)
+    port = free_port()
+    app = App(
+        make_settings(http_port=port, alerts_tick_s=3600, alerts_lease_s=1.5, alerts_max_lag_s=0.5)
+    )
+    await app.start()
+    base = f"http://127.0.0.1:{port}"
+
+    async def health() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            answer = await client.get("/healthz")
+            return dict(answer.json())
+
+    async def lag_batches() -> float:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            text = (await client.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("quantrac_alerts_lag_batches "):
+                return float(line.split()[1])
+        raise AssertionError("quantrac_alerts_lag_batches not in /metrics")
+
+    try:
+        assert app.service.mqtt is not None and app.alerts is not None
+        await asyncio.wait_for(app.service.mqtt.connected.wait(), 10)
+        pub = await publisher(servers.mqtt_url)
+        pub.publish("stations/WW1/data", message("WW1", cod_hour(an_hour_ago(), 150.0)), qos=1)
+        await pub.disconnect()
+        await wait_until(
+            lambda: holds(database_url, "SELECT count(*) = 12 FROM readings"), timeout=20
+        )
+        registry = app.service.metrics.registry
+        await wait_until(
+            lambda: _value(registry.get_sample_value("quantrac_alerts_errors_total")), timeout=20
+        )
+        assert await wait_until(lag_batches, timeout=20) >= 1
+        degraded = await wait_until(
+            lambda: _when(health(), lambda r: r["alerts_lagging"]), timeout=20
+        )
+        assert not await judged(database_url)
+        assert await alert_kinds(database_url) == set()
+        broken = False
+        await wait_until(lambda: judged(database_url), timeout=30)
+        recovered = await wait_until(
+            lambda: _when(health(), lambda r: not r["alerts_lagging"]), timeout=20
+        )
+        assert await lag_batches() == 0
+    finally:
+        await app.stop()
+    assert await alert_kinds(database_url) == {("exceedance", "COD")}
+    assert degraded["status"] == "degraded" and degraded["alerts_lagging"] is True
+    assert recovered["status"] == "ok" and recovered["alerts_lagging"] is False
+    rows = await fetch(database_url, "SELECT count(*) FROM alerts WHERE station_id = 'WW1'")
+    assert rows[0][0] == 1
