@@ -72,6 +72,10 @@ class MqttInput:
         self.endpoint = settings.mqtt
         self.generation = 0
         self.connected = asyncio.Event()
+        # Set when the broker has acknowledged this connection's subscription (SUBACK): only
+        # from then on are messages routed to us (a `$share` one is not restored by Mosquitto
+        # after a broker restart, so every connection subscribes again).
+        self.subscribed = asyncio.Event()
         self._closing = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._ack_gate = asyncio.Lock()
@@ -91,6 +95,7 @@ class MqttInput:
         reconnect_forever(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -154,10 +159,14 @@ class MqttInput:
             },
         )
 
+    def _on_subscribe(self, client: Client, mid: int, qos: Any, properties: Any) -> None:
+        self.subscribed.set()
+
     def _on_disconnect(self, client: Client, packet: Any, exc: BaseException | None = None) -> None:
         self.generation += 1
         self.metrics.broker_up.set(0)
         self.connected.clear()
+        self.subscribed.clear()
         if self._closing:
             return
         delay = back_off(client)
