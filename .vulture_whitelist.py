@@ -17,7 +17,7 @@ aqi_current, aqi_history, create_user, change_user, registry_file, replace_regis
 Inspector  # FastAPI dependency alias (Annotated), used in route signatures
 
 # gmqtt callbacks assigned on the client and their positional arguments.
-_.on_connect, _.on_disconnect, rc, packet, props
+_.on_connect, _.on_disconnect, _.on_subscribe, rc, packet, props
 
 # Read by other code through attributes set on objects vulture cannot follow.
 _.caught_up  # alert service readiness, read by /healthz and tests
