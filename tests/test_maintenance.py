@@ -378,9 +378,9 @@ async def test_the_alert_service_skips_planned_faults_and_marks_backfill_histori
         ]
         opened = [e for e in await svc.process("WW1", backlog, now) if e.kind is Kind.EXCEEDANCE]
         assert opened and all(e.details.get("historical") for e in opened)
-        assert svc.notifier is not None
-        assert all(targets(e, svc.notifier.routes) == [] for e in opened)
-        assert targets(events[0], svc.notifier.routes) != []  # a live alert still goes out
+        assert svc.outbox is not None
+        assert all(targets(e, svc.outbox.routes) == [] for e in opened)
+        assert targets(events[0], svc.outbox.routes) != []  # a live alert still goes out
     finally:
         await svc.stop()
 
