@@ -14,7 +14,7 @@ import pytest
 
 from quantrac.alerts.service import AlertService
 from quantrac.api.app import ApiService, FileRegistry, build_api
-from quantrac.api.users import add_user
+from quantrac.api.users import add_user, set_disabled
 from quantrac.core.catalog import load_catalog
 from quantrac.core.contract import Reading, Status
 from quantrac.ingest.service import IngestService
@@ -145,6 +145,82 @@ async def test_operator_acknowledges_and_resolves_inspector_may_not(
     audit = await fetch(database_url, "SELECT actor, action, target FROM audit_log ORDER BY id")
     assert ("op", "alert.acknowledged", f"alert:{alert_id}") in audit
     assert ("op", "alert.resolved", f"alert:{alert_id}") in audit
+
+
+async def test_operator_assigns_an_alert_to_a_user_inspector_may_not(
+    api: Any, database_url: str
+) -> None:
+    client, settings, _ = api
+    alert_id = await an_open_exceedance(settings)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await add_user(conn, "op2", "operator", PASSWORD, "Lê Văn Hai")
+        await set_disabled(conn, await add_user(conn, "op-off", "operator", PASSWORD, ""), True)
+    inspector = await login(client, "insp")
+    operator = await login(client, "op")
+
+    # Who it can go to: enabled users who may act on alerts (not the inspector, not op-off).
+    refused = await client.get(f"/api/v1/alerts/{alert_id}/assignees", headers=inspector)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    listed = (await client.get(f"/api/v1/alerts/{alert_id}/assignees", headers=operator)).json()
+    assert [(u["username"], u["display_name"]) for u in listed["items"]] == [
+        ("op", "Người dùng op"),
+        ("op2", "Lê Văn Hai"),
+        ("root", "Người dùng root"),
+    ]
+
+    body = {"assignee": "op2", "note": "anh Hai ra trạm kiểm tra"}
+    refused = await client.post(f"/api/v1/alerts/{alert_id}/assign", headers=inspector, json=body)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    for nobody in ("insp", "op-off", "không-có"):
+        bad = await client.post(
+            f"/api/v1/alerts/{alert_id}/assign", headers=operator, json={"assignee": nobody}
+        )
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_assignee"
+    missing = await client.post("/api/v1/alerts/999999/assign", headers=operator, json=body)
+    assert missing.status_code == 404
+
+    given = await client.post(f"/api/v1/alerts/{alert_id}/assign", headers=operator, json=body)
+    assert given.status_code == 200, given.text
+    event = given.json()
+    assert (event["event"], event["actor"], event["note"]) == (
+        "assigned",
+        "op",
+        "anh Hai ra trạm kiểm tra",
+    )
+    assert event["details"]["assignee"] == "op2" and event["state"] == "open"
+    again = await client.post(f"/api/v1/alerts/{alert_id}/assign", headers=operator, json=body)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_assigned"
+    moved = await client.post(
+        f"/api/v1/alerts/{alert_id}/assign", headers=operator, json={"assignee": "root"}
+    )
+    assert moved.json()["details"]["previous_assignee"] == "op2"
+
+    # The alert row says who has it; the trail has one row per assignment, who, to whom, when.
+    detail = (await client.get(f"/api/v1/alerts/{alert_id}", headers=inspector)).json()
+    assert (detail["assigned_to"], detail["assigned_by"]) == ("root", "op")
+    assert detail["assigned_at"] == moved.json()["at"]
+    rows = await fetch(
+        database_url,
+        "SELECT event, actor, details->>'assignee', at IS NOT NULL, state FROM alert_events "
+        "WHERE alert_id = %s ORDER BY id",
+        [alert_id],
+    )
+    assert rows == [
+        ("opened", None, None, True, "open"),
+        ("assigned", "op", "op2", True, "open"),
+        ("assigned", "op", "root", True, "open"),
+    ]
+    listed = (await client.get("/api/v1/alerts?state=open", headers=inspector)).json()
+    assert listed["items"][0]["assigned_to"] == "root"
+    audit = await fetch(database_url, "SELECT actor, action, target FROM audit_log ORDER BY id")
+    assert ("op", "alert.assigned", f"alert:{alert_id}") in audit
+
+    # A resolved alert is no one's to take any more.
+    await client.post(f"/api/v1/alerts/{alert_id}/resolve", headers=operator, json={"note": "xong"})
+    late = await client.post(
+        f"/api/v1/alerts/{alert_id}/assign", headers=operator, json={"assignee": "op2"}
+    )
+    assert late.status_code == 409 and late.json()["error"]["code"] == "conflict"
 
 
 async def test_bad_parameters_get_the_one_error_shape(api: Any) -> None:

@@ -59,7 +59,7 @@ FAMILIES = {
     "board.level.{}": ["ok", "near", "over"],
     "board.limit_source.{}": ["regulation", "permit"],
     "board.act.{}": ["acknowledge", "resolve"],
-    "board.act.{}_title": ["acknowledge", "resolve"],
+    "board.act.{}_title": ["acknowledge", "resolve", "assign"],
     "board.chart.title_{}": ["24h", "7d"],
     "board.chart.span_{}": ["24h", "7d"],
     "aqi.category.{}": list(js_mapping("AQI_COLOURS")),

@@ -40,6 +40,7 @@ class EventType(enum.StrEnum):
     AUTO_RESOLVED = "auto_resolved"  # the condition cleared (after hysteresis)
     ESCALATED = "escalated"  # not acknowledged in time: sent to another channel
     NOTED = "noted"  # a person added a note
+    ASSIGNED = "assigned"  # a person gave the alert to a user (details: assignee)
     REVISED = "revised"  # late readings changed the evidence of the window that raised it
 
 
@@ -62,7 +63,7 @@ class AlertEvent:
     state: State
     at: datetime  # when the transition happened (server time, UTC)
     opened_at: datetime
-    actor: str | None = None  # the user who acknowledged/resolved; None for the engine
+    actor: str | None = None  # the user who acknowledged/resolved/assigned; None for the engine
     note: str | None = None
     # Kind-specific evidence: value, limit, multiple, averaging, window_start, window_end,
     # regulation, column, band, completeness, count, maximum ...

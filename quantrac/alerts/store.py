@@ -115,10 +115,19 @@ async def _v3_events_outbox(conn: psycopg.AsyncConnection) -> None:
     """)
 
 
+async def _v4_assignee(conn: psycopg.AsyncConnection) -> None:
+    # Who an open alert is given to (issue 13): the summary of its newest ``assigned`` event.
+    await conn.execute("""
+        ALTER TABLE alerts ADD COLUMN assigned_to text, ADD COLUMN assigned_at timestamptz,
+            ADD COLUMN assigned_by text;
+    """)
+
+
 MIGRATIONS = [
     (1, "alerts, alert events, exceedance episodes, hourly AQI", _v1),
     (2, "partial index of readings with status 01/02 (reports)", _v2_readings_not_valid),
     (3, "alert events carry their state and severity (notification outbox)", _v3_events_outbox),
+    (4, "alerts carry their assignee (who, by whom, when)", _v4_assignee),
 ]
 
 # NOTIFY channel woken by every committed alert event.
@@ -188,6 +197,10 @@ async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class AlreadyAssigned(ValueError):
+    """The alert is already given to that user: nothing to record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +408,48 @@ class AlertStore:
             t = Transition(Change.UPDATE, Kind(kind), station_id, param, now, None, {})
             return await self._event(
                 alert_id, action, t, Severity(severity), State(state), opened_at, now, actor, note
+            )
+
+    async def assign(
+        self, alert_id: int, actor: str, assignee: str, note: str | None, now: datetime
+    ) -> AlertEvent:
+        """A person gives an alert not yet resolved to ``assignee`` (a user the caller has
+        checked). Raises LookupError (no such alert) or ValueError (resolved, or already
+        assigned to that user)."""
+        async with self.conn.transaction():
+            await lock_events(self.conn)
+            cur = await self.conn.execute(
+                "SELECT station_id, param, kind, severity, state, opened_at, assigned_to "
+                "FROM alerts WHERE id = %s FOR UPDATE",
+                [alert_id],
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise LookupError(f"no alert {alert_id}")
+            station_id, param, kind, severity, state, opened_at, assigned_to = row
+            if state == State.RESOLVED.value:
+                raise ValueError(f"alert {alert_id} is already resolved")
+            if assigned_to == assignee:
+                raise AlreadyAssigned(f"alert {alert_id} is already assigned to {assignee}")
+            await self.conn.execute(
+                "UPDATE alerts SET assigned_to = %s, assigned_at = %s, assigned_by = %s, "
+                "updated_at = %s WHERE id = %s",
+                [assignee, now, actor, now, alert_id],
+            )
+            details: dict[str, Any] = {"assignee": assignee}
+            if assigned_to:
+                details["previous_assignee"] = assigned_to
+            t = Transition(Change.UPDATE, Kind(kind), station_id, param, now, None, details)
+            return await self._event(
+                alert_id,
+                EventType.ASSIGNED,
+                t,
+                Severity(severity),
+                State(state),
+                opened_at,
+                now,
+                actor,
+                note,
             )
 
     async def record_escalation(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from quantrac.alerts import station_log
 from quantrac.alerts.choices import design_choices
 from quantrac.alerts.model import EventType, Kind, Severity, State
-from quantrac.alerts.store import AlertStore
+from quantrac.alerts.store import AlertStore, AlreadyAssigned
 from quantrac.api.deps import (
     Admin,
     ApiError,
@@ -121,6 +121,11 @@ class UserChange(BaseModel):
 
 
 class Note(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Assignment(BaseModel):
+    assignee: str = Field(max_length=64, description="the username the alert is given to")
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -523,7 +528,8 @@ async def readings(
 _ALERT_COLUMNS = (
     "a.id, a.station_id, a.param, a.kind, a.severity, a.state, a.opened_at, a.updated_at, "
     "a.first_data_at, a.last_data_at, a.count, a.last_value, a.max_value, a.details, "
-    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.resolution, a.note"
+    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.resolution, a.note, "
+    "a.assigned_to, a.assigned_at, a.assigned_by"
 )
 
 
@@ -688,15 +694,23 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     return item
 
 
+async def _alert_station(ctx: Ctx, conn: Conn, user: User, alert_id: int) -> str | None:
+    """The station of an alert this user may see; 404 otherwise (None: not looked up, for a
+    user who sees every station)."""
+    if user.scope is None:
+        return None
+    row = await (
+        await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
+    ).fetchone()
+    if row is None or not sees_station(ctx, user, row[0]):
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    return str(row[0])
+
+
 async def _act(
     ctx: Ctx, conn: Conn, user: User, alert_id: int, action: EventType, note: str | None
 ) -> dict[str, Any]:
-    if user.scope is not None:
-        row = await (
-            await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
-        ).fetchone()
-        if row is None or not sees_station(ctx, user, row[0]):
-            raise ApiError(404, "not_found", f"no alert {alert_id}")
+    await _alert_station(ctx, conn, user, alert_id)
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     store = AlertStore(conn, names)
     try:
@@ -735,6 +749,63 @@ async def note(alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note) 
     if not body.note:
         raise ApiError(422, "invalid_parameter", "note: required")
     return await _act(ctx, conn, user, alert_id, EventType.NOTED, body.note)
+
+
+async def _assignees(ctx: Ctx, conn: Conn, alert_id: int) -> list[User]:
+    """Who an alert can be given to: enabled users who may act on alerts and see its station."""
+    row = await (
+        await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
+    ).fetchone()
+    if row is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    station = ctx.registry().get(row[0])
+    return [
+        u
+        for u in await list_users(conn)
+        if u.may("act") and (u.scope is None or (station is not None and u.sees(station)))
+    ]
+
+
+@router.get(
+    "/alerts/{alert_id}/assignees", tags=["alerts"], summary="Who an alert can be assigned to"
+)
+async def assignees(alert_id: int, ctx: Ctx, conn: Conn, user: Operator) -> dict[str, Any]:
+    await _alert_station(ctx, conn, user, alert_id)
+    items = [
+        {"username": u.username, "display_name": u.display_name, "role": u.role}
+        for u in await _assignees(ctx, conn, alert_id)
+    ]
+    return page(items, len(items), len(items), 0)
+
+
+@router.post("/alerts/{alert_id}/assign", tags=["alerts"], summary="Assign to a user (operator)")
+async def assign(
+    alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Assignment
+) -> dict[str, Any]:
+    await _alert_station(ctx, conn, user, alert_id)
+    wanted = body.assignee.strip()
+    if wanted not in {u.username for u in await _assignees(ctx, conn, alert_id)}:
+        raise ApiError(
+            422,
+            "invalid_assignee",
+            f"assignee: {wanted!r} is not an enabled user who may act on this alert's station",
+        )
+    note = (body.note or "").strip() or None
+    names = {s.id: s.name for s in ctx.registry().stations.values()}
+    try:
+        event = await AlertStore(conn, names).assign(
+            alert_id, user.username, wanted, note, ctx.clock()
+        )
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except AlreadyAssigned as exc:
+        raise ApiError(409, "already_assigned", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    # Committed as an alert event: the board's stream and the notification channels follow it.
+    details = {"assignee": wanted, "note": note}
+    await audit(conn, user.username, "alert.assigned", f"alert:{alert_id}", details)
+    return event.to_json()
 
 
 # --- episodes, AQI, regulations ------------------------------------------------------------------

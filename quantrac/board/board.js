@@ -793,6 +793,10 @@ function actionButtons(alert, compact = true) {
     type: 'button', class: compact ? 'small' : '', dataset: { action: 'resolve', alertId: alert.id },
     'aria-label': t('board.act.resolve_label', { id: alert.id }),
   }, t('board.act.resolve')));
+  buttons.push(h('button', {
+    type: 'button', class: compact ? 'small' : '', dataset: { action: 'assign', alertId: alert.id },
+    'aria-label': t('board.act.assign_label', { id: alert.id }),
+  }, t('board.act.assign')));
   return buttons;
 }
 
@@ -819,7 +823,10 @@ function alertRow(alert) {
   h('td', { class: 'num' }, fmtNumber(alert.count, 0)),
   h('td', {}, stateBadge(alert.state),
     alert.state === 'resolved' ? h('div', { class: 'muted small closed-by' }, closedBy(alert))
-      : alert.acknowledged_by ? h('div', { class: 'muted small' }, alert.acknowledged_by) : null),
+      : alert.acknowledged_by ? h('div', { class: 'muted small' }, alert.acknowledged_by) : null,
+    alert.assigned_to && alert.state !== 'resolved'
+      ? h('div', { class: 'small assignee', dataset: { assignee: alert.assigned_to } },
+        t('board.alert.assigned_short', { user: alert.assigned_to })) : null),
   h('td', { class: 'actions' }, actionButtons(alert)));
 }
 
@@ -832,7 +839,9 @@ function openActDialog(alertId, action, summary = '') {
   dialogAction = { alertId: Number(alertId), action };
   $('#act-title').textContent = t(`board.act.${action}_title`, { id: alertId });
   $('#act-summary').textContent = summary;
-  $('#act-submit').textContent = t(`board.act.${action}`);
+  $('#act-submit').textContent = t(action === 'assign' ? 'board.act.assign_submit' : `board.act.${action}`);
+  $('#act-assignee-field').hidden = action !== 'assign';
+  if (action === 'assign') loadAssignees(Number(alertId));
   $('#act-note').value = '';
   $('#act-note').setAttribute('aria-required', String(action === 'resolve'));
   $('label[for=act-note]').textContent = t(action === 'resolve' ? 'board.dialog.note_resolve' : 'board.dialog.note');
@@ -855,9 +864,18 @@ async function submitAct(event) {
     $('#act-note').focus();
     return;
   }
+  const assignee = $('#act-assignee').value;
+  if (action === 'assign' && !assignee) {
+    const error = $('#act-error');
+    error.textContent = t('board.dialog.assignee_required');
+    error.hidden = false;
+    $('#act-assignee').focus();
+    return;
+  }
+  const body = action === 'assign' ? { assignee, note: note || null } : { note: note || null };
   submit.disabled = true;
   try {
-    await api(`/alerts/${alertId}/${action}`, { method: 'POST', body: { note: note || null } });
+    await api(`/alerts/${alertId}/${action}`, { method: 'POST', body });
     $('#act-dialog').close();
     dialogAction = null;
     S.fresh.set(alertId, Date.now());
@@ -870,6 +888,29 @@ async function submitAct(event) {
     error.hidden = false;
   } finally {
     submit.disabled = false;
+  }
+}
+
+/** The users an alert can be given to (they may act on alerts and cover its station). */
+async function loadAssignees(alertId) {
+  const select = $('#act-assignee');
+  fill(select);
+  try {
+    const data = await api(`/alerts/${alertId}/assignees`);
+    if (dialogAction?.alertId !== alertId) return;
+    if (!data.items.length) {
+      const error = $('#act-error');
+      error.textContent = t('board.dialog.no_assignees');
+      error.hidden = false;
+      return;
+    }
+    fill(select, h('option', { value: '' }, '—'), ...data.items.map((u) => h('option', { value: u.username },
+      u.display_name ? `${u.display_name} (${u.username})` : u.username)));
+    select.focus();
+  } catch (exc) {
+    const error = $('#act-error');
+    error.textContent = errorText(exc);
+    error.hidden = false;
   }
 }
 
@@ -976,6 +1017,10 @@ function alertView(root, id) {
             h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || '')),
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
+            alert.assigned_to && alert.state !== 'resolved' ? [h('dt', {}, t('board.alert.assigned_to')),
+              h('dd', { id: 'assigned-to' }, alert.assigned_to, ' · ',
+                h('span', { class: 'muted' }, t('board.alert.assigned_by', { user: alert.assigned_by }), ' · ',
+                  timeEl(alert.assigned_at)))] : null,
             alert.resolved_at ? [h('dt', {}, t('board.alert.resolved_by')),
               h('dd', { id: 'closed-by' }, `${closedBy(alert)} · `, timeEl(alert.resolved_at))] : null,
             alert.note ? [h('dt', {}, t('alert.email.note')), h('dd', {}, alert.note)] : null))),
@@ -991,7 +1036,7 @@ function alertView(root, id) {
           h('td', {}, timeEl(e.at), e.folded > 1 ? [' – ', timeEl(e.last_at, 'time')] : null),
           h('td', {}, eventName(e.event),
             e.folded > 1 ? h('span', { class: 'fold-count' }, ` ${t('board.alert.folded', { n: e.folded })}`) : null),
-          h('td', {}, e.actor || t('board.alert.engine')), h('td', {}, e.note || '')))))),
+          h('td', {}, e.actor || t('board.alert.engine')), h('td', {}, trailNote(e))))))),
       noteForm,
     );
     labelCells($('table.trail', root));
@@ -1024,6 +1069,13 @@ function foldTrail(events) {
     out.push({ ...e, folded: 1, last_at: e.at });
   }
   return out;
+}
+
+/** An event's note; an assignment names whom it went to first. */
+function trailNote(e) {
+  if (e.event !== 'assigned' || !e.details?.assignee) return e.note || '';
+  return [h('strong', { class: 'assignee' }, t('board.alert.trail_assigned', { user: e.details.assignee })),
+    e.note ? ` ${e.note}` : ''];
 }
 
 /** Who or what closed an alert: a person (with their note) or the engine when it cleared. */
