@@ -500,6 +500,104 @@ async def test_an_alert_the_engine_cleared_says_so(board: Any, chromium: Any) ->
     assert page.errors == []
 
 
+async def assign_in_dialog(page: Any, row: Any, username: str, note: str) -> None:
+    await row.locator("button[data-action=assign]").click()
+    await page.wait_for_selector("#act-dialog[open] #act-assignee-field:not([hidden])")
+    await page.wait_for_selector(f"#act-assignee option[value='{username}']", state="attached")
+    await page.select_option("#act-assignee", username)
+    await page.fill("#act-note", note)
+    await page.click("#act-submit")
+    await page.wait_for_selector("#act-dialog", state="hidden")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_an_operator_assigns_an_alert_and_the_trail_shows_it(
+    board: Any, chromium: Any, viewport: dict[str, int]
+) -> None:
+    base, database_url = board
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await add_user(conn, "op.hai", "operator", PASSWORD, "Lê Văn Hai")
+    now = datetime.now(UTC)
+    at = now - timedelta(minutes=20)
+    raise_ = transition(
+        Change.RAISE, Kind.EXCEEDANCE, "WW1", "COD", at, value=150.0, limit=75.0, unit="mg/L"
+    )
+    await apply(database_url, [raise_], at)
+    page = await sign_in(chromium, base, "op.an", viewport)
+    row = page.locator("#alerts-body tr[data-kind=exceedance]")
+    await row.wait_for()
+    button = row.locator("button[data-action=assign]")
+    assert await button.inner_text() == "Giao cho…"
+    box = await button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+
+    # The dialog lists the users who may act on alerts (not the inspector); nobody chosen yet.
+    await button.click()
+    await page.wait_for_selector("#act-assignee option[value='op.hai']", state="attached")
+    options = await page.eval_on_selector_all("#act-assignee option", "os => os.map(o => o.value)")
+    assert options == ["", "op.an", "op.hai"]
+    assert "Lê Văn Hai (op.hai)" in await page.inner_text("#act-assignee")
+    assert await page.inner_text("#act-submit") == "Giao"
+    await page.click("#act-submit")
+    assert await page.inner_text("#act-error") == "Chọn người được giao."
+    await page.click("#act-cancel")
+    if viewport is PHONE:
+        await no_sideways_scroll(page)
+
+    await assign_in_dialog(page, row, "op.hai", "Anh Hai ra trạm kiểm tra bơm")
+    assignee = row.locator(".assignee")
+    await assignee.wait_for()
+    assert await assignee.inner_text() == "giao: op.hai"
+    assert await row.get_attribute("data-state") == "open"  # assigning is not acknowledging
+
+    # The alert's page: who has it, and the assignment stands out in the trail as a person's.
+    alert_id = await row.get_attribute("data-alert-id")
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("table.trail tr[data-event=assigned]")
+    assert (await page.inner_text("#assigned-to")).startswith("op.hai · giao bởi op.an · ")
+    trail = page.locator("table.trail tr[data-event=assigned]")
+    assert await trail.get_attribute("class") == "human"
+    cells = await trail.locator("td").all_inner_texts()
+    assert cells[1:] == ["Giao xử lý", "op.an", "→ op.hai Anh Hai ra trạm kiểm tra bơm"]
+    if viewport is PHONE:
+        await no_sideways_scroll(page)
+
+    # Given back on the alert's own page; the trail keeps both, newest assignee shown.
+    await assign_in_dialog(page, page.locator(".actions.big"), "op.an", "")
+    await page.wait_for_selector("table.trail tr[data-event=assigned] >> nth=1")
+    assert (await page.inner_text("#assigned-to")).startswith("op.an · ")
+    assert await page.locator("table.trail tr[data-event=assigned].human").count() == 2
+
+    # In English.
+    await page.click("[data-lang=en]")
+    await page.wait_for_selector("table.trail tr[data-event=assigned]")
+    assert await page.inner_text("button[data-action=assign]") == "Assign to…"
+    assert "Assigned" in await trail.first.inner_text()
+    assert page.errors == []
+
+
+async def test_an_inspector_is_not_offered_assign(board: Any, chromium: Any) -> None:
+    base, database_url = board
+    at = datetime.now(UTC) - timedelta(minutes=20)
+    await apply(
+        database_url, [transition(Change.RAISE, Kind.WARNING, "WW1", "TSS", at, value=45.0)], at
+    )
+    page = await sign_in(chromium, base, "tt.binh", DESKTOP)
+    row = page.locator("#alerts-body tr[data-kind=warning]")
+    await row.wait_for()
+    assert await row.locator("button[data-action=assign]").count() == 0
+    token = await page.evaluate("sessionStorage.getItem('quantrac.token')")
+    alert_id = await row.get_attribute("data-alert-id")
+    refused = await page.evaluate(
+        f"fetch('/api/v1/alerts/{alert_id}/assign', {{method: 'POST', headers: "
+        f"{{Authorization: 'Bearer {token}', 'Content-Type': 'application/json'}}, "
+        "body: JSON.stringify({assignee: 'op.an'})})"
+        ".then(async r => [r.status, (await r.json()).error.code])"
+    )
+    assert refused == [403, "forbidden"]
+    assert page.errors == []
+
+
 # How many pairs of a chart's text labels overlap (by their boxes on screen).
 OVERLAPPING_LABELS = """svg => {
   const boxes = [...svg.querySelectorAll('text')].map((t) => t.getBoundingClientRect())
