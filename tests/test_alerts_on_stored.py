@@ -196,7 +196,7 @@ notifications:
     return path
 
 
-async def test_an_acknowledge_made_anywhere_reaches_the_webhook(
+async def test_an_acknowledge_or_assign_made_anywhere_reaches_the_webhook(
     make_settings: Any, database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -215,12 +215,22 @@ async def test_an_acknowledge_made_anywhere_reaches_the_webhook(
             await AlertStore(conn, {}).act(
                 opened.alert_id, EventType.ACKNOWLEDGED, "op.an", "đã gọi", datetime.now(UTC)
             )
-        await wait_until(lambda: _value(len(receiver.events) == 2))
+            await AlertStore(conn, {}).assign(
+                opened.alert_id, "op.an", "op.hai", "ra trạm", datetime.now(UTC)
+            )
+        await wait_until(lambda: _value(len(receiver.events) == 3))
     finally:
         await svc.stop()
         receiver.stop()
-    assert receiver.seen() == [(opened.alert_id, "opened"), (opened.alert_id, "acknowledged")]
+    assert receiver.seen() == [
+        (opened.alert_id, "opened"),
+        (opened.alert_id, "acknowledged"),
+        (opened.alert_id, "assigned"),
+    ]
     assert receiver.events[1]["actor"] == "op.an" and receiver.events[1]["note"] == "đã gọi"
+    assigned = receiver.events[2]
+    assert (assigned["actor"], assigned["note"]) == ("op.an", "ra trạm")
+    assert (assigned["details"]["assignee"], assigned["state"]) == ("op.hai", "acknowledged")
 
 
 async def _value(value: Any) -> Any:

@@ -39,7 +39,7 @@ from quantrac.alerts.notify import (
     sign,
     verify_signature,
 )
-from quantrac.alerts.notify.mail import classify_smtp_error
+from quantrac.alerts.notify.mail import classify_smtp_error, email_body
 from quantrac.alerts.notify.webhook import classify_response, parse_retry_after
 from quantrac.core.settings import MqttEndpoint
 
@@ -475,6 +475,26 @@ def test_email_subject_and_body_in_both_languages() -> None:
     assert "Trạm: Trạm nước thải KCN Sông Khê (BG_WW_SONGKHE)" in body
     assert "Thời điểm: 2025-03-01 14:00:00+07:00" in body  # shown in Vietnam time
     assert "Giới hạn: 75" in body
+
+
+def test_an_assignment_mail_names_who_gave_it_to_whom() -> None:
+    event = make_event(
+        event=EventType.ASSIGNED,
+        actor="op.an",
+        note="ra trạm kiểm tra",
+        details={"assignee": "op.hai", "previous_assignee": "op.ba"},
+    )
+    assert email_subject(event, "vi") == (
+        "[quantrac] CRITICAL Vượt quy chuẩn: BG_WW_SONGKHE COD (Giao xử lý)"
+    )
+    assert (
+        email_subject(event, "en")
+        == "[quantrac] CRITICAL Limit exceeded: BG_WW_SONGKHE COD (Assigned)"
+    )
+    body = email_body(event, "vi")
+    assert "Người thực hiện: op.an" in body and "Ghi chú: ra trạm kiểm tra" in body
+    assert "  Giao cho: op.hai" in body and "  Người được giao trước đó: op.ba" in body
+    assert "  Assigned to: op.hai" in email_body(event, "en")
 
 
 def test_every_kind_severity_state_and_event_has_both_translations() -> None:
