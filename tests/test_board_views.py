@@ -748,8 +748,12 @@ async def test_make_the_screenshots(board: Any, chromium: Any) -> None:
             f"/api/v1/alerts/{alert_id}/acknowledge",
             json={"note": "Đã gọi điện cho nhà máy, đang kiểm tra hệ thống xử lý"},
         )
+        await client.post(
+            f"/api/v1/alerts/{alert_id}/assign",
+            json={"assignee": "op.an", "note": "Ra trạm lấy mẫu đối chứng"},
+        )
     await desktop.goto(f"{base}/board/#/alerts/{alert_id}")
-    await desktop.wait_for_selector("table.trail tr[data-event=acknowledged]")
+    await desktop.wait_for_selector("table.trail tr[data-event=assigned]")
     await desktop.screenshot(path=str(folder / "board-alert.png"), full_page=True)
     inspector = await sign_in(chromium, base, "tt.binh", DESKTOP)
     await inspector.click("a[data-nav=reports]")
