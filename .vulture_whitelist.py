@@ -12,7 +12,7 @@ _ = object()
 # FastAPI routes and exception handlers, registered by decorator.
 api_error, http_error, invalid, bad_value, unexpected, docs, healthz, prometheus
 create_lock, lift_lock, create_correction, exceedances, indicators
-i18n, logout, change_password, station_detail, alert_stream, acknowledge
+i18n, logout, change_password, station_detail, alert_stream, acknowledge, assign, assignees
 aqi_current, aqi_history, create_user, change_user, registry_file, replace_registry
 Inspector  # FastAPI dependency alias (Annotated), used in route signatures
 
