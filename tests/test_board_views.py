@@ -433,6 +433,9 @@ async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None
     silent = await page.inner_text("#alerts-body tr[data-kind=data_loss] .silent-since")
     assert silent.startswith("mất tín hiệu từ ") and local_hm(now - timedelta(minutes=47)) in silent
     assert "(47 phút)" in silent or "(48 phút)" in silent  # counted from the last reading
+    # Still open: no end, so the page keeps counting (an absent value is no attribute).
+    since = page.locator("#alerts-body tr[data-kind=data_loss] .silent-since")
+    assert await since.get_attribute("data-until") is None
 
     # Resolving needs a note: the dialog says so, and so does the API.
     await row.locator("button[data-action=resolve]").click()
@@ -468,6 +471,48 @@ async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None
         await page.inner_text("#closed-by")
         == f"đóng bởi op.an · {await page.inner_text('#closed-by time')}"
     )
+    assert page.errors == []
+
+
+async def test_repeats_and_revisions_fold_between_peoples_actions(
+    board: Any, chromium: Any
+) -> None:
+    base, database_url = board
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = now.replace(minute=0) - timedelta(hours=1)
+
+    def cod(change: Change, value: float) -> Transition:
+        return transition(change, Kind.EXCEEDANCE, "WW1", "COD", end, value=value, limit=75.0)
+
+    # The engine interleaves an hour's repeat with late readings' revisions: 3 revised and
+    # 2 updated, then a person's note, then 2 more revisions.
+    steps = [Change.RAISE, Change.REVISE, Change.RAISE, Change.REVISE, Change.RAISE]
+    steps += [Change.REVISE]
+    for i, change in enumerate(steps):
+        await apply(database_url, [cod(change, 150.0 + i)], now - timedelta(minutes=40 - i))
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    row = page.locator("#alerts-body tr[data-kind=exceedance]")
+    await row.wait_for()
+    alert_id = await row.get_attribute("data-alert-id")
+    token = await page.evaluate("sessionStorage.getItem('quantrac.token')")
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as c:
+        noted = await c.post(f"/api/v1/alerts/{alert_id}/note", json={"note": "đang theo dõi"})
+        assert noted.status_code == 200
+    for i in range(2):
+        await apply(database_url, [cod(Change.REVISE, 160.0 + i)], now - timedelta(minutes=5 - i))
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("table.trail tr[data-event=noted]")
+    lines = await page.eval_on_selector_all(
+        "table.trail tbody tr", "rs => rs.map(r => [r.dataset.event, r.dataset.folded || '1'])"
+    )
+    assert lines == [
+        ["opened", "1"],
+        ["revised", "3"],
+        ["updated", "2"],
+        ["noted", "1"],
+        ["revised", "2"],
+    ]
+    assert await page.locator("table.trail tr.human").count() == 1
     assert page.errors == []
 
 

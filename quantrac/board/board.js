@@ -88,7 +88,10 @@ function h(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false || key === 'svg') continue;
     if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
-    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key === 'dataset') {
+      // An absent value sets no attribute (not the text 'undefined').
+      for (const [name, v] of Object.entries(value)) if (v !== undefined && v !== null) el.dataset[name] = v;
+    }
     else if (key === 'style' && typeof value === 'object') Object.assign(el.style, value);
     else el.setAttribute(key, value === true ? '' : String(value));
   }
@@ -1056,17 +1059,26 @@ function alertView(root, id) {
 const HUMAN_EVENTS = new Set(['acknowledged', 'resolved', 'noted', 'assigned']);
 const FOLDED_EVENTS = new Set(['revised', 'updated']);
 
-/** Consecutive machine events of one type become one line with a count and a time span. */
+/** The engine's repeats and revisions between two other events become one line per type, with
+ * a count and a time span (an hour's repeat between late readings does not split the revisions). */
 function foldTrail(events) {
   const out = [];
+  let run = new Map();  // event type → its line, since the last event that is not folded
   for (const e of events) {
-    const last = out[out.length - 1];
-    if (last && FOLDED_EVENTS.has(e.event) && last.event === e.event && !e.actor && !last.actor) {
-      last.folded += 1;
-      last.last_at = e.at;
+    if (!FOLDED_EVENTS.has(e.event) || e.actor) {
+      run = new Map();
+      out.push({ ...e, folded: 1, last_at: e.at });
       continue;
     }
-    out.push({ ...e, folded: 1, last_at: e.at });
+    const line = run.get(e.event);
+    if (line) {
+      line.folded += 1;
+      line.last_at = e.at;
+      continue;
+    }
+    const fresh = { ...e, folded: 1, last_at: e.at };
+    run.set(e.event, fresh);
+    out.push(fresh);
   }
   return out;
 }
