@@ -8,9 +8,9 @@ Every transition is a row in ``alert_events``; the alert row is only the current
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import dict_row
@@ -606,3 +606,256 @@ async def recent_readings(
         [since, stations, stations, since, stations, stations],
     )
     return cur
+
+
+# --- reads for the API and the board -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One row of ``alerts`` (param '' when the alert is about the whole station)."""
+
+    id: int
+    station_id: str
+    param: str
+    kind: str
+    severity: str
+    state: str
+    opened_at: datetime
+    updated_at: datetime
+    first_data_at: datetime
+    last_data_at: datetime
+    count: int
+    last_value: float | None
+    max_value: float | None
+    details: dict[str, Any]
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+    note: str | None
+    assigned_to: str | None
+    assigned_at: datetime | None
+    assigned_by: str | None
+
+    def columns(self) -> dict[str, Any]:
+        """Column name to value, in the table's order."""
+        return {name: getattr(self, name) for name in ALERT_FIELDS}
+
+
+ALERT_FIELDS = tuple(f.name for f in fields(AlertRow))
+_ALERT_COLUMNS = ", ".join(f"a.{name}" for name in ALERT_FIELDS)
+_SEVERITY_ORDER = (
+    "CASE a.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'minor' THEN 2 ELSE 3 END"
+)
+
+
+class _Where:
+    """SQL conditions and their arguments; a condition whose value is empty is left out."""
+
+    def __init__(self, clause: str = "true", *args: Any):
+        self.clauses = [clause]
+        self.args: list[Any] = list(args)
+
+    def add(self, clause: str, value: Any) -> None:
+        if value:
+            self.clauses.append(clause)
+            self.args.append(value)
+
+    def within(self, column: str, station_ids: list[str] | None) -> None:
+        if station_ids is not None:
+            self.clauses.append(f"{column} = ANY(%s)")
+            self.args.append(station_ids)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Which alerts to list; None (or empty) means no condition."""
+
+    states: list[str] | None = None
+    kinds: list[str] | None = None
+    severities: list[str] | None = None
+    station_id: str | None = None
+    station_ids: list[str] | None = None  # a user's scope; None: every station
+    opened_from: datetime | None = None
+    opened_before: datetime | None = None
+    worst_first: bool = False  # by severity, then newest first
+
+    def where(self) -> _Where:
+        w = _Where()
+        w.add("a.state = ANY(%s)", self.states)
+        w.add("a.kind = ANY(%s)", self.kinds)
+        w.add("a.severity = ANY(%s)", self.severities)
+        w.add("a.station_id = %s", self.station_id)
+        w.within("a.station_id", self.station_ids)
+        w.add("a.opened_at >= %s", self.opened_from)
+        w.add("a.opened_at < %s", self.opened_before)
+        return w
+
+
+async def count_alerts(conn: psycopg.AsyncConnection, query: AlertQuery) -> int:
+    w = query.where()
+    cur = await conn.execute(f"SELECT count(*) FROM alerts a WHERE {w.sql}", w.args)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def list_alerts(
+    conn: psycopg.AsyncConnection,
+    query: AlertQuery,
+    flaps_since: datetime,
+    limit: int,
+    offset: int,
+) -> list[tuple[AlertRow, int]]:
+    """A page of alerts, newest first (worst first if asked), each with how often its
+    condition (station, parameter, kind) opened since ``flaps_since``."""
+    w = query.where()
+    order = f"{_SEVERITY_ORDER}, " if query.worst_first else ""
+    cur = await conn.execute(
+        f"SELECT {_ALERT_COLUMNS}, (SELECT count(*) FROM alerts b WHERE "
+        "b.station_id = a.station_id AND b.param IS NOT DISTINCT FROM a.param "
+        "AND b.kind = a.kind AND b.opened_at > %s) "
+        f"FROM alerts a WHERE {w.sql} "
+        f"ORDER BY {order}a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
+        [flaps_since, *w.args, limit, offset],
+    )
+    return [(AlertRow(*r[:-1]), int(r[-1])) for r in await cur.fetchall()]
+
+
+async def get_alert(conn: psycopg.AsyncConnection, alert_id: int) -> AlertRow | None:
+    cur = await conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.id = %s", [alert_id])
+    row = await cur.fetchone()
+    return AlertRow(*row) if row else None
+
+
+async def alert_station(conn: psycopg.AsyncConnection, alert_id: int) -> str | None:
+    """The station of an alert; None when there is no such alert."""
+    cur = await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+class EventRow(NamedTuple):
+    id: int
+    at: datetime
+    event: str
+    actor: str | None
+    note: str | None
+    details: dict[str, Any]
+
+
+async def events_of(conn: psycopg.AsyncConnection, alert_id: int) -> list[EventRow]:
+    """The audit trail of one alert, oldest first."""
+    cur = await conn.execute(
+        "SELECT id, at, event, actor, note, details FROM alert_events WHERE alert_id = %s "
+        "ORDER BY id",
+        [alert_id],
+    )
+    return [EventRow(*r) for r in await cur.fetchall()]
+
+
+async def open_alerts_by_station(
+    conn: psycopg.AsyncConnection,
+) -> list[tuple[str, str, str, int]]:
+    """(station, severity, kind, count) of the alerts not resolved."""
+    cur = await conn.execute(
+        "SELECT station_id, severity, kind, count(*) FROM alerts WHERE state <> 'resolved' "
+        "GROUP BY station_id, severity, kind"
+    )
+    return [(r[0], r[1], r[2], int(r[3])) for r in await cur.fetchall()]
+
+
+class EpisodeRow(NamedTuple):
+    station_id: str
+    param: str
+    averaging: str
+    start_at: datetime
+    end_at: datetime
+    windows: int
+    maximum: float
+    mean: float
+    limit_value: float | None
+    limit_text: str
+    unit: str
+    multiple: float | None
+    band: str | None
+    completeness: float
+    regulation_id: str
+    column_name: str | None
+    formula: str
+    unverified: bool
+    ongoing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeQuery:
+    """Episodes of these stations; the others None (or empty) mean no condition."""
+
+    station_ids: list[str]
+    param: str | None = None
+    ending_after: datetime | None = None
+    starting_before: datetime | None = None
+
+    def where(self) -> _Where:
+        w = _Where("station_id = ANY(%s)", self.station_ids)
+        w.add("param = %s", self.param)
+        w.add("end_at > %s", self.ending_after)
+        w.add("start_at < %s", self.starting_before)
+        return w
+
+
+async def count_episodes(conn: psycopg.AsyncConnection, query: EpisodeQuery) -> int:
+    w = query.where()
+    cur = await conn.execute(f"SELECT count(*) FROM exceedance_episodes WHERE {w.sql}", w.args)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def list_episodes(
+    conn: psycopg.AsyncConnection, query: EpisodeQuery, limit: int, offset: int
+) -> list[EpisodeRow]:
+    """A page of episodes, the latest start first."""
+    w = query.where()
+    columns = ", ".join(EpisodeRow._fields)
+    cur = await conn.execute(
+        f"SELECT {columns} FROM exceedance_episodes WHERE {w.sql} "
+        "ORDER BY start_at DESC LIMIT %s OFFSET %s",
+        [*w.args, limit, offset],
+    )
+    return [EpisodeRow(*r) for r in await cur.fetchall()]
+
+
+class AqiHour(NamedTuple):
+    station_id: str
+    hour_start: datetime
+    aqi: int
+    category: str
+    dominant: list[str]
+    sub_indices: dict[str, Any] | None  # not read for the current values
+
+
+async def current_aqi(conn: psycopg.AsyncConnection, since: datetime) -> list[AqiHour]:
+    """The newest hourly AQI after ``since`` of each station that has one."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (station_id) station_id, hour_start, aqi, category, dominant "
+        "FROM aqi_hourly WHERE hour_start > %s ORDER BY station_id, hour_start DESC",
+        [since],
+    )
+    return [AqiHour(r[0], r[1], r[2], r[3], r[4], None) for r in await cur.fetchall()]
+
+
+async def aqi_history(
+    conn: psycopg.AsyncConnection, station_id: str, start: datetime, end: datetime
+) -> list[AqiHour]:
+    """The hourly AQI of one station for the hours starting in [start, end), oldest first."""
+    cur = await conn.execute(
+        "SELECT hour_start, aqi, category, dominant, sub_indices FROM aqi_hourly "
+        "WHERE station_id = %s AND hour_start >= %s AND hour_start < %s ORDER BY hour_start",
+        [station_id, start, end],
+    )
+    return [AqiHour(station_id, *r) for r in await cur.fetchall()]

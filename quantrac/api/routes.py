@@ -16,9 +16,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from quantrac.alerts import station_log
+from quantrac.alerts import store as alert_store
 from quantrac.alerts.choices import design_choices
 from quantrac.alerts.model import EventType, Kind, Severity, State
-from quantrac.alerts.store import AlertStore, AlreadyAssigned
+from quantrac.alerts.store import AlertQuery, AlertRow, AlertStore, AlreadyAssigned, EpisodeQuery
 from quantrac.api.deps import (
     Admin,
     ApiError,
@@ -45,6 +46,7 @@ from quantrac.api.users import (
     get_user,
     issue_token,
     list_users,
+    password_hash_of,
     revoke_token,
     set_disabled,
     set_password,
@@ -52,6 +54,7 @@ from quantrac.api.users import (
 )
 from quantrac.core.i18n import default_messages
 from quantrac.core.registry import RegistryError, Station, registry_from_text
+from quantrac.ingest import rollup, writer
 from quantrac.regulations.limits import station_limits
 
 router = APIRouter(prefix="/api/v1")
@@ -77,16 +80,7 @@ TROUBLE_ORDER = ("exceedance", "fault", "data_loss", "warning")
 # The averaging a live value is coloured against: the shortest in force, never the annual mean
 # (an instant value above an annual mean says nothing).
 LIVE_AVERAGINGS = ("1h", "8h", "24h")
-SEVERITY_ORDER = (
-    "CASE a.severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'minor' THEN 2 ELSE 3 END"
-)
 FLAP_WINDOW = timedelta(hours=24)
-# The newest reading an alert rests on (its last_data_at is a window's end, not a reading).
-_NEWEST_READING = (
-    "SELECT max(r.measured_at) FROM readings r WHERE r.station_id = a.station_id "
-    "AND (a.param = '' OR r.param = a.param) AND r.measured_at <= a.last_data_at "
-    "AND r.measured_at > a.first_data_at - interval '2 days'"
-)
 
 
 class Credentials(BaseModel):
@@ -170,9 +164,8 @@ async def me(user: CurrentUser) -> dict[str, Any]:
 
 @router.post("/me/password", tags=["auth"], summary="Change one's own password")
 async def change_password(conn: Conn, user: CurrentUser, body: PasswordChange) -> dict[str, Any]:
-    cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", [user.id])
-    row = await cur.fetchone()
-    if row is None or not await check_password_off_loop(body.current_password, row[0]):
+    stored = await password_hash_of(conn, user.id)
+    if stored is None or not await check_password_off_loop(body.current_password, stored):
         await audit(conn, user.username, "password.change_failed", f"user:{user.username}", {})
         raise ApiError(403, "bad_credentials", "the current password is wrong")
     try:
@@ -218,28 +211,10 @@ def _status(station: Station, newest: datetime | None, now: datetime) -> str:
     return "late" if age <= LATE_CADENCES * station.cadence_s else "offline"
 
 
-_LATEST = """
-    SELECT p.param, r.measured_at, r.value, r.status
-    FROM unnest(%(params)s::text[]) AS p(param)
-    CROSS JOIN LATERAL (
-        SELECT measured_at, value, status FROM readings
-        WHERE station_id = %(station)s AND param = p.param
-          AND measured_at > %(since)s
-        ORDER BY measured_at DESC LIMIT 1
-    ) r
-"""
-
-
-async def _latest(conn: Conn, station: Station, now: datetime) -> dict[str, tuple[Any, ...]]:
-    cur = await conn.execute(
-        _LATEST,
-        {
-            "params": list(station.parameters),
-            "station": station.id,
-            "since": now - timedelta(days=7),
-        },
+async def _latest(conn: Conn, station: Station, now: datetime) -> dict[str, writer.StoredValue]:
+    return await writer.latest_values(
+        conn, station.id, list(station.parameters), now - timedelta(days=7)
     )
-    return {row[0]: row[1:] for row in await cur.fetchall()}
 
 
 class OpenAlerts:
@@ -262,23 +237,15 @@ class OpenAlerts:
         return "data_loss" in self.by_kind.get(station_id, {})
 
 
-async def _open_alerts_by_station(conn: Conn) -> OpenAlerts:
-    cur = await conn.execute(
-        "SELECT station_id, severity, kind, count(*) FROM alerts WHERE state <> 'resolved' "
-        "GROUP BY station_id, severity, kind"
-    )
-    return OpenAlerts(list(await cur.fetchall()))
-
-
 async def _current_aqi(conn: Conn, since: datetime) -> dict[str, dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT DISTINCT ON (station_id) station_id, hour_start, aqi, category, dominant "
-        "FROM aqi_hourly WHERE hour_start > %s ORDER BY station_id, hour_start DESC",
-        [since],
-    )
     return {
-        r[0]: {"hour_start": r[1].isoformat(), "aqi": r[2], "category": r[3], "dominant": r[4]}
-        for r in await cur.fetchall()
+        h.station_id: {
+            "hour_start": h.hour_start.isoformat(),
+            "aqi": h.aqi,
+            "category": h.category,
+            "dominant": h.dominant,
+        }
+        for h in await alert_store.current_aqi(conn, since)
     }
 
 
@@ -286,13 +253,8 @@ async def _current_aqi(conn: Conn, since: datetime) -> dict[str, dict[str, Any]]
 async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     now = ctx.clock()
     registry = ctx.registry()
-    cur = await conn.execute(
-        "SELECT station_id, max(measured_at) FROM readings WHERE measured_at > %s "
-        "GROUP BY station_id",
-        [now - timedelta(days=2)],
-    )
-    newest: dict[str, datetime] = {row[0]: row[1] for row in await cur.fetchall()}
-    alerts = await _open_alerts_by_station(conn)
+    newest = await writer.newest_per_station(conn, now - timedelta(days=2))
+    alerts = OpenAlerts(await alert_store.open_alerts_by_station(conn))
     aqi = await _current_aqi(conn, now - timedelta(hours=3))
     items = []
     for station in registry.stations.values():
@@ -390,15 +352,10 @@ async def _flagged_runs(
 ) -> list[dict[str, Any]]:
     """Runs of consecutive status 01 or 02 readings (a gap over 1.5 cadences ends a run); each
     ends one cadence after its last reading. Served by the partial index on status <> 0."""
-    cur = await conn.execute(
-        "SELECT measured_at, status FROM readings WHERE station_id = %s AND param = %s "
-        "AND status <> 0 AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
-        [station.id, param, start, end],
-    )
     cadence = timedelta(seconds=station.cadence_s)
     runs: list[dict[str, Any]] = []
     last: datetime | None = None
-    for at, status in await cur.fetchall():
+    for at, status in await writer.flagged_readings(conn, station.id, param, start, end):
         code = f"{status:02d}"
         run = runs[-1] if runs else None
         if run and run["status"] == code and last is not None and at - last <= 1.5 * cadence:
@@ -429,13 +386,7 @@ async def _held_off_runs(
         a, b = max(w.end, start), min(w.end + holdoff, end)
         if b <= a:
             continue
-        cur = await conn.execute(
-            "SELECT count(*) FROM readings WHERE station_id = %s AND param = %s "
-            "AND measured_at > %s AND measured_at < %s AND measured_at >= %s",
-            [station.id, param, w.end, w.end + holdoff, a],
-        )
-        counted = await cur.fetchone()
-        count = int(counted[0]) if counted else 0
+        count = await writer.count_between(conn, station.id, param, w.end, w.end + holdoff, a)
         runs.append(
             {"status": "holdoff", "start": a.isoformat(), "end": b.isoformat(), "count": count}
         )
@@ -471,36 +422,19 @@ async def readings(
     if interval == "raw":
         if t1 - t0 > timedelta(days=31):
             raise ApiError(422, "too_long", "raw readings: at most 31 days; use hour or day")
-        cur = await conn.execute(
-            "SELECT measured_at, value, status FROM readings WHERE station_id = %s AND param = %s "
-            "AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
-            [station_id, param, t0, t1],
-        )
         points = [
             {"t": r[0].isoformat(), "value": r[1], "status": f"{r[2]:02d}"}
-            for r in await cur.fetchall()
+            for r in await writer.raw_series(conn, station_id, param, t0, t1)
         ]
     elif interval == "hour":
-        cur = await conn.execute(
-            "SELECT hour, mean, min, max, n FROM readings_hourly WHERE station_id = %s "
-            "AND param = %s AND hour >= %s AND hour < %s ORDER BY hour",
-            [station_id, param, t0, t1],
-        )
         points = [
             {"t": r[0].isoformat(), "value": r[1], "min": r[2], "max": r[3], "count": r[4]}
-            for r in await cur.fetchall()
+            for r in await rollup.hourly_series(conn, station_id, param, t0, t1)
         ]
     else:
-        cur = await conn.execute(
-            "SELECT date_trunc('day', hour AT TIME ZONE 'Asia/Ho_Chi_Minh') AS day, "
-            "sum(mean * n) / sum(n), min(min), max(max), sum(n) FROM readings_hourly "
-            "WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s "
-            "GROUP BY 1 ORDER BY 1",
-            [station_id, param, t0, t1],
-        )
         points = [
             {"t": r[0].date().isoformat(), "value": r[1], "min": r[2], "max": r[3], "count": r[4]}
-            for r in await cur.fetchall()
+            for r in await rollup.daily_series(conn, station_id, param, t0, t1)
         ]
     now = ctx.clock()
     limits = station_limits(station, ctx.regulations).in_force(param, now)
@@ -525,17 +459,9 @@ async def readings(
 
 # --- alerts ------------------------------------------------------------------------------------
 
-_ALERT_COLUMNS = (
-    "a.id, a.station_id, a.param, a.kind, a.severity, a.state, a.opened_at, a.updated_at, "
-    "a.first_data_at, a.last_data_at, a.count, a.last_value, a.max_value, a.details, "
-    "a.acknowledged_at, a.acknowledged_by, a.resolved_at, a.resolved_by, a.resolution, a.note, "
-    "a.assigned_to, a.assigned_at, a.assigned_by"
-)
 
-
-def _alert_json(row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
-    keys = [c.strip().removeprefix("a.") for c in _ALERT_COLUMNS.split(",")]
-    item = dict(zip(keys, row, strict=True))
+def _alert_json(row: AlertRow, names: dict[str, str]) -> dict[str, Any]:
+    item = row.columns()
     for key, value in item.items():
         if isinstance(value, datetime):
             item[key] = value.isoformat()
@@ -544,33 +470,11 @@ def _alert_json(row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
     return item
 
 
-class Filters:
-    """SQL conditions and their arguments, built from the optional query parameters."""
-
-    def __init__(self, clause: str = "true", *args: Any):
-        self.clauses = [clause]
-        self.args: list[Any] = list(args)
-
-    def add(self, clause: str, value: Any) -> None:
-        if value:
-            self.clauses.append(clause)
-            self.args.append(value)
-
-    def within(self, column: str, station_ids: list[str] | None) -> None:
-        """Only these stations (a user's scope); None: no restriction."""
-        if station_ids is not None:
-            self.clauses.append(f"{column} = ANY(%s)")
-            self.args.append(station_ids)
-
-    @property
-    def sql(self) -> str:
-        return " AND ".join(self.clauses)
-
-    async def count(self, conn: Conn, table: str) -> int:
-        row = await (
-            await conn.execute(f"SELECT count(*) FROM {table} WHERE {self.sql}", self.args)
-        ).fetchone()
-        return int(row[0]) if row else 0
+async def _newest_readings(conn: Conn, rows: list[AlertRow]) -> list[datetime | None]:
+    """The newest reading each alert rests on (its last_data_at is a window's end)."""
+    return await writer.newest_within(
+        conn, [(r.station_id, r.param, r.first_data_at, r.last_data_at) for r in rows]
+    )
 
 
 def _csv(value: str | None, allowed: set[str], name: str) -> list[str] | None:
@@ -598,35 +502,28 @@ async def alerts(
     offset: int = Query(0, ge=0),
     sort: str = Query("time", pattern="^(time|severity)$", description="severity: worst first"),
 ) -> dict[str, Any]:
-    filters = Filters()
-    filters.add("a.state = ANY(%s)", _csv(state, {s.value for s in State}, "state"))
-    filters.add("a.kind = ANY(%s)", _csv(kind, {k.value for k in Kind}, "kind"))
-    filters.add("a.severity = ANY(%s)", _csv(severity, {s.value for s in Severity}, "severity"))
-    filters.add("a.station_id = %s", station)
-    filters.within("a.station_id", visible_station_ids(ctx, user))
-    filters.add("a.opened_at >= %s", parse_when(start, "from"))
-    filters.add("a.opened_at < %s", parse_when(end, "to"))
-    total = await filters.count(conn, "alerts a")
-    order = f"{SEVERITY_ORDER}, " if sort == "severity" else ""
-    # flaps: how often this condition (station, parameter, kind) opened in the last 24 hours.
-    # newest: the newest reading the alert rests on (last_data_at is a window's end).
-    cur = await conn.execute(
-        f"SELECT {_ALERT_COLUMNS}, (SELECT count(*) FROM alerts b WHERE "
-        "b.station_id = a.station_id AND b.param IS NOT DISTINCT FROM a.param "
-        "AND b.kind = a.kind AND b.opened_at > %s), "
-        f"({_NEWEST_READING}) "
-        f"FROM alerts a WHERE {filters.sql} "
-        f"ORDER BY {order}a.opened_at DESC, a.id DESC LIMIT %s OFFSET %s",
-        [ctx.clock() - FLAP_WINDOW, *filters.args, limit, offset],
+    query = AlertQuery(
+        states=_csv(state, {s.value for s in State}, "state"),
+        kinds=_csv(kind, {k.value for k in Kind}, "kind"),
+        severities=_csv(severity, {s.value for s in Severity}, "severity"),
+        station_id=station,
+        station_ids=visible_station_ids(ctx, user),
+        opened_from=parse_when(start, "from"),
+        opened_before=parse_when(end, "to"),
+        worst_first=sort == "severity",
     )
+    total = await alert_store.count_alerts(conn, query)
+    # flaps: how often this condition (station, parameter, kind) opened in the last 24 hours.
+    listed = await alert_store.list_alerts(conn, query, ctx.clock() - FLAP_WINDOW, limit, offset)
+    newest = await _newest_readings(conn, [row for row, _ in listed])
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     items = [
         {
-            **_alert_json(r[:-2], names),
-            "flaps_24h": r[-2],
-            "newest_reading_at": r[-1].isoformat() if r[-1] else None,
+            **_alert_json(row, names),
+            "flaps_24h": flaps,
+            "newest_reading_at": at.isoformat() if at else None,
         }
-        for r in await cur.fetchall()
+        for (row, flaps), at in zip(listed, newest, strict=True)
     ]
     return page(items, total, limit, offset)
 
@@ -664,32 +561,23 @@ async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
 
 @router.get("/alerts/{alert_id}", tags=["alerts"], summary="One alert with its audit trail")
 async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
-    row = await (
-        await conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.id = %s", [alert_id])
-    ).fetchone()
-    if row is None or not sees_station(ctx, user, row[1]):
+    row = await alert_store.get_alert(conn, alert_id)
+    if row is None or not sees_station(ctx, user, row.station_id):
         raise ApiError(404, "not_found", f"no alert {alert_id}")
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     item = _alert_json(row, names)
-    newest = await (
-        await conn.execute(f"SELECT ({_NEWEST_READING}) FROM alerts a WHERE a.id = %s", [alert_id])
-    ).fetchone()
-    item["newest_reading_at"] = newest[0].isoformat() if newest and newest[0] else None
-    cur = await conn.execute(
-        "SELECT id, at, event, actor, note, details FROM alert_events WHERE alert_id = %s "
-        "ORDER BY id",
-        [alert_id],
-    )
+    [newest] = await _newest_readings(conn, [row])
+    item["newest_reading_at"] = newest.isoformat() if newest else None
     item["events"] = [
         {
-            "id": e[0],
-            "at": e[1].isoformat(),
-            "event": e[2],
-            "actor": e[3],
-            "note": e[4],
-            "details": e[5],
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "event": e.event,
+            "actor": e.actor,
+            "note": e.note,
+            "details": e.details,
         }
-        for e in await cur.fetchall()
+        for e in await alert_store.events_of(conn, alert_id)
     ]
     return item
 
@@ -699,12 +587,10 @@ async def _alert_station(ctx: Ctx, conn: Conn, user: User, alert_id: int) -> str
     user who sees every station)."""
     if user.scope is None:
         return None
-    row = await (
-        await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
-    ).fetchone()
-    if row is None or not sees_station(ctx, user, row[0]):
+    station_id = await alert_store.alert_station(conn, alert_id)
+    if station_id is None or not sees_station(ctx, user, station_id):
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    return str(row[0])
+    return station_id
 
 
 async def _act(
@@ -753,12 +639,10 @@ async def note(alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note) 
 
 async def _assignees(ctx: Ctx, conn: Conn, alert_id: int) -> list[User]:
     """Who an alert can be given to: enabled users who may act on alerts and see its station."""
-    row = await (
-        await conn.execute("SELECT station_id FROM alerts WHERE id = %s", [alert_id])
-    ).fetchone()
-    if row is None:
+    station_id = await alert_store.alert_station(conn, alert_id)
+    if station_id is None:
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    station = ctx.registry().get(row[0])
+    station = ctx.registry().get(station_id)
     return [
         u
         for u in await list_users(conn)
@@ -834,42 +718,37 @@ async def episodes(
         and (province is None or s.province == province)
         and user.sees(s)
     ]
-    filters = Filters("station_id = ANY(%s)", chosen)
-    filters.add("param = %s", param)
-    filters.add("end_at > %s", parse_when(start, "from"))
-    filters.add("start_at < %s", parse_when(end, "to"))
-    total = await filters.count(conn, "exceedance_episodes")
-    cur = await conn.execute(
-        "SELECT station_id, param, averaging, start_at, end_at, windows, maximum, mean, "
-        "limit_value, limit_text, unit, multiple, band, completeness, regulation_id, column_name, "
-        f"formula, unverified, ongoing FROM exceedance_episodes WHERE {filters.sql} "
-        "ORDER BY start_at DESC LIMIT %s OFFSET %s",
-        [*filters.args, limit, offset],
+    query = EpisodeQuery(
+        chosen,
+        param=param,
+        ending_after=parse_when(start, "from"),
+        starting_before=parse_when(end, "to"),
     )
+    total = await alert_store.count_episodes(conn, query)
     items = []
-    for r in await cur.fetchall():
+    for r in await alert_store.list_episodes(conn, query, limit, offset):
         items.append(
             {
-                "station": r[0],
-                "param": r[1],
-                "averaging": r[2],
-                "start": r[3].isoformat(),
-                "end": r[4].isoformat(),
-                "duration_minutes": round((r[4] - r[3]).total_seconds() / 60),
-                "windows": r[5],
-                "maximum": r[6],
-                "mean": r[7],
-                "limit": r[8],
-                "limit_text": r[9],
-                "unit": r[10],
-                "multiple": r[11],
-                "band": r[12],
-                "completeness": r[13],
-                "regulation": r[14],
-                "column": r[15],
-                "formula": r[16],
-                "unverified": r[17],
-                "ongoing": r[18],
+                "station": r.station_id,
+                "param": r.param,
+                "averaging": r.averaging,
+                "start": r.start_at.isoformat(),
+                "end": r.end_at.isoformat(),
+                "duration_minutes": round((r.end_at - r.start_at).total_seconds() / 60),
+                "windows": r.windows,
+                "maximum": r.maximum,
+                "mean": r.mean,
+                "limit": r.limit_value,
+                "limit_text": r.limit_text,
+                "unit": r.unit,
+                "multiple": r.multiple,
+                "band": r.band,
+                "completeness": r.completeness,
+                "regulation": r.regulation_id,
+                "column": r.column_name,
+                "formula": r.formula,
+                "unverified": r.unverified,
+                "ongoing": r.ongoing,
             }
         )
     return page(items, total, limit, offset)
@@ -897,20 +776,16 @@ async def aqi_history(
 ) -> dict[str, Any]:
     check_visible(ctx, user, station)
     t0, t1 = parse_when(start, "from"), parse_when(end, "to")
-    cur = await conn.execute(
-        "SELECT hour_start, aqi, category, dominant, sub_indices FROM aqi_hourly "
-        "WHERE station_id = %s AND hour_start >= %s AND hour_start < %s ORDER BY hour_start",
-        [station, t0, t1],
-    )
+    assert t0 is not None and t1 is not None
     items = [
         {
-            "hour_start": r[0].isoformat(),
-            "aqi": r[1],
-            "category": r[2],
-            "dominant": r[3],
-            "sub_indices": r[4],
+            "hour_start": h.hour_start.isoformat(),
+            "aqi": h.aqi,
+            "category": h.category,
+            "dominant": h.dominant,
+            "sub_indices": h.sub_indices,
         }
-        for r in await cur.fetchall()
+        for h in await alert_store.aqi_history(conn, station, t0, t1)
     ]
     return page(items, len(items), len(items), 0)
 

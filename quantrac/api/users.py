@@ -301,6 +301,13 @@ async def get_user(conn: psycopg.AsyncConnection, username: str) -> User | None:
     return _user(row) if row else None
 
 
+async def password_hash_of(conn: psycopg.AsyncConnection, user_id: int) -> str | None:
+    """The stored password hash of a user; None when there is no such user."""
+    cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", [user_id])
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
 async def set_password(conn: psycopg.AsyncConnection, user: User, password: str) -> None:
     """A new password; every token of the user stops working."""
     check_password_rules(password)

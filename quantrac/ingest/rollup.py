@@ -97,3 +97,34 @@ async def refresh_timescale_hourly(conn: psycopg.AsyncConnection) -> int:
     finally:
         with contextlib.suppress(psycopg.Error):
             await conn.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
+
+
+# (hour or day, mean, min, max, count) of one aggregated period.
+Aggregate = tuple[datetime, float | None, float | None, float | None, int]
+
+
+async def hourly_series(
+    conn: psycopg.AsyncConnection, station_id: str, param: str, start: datetime, end: datetime
+) -> list[Aggregate]:
+    """The hourly aggregate of one parameter for the hours in [start, end), oldest first."""
+    cur = await conn.execute(
+        "SELECT hour, mean, min, max, n FROM readings_hourly WHERE station_id = %s "
+        "AND param = %s AND hour >= %s AND hour < %s ORDER BY hour",
+        [station_id, param, start, end],
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
+
+
+async def daily_series(
+    conn: psycopg.AsyncConnection, station_id: str, param: str, start: datetime, end: datetime
+) -> list[Aggregate]:
+    """Days (Vietnam time, as naive midnights) built from the hours in [start, end): the mean
+    weighted by each hour's count, the extremes and the count."""
+    cur = await conn.execute(
+        "SELECT date_trunc('day', hour AT TIME ZONE 'Asia/Ho_Chi_Minh') AS day, "
+        "sum(mean * n) / sum(n), min(min), max(max), sum(n) FROM readings_hourly "
+        "WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s "
+        "GROUP BY 1 ORDER BY 1",
+        [station_id, param, start, end],
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]

@@ -12,8 +12,10 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from quantrac.core.contract import Problem, Reading, Reason, Status
 from quantrac.ingest import stream
@@ -415,3 +417,132 @@ class BatchWriter:
                     seq,
                     excerpt,
                 )
+
+
+# --- reads of the stored readings, for the API, the alert engine, forwarding and tools ---------
+
+_NEWEST_PER_STATION = (
+    "SELECT station_id, max(measured_at) FROM readings WHERE measured_at > %s GROUP BY station_id"
+)
+
+
+async def newest_per_station(conn: psycopg.AsyncConnection, since: datetime) -> dict[str, datetime]:
+    """The newest reading time of each station that has one after ``since``."""
+    cur = await conn.execute(_NEWEST_PER_STATION, [since])
+    return {row[0]: row[1] for row in await cur.fetchall()}
+
+
+_LATEST = """
+    SELECT p.param, r.measured_at, r.value, r.status
+    FROM unnest(%(params)s::text[]) AS p(param)
+    CROSS JOIN LATERAL (
+        SELECT measured_at, value, status FROM readings
+        WHERE station_id = %(station)s AND param = p.param
+          AND measured_at > %(since)s
+        ORDER BY measured_at DESC LIMIT 1
+    ) r
+"""
+
+# (measured_at, value, status) of one reading.
+StoredValue = tuple[datetime, float | None, int]
+
+
+async def latest_values(
+    conn: psycopg.AsyncConnection, station_id: str, params: list[str], since: datetime
+) -> dict[str, StoredValue]:
+    """The newest reading after ``since`` of each of ``params`` of one station."""
+    cur = await conn.execute(_LATEST, {"params": params, "station": station_id, "since": since})
+    return {row[0]: (row[1], row[2], row[3]) for row in await cur.fetchall()}
+
+
+async def raw_series(
+    conn: psycopg.AsyncConnection, station_id: str, param: str, start: datetime, end: datetime
+) -> list[StoredValue]:
+    """Every reading of one parameter in [start, end), oldest first."""
+    cur = await conn.execute(
+        "SELECT measured_at, value, status FROM readings WHERE station_id = %s AND param = %s "
+        "AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
+        [station_id, param, start, end],
+    )
+    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+
+async def flagged_readings(
+    conn: psycopg.AsyncConnection, station_id: str, param: str, start: datetime, end: datetime
+) -> list[tuple[datetime, int]]:
+    """(measured_at, status) of the readings with status other than 00 in [start, end), oldest
+    first. Served by the partial index on status <> 0."""
+    cur = await conn.execute(
+        "SELECT measured_at, status FROM readings WHERE station_id = %s AND param = %s "
+        "AND status <> 0 AND measured_at >= %s AND measured_at < %s ORDER BY measured_at",
+        [station_id, param, start, end],
+    )
+    return [(r[0], r[1]) for r in await cur.fetchall()]
+
+
+async def count_between(
+    conn: psycopg.AsyncConnection,
+    station_id: str,
+    param: str,
+    after: datetime,
+    before: datetime,
+    not_before: datetime,
+) -> int:
+    """Readings of one parameter with after < measured_at < before and measured_at >=
+    not_before."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM readings WHERE station_id = %s AND param = %s "
+        "AND measured_at > %s AND measured_at < %s AND measured_at >= %s",
+        [station_id, param, after, before, not_before],
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+_NEWEST_WITHIN = """
+    SELECT w.i, (SELECT max(r.measured_at) FROM readings r WHERE r.station_id = w.station_id
+                 AND (w.param = '' OR r.param = w.param) AND r.measured_at <= w.last_at
+                 AND r.measured_at > w.first_at - interval '2 days')
+    FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+         WITH ORDINALITY AS w(station_id, param, first_at, last_at, i)
+"""
+
+
+async def newest_within(
+    conn: psycopg.AsyncConnection, windows: list[tuple[str, str, datetime, datetime]]
+) -> list[datetime | None]:
+    """For each (station, param, first, last): the newest reading of that parameter (any
+    parameter when param is '') at or before ``last`` and less than 2 days before ``first``;
+    None when there is none. One answer per window, in the order given."""
+    if not windows:
+        return []
+    cur = await conn.execute(
+        _NEWEST_WITHIN,
+        [
+            [w[0] for w in windows],
+            [w[1] for w in windows],
+            [w[2] for w in windows],
+            [w[3] for w in windows],
+        ],
+    )
+    found = {int(i): at for i, at in await cur.fetchall()}
+    return [found.get(i + 1) for i in range(len(windows))]
+
+
+async def recent_readings(
+    conn: psycopg.AsyncConnection, since: datetime, stations: list[str] | None = None
+) -> psycopg.AsyncCursor[dict[str, Any]]:
+    """Readings and instrument statuses since ``since`` (value None for a status), in
+    measured-time order, as dict rows; only those of ``stations`` when given. The alert engine
+    rebuilds its windows from them after a restart."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT station_id, param, measured_at, value, status, received_at FROM readings "
+        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
+        "UNION ALL SELECT station_id, param, measured_at, NULL, status, received_at "
+        "FROM instrument_status "
+        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
+        "ORDER BY measured_at",
+        [since, stations, stations, since, stations, stations],
+    )
+    return cur
