@@ -30,6 +30,7 @@ from quantrac.core.contract import ack_topic, data_topic
 from quantrac.core.settings import Settings, default_config_dir
 from quantrac.core.tasks import cancel_and_wait
 from quantrac.core.time import VIETNAM
+from quantrac.ingest.schema import station_summaries
 from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from quantrac.simulator.publisher import Publisher
@@ -38,17 +39,10 @@ from quantrac.simulator.run import DEFAULT_SPEED_BACKLOG, simulate, simulate_sce
 SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
 
-_SUMMARY = """
-SELECT s.id, s.kind, count(r.*) AS readings, max(r.measured_at) AS newest,
-       (SELECT count(*) FROM rejections j WHERE j.station_id = s.id) AS rejected
-FROM stations s LEFT JOIN readings r ON r.station_id = s.id
-WHERE s.active GROUP BY s.id, s.kind ORDER BY s.kind, s.id
-"""
-
 
 async def _print_summary(settings: Settings, service: IngestService) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url or "") as conn:
-        rows = await (await conn.execute(_SUMMARY)).fetchall()
+        rows = await station_summaries(conn)
         alerts = await _open_alerts(conn)
     now = datetime.now(VIETNAM).strftime("%H:%M:%S")
     lines = [
@@ -56,12 +50,15 @@ async def _print_summary(settings: Settings, service: IngestService) -> None:
         f"{'station':<18}{'kind':<12}{'readings':>10}  {'newest reading (UTC+7)':<22}"
         f"{'rejected':>9}",
     ]
-    for station, kind, count, newest, rejected in rows:
+    for row in rows:
+        newest = row.newest
         shown = newest.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M") if newest else "–"
-        lines.append(f"{station:<18}{kind:<12}{count:>10}  {shown:<22}{rejected:>9}")
+        lines.append(
+            f"{row.station_id:<18}{row.kind:<12}{row.readings:>10}  {shown:<22}{row.rejected:>9}"
+        )
     pending = service.pipeline.pending if service.pipeline else 0
     lines.append(
-        f"total {sum(r[2] for r in rows)} readings, {sum(r[4] for r in rows)} "
+        f"total {sum(r.readings for r in rows)} readings, {sum(r.rejected for r in rows)} "
         f"rejections, {pending} waiting for commit"
     )
     if alerts:

@@ -74,11 +74,6 @@ ALLOWED = {
 PENDING = {
     ("alerts/store.py", "readings"),
     ("alerts/store.py", "instrument_status"),
-    ("demo.py", "readings"),
-    ("demo.py", "rejections"),
-    ("demo.py", "stations"),
-    ("simulator/fuzz_run.py", "readings"),
-    ("simulator/fuzz_run.py", "rejections"),
     ("forward/service.py", "readings"),
     ("ingest/service.py", "stations"),
 }

@@ -438,3 +438,48 @@ async def drop_expired_partitions(
                 await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
             dropped.append(name)
     return dropped
+
+
+# --- reads of stations and rejections, for the demo and tools ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StationSummary:
+    """What is stored of one active station."""
+
+    station_id: str
+    kind: str
+    readings: int
+    newest: datetime | None
+    rejected: int
+
+
+_SUMMARY = """
+SELECT s.id, s.kind, count(r.*) AS readings, max(r.measured_at) AS newest,
+       (SELECT count(*) FROM rejections j WHERE j.station_id = s.id) AS rejected
+FROM stations s LEFT JOIN readings r ON r.station_id = s.id
+WHERE s.active GROUP BY s.id, s.kind ORDER BY s.kind, s.id
+"""
+
+
+async def station_summaries(conn: psycopg.AsyncConnection) -> list[StationSummary]:
+    """Each active station with its count of readings, newest reading and count of
+    rejections, by kind then id."""
+    cur = await conn.execute(_SUMMARY)
+    return [StationSummary(r[0], r[1], int(r[2]), r[3], int(r[4])) for r in await cur.fetchall()]
+
+
+async def stored_counts(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+    """How many readings and how many rejections are stored."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM rejections)"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def all_rejections(conn: psycopg.AsyncConnection) -> list[tuple[str | None, str, str]]:
+    """(station_id, reason, detail) of every stored rejection, in no particular order."""
+    cur = await conn.execute("SELECT station_id, reason, detail FROM rejections")
+    return [(r[0], r[1], r[2]) for r in await cur.fetchall()]

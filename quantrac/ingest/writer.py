@@ -546,3 +546,12 @@ async def recent_readings(
         [since, stations, stations, since, stations, stations],
     )
     return cur
+
+
+async def all_readings(
+    conn: psycopg.AsyncConnection,
+) -> list[tuple[str, str, datetime, float, int]]:
+    """(station_id, param, measured_at, value, status) of every stored reading, in no
+    particular order (a test harness's check of a whole run)."""
+    cur = await conn.execute("SELECT station_id, param, measured_at, value, status FROM readings")
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]

@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from gmqtt import Client
 
+from quantrac.ingest.schema import all_rejections, stored_counts
+from quantrac.ingest.writer import all_readings
 from quantrac.simulator.fuzz import FuzzMessage, FuzzReport, expected_acks, verify
 
 
@@ -35,12 +37,7 @@ class _Acks:
 
 async def _counts(database_url: str) -> tuple[int, int]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(
-            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM rejections)"
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1])
+        return await stored_counts(conn)
 
 
 async def run_fuzz(
@@ -88,12 +85,8 @@ async def run_fuzz(
             await asyncio.sleep(0.2)
         finished = time.monotonic()
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            cur = await conn.execute(
-                "SELECT station_id, param, measured_at, value, status FROM readings"
-            )
-            stored = await cur.fetchall()
-            cur = await conn.execute("SELECT station_id, reason, detail FROM rejections")
-            rejections_rows = await cur.fetchall()
+            stored = await all_readings(conn)
+            rejections_rows = await all_rejections(conn)
     finally:
         await publisher.disconnect()
         await subscriber.disconnect()
