@@ -74,7 +74,6 @@ ALLOWED = {
 PENDING = {
     ("alerts/store.py", "readings"),
     ("alerts/store.py", "instrument_status"),
-    ("forward/service.py", "readings"),
     ("ingest/service.py", "stations"),
 }
 

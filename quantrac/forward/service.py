@@ -24,6 +24,7 @@ from quantrac.core.time import VIETNAM
 from quantrac.forward.config import ForwardTarget, resolve_url
 from quantrac.forward.files import ForwardError, Line, Tt10File, build_file
 from quantrac.forward.targets import Target, TargetError, target_from_url
+from quantrac.ingest.writer import READING_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,16 @@ def forwarded_stations(target: ForwardTarget, registry: Registry) -> list[str]:
     return list(target.stations)
 
 
-_DUE_SLOTS = """
-    SELECT r.station_id, r.measured_at, array_agg(r.param ORDER BY r.param),
-           array_agg(r.value ORDER BY r.param), array_agg(r.status ORDER BY r.param)
-    FROM readings r
-    LEFT JOIN forward_log f ON f.target = %s AND f.station_id = r.station_id
-                           AND f.measured_at = r.measured_at
-    WHERE r.station_id = ANY(%s) AND r.measured_at >= %s AND r.measured_at < %s
-    GROUP BY r.station_id, r.measured_at, f.readings
-    HAVING f.readings IS NULL OR f.readings < count(*)
-    ORDER BY r.measured_at, r.station_id
+# The readings' owner (ingest/writer.py) groups the slots; a slot is due when this target's log
+# has no row for it or one with fewer readings. Arguments: stations, start, end, target, limit.
+_DUE_SLOTS = f"""
+    WITH s AS ({READING_SLOTS})
+    SELECT s.station_id, s.measured_at, s.params, s."values", s.statuses
+    FROM s
+    LEFT JOIN forward_log f ON f.target = %s AND f.station_id = s.station_id
+                           AND f.measured_at = s.measured_at
+    WHERE f.readings IS NULL OR f.readings < s.n
+    ORDER BY s.measured_at, s.station_id
     LIMIT %s
 """
 
@@ -140,7 +141,7 @@ async def forward_once(
     if row and row[0] is not None:
         # Everything due before scanned_until was sent; look back late_s for late readings.
         scan_from = max(target.since, row[0] - timedelta(seconds=target.late_s))
-    cur = await conn.execute(_DUE_SLOTS, [target.name, stations, scan_from, until, max_files])
+    cur = await conn.execute(_DUE_SLOTS, [stations, scan_from, until, target.name, max_files])
     slots = await cur.fetchall()
     await conn.commit()
     opened = False

@@ -555,3 +555,18 @@ async def all_readings(
     particular order (a test harness's check of a whole run)."""
     cur = await conn.execute("SELECT station_id, param, measured_at, value, status FROM readings")
     return [(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
+
+
+# The stored readings grouped by slot (station, measured time) for some stations in [start, end),
+# as a subquery for a caller that joins it with its own table in one statement (forwarding
+# joins its log, and its LIMIT applies after that join). Arguments, in order: station ids
+# (text[]), start, end. Columns: station_id, measured_at, params, "values", statuses (each array
+# in parameter order) and n, the slot's count of readings.
+READING_SLOTS = """
+    SELECT station_id, measured_at, array_agg(param ORDER BY param) AS params,
+           array_agg(value ORDER BY param) AS "values",
+           array_agg(status ORDER BY param) AS statuses, count(*) AS n
+    FROM readings
+    WHERE station_id = ANY(%s) AND measured_at >= %s AND measured_at < %s
+    GROUP BY station_id, measured_at
+"""
