@@ -8,6 +8,7 @@ itself (see ``rollup.py``). The backend is chosen once, at the first migration, 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from quantrac.core.migrations import MIGRATION_LOCK, one_version_table
+from quantrac.core.registry import Registry
 from quantrac.ingest import stream
 
 log = logging.getLogger(__name__)
@@ -483,3 +485,35 @@ async def all_rejections(conn: psycopg.AsyncConnection) -> list[tuple[str | None
     """(station_id, reason, detail) of every stored rejection, in no particular order."""
     cur = await conn.execute("SELECT station_id, reason, detail FROM rejections")
     return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+
+async def sync_stations(conn: psycopg.AsyncConnection, registry: Registry) -> None:
+    """Make the stations table match the registry; stations that left it become inactive."""
+    async with conn.transaction():
+        for station in registry.stations.values():
+            row = station.to_row()
+            await conn.execute(
+                """INSERT INTO stations (id, name, kind, facility, province, lat, lon, cadence_s,
+                                         parameters, regulation, ftp_name, active, updated_at)
+                   VALUES (%(id)s, %(name)s, %(kind)s, %(facility)s, %(province)s, %(lat)s,
+                           %(lon)s, %(cadence_s)s, %(parameters)s, %(regulation)s, %(ftp_name)s,
+                           true, now())
+                   ON CONFLICT (id) DO UPDATE SET
+                     name = excluded.name, kind = excluded.kind, facility = excluded.facility,
+                     province = excluded.province, lat = excluded.lat, lon = excluded.lon,
+                     cadence_s = excluded.cadence_s, parameters = excluded.parameters,
+                     regulation = excluded.regulation, ftp_name = excluded.ftp_name,
+                     active = true, updated_at = now()""",
+                {
+                    **row,
+                    "parameters": json.dumps(row["parameters"], ensure_ascii=False),
+                    "regulation": json.dumps(row["regulation"], ensure_ascii=False)
+                    if row["regulation"]
+                    else None,
+                },
+            )
+        await conn.execute(
+            "UPDATE stations SET active = false, updated_at = now() "
+            "WHERE active AND NOT (id = ANY(%s))",
+            [list(registry.stations)],
+        )

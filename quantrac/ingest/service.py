@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,38 +52,6 @@ async def upgrade_database(settings: Settings) -> tuple[str, list[int]]:
         return await schema.upgrade(conn, storage_options(settings))
 
 
-async def sync_stations(conn: psycopg.AsyncConnection, registry: Registry) -> None:
-    """Make the stations table match the registry; stations that left it become inactive."""
-    async with conn.transaction():
-        for station in registry.stations.values():
-            row = station.to_row()
-            await conn.execute(
-                """INSERT INTO stations (id, name, kind, facility, province, lat, lon, cadence_s,
-                                         parameters, regulation, ftp_name, active, updated_at)
-                   VALUES (%(id)s, %(name)s, %(kind)s, %(facility)s, %(province)s, %(lat)s,
-                           %(lon)s, %(cadence_s)s, %(parameters)s, %(regulation)s, %(ftp_name)s,
-                           true, now())
-                   ON CONFLICT (id) DO UPDATE SET
-                     name = excluded.name, kind = excluded.kind, facility = excluded.facility,
-                     province = excluded.province, lat = excluded.lat, lon = excluded.lon,
-                     cadence_s = excluded.cadence_s, parameters = excluded.parameters,
-                     regulation = excluded.regulation, ftp_name = excluded.ftp_name,
-                     active = true, updated_at = now()""",
-                {
-                    **row,
-                    "parameters": json.dumps(row["parameters"], ensure_ascii=False),
-                    "regulation": json.dumps(row["regulation"], ensure_ascii=False)
-                    if row["regulation"]
-                    else None,
-                },
-            )
-        await conn.execute(
-            "UPDATE stations SET active = false, updated_at = now() "
-            "WHERE active AND NOT (id = ANY(%s))",
-            [list(registry.stations)],
-        )
-
-
 @dataclass
 class IngestService:
     settings: Settings
@@ -119,7 +86,7 @@ class IngestService:
                 async with await connect(self.settings) as conn:
                     opts = storage_options(self.settings)
                     self.backend, applied = await schema.upgrade(conn, opts)
-                    await sync_stations(conn, self.current_registry())
+                    await schema.sync_stations(conn, self.current_registry())
                 self.metrics.database_up.set(1)
                 log.info(
                     "database ready",
@@ -270,7 +237,7 @@ class IngestService:
     async def _sync_registry(self, registry: Registry) -> None:
         try:
             async with await connect(self.settings) as conn:
-                await sync_stations(conn, registry)
+                await schema.sync_stations(conn, registry)
         except psycopg.Error as exc:
             log.warning("stations table not synced: %s", exc, extra={"event": "sync_error"})
 
