@@ -56,7 +56,7 @@ from quantrac.core.contract import Reading, Status
 from quantrac.core.registry import Registry, Station, load_registry
 from quantrac.core.settings import Settings
 from quantrac.core.tasks import cancel_and_wait
-from quantrac.ingest import stream
+from quantrac.ingest import stream, writer
 from quantrac.ingest.files import HISTORICAL_SOURCE
 from quantrac.ingest.service import upgrade_database
 from quantrac.ingest.stream import CommittedBatch
@@ -353,7 +353,7 @@ class AlertService:
                 engine.active = {k for k in engine.active if k[0] not in stations}
                 rebuilt, episodes = 0, []
                 async with conn.transaction():
-                    cursor = await alert_store.recent_readings(conn, since, sorted(stations))
+                    cursor = await writer.recent_readings(conn, since, sorted(stations))
                     async for row in cursor:
                         key = (row["station_id"], row["param"], row["measured_at"])
                         if key in after:

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.rows import dict_row
 
 from quantrac.alerts.engine import Change, Episode, Transition
 from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
@@ -588,24 +587,6 @@ def _episode_row(e: Episode) -> dict[str, Any]:
         "unverified": e.unverified,
         "ongoing": e.ongoing,
     }
-
-
-async def recent_readings(
-    conn: psycopg.AsyncConnection, since: datetime, stations: list[str] | None = None
-) -> psycopg.AsyncCursor[dict[str, Any]]:
-    """Readings to rebuild the engine's windows after a restart, in measured-time order; only
-    those of ``stations`` when given."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT station_id, param, measured_at, value, status, received_at FROM readings "
-        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
-        "UNION ALL SELECT station_id, param, measured_at, NULL, status, received_at "
-        "FROM instrument_status "
-        "WHERE measured_at >= %s AND (%s::text[] IS NULL OR station_id = ANY(%s)) "
-        "ORDER BY measured_at",
-        [since, stations, stations, since, stations, stations],
-    )
-    return cur
 
 
 # --- reads for the API and the board -----------------------------------------------------------
