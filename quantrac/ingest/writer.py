@@ -561,12 +561,13 @@ async def all_readings(
 # as a subquery for a caller that joins it with its own table in one statement (forwarding
 # joins its log, and its LIMIT applies after that join). Arguments, in order: station ids
 # (text[]), start, end. Columns: station_id, measured_at, params, "values", statuses (each array
-# in parameter order) and n, the slot's count of readings.
+# in parameter order) and n, the slot's count of readings. Grouped in time order, so a caller
+# ordering by (measured_at, station_id) with a LIMIT stops early instead of grouping the range.
 READING_SLOTS = """
     SELECT station_id, measured_at, array_agg(param ORDER BY param) AS params,
            array_agg(value ORDER BY param) AS "values",
            array_agg(status ORDER BY param) AS statuses, count(*) AS n
     FROM readings
     WHERE station_id = ANY(%s) AND measured_at >= %s AND measured_at < %s
-    GROUP BY station_id, measured_at
+    GROUP BY measured_at, station_id
 """
