@@ -32,6 +32,7 @@ health_vi, health_en, category_vi, category_en, colour_rgb
 base_maximum, base_minimum, moved_to, _.sufficient
 # alerts/store.py AlertRow: the columns of alerts, read by name (AlertRow.columns, API JSON).
 updated_at, max_value, acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution
+assigned_at, assigned_by
 
 # Public helpers with their own unit tests (documented API of the module).
 _.restore, _.restart, _.regime_on, _.raise_for_problems
