@@ -13,12 +13,14 @@ import pytest
 
 from quantrac.core.contract import Reading, Status
 from quantrac.evidence import schema as evidence_schema
-from quantrac.evidence.locks import Correction, correct_reading
+from quantrac.evidence.locks import Correction, correct_reading, lock_period, unlock_period
 from quantrac.ingest.rollup import consecutive_runs, refresh_timescale_hourly
 from quantrac.ingest.schema import (
     POSTGRES,
     TIMESCALE,
     StorageOptions,
+    apply_timescale_policies,
+    drop_expired_chunks,
     drop_expired_partitions,
     partition_name,
     upgrade,
@@ -65,6 +67,39 @@ async def test_plain_backend_partitions_retention_and_idempotent_upgrade(db_conn
     ]
     dropped = await drop_expired_partitions(db_conn, opts, NOW + timedelta(days=20))
     assert dropped == ["readings_y2026m08"]
+
+
+async def test_plain_retention_keeps_a_month_a_locked_period_overlaps(db_conn, caplog):
+    opts = StorageOptions(backend=POSTGRES, retention_days=90, partitions_ahead_months=2)
+    await upgrade(db_conn, opts, now=NOW)
+    # Before evidence's tables exist, retention has no lock to look at (and does not fail).
+    assert await drop_expired_partitions(db_conn, opts, NOW) == []
+    await evidence_schema.upgrade(db_conn)
+    writer = BatchWriter(db_conn, POSTGRES)
+    await writer.prepare()
+    aug, sep = datetime(2026, 8, 15, tzinfo=UTC), datetime(2026, 9, 10, tzinfo=UTC)
+    await writer.write([item(("COD", aug, 40.0, 0), ("COD", sep, 50.0, 0))])
+    await db_conn.commit()
+    # September is sealed; a lock over August was lifted and protects nothing.
+    kept = await lock_period(db_conn, "WW1", sep, sep + timedelta(days=1), "audit", "admin")
+    lifted = await lock_period(db_conn, None, aug, aug + timedelta(days=1), "audit", "admin")
+    await unlock_period(db_conn, lifted.id, "admin")
+    await db_conn.commit()
+    # Sixty days on, the horizon is 22 October: August and September are both expired.
+    with caplog.at_level("WARNING", logger="quantrac.ingest.schema"):
+        dropped = await drop_expired_partitions(db_conn, opts, NOW + timedelta(days=60))
+    await db_conn.commit()
+    assert dropped == ["readings_y2026m08"]
+    cur = await db_conn.execute("SELECT measured_at, value FROM readings ORDER BY 1")
+    assert await cur.fetchall() == [(sep, 50.0)]
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "retention_kept_locked"]
+    assert (record.partition, record.locks) == ("readings_y2026m09", [kept.id])
+    # Once the lock is lifted, the next run drops the month.
+    await unlock_period(db_conn, kept.id, "admin")
+    await db_conn.commit()
+    assert await drop_expired_partitions(db_conn, opts, NOW + timedelta(days=60)) == [
+        "readings_y2026m09"
+    ]
 
 
 async def test_writer_creates_a_missing_month_and_classifies_duplicates(db_conn):
@@ -132,10 +167,10 @@ async def test_timescale_backend_end_to_end(timescale_url):
             "SELECT proc_name FROM timescaledb_information.jobs "
             "WHERE hypertable_name IS NOT NULL ORDER BY 1"
         )
+        # No built-in retention policy: quantrac's own job keeps locked periods.
         assert [r[0] for r in await cur.fetchall()] == [
             "policy_compression",
             "policy_refresh_continuous_aggregate",
-            "policy_retention",
         ]
 
         writer = BatchWriter(conn, TIMESCALE)
@@ -298,7 +333,6 @@ async def test_timescale_policies_follow_changed_settings(timescale_db):
         assert {k: v[1] for k, v in before.items()} == {
             "policy_compression": timedelta(days=7),
             "policy_refresh_continuous_aggregate": timedelta(days=8),
-            "policy_retention": timedelta(days=730),
             "chunks": timedelta(days=1),
         }
         # The operator keeps five years, compresses after two weeks, uses two-day chunks.
@@ -310,7 +344,6 @@ async def test_timescale_policies_follow_changed_settings(timescale_db):
         assert {k: v[1] for k, v in after.items()} == {
             "policy_compression": timedelta(days=14),
             "policy_refresh_continuous_aggregate": timedelta(days=15),
-            "policy_retention": timedelta(days=1825),
             "chunks": timedelta(days=2),
         }
         # Settings unchanged: the policies stay as they are (same jobs).
@@ -327,3 +360,38 @@ def test_consecutive_hours_make_one_refresh_window_each():
         (h, h + hour),
         (h + 5 * hour, h + 7 * hour),
     ]
+
+
+async def test_timescale_retention_keeps_a_chunk_a_locked_period_overlaps(timescale_db):
+    async with await psycopg.AsyncConnection.connect(timescale_db) as conn:
+        opts = StorageOptions(retention_days=30)
+        # A database made by an older version still has the built-in policy: it goes.
+        await upgrade(conn, opts)
+        await conn.execute("SELECT add_retention_policy('readings', interval '30 days')")
+        assert "retention" in await apply_timescale_policies(conn, opts)
+        cur = await conn.execute(
+            "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+        )
+        assert (await cur.fetchone())[0] == 0
+        await evidence_schema.upgrade(conn)
+        writer = BatchWriter(conn, TIMESCALE)
+        await writer.prepare()
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        sealed, expired, recent = (now - timedelta(days=d) for d in (50, 40, 1))
+        await writer.write(
+            [item(("COD", sealed, 1.0, 0), ("COD", expired, 2.0, 0), ("COD", recent, 3.0, 0))]
+        )
+        await conn.commit()
+        await lock_period(conn, "WW1", sealed, sealed + timedelta(minutes=1), "audit", "admin")
+        await conn.commit()
+        dropped = await drop_expired_chunks(conn, opts, now)
+        await conn.commit()
+        assert len(dropped) == 1
+        cur = await conn.execute("SELECT measured_at, value FROM readings ORDER BY 1")
+        assert await cur.fetchall() == [(sealed, 1.0), (recent, 3.0)]
+        cur = await conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+        )
+        assert (await cur.fetchone())[0] == 2
+        # Nothing left to drop: the next run changes nothing.
+        assert await drop_expired_chunks(conn, opts, now) == []

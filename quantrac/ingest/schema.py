@@ -1,9 +1,11 @@
 """Database schema: versioned migrations, storage backend choice, partitions and retention.
 
 Two backends share one logical schema. With the TimescaleDB extension, ``readings`` is a
-hypertable with compression, an hourly continuous aggregate (real-time) and a retention policy.
-On plain PostgreSQL it is a table partitioned by month, and quantrac keeps ``readings_hourly``
-itself (see ``rollup.py``). The backend is chosen once, at the first migration, and recorded.
+hypertable with compression and an hourly continuous aggregate (real-time). On plain PostgreSQL
+it is a table partitioned by month, and quantrac keeps ``readings_hourly`` itself (see
+``rollup.py``). Retention is quantrac's own job on both (``drop_expired_partitions``,
+``drop_expired_chunks``): it keeps a month or chunk that a locked (sealed) period overlaps.
+The backend is chosen once, at the first migration, and recorded.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ async def _readings(conn: psycopg.AsyncConnection, backend: str, opts: StorageOp
             FROM readings WHERE status = 0
             GROUP BY station_id, param, time_bucket('1 hour', measured_at)
             WITH NO DATA""")
-        # Chunk interval, compression, refresh and retention policies: apply_timescale_policies
+        # Chunk interval, compression and refresh policies: apply_timescale_policies
         # (run by every upgrade, so that changed settings reach an existing database).
         return
     await conn.execute(
@@ -308,8 +310,9 @@ async def _job_setting(
 async def apply_timescale_policies(
     conn: psycopg.AsyncConnection, opts: StorageOptions
 ) -> list[str]:
-    """Make the chunk interval and the compression, refresh and retention policies of
-    ``readings`` match the options (as plain PostgreSQL follows them at each upkeep).
+    """Make the chunk interval and the compression and refresh policies of ``readings``
+    match the options (as plain PostgreSQL follows them at each upkeep), and remove a
+    built-in retention policy left by an older version.
     Returns the names of what changed; nothing when they already match."""
     changed: list[str] = []
     chunk = timedelta(days=opts.chunk_interval_days)
@@ -344,11 +347,11 @@ async def apply_timescale_policies(
             [start, HOURLY_END_OFFSET],
         )
         changed.append("refresh")
-    retention = timedelta(days=opts.retention_days)
-    found = await _job_setting(conn, "policy_retention", "readings", "drop_after")
-    if found != retention:
+    # No built-in retention policy: it cannot skip the chunks of a locked (sealed) period.
+    # Retention is quantrac's own job (drop_expired_chunks, run by the ingest upkeep); a policy
+    # left by an older version is removed.
+    if await _job_setting(conn, "policy_retention", "readings", "drop_after") is not None:
         await conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
-        await conn.execute("SELECT add_retention_policy('readings', %s::interval)", [retention])
         changed.append("retention")
     if changed:
         log.info(
@@ -424,10 +427,46 @@ async def ensure_partitions(
     return created
 
 
+async def locks_overlapping(
+    conn: psycopg.AsyncConnection, start: datetime, end: datetime
+) -> list[int]:
+    """Ids of the active locked (sealed) periods that overlap [start, end), of any station.
+
+    The table belongs to quantrac.evidence (a higher layer); retention only reads it, by this
+    query, and finds nothing while evidence's migrations have not created it.
+    """
+    cur = await conn.execute("SELECT to_regclass('locked_periods') IS NOT NULL")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return []
+    cur = await conn.execute(
+        "SELECT id FROM locked_periods WHERE unlocked_at IS NULL"
+        " AND start_at < %s AND end_at > %s ORDER BY id",
+        [end, start],
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+def _kept_for_locks(name: str, start: datetime, end: datetime, locks: list[int]) -> None:
+    log.warning(
+        "retention keeps %s: locked period(s) %s overlap it",
+        name,
+        ", ".join(map(str, locks)),
+        extra={
+            "event": "retention_kept_locked",
+            "partition": name,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "locks": locks,
+        },
+    )
+
+
 async def drop_expired_partitions(
     conn: psycopg.AsyncConnection, opts: StorageOptions, now: datetime
 ) -> list[str]:
-    """Retention on plain PostgreSQL: drop whole months older than the retention period."""
+    """Retention on plain PostgreSQL: drop whole months older than the retention period,
+    except a month that an active locked period overlaps (kept, and logged why)."""
     horizon = now - timedelta(days=opts.retention_days)
     dropped = []
     for name in sorted(await existing_partitions(conn)):
@@ -435,10 +474,44 @@ async def drop_expired_partitions(
             start = datetime(int(name[10:14]), int(name[15:17]), 1, tzinfo=UTC)
         except ValueError:
             continue
-        if next_month(start) <= horizon:
+        end = next_month(start)
+        if end <= horizon:
             async with conn.transaction():
+                locks = await locks_overlapping(conn, start, end)
+                if locks:
+                    _kept_for_locks(name, start, end, locks)
+                    continue
                 await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
             dropped.append(name)
+    return dropped
+
+
+async def drop_expired_chunks(
+    conn: psycopg.AsyncConnection, opts: StorageOptions, now: datetime
+) -> list[str]:
+    """Retention on TimescaleDB: drop the chunks wholly older than the retention period,
+    one by one (``drop_chunks`` bounded to the chunk's own range), except a chunk that an
+    active locked period overlaps (kept, and logged why). Returns the dropped chunks' names."""
+    horizon = now - timedelta(days=opts.retention_days)
+    cur = await conn.execute(
+        "SELECT chunk_name, range_start, range_end FROM timescaledb_information.chunks"
+        " WHERE hypertable_schema = current_schema() AND hypertable_name = 'readings'"
+        " AND range_end <= %s ORDER BY range_start",
+        [horizon],
+    )
+    dropped = []
+    for name, start, end in await cur.fetchall():
+        async with conn.transaction():
+            locks = await locks_overlapping(conn, start, end)
+            if locks:
+                _kept_for_locks(name, start, end, locks)
+                continue
+            await conn.execute(
+                "SELECT drop_chunks('readings', older_than => %s::timestamptz,"
+                " newer_than => %s::timestamptz)",
+                [end, start],
+            )
+        dropped.append(name)
     return dropped
 
 

@@ -169,7 +169,7 @@ class IngestService:
         return None
 
     async def _upkeep(self) -> None:
-        """Hourly rollup, partitions ahead and retention (plain PostgreSQL), registry reload."""
+        """Hourly rollup, partitions ahead (plain PostgreSQL), retention, registry reload."""
         s = self.settings
         last_maintenance = datetime.min.replace(tzinfo=UTC)
         interval = s.rollup_interval_s or 30.0
@@ -181,19 +181,25 @@ class IngestService:
                 async with await connect(s) as conn:
                     await stream.prune(conn)
                     await conn.commit()
-                    if self.backend != schema.POSTGRES:
-                        # Chunks, compression and retention are TimescaleDB's own policies.
-                        if s.rollup_interval_s:
+                    plain = self.backend == schema.POSTGRES
+                    if s.rollup_interval_s:
+                        if plain:
+                            await refresh_hourly(conn)
+                        else:  # chunks and compression are TimescaleDB's own policies
                             await conn.set_autocommit(True)
                             await refresh_timescale_hourly(conn)
-                        continue
-                    if s.rollup_interval_s:
-                        await refresh_hourly(conn)
+                            await conn.set_autocommit(False)
                     now = datetime.now(UTC)
                     if now - last_maintenance >= _MAINTENANCE_EVERY:
                         opts = storage_options(s)
-                        await schema.ensure_partitions(conn, opts, now)
-                        dropped = await schema.drop_expired_partitions(conn, opts, now)
+                        # Retention is quantrac's own on both backends: it keeps what a
+                        # locked (sealed) period overlaps.
+                        if plain:
+                            await schema.ensure_partitions(conn, opts, now)
+                            dropped = await schema.drop_expired_partitions(conn, opts, now)
+                        else:
+                            dropped = await schema.drop_expired_chunks(conn, opts, now)
+                        await conn.commit()
                         if dropped:
                             log.info(
                                 "retention dropped partitions",
