@@ -23,6 +23,8 @@ import pytest
 from quantrac.cli.main import main
 from quantrac.core.contract import Reading, Status
 from quantrac.core.registry import Registry
+from quantrac.evidence import schema as evidence_schema
+from quantrac.evidence.locks import Correction, correct_reading, lock_period
 from quantrac.forward import service as forward_service
 from quantrac.forward.config import parse_forward_config
 from quantrac.forward.files import ForwardError, Line, build_file, check_layout, decimal_text
@@ -468,4 +470,58 @@ async def test_each_run_looks_back_late_days_not_at_the_whole_history(
     )
     later = await forward_once(conn, target, registry, now + timedelta(minutes=5), environ={})
     assert (later.sent, later.resent) == (1, 1) and later.paths[0].endswith("105000.txt")
+    await conn.close()
+
+
+@pytest.mark.integration
+async def test_a_correction_after_the_send_sends_that_file_again(
+    make_settings, registry: Registry, tmp_path: Path
+):
+    settings = make_settings()
+    await _store(settings, _hour_of_readings())
+    outbox = tmp_path / "outbox"
+    config = {
+        "name": "so",
+        "url": f"file://{outbox}",
+        "stations": ["WW1"],
+        "since": "2026-11-20T10:00+07:00",
+        "late_days": 1 / 16,  # 90 minutes: the corrected slot is outside the late window
+    }
+    [target] = parse_forward_config({"targets": [config]})
+    conn = await _forward_conn(settings)
+    # Before evidence's tables exist, there is no correction to look for.
+    now = T0 + timedelta(hours=2)
+    assert (await forward_once(conn, target, registry, now, environ={})).sent == 12
+    await evidence_schema.upgrade(conn)
+    await conn.commit()
+    later = now + timedelta(days=3)
+    assert (await forward_once(conn, target, registry, later, environ={})).sent == 0
+
+    # The hour is sealed, then 10:05's COD is corrected and 10:10's pH deleted (audited).
+    await lock_period(conn, "WW1", T0, T0 + timedelta(hours=1), "monthly report", "admin")
+    t5, t10 = T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)
+    await correct_reading(
+        conn, Correction("WW1", "COD", t5, 55.0, Status(0), "sensor drift"), "admin"
+    )
+    await correct_reading(conn, Correction("WW1", "pH", t10, None, None, "probe out"), "admin")
+    await conn.commit()
+    resent = await forward_once(conn, target, registry, later, environ={})
+    assert (resent.sent, resent.resent, resent.error) == (2, 2, None)
+    assert [Path(p).name for p in resent.paths] == [
+        "BacGiang_KCNThu_NT01_20261120100500.txt",
+        "BacGiang_KCNThu_NT01_20261120101000.txt",
+    ]
+    day = outbox / "NT01/2026/11/20"
+    assert (day / "BacGiang_KCNThu_NT01_20261120100500.txt").read_bytes() == (
+        b"COD\t55\tmg/L\t20261120100500\t00\r\npH\t7.25\tpH\t20261120100500\t00\r\n"
+    )
+    assert (day / "BacGiang_KCNThu_NT01_20261120101000.txt").read_bytes() == (
+        b"COD\t60.5\tmg/L\t20261120101000\t00\r\n"
+    )
+    cur = await conn.execute(
+        "SELECT measured_at, readings, sends FROM forward_log WHERE sends > 1 ORDER BY 1"
+    )
+    assert await cur.fetchall() == [(t5, 2, 2), (t10, 1, 2)]
+    # Sent again once: the next run has nothing to do.
+    assert (await forward_once(conn, target, registry, later, environ={})).sent == 0
     await conn.close()

@@ -3,9 +3,11 @@
 ``forward_log`` (owner module) has one row per target, station and measured time: the file
 name and path, its SHA-256, how many readings it held, when it was sent and how many times.
 A slot is due when it has no row, or when it has more readings now than were sent (a late
-parameter): then the whole file is sent again under the same name. Each file's row is committed
-right after the upload, so a run that fails (server unreachable, disk full) resumes at the
-first file not recorded. ``forward_state`` keeps each target's last outcome.
+parameter), or when one of its readings was corrected after it was sent (the audited overlay
+of ``reading_corrections``): then the whole file is sent again under the same name. Each
+file's row is committed right after the upload, so a run that fails (server unreachable,
+disk full) resumes at the first file not recorded. ``forward_state`` keeps each target's last
+outcome.
 """
 
 from __future__ import annotations
@@ -59,9 +61,19 @@ async def _v2(conn: psycopg.AsyncConnection) -> None:
     await conn.execute("ALTER TABLE forward_state ADD COLUMN scanned_until timestamptz")
 
 
+async def _v3(conn: psycopg.AsyncConnection) -> None:
+    # The database's time when the slot's readings were read for the file: a correction
+    # recorded after it (reading_corrections.at, same clock) sends the file again. Rows sent
+    # before this version count from the upgrade (earlier corrections are not sent again).
+    await conn.execute(
+        "ALTER TABLE forward_log ADD COLUMN read_at timestamptz NOT NULL DEFAULT now()"
+    )
+
+
 MIGRATIONS = [
     (1, "forward log and state", _v1),
     (2, "forward state: how far every due slot was sent", _v2),
+    (3, "forward log: when the readings of each file were read", _v3),
 ]
 
 
@@ -96,6 +108,60 @@ _DUE_SLOTS = f"""
     ORDER BY s.measured_at, s.station_id
     LIMIT %s
 """
+
+# Slots already sent whose readings were corrected since (the audited overlay of evidence,
+# ``reading_corrections``, read by SQL: that module is not imported here). Not bounded by the
+# scan window: a correction of a sealed month, however old, is sent again. Arguments: target,
+# stations, limit.
+_CORRECTED_SLOTS = """
+    SELECT c.station_id, c.measured_at
+    FROM reading_corrections c
+    JOIN forward_log f ON f.target = %s AND f.station_id = c.station_id
+                      AND f.measured_at = c.measured_at
+    WHERE c.station_id = ANY(%s) AND c.at > f.read_at
+    GROUP BY c.station_id, c.measured_at
+    ORDER BY c.measured_at, c.station_id
+    LIMIT %s
+"""
+
+_SLOT_READINGS = f"""
+    WITH s AS ({READING_SLOTS})
+    SELECT s.station_id, s.measured_at, s.params, s."values", s.statuses FROM s
+"""
+
+Slot = tuple[str, datetime, list[str], list[float], list[int]]
+
+
+async def corrected_slots(
+    conn: psycopg.AsyncConnection, target: str, stations: list[str], limit: int
+) -> list[Slot]:
+    """The slots sent to ``target`` whose readings were corrected after they were sent, with
+    their readings as they are now. A slot whose readings were all deleted has no file to send
+    (it is logged and left as it was)."""
+    cur = await conn.execute("SELECT to_regclass('reading_corrections') IS NOT NULL")
+    row = await cur.fetchone()
+    if row is None or not row[0] or limit <= 0:
+        return []
+    cur = await conn.execute(_CORRECTED_SLOTS, [target, stations, limit])
+    out: list[Slot] = []
+    for station_id, measured_at in await cur.fetchall():
+        found = await conn.execute(
+            _SLOT_READINGS, [[station_id], measured_at, measured_at + timedelta(microseconds=1)]
+        )
+        slot = await found.fetchone()
+        if slot is None:
+            log.warning(
+                "forward: every reading of a sent file was deleted by correction; not resent",
+                extra={
+                    "event": "forward_corrected_empty",
+                    "target": target,
+                    "station": station_id,
+                    "measured_at": measured_at.isoformat(),
+                },
+            )
+            continue
+        out.append(tuple(slot))
+    return out
 
 
 @dataclass
@@ -141,9 +207,20 @@ async def forward_once(
     if row and row[0] is not None:
         # Everything due before scanned_until was sent; look back late_s for late readings.
         scan_from = max(target.since, row[0] - timedelta(seconds=target.late_s))
-    cur = await conn.execute(_DUE_SLOTS, [stations, scan_from, until, target.name, max_files])
-    slots = await cur.fetchall()
+    cur = await conn.execute("SELECT clock_timestamp()")
+    clock = await cur.fetchone()
+    assert clock is not None
+    read_at: datetime = clock[0]
+    corrected = await corrected_slots(conn, target.name, stations, max_files)
+    limit = max_files - len(corrected)
+    cur = await conn.execute(_DUE_SLOTS, [stations, scan_from, until, target.name, limit])
+    due = await cur.fetchall()
     await conn.commit()
+    seen = {(slot[0], slot[1]) for slot in corrected}
+    slots = sorted(
+        [*corrected, *(slot for slot in due if (slot[0], slot[1]) not in seen)],
+        key=lambda slot: (slot[1], slot[0]),
+    )
     opened = False
     try:
         for station_id, measured_at, params, values, statuses in slots:
@@ -159,7 +236,7 @@ async def forward_once(
             )
             path = await _put_with_retries(dest, item, target, sleep, opened)
             opened = True
-            resent = await _record(conn, target.name, item, path, now)
+            resent = await _record(conn, target.name, item, path, now, read_at)
             result.sent += 1
             result.resent += int(resent)
             result.paths.append(path)
@@ -167,7 +244,7 @@ async def forward_once(
         result.error = str(exc)
     finally:
         await asyncio.to_thread(dest.close)
-    complete = result.ok and len(slots) < max_files
+    complete = result.ok and len(due) < limit
     await _record_state(conn, result, now, until if complete else None)
     return result
 
@@ -202,15 +279,20 @@ async def _put_with_retries(
 
 
 async def _record(
-    conn: psycopg.AsyncConnection, target: str, item: Tt10File, path: str, now: datetime
+    conn: psycopg.AsyncConnection,
+    target: str,
+    item: Tt10File,
+    path: str,
+    now: datetime,
+    read_at: datetime,
 ) -> bool:
     cur = await conn.execute(
         "INSERT INTO forward_log (target, station_id, measured_at, file_name, remote_path,"
-        " sha256, readings, sent_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " sha256, readings, sent_at, read_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (target, station_id, measured_at) DO UPDATE SET"
         " file_name = EXCLUDED.file_name, remote_path = EXCLUDED.remote_path,"
         " sha256 = EXCLUDED.sha256, readings = EXCLUDED.readings, sent_at = EXCLUDED.sent_at,"
-        " sends = forward_log.sends + 1 RETURNING sends",
+        " read_at = EXCLUDED.read_at, sends = forward_log.sends + 1 RETURNING sends",
         [
             target,
             item.station_id,
@@ -220,6 +302,7 @@ async def _record(
             item.sha256,
             item.readings,
             now,
+            read_at,
         ],
     )
     row = await cur.fetchone()
