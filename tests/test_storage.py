@@ -19,6 +19,7 @@ from quantrac.ingest.schema import (
     POSTGRES,
     TIMESCALE,
     StorageOptions,
+    apply_retention,
     apply_timescale_policies,
     drop_expired_chunks,
     drop_expired_partitions,
@@ -87,8 +88,7 @@ async def test_plain_retention_keeps_a_month_a_locked_period_overlaps(db_conn, c
     await db_conn.commit()
     # Sixty days on, the horizon is 22 October: August and September are both expired.
     with caplog.at_level("WARNING", logger="quantrac.ingest.schema"):
-        dropped = await drop_expired_partitions(db_conn, opts, NOW + timedelta(days=60))
-    await db_conn.commit()
+        dropped = await apply_retention(db_conn, POSTGRES, opts, NOW + timedelta(days=60))
     assert dropped == ["readings_y2026m08"]
     cur = await db_conn.execute("SELECT measured_at, value FROM readings ORDER BY 1")
     assert await cur.fetchall() == [(sep, 50.0)]
@@ -384,8 +384,8 @@ async def test_timescale_retention_keeps_a_chunk_a_locked_period_overlaps(timesc
         await conn.commit()
         await lock_period(conn, "WW1", sealed, sealed + timedelta(minutes=1), "audit", "admin")
         await conn.commit()
-        dropped = await drop_expired_chunks(conn, opts, now)
-        await conn.commit()
+        # The ingest upkeep's entry point, as it runs it on this backend.
+        dropped = await apply_retention(conn, TIMESCALE, opts, now)
         assert len(dropped) == 1
         cur = await conn.execute("SELECT measured_at, value FROM readings ORDER BY 1")
         assert await cur.fetchall() == [(sealed, 1.0), (recent, 3.0)]

@@ -515,6 +515,21 @@ async def drop_expired_chunks(
     return dropped
 
 
+async def apply_retention(
+    conn: psycopg.AsyncConnection, backend: str, opts: StorageOptions, now: datetime
+) -> list[str]:
+    """quantrac's retention job on either backend (the ingest upkeep runs it): partitions
+    ahead and expired months on plain PostgreSQL, expired chunks on TimescaleDB; what a locked
+    period overlaps is kept. Returns what was dropped, committed."""
+    if backend == POSTGRES:
+        await ensure_partitions(conn, opts, now)
+        dropped = await drop_expired_partitions(conn, opts, now)
+    else:
+        dropped = await drop_expired_chunks(conn, opts, now)
+    await conn.commit()
+    return dropped
+
+
 # --- reads of stations and rejections, for the demo and tools ----------------------------------
 
 

@@ -190,16 +190,11 @@ class IngestService:
                             await refresh_timescale_hourly(conn)
                             await conn.set_autocommit(False)
                     now = datetime.now(UTC)
-                    if now - last_maintenance >= _MAINTENANCE_EVERY:
+                    if self.backend and now - last_maintenance >= _MAINTENANCE_EVERY:
                         opts = storage_options(s)
                         # Retention is quantrac's own on both backends: it keeps what a
                         # locked (sealed) period overlaps.
-                        if plain:
-                            await schema.ensure_partitions(conn, opts, now)
-                            dropped = await schema.drop_expired_partitions(conn, opts, now)
-                        else:
-                            dropped = await schema.drop_expired_chunks(conn, opts, now)
-                        await conn.commit()
+                        dropped = await schema.apply_retention(conn, self.backend, opts, now)
                         if dropped:
                             log.info(
                                 "retention dropped partitions",
