@@ -22,7 +22,6 @@ from quantrac.alerts.notify import (
     EmailChannel,
     EscalationRule,
     MqttChannel,
-    NotificationConfigError,
     OpenAlert,
     RetryPolicy,
     Route,
@@ -41,6 +40,7 @@ from quantrac.alerts.notify import (
 )
 from quantrac.alerts.notify.mail import classify_smtp_error, email_body
 from quantrac.alerts.notify.webhook import classify_response, parse_retry_after
+from quantrac.core.config_files import ConfigError, load_yaml_with_lines, nearest_line
 from quantrac.core.settings import MqttEndpoint
 
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
@@ -173,6 +173,9 @@ notifications:
 """
 
 
+LINES = load_yaml_with_lines(EXAMPLE)[1]
+
+
 def example() -> dict[str, Any]:
     return yaml.safe_load(EXAMPLE)["notifications"]
 
@@ -204,7 +207,7 @@ def test_example_configuration_parses_and_builds() -> None:
 def test_missing_environment_variable_names_channel_and_variable() -> None:
     config = parse_notification_config(example(), "alerts.yaml")
     endpoint = MqttEndpoint("127.0.0.1", 1883, False, None, None)
-    with pytest.raises(NotificationConfigError, match=r"'ioc-webhook'.*QUANTRAC_WEBHOOK_SECRET"):
+    with pytest.raises(ConfigError, match=r"'ioc-webhook'.*QUANTRAC_WEBHOOK_SECRET"):
         build_channels(config, endpoint, environ={})
 
 
@@ -251,7 +254,12 @@ DELETE = object()
         ("channels.1.secret", DELETE, r"channels\[1\]\.secret: required"),
         ("channels.1.max_attempts", 0, r"channels\[1\]\.max_attempts: must be between 1"),
         ("channels.1.backoff_s", "fast", r"channels\[1\]\.backoff_s: must be a number"),
-        ("channels.1.retries", 3, r"channels\[1\]: unknown field\(s\) retries"),
+        (
+            "channels.1.retries",
+            3,
+            r"channels\[1\]\.retries: unknown field \(expected one of backoff_s, max_attempts, "
+            r"max_backoff_s, name, secret, timeout_s, type, url\)",
+        ),
         ("channels.2.security", "ssl", r"channels\[2\]\.security: must be one of"),
         ("channels.2.recipients", [], r"channels\[2\]\.recipients: must name at least one"),
         ("channels.2.recipients", ["nobody"], r"recipients: not an e-mail address: 'nobody'"),
@@ -268,15 +276,55 @@ DELETE = object()
     ],
 )
 def test_configuration_errors_name_file_and_field(path: str, value: Any, message: str) -> None:
-    with pytest.raises(NotificationConfigError, match=message) as caught:
-        parse_notification_config(edit(path, value), "config/alerts.yaml")
-    assert str(caught.value).startswith("config/alerts.yaml: notifications")
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_notification_config(edit(path, value), "config/alerts.yaml", LINES)
+    (issue,) = caught.value.issues
+    assert str(issue) == f"config/alerts.yaml:{issue.line}: {issue.field}: {issue.message}"
+    assert issue.field.startswith("notifications")
+    # the line of the field, or of the nearest enclosing field the example has
+    assert issue.line == nearest_line(LINES, issue.field) > 1
+
+
+def test_every_problem_is_reported_at_its_line_of_the_file() -> None:
+    text = """notifications:
+  channels:
+    - name: hook
+      type: webhook
+      url: ftp://x
+      secret: s
+    - name: mail
+      type: email
+      host: smtp.example
+      sender: a@example.vn
+      recipients: [b@example.vn]
+      password: pw
+  routes:
+    - channels: [hook]
+      kinds: [flood]
+"""
+    data, lines = load_yaml_with_lines(text)
+    with pytest.raises(ConfigError) as caught:
+        parse_notification_config(data["notifications"], "alerts.yaml", lines)
+    assert str(caught.value).splitlines() == [
+        "alerts.yaml:5: notifications.channels[0].url: must be an http:// or https:// URL,"
+        " not 'ftp://x'",
+        "alerts.yaml:15: notifications.routes[0].kinds: unknown value 'flood' (one of: "
+        + ", ".join(k.value for k in Kind)
+        + ")",
+    ]
+    data["notifications"]["channels"][0]["url"] = "https://ioc.example.vn"
+    data["notifications"]["routes"][0]["kinds"] = []
+    with pytest.raises(ConfigError) as caught:
+        parse_notification_config(data["notifications"], "alerts.yaml", lines)
+    assert str(caught.value) == (
+        "alerts.yaml:12: notifications.channels[1].password: given without a username"
+    )
 
 
 def test_duplicate_escalation_rules_need_distinct_names() -> None:
     data = example()
     data["escalations"].append(dict(data["escalations"][0]))
-    with pytest.raises(NotificationConfigError, match=r"escalations\[1\]\.name: .*defined twice"):
+    with pytest.raises(ConfigError, match=r"escalations\[1\]\.name: .*defined twice"):
         parse_notification_config(data, "alerts.yaml")
     data["escalations"][1]["name"] = "again"
     assert [r.rule_id for r in parse_notification_config(data, "alerts.yaml").escalations] == [

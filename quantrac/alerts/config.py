@@ -7,6 +7,7 @@ without a code change. The ``notifications`` section is parsed by ``quantrac.ale
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from pathlib import Path
@@ -87,6 +88,7 @@ class AlertsConfig:
     engine: EngineConfig
     notifications: Any  # the raw section; quantrac.alerts.notify parses it
     source: str
+    lines: Mapping[str, int] | None = None  # line of each field, for the notify section's errors
 
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -243,7 +245,7 @@ def config_from_dict(
     engine = EngineConfig(
         physical_ranges=physical, severities=severities, enabled=frozenset(enabled), **kwargs
     )
-    return AlertsConfig(engine=engine, notifications=doc.notifications, source=source)
+    return AlertsConfig(engine=engine, notifications=doc.notifications, source=source, lines=lines)
 
 
 def load_alerts_config(path: Path) -> AlertsConfig:

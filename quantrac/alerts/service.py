@@ -236,7 +236,7 @@ class AlertService:
         self._waiter = self._wakeup.waiter()
         self._wakeup.start()
         notification_config = parse_notification_config(
-            self.config.notifications, self.config.source
+            self.config.notifications, self.config.source, self.config.lines
         )
         self.escalation_rules = notification_config.escalations
         channels = build_channels(

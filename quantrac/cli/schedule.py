@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from quantrac.alerts.config import AlertConfigError, load_alerts_config
-from quantrac.alerts.notify.config import NotificationConfigError
 from quantrac.alerts.store import upgrade as upgrade_alerts
 from quantrac.app import run_until_signalled
 from quantrac.core.catalog import load_catalog
+from quantrac.core.config_files import ConfigError
 from quantrac.core.db import connect
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import Settings
@@ -50,7 +50,9 @@ def _load(settings: Settings, args: argparse.Namespace) -> tuple[ScheduleConfig,
     spec = None
     if config.email_channel:
         alerts = load_alerts_config(settings.alerts_path)
-        spec = email_channel_spec(alerts.notifications, config.email_channel, alerts.source)
+        spec = email_channel_spec(
+            alerts.notifications, config.email_channel, alerts.source, alerts.lines
+        )
     return config, spec
 
 
@@ -60,7 +62,7 @@ async def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
         regulations = load_regulation_catalog(
             settings.regulations_path, load_catalog(settings.catalog_path)
         )
-    except (ScheduleConfigError, AlertConfigError, NotificationConfigError, RegulationError) as e:
+    except (ScheduleConfigError, AlertConfigError, ConfigError, RegulationError) as e:
         print(f"quantrac report schedule: {e}", file=sys.stderr)
         return 2
     if args.schedule_command == "check":

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -187,6 +187,13 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
+def _has_tag(model: type[BaseModel], tag: str) -> bool:
+    return any(
+        get_origin(f.annotation) is Literal and tag in get_args(f.annotation)
+        for f in model.model_fields.values()
+    )
+
+
 def known_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
     """The fields the model accepts where an unknown field ``loc`` was found."""
     current: list[type[BaseModel]] = [model]
@@ -194,6 +201,9 @@ def known_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
         found = [m for m in current if isinstance(part, str) and part in m.model_fields]
         if found:
             current = _models_in(found[0].model_fields[str(part)].annotation)
+        elif isinstance(part, str):  # a tagged union's tag: the member it names
+            tagged = [m for m in current if _has_tag(m, part)]
+            current = tagged or current
         # else: a list index or a mapping key: the same models hold one level down
     return sorted({name for m in current for name in m.model_fields})
 

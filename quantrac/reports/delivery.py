@@ -86,9 +86,11 @@ async def upgrade(conn: psycopg.AsyncConnection) -> list[int]:
     )
 
 
-def email_channel_spec(alerts_doc: Any, name: str, source: str) -> EmailChannelConfig:
+def email_channel_spec(
+    alerts_doc: Any, name: str, source: str, lines: Mapping[str, int] | None = None
+) -> EmailChannelConfig:
     """The e-mail channel ``name`` of config/alerts.yaml's notifications section."""
-    config = parse_notification_config(alerts_doc, source)
+    config = parse_notification_config(alerts_doc, source, lines)
     for channel in config.channels:
         if channel.name == name:
             if not isinstance(channel, EmailChannelConfig):

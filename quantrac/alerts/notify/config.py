@@ -12,8 +12,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from quantrac.alerts.model import EventType, Kind, Severity
 from quantrac.alerts.notify.base import Channel
@@ -22,6 +24,7 @@ from quantrac.alerts.notify.mail import DEFAULT_PORTS, EmailChannel, Security
 from quantrac.alerts.notify.mqtt import MqttChannel
 from quantrac.alerts.notify.notifier import Route
 from quantrac.alerts.notify.webhook import WebhookChannel
+from quantrac.core.config_files import ConfigError, ConfigModel, FieldError, validate
 from quantrac.core.i18n import LANGUAGES
 from quantrac.core.settings import MqttEndpoint
 
@@ -32,10 +35,6 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$|^[^<>]*<[^@\s<>]+@[^@\s<>]+>$")
 
 E = TypeVar("E", Kind, Severity, EventType)
-
-
-class NotificationConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,275 +82,291 @@ class NotificationConfig:
     escalations: tuple[EscalationRule, ...] = ()
 
 
-class _Fields:
-    """Reads one mapping of the section, naming the field in every error."""
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value.strip()
 
-    def __init__(self, data: Any, where: str, source: str, allowed: set[str]) -> None:
-        if not isinstance(data, Mapping):
-            raise NotificationConfigError(f"{source}: {where}: expected a mapping")
-        unknown = set(map(str, data)) - allowed
-        if unknown:
-            raise NotificationConfigError(
-                f"{source}: {where}: unknown field(s) {', '.join(sorted(unknown))}"
-                f" (allowed: {', '.join(sorted(allowed))})"
-            )
-        self.data = data
-        self.where = where
-        self.source = source
 
-    def error(self, key: str, message: str) -> NotificationConfigError:
-        return NotificationConfigError(f"{self.source}: {self.where}.{key}: {message}")
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.data.get(key, default)
-        if value is None:
-            raise self.error(key, "required")
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, "must be a non-empty string")
-        return value.strip()
-
-    def optional_text(self, key: str) -> str | None:
-        return self.text(key) if self.has(key) else None
-
-    def number(self, key: str, default: float, *, positive: bool = True) -> float:
-        value = self.data.get(key, default)
+def _number(positive: bool) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"must be a number, not {value!r}")
+            raise ValueError(f"must be a number, not {value!r}")
         if value < 0 or (positive and value == 0):
-            raise self.error(key, "must be greater than 0" if positive else "must not be negative")
+            raise ValueError("must be greater than 0" if positive else "must not be negative")
         return float(value)
 
-    def integer(self, key: str, default: int, *, low: int = 1, high: int = 65535) -> int:
-        value = self.data.get(key, default)
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, not {value!r}")
+            raise ValueError(f"must be an integer, not {value!r}")
         if not low <= value <= high:
-            raise self.error(key, f"must be between {low} and {high}")
+            raise ValueError(f"must be between {low} and {high}")
         return value
 
-    def strings(self, key: str, *, required: bool = False) -> list[str]:
-        value = self.data.get(key)
+    return check
+
+
+def _strings(required: bool) -> Callable[[Any], tuple[str, ...]]:
+    def check(value: Any) -> tuple[str, ...]:
         if value is None:
             if required:
-                raise self.error(key, "required")
-            return []
+                raise ValueError("required")
+            return ()
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(
             isinstance(item, str) and item.strip() for item in value
         ):
-            raise self.error(key, "must be a list of non-empty strings")
+            raise ValueError("must be a list of non-empty strings")
         if required and not value:
-            raise self.error(key, "must name at least one")
-        return [item.strip() for item in value]
+            raise ValueError("must name at least one")
+        return tuple(item.strip() for item in value)
 
-    def enums(self, key: str, enum_type: type[E]) -> frozenset[E]:
+    return check
+
+
+def _enums(enum_type: type[E]) -> Callable[[Any], frozenset[E]]:
+    def check(value: Any) -> frozenset[E]:
         members: set[E] = set()
-        for item in self.strings(key):
+        for item in _strings(False)(value):
             try:
                 members.add(enum_type(item.lower()))
             except ValueError:
                 choices = ", ".join(member.value for member in enum_type)
-                raise self.error(key, f"unknown value {item!r} (one of: {choices})") from None
+                raise ValueError(f"unknown value {item!r} (one of: {choices})") from None
         return frozenset(members)
 
-    def channel_names(self, key: str, known: Mapping[str, ChannelConfig]) -> tuple[str, ...]:
-        names = self.strings(key, required=True)
-        for name in names:
-            if name not in known:
-                listed = ", ".join(known) or "none defined"
-                raise self.error(key, f"no channel named {name!r} (channels: {listed})")
-        return tuple(dict.fromkeys(names))
+    return check
 
 
-_COMMON = {"name", "type"}
-_RETRY = {"max_attempts", "backoff_s"}
+def _name(value: Any) -> str:
+    name = _text(value)
+    if not _NAME.match(name):
+        raise ValueError("letters, digits, '-', '_' and '.' only")
+    return name
 
 
-def _mqtt(f: _Fields, name: str) -> MqttChannelConfig:
-    return MqttChannelConfig(
-        name=name,
-        ack_timeout_s=f.number("ack_timeout_s", 30.0),
-        max_attempts=f.integer("max_attempts", 5, high=100),
-        backoff_s=f.number("backoff_s", 1.0, positive=False),
-    )
-
-
-def _webhook(f: _Fields, name: str) -> WebhookChannelConfig:
-    url = f.text("url")
-    if "${" not in url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise f.error("url", f"must be an http:// or https:// URL, not {url!r}")
-    return WebhookChannelConfig(
-        name=name,
-        url=url,
-        secret=f.text("secret"),
-        timeout_s=f.number("timeout_s", 10.0),
-        max_attempts=f.integer("max_attempts", 5, high=100),
-        backoff_s=f.number("backoff_s", 1.0, positive=False),
-        max_backoff_s=f.number("max_backoff_s", 60.0, positive=False),
-    )
-
-
-def _email(f: _Fields, name: str) -> EmailChannelConfig:
-    raw_security = f.text("security", Security.STARTTLS.value).lower()
-    try:
-        security = Security(raw_security)
-    except ValueError:
-        raise f.error("security", "must be one of: none, starttls, tls") from None
-    port = f.integer("port", 0, low=0) if f.has("port") else 0
-    if f.has("port") and port == 0:
-        raise f.error("port", "must be between 1 and 65535")
-    sender = f.text("sender")
-    if not _ADDRESS.match(sender):
-        raise f.error("sender", f"not an e-mail address: {sender!r}")
-    recipients = f.strings("recipients", required=True)
-    for address in recipients:
-        if not _ADDRESS.match(address):
-            raise f.error("recipients", f"not an e-mail address: {address!r}")
-    username = f.optional_text("username")
-    password = f.optional_text("password")
-    if password and not username:
-        raise f.error("password", "given without a username")
-    lang = f.text("lang", "vi")
-    if lang not in LANGUAGES:
-        raise f.error("lang", f"must be one of: {', '.join(LANGUAGES)}")
-    return EmailChannelConfig(
-        name=name,
-        host=f.text("host"),
-        port=port or DEFAULT_PORTS[security],
-        security=security,
-        sender=sender,
-        recipients=tuple(recipients),
-        username=username,
-        password=password,
-        lang=lang,
-        timeout_s=f.number("timeout_s", 30.0),
-        max_attempts=f.integer("max_attempts", 5, high=100),
-        backoff_s=f.number("backoff_s", 5.0, positive=False),
-    )
-
-
-_CHANNEL_TYPES: dict[str, tuple[set[str], Callable[[_Fields, str], ChannelConfig]]] = {
-    "mqtt": ({"ack_timeout_s", *_RETRY}, _mqtt),
-    "webhook": ({"url", "secret", "timeout_s", "max_backoff_s", *_RETRY}, _webhook),
-    "email": (
-        {
-            "host",
-            "port",
-            "security",
-            "username",
-            "password",
-            "sender",
-            "recipients",
-            "lang",
-            "timeout_s",
-            *_RETRY,
-        },
-        _email,
-    ),
-}
-
-
-def _list(data: Mapping[str, Any], key: str, source: str) -> list[Any]:
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise NotificationConfigError(f"{source}: notifications.{key}: expected a list")
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"not an e-mail address: {value!r}")
     return value
 
 
-def _channel(item: Any, where: str, source: str) -> ChannelConfig:
-    if not isinstance(item, Mapping):
-        raise NotificationConfigError(f"{source}: {where}: expected a mapping")
-    kind = item.get("type")
-    if kind not in _CHANNEL_TYPES:
-        raise NotificationConfigError(
-            f"{source}: {where}.type: must be one of: {', '.join(_CHANNEL_TYPES)} (got {kind!r})"
+def _addresses(value: tuple[str, ...]) -> tuple[str, ...]:
+    for address in value:
+        _address(address)
+    return value
+
+
+def _security(value: Any) -> Security:
+    try:
+        return Security(_text(value).lower())
+    except ValueError:
+        raise ValueError("must be one of: none, starttls, tls") from None
+
+
+def _lang(value: Any) -> str:
+    lang = _text(value)
+    if lang not in LANGUAGES:
+        raise ValueError(f"must be one of: {', '.join(LANGUAGES)}")
+    return lang
+
+
+def _url(value: Any) -> str:
+    url = _text(value)
+    if "${" not in url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, not {url!r}")
+    return url
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Positive = Annotated[float, BeforeValidator(_number(True))]
+NonNegative = Annotated[float, BeforeValidator(_number(False))]
+Attempts = Annotated[int, BeforeValidator(_integer(1, 100))]
+Strings = Annotated[tuple[str, ...], BeforeValidator(_strings(False))]
+ChannelNames = Annotated[tuple[str, ...], BeforeValidator(_strings(True))]
+
+
+class _Channel(ConfigModel):
+    name: Annotated[str, BeforeValidator(_name)]
+    max_attempts: Attempts = 5
+
+
+class _Mqtt(_Channel):
+    type: Literal["mqtt"]
+    ack_timeout_s: Positive = 30.0
+    backoff_s: NonNegative = 1.0
+
+
+class _Webhook(_Channel):
+    type: Literal["webhook"]
+    url: Annotated[str, BeforeValidator(_url)]
+    secret: Text = Field(repr=False)
+    timeout_s: Positive = 10.0
+    backoff_s: NonNegative = 1.0
+    max_backoff_s: NonNegative = 60.0
+
+
+class _Email(_Channel):
+    type: Literal["email"]
+    host: Text
+    port: Annotated[int, BeforeValidator(_integer(1, 65535))] | None = None
+    security: Annotated[Security, BeforeValidator(_security)] = Security.STARTTLS
+    username: Text | None = None
+    password: Text | None = Field(default=None, repr=False)
+    sender: Annotated[str, BeforeValidator(_text), AfterValidator(_address)]
+    recipients: Annotated[
+        tuple[str, ...], BeforeValidator(_strings(True)), AfterValidator(_addresses)
+    ]
+    lang: Annotated[str, BeforeValidator(_lang)] = "vi"
+    timeout_s: Positive = 30.0
+    backoff_s: NonNegative = 5.0
+
+
+_CHANNEL_TYPES = {"mqtt": _Mqtt, "webhook": _Webhook, "email": _Email}
+
+
+def _mapping(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping")
+    return value
+
+
+def _channel_type(value: Any) -> Any:
+    if _mapping(value).get("type") not in _CHANNEL_TYPES:
+        raise FieldError(
+            "type",
+            f"must be one of: {', '.join(_CHANNEL_TYPES)} (got {value.get('type')!r})",
         )
-    allowed, parse = _CHANNEL_TYPES[kind]
-    f = _Fields(item, where, source, _COMMON | allowed)
-    name = f.text("name")
-    if not _NAME.match(name):
-        raise f.error("name", "letters, digits, '-', '_' and '.' only")
-    return parse(f, name)
+    return value
+
+
+_AnyChannel = Annotated[
+    Annotated[_Mqtt | _Webhook | _Email, Field(discriminator="type")],
+    BeforeValidator(_channel_type),
+]
+
+
+class _Route(ConfigModel):
+    channels: ChannelNames
+    kinds: Annotated[frozenset[Kind], BeforeValidator(_enums(Kind))] = frozenset()
+    severities: Annotated[frozenset[Severity], BeforeValidator(_enums(Severity))] = frozenset()
+    events: Annotated[frozenset[EventType], BeforeValidator(_enums(EventType))] = frozenset()
+    stations: Strings = ()
+
+
+class _Escalation(ConfigModel):
+    name: Text | None = None
+    after_minutes: Positive
+    channels: ChannelNames
+    severities: Annotated[frozenset[Severity], BeforeValidator(_enums(Severity))] = frozenset()
+    kinds: Annotated[frozenset[Kind], BeforeValidator(_enums(Kind))] = frozenset()
+    stations: Strings = ()
+
+
+def _list(value: Any) -> Any:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    return tuple(value)
+
+
+class _Notifications(ConfigModel):
+    channels: Annotated[tuple[_AnyChannel, ...], BeforeValidator(_list)] = ()
+    routes: Annotated[
+        tuple[Annotated[_Route, BeforeValidator(_mapping)], ...], BeforeValidator(_list)
+    ] = ()
+    escalations: Annotated[
+        tuple[Annotated[_Escalation, BeforeValidator(_mapping)], ...], BeforeValidator(_list)
+    ] = ()
+    queue_size: Any = None  # deprecated, ignored (see parse_notification_config)
+
+    @model_validator(mode="after")
+    def _references(self) -> _Notifications:
+        names: set[str] = set()
+        for index, channel in enumerate(self.channels):
+            if channel.name in names:
+                raise FieldError(f"channels[{index}].name", f"{channel.name!r} is already used")
+            names.add(channel.name)
+            if isinstance(channel, _Email) and channel.password and not channel.username:
+                raise FieldError(f"channels[{index}].password", "given without a username")
+        listed = ", ".join(c.name for c in self.channels) or "none defined"
+        sections: tuple[tuple[str, tuple[_Route | _Escalation, ...]], ...] = (
+            ("routes", self.routes),
+            ("escalations", self.escalations),
+        )
+        for section, items in sections:
+            for index, item in enumerate(items):
+                for name in item.channels:
+                    if name not in names:
+                        raise FieldError(
+                            f"{section}[{index}].channels",
+                            f"no channel named {name!r} (channels: {listed})",
+                        )
+        ids: set[str] = set()
+        for index, rule in enumerate(self.escalations):
+            rule_id = rule.name or _escalation_id(rule.after_minutes, _unique(rule.channels))
+            if rule_id in ids:
+                raise FieldError(
+                    f"escalations[{index}].name",
+                    f"escalation {rule_id!r} is defined twice; give one of them a distinct name",
+                )
+            ids.add(rule_id)
+        return self
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
 
 
 def _escalation_id(after_minutes: float, channels: tuple[str, ...]) -> str:
     return f"after-{after_minutes:g}m-{'+'.join(channels)}"
 
 
-def parse_notification_config(data: Any, source: str) -> NotificationConfig:
+def _channel_config(c: _Mqtt | _Webhook | _Email) -> ChannelConfig:
+    if isinstance(c, _Mqtt):
+        return MqttChannelConfig(c.name, c.ack_timeout_s, c.max_attempts, c.backoff_s)
+    if isinstance(c, _Webhook):
+        return WebhookChannelConfig(
+            c.name, c.url, c.secret, c.timeout_s, c.max_attempts, c.backoff_s, c.max_backoff_s
+        )
+    return EmailChannelConfig(
+        name=c.name,
+        host=c.host,
+        port=c.port or DEFAULT_PORTS[c.security],
+        security=c.security,
+        sender=c.sender,
+        recipients=c.recipients,
+        username=c.username,
+        password=c.password,
+        lang=c.lang,
+        timeout_s=c.timeout_s,
+        max_attempts=c.max_attempts,
+        backoff_s=c.backoff_s,
+    )
+
+
+def parse_notification_config(
+    data: Any, source: str, lines: Mapping[str, int] | None = None
+) -> NotificationConfig:
     """Check the value of the ``notifications:`` key (None: no notifications).
 
-    Raises NotificationConfigError naming the file and the field.
+    Raises ConfigError, each issue as ``file:line: notifications.field: reason`` (``lines``:
+    the line of each field of the whole file, from read_yaml_file).
     """
     if data is None:
         return NotificationConfig()
-    _Fields(data, "notifications", source, {"channels", "routes", "escalations", "queue_size"})
-    channels: dict[str, ChannelConfig] = {}
-    for index, item in enumerate(_list(data, "channels", source)):
-        channel = _channel(item, f"notifications.channels[{index}]", source)
-        if channel.name in channels:
-            raise NotificationConfigError(
-                f"{source}: notifications.channels[{index}].name: {channel.name!r} is already used"
-            )
-        channels[channel.name] = channel
-
-    routes = []
-    for index, item in enumerate(_list(data, "routes", source)):
-        f = _Fields(
-            item,
-            f"notifications.routes[{index}]",
-            source,
-            {"channels", "kinds", "severities", "events", "stations"},
-        )
-        routes.append(
-            Route(
-                channels=f.channel_names("channels", channels),
-                kinds=f.enums("kinds", Kind),
-                severities=f.enums("severities", Severity),
-                events=f.enums("events", EventType),
-                stations=frozenset(f.strings("stations")),
-            )
-        )
-
-    escalations: list[EscalationRule] = []
-    for index, item in enumerate(_list(data, "escalations", source)):
-        where = f"notifications.escalations[{index}]"
-        f = _Fields(
-            item,
-            where,
-            source,
-            {"name", "after_minutes", "channels", "severities", "kinds", "stations"},
-        )
-        if not f.has("after_minutes"):
-            raise f.error("after_minutes", "required")
-        after = f.number("after_minutes", 0)
-        targets = f.channel_names("channels", channels)
-        rule_id = f.text("name") if f.has("name") else _escalation_id(after, targets)
-        if any(rule.rule_id == rule_id for rule in escalations):
-            raise f.error(
-                "name",
-                f"escalation {rule_id!r} is defined twice; give one of them a distinct name",
-            )
-        escalations.append(
-            EscalationRule(
-                rule_id=rule_id,
-                after_minutes=after,
-                channels=targets,
-                severities=f.enums("severities", Severity),
-                kinds=f.enums("kinds", Kind),
-                stations=frozenset(f.strings("stations")),
-            )
-        )
-
-    if "queue_size" in data:
+    if not isinstance(data, Mapping):
+        raise ConfigError.at(source, lines or {}, "notifications", "expected a mapping")
+    doc = validate(_Notifications, data, source, lines, prefix="notifications")
+    if doc.queue_size is not None or "queue_size" in data:
         # The in-memory queues it sized are gone (the outbox delivers from alert_events); an
         # older file still loads, and says once what to do.
         log.warning(
@@ -360,7 +375,22 @@ def parse_notification_config(data: Any, source: str) -> NotificationConfig:
             source,
             extra={"event": "notification_config_deprecated", "field": "queue_size"},
         )
-    return NotificationConfig(tuple(channels.values()), tuple(routes), tuple(escalations))
+    routes = tuple(
+        Route(_unique(r.channels), r.kinds, r.severities, r.events, frozenset(r.stations))
+        for r in doc.routes
+    )
+    escalations = tuple(
+        EscalationRule(
+            rule_id=e.name or _escalation_id(e.after_minutes, _unique(e.channels)),
+            after_minutes=e.after_minutes,
+            channels=_unique(e.channels),
+            severities=e.severities,
+            kinds=e.kinds,
+            stations=frozenset(e.stations),
+        )
+        for e in doc.escalations
+    )
+    return NotificationConfig(tuple(_channel_config(c) for c in doc.channels), routes, escalations)
 
 
 def resolve_env(value: str, field_name: str, environ: Mapping[str, str]) -> str:
@@ -369,9 +399,7 @@ def resolve_env(value: str, field_name: str, environ: Mapping[str, str]) -> str:
     def substitute(match: re.Match[str]) -> str:
         variable = match.group(1)
         if variable not in environ:
-            raise NotificationConfigError(
-                f"{field_name}: environment variable {variable} is not set"
-            )
+            raise ConfigError(f"{field_name}: environment variable {variable} is not set")
         return environ[variable]
 
     return _ENV_REF.sub(substitute, value)
@@ -397,7 +425,7 @@ def build_channels(
         where = f"notifications channel {spec.name!r}"
         if isinstance(spec, MqttChannelConfig):
             if mqtt_endpoint is None:
-                raise NotificationConfigError(f"{where}: type mqtt needs the service's broker")
+                raise ConfigError(f"{where}: type mqtt needs the service's broker")
             channels.append(
                 MqttChannel(
                     mqtt_endpoint,
@@ -414,10 +442,10 @@ def build_channels(
             url = resolve_env(spec.url, f"{where}: url", env)
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise NotificationConfigError(f"{where}: url: must be an http(s) URL")
+                raise ConfigError(f"{where}: url: must be an http(s) URL")
             secret = resolve_env(spec.secret, f"{where}: secret", env)
             if not secret:
-                raise NotificationConfigError(f"{where}: secret: is empty")
+                raise ConfigError(f"{where}: secret: is empty")
             channels.append(
                 WebhookChannel(
                     spec.name,
