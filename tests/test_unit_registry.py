@@ -397,3 +397,20 @@ def test_a_permit_is_cited_through_the_translation_table() -> None:
     assert permit.citation("en") == (
         "Environmental permit No. 123/GPMT-UBND of 15/06/2024 (UBND tỉnh Bắc Giang)"
     )
+
+
+def test_every_station_and_field_is_reported_at_once(catalog: Catalog) -> None:
+    """Shape, catalog and whole-file problems of several stations in one report."""
+    text = (
+        one(kind="river", lat="91")
+        + one(id="S2", code="PM2").replace("stations:\n", "")
+        + one(id="S3", extra="    cadense: 60\n").replace("stations:\n", "")
+        + one(id="S1", unit="ppm").replace("stations:\n", "")
+    )
+    assert [(i.line, i.field, i.message) for i in issues(text, catalog)] == [
+        (4, "stations[0].kind", "must be one of air, wastewater, emission, not 'river'"),
+        (7, "stations[0].location.lat", "must be between -90 and 90"),
+        (17, "stations[1].parameters[0].code", "unknown parameter code 'PM2'"),
+        (26, "stations[2].cadense", issues(one(extra="    cadense: 60\n"), catalog)[0].message),
+        (34, "stations[3].parameters[0].unit", "unknown unit 'ppm'"),
+    ]

@@ -241,10 +241,12 @@ def validate(
     lines: Mapping[str, int] | None = None,
     error: type[ConfigError] = ConfigError,
     prefix: str = "",
+    context: Any = None,
 ) -> M:
     """``model`` built from ``data``; every problem at once as ``error``, never the input value
-    itself (a configuration file may hold a password)."""
+    itself (a configuration file may hold a password). ``context`` reaches the validators
+    (``info.context``): what they check against, e.g. the parameter catalog."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise error(issues_from(exc, data, source, lines or {}, prefix, model)) from None

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from quantrac.core.catalog import Catalog, Unit
 from quantrac.core.config_files import (
     ConfigError,
     ConfigIssue,
+    ConfigModel,
+    FieldError,
     load_yaml_with_lines,
     nearest_line,
+    validate,
 )
 from quantrac.core.time import parse_utc_offset
 
@@ -200,183 +205,319 @@ class Registry:
 
 
 # --- Validation --------------------------------------------------------------------------------
+# The shape of stations.yaml is the models below; what needs the parameter catalog is checked
+# with it (the validation context), what needs the whole file (ids used twice) by the loader.
+
+_LENIENT = ConfigDict(extra="ignore", strict=True, frozen=True)  # keys the file never checked
 
 
-class _Checker:
-    def __init__(self, source: str, lines: dict[str, int]):
-        self.source = source
-        self.lines = lines
-        self.issues: list[RegistryIssue] = []
+def _text_of(key: str, *, required: bool = True) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            if required:
+                raise ValueError(f"'{key}' is required")
+            return None
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise ValueError(f"'{key}' must be a non-empty string")
+        return str(value)
 
-    def line_of(self, path: str) -> int:
-        return nearest_line(self.lines, path)
-
-    def fail(self, path: str, message: str) -> None:
-        self.issues.append(RegistryIssue(self.source, self.line_of(path), path, message))
+    return check
 
 
-def _text(
-    chk: _Checker, entry: dict[str, Any], key: str, path: str, *, required: bool = True
-) -> str | None:
-    value = entry.get(key)
-    if value is None:
-        if required:
-            chk.fail(f"{path}.{key}" if key in entry else path, f"'{key}' is required")
-        return None
-    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
-        chk.fail(f"{path}.{key}", f"'{key}' must be a non-empty string")
-        return None
+def _coordinate(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError("must be a number")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return float(value)
+
+    return check
+
+
+def _mapping(message: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+def _entries(what: str) -> Callable[[Any], tuple[dict[Any, Any], ...]]:
+    def check(value: Any) -> tuple[dict[Any, Any], ...]:
+        items = value or []
+        if not isinstance(items, list):
+            raise ValueError(f"must be a list of {what}")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise FieldError(i, "each entry must be a mapping")
+        return tuple(dict(item) for item in items)
+
+    return check
+
+
+def _mapping_or_none(message: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        return None if value is None else _mapping(message)(value)
+
+    return check
+
+
+def _date(value: Any) -> date | None:
+    return None if value is None else as_date(value)
+
+
+def _column(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be a string such as 'A' or 'B'")
+    return value
+
+
+def _coefficients(value: Any) -> dict[Any, Any]:
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of inputs")
+    return dict(value)
+
+
+def _kind(value: Any) -> str | None:
+    kind = _text_of("kind")(value)
+    if kind not in STATION_KINDS:
+        raise ValueError(f"must be one of {', '.join(STATION_KINDS)}, not {kind!r}")
+    return kind
+
+
+def _station_id(value: Any) -> str | None:
+    station_id = _text_of("id")(value)
+    if station_id is not None and not _STATION_ID.fullmatch(station_id):
+        raise ValueError("letters, digits, '_', '.', '-' only (it is part of MQTT topics)")
+    return station_id
+
+
+def _cadence(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("must be a positive whole number of seconds")
+    return value
+
+
+def _parameter_list(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise ValueError("'parameters' must list at least one {code, unit}")
+    return tuple(value)
+
+
+def _unit(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("'unit' is required")
+    return value
+
+
+def _status(value: Any) -> str:
+    if value not in REGIME_STATUSES:
+        raise ValueError("must be existing or new")
     return str(value)
 
 
-def _number(chk: _Checker, value: Any, path: str, low: float, high: float) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        chk.fail(path, "must be a number")
+def _offset(value: Any) -> tzinfo | None:
+    if value is None:
         return None
-    if not low <= value <= high:
-        chk.fail(path, f"must be between {low} and {high}")
-        return None
-    return float(value)
+    if not isinstance(value, str):
+        # YAML 1.1 reads an unquoted +10:00 as the base-60 number 600.
+        raise ValueError('write the offset in quotes, e.g. "+07:00"')
+    return parse_utc_offset(value)
 
 
-def _station(chk: _Checker, entry: Any, path: str, catalog: Catalog) -> Station | None:
-    if not isinstance(entry, dict):
-        chk.fail(path, "each station must be a mapping")
-        return None
-    before = len(chk.issues)
-    station_id = _text(chk, entry, "id", path)
-    if station_id is not None and not _STATION_ID.fullmatch(station_id):
-        chk.fail(f"{path}.id", "letters, digits, '_', '.', '-' only (it is part of MQTT topics)")
-    name = _text(chk, entry, "name", path)
-    kind = _text(chk, entry, "kind", path)
-    if kind is not None and kind not in STATION_KINDS:
-        chk.fail(f"{path}.kind", f"must be one of {', '.join(STATION_KINDS)}, not {kind!r}")
-    facility = _text(chk, entry, "facility", path)
-    province = _text(chk, entry, "province", path)
+def _boolean(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
 
-    lat = lon = None
-    location = entry.get("location")
-    if not isinstance(location, dict):
-        chk.fail(
-            f"{path}.location" if "location" in entry else path,
-            "'location' with lat and lon is required",
-        )
-    else:
-        lat = _number(chk, location.get("lat"), f"{path}.location.lat", -90, 90)
-        lon = _number(chk, location.get("lon"), f"{path}.location.lon", -180, 180)
 
-    cadence = entry.get("cadence", DEFAULT_CADENCE_S)
-    if isinstance(cadence, bool) or not isinstance(cadence, int) or cadence <= 0:
-        chk.fail(f"{path}.cadence", "must be a positive whole number of seconds")
+Date = Annotated[Any, BeforeValidator(_date)]
+_REF = "must be a mapping with id, column and coefficients"
 
-    parameters: dict[str, DeclaredParameter] = {}
-    declared = entry.get("parameters")
-    if not isinstance(declared, list) or not declared:
-        chk.fail(
-            f"{path}.parameters" if "parameters" in entry else path,
-            "'parameters' must list at least one {code, unit}",
-        )
-        declared = []
-    for i, item in enumerate(declared):
-        ppath = f"{path}.parameters[{i}]"
-        if not isinstance(item, dict):
-            chk.fail(ppath, "each parameter must be a mapping with code and unit")
-            continue
-        code = _text(chk, item, "code", ppath)
-        unit_name = item.get("unit")
-        if code is None:
-            continue
-        param = catalog.parameter(code)
+
+class _Location(ConfigModel):
+    model_config = _LENIENT
+    lat: Annotated[float, BeforeValidator(_coordinate(-90, 90))] = Field(
+        default=None, validate_default=True
+    )
+    lon: Annotated[float, BeforeValidator(_coordinate(-180, 180))] = Field(
+        default=None, validate_default=True
+    )
+
+
+class _Parameter(ConfigModel):
+    model_config = _LENIENT
+    code: Annotated[str, BeforeValidator(_text_of("code"))]
+    unit: Annotated[str, BeforeValidator(_unit)]
+
+    @model_validator(mode="after")
+    def _in_catalog(self, info: ValidationInfo) -> _Parameter:
+        catalog: Catalog = (info.context or {})["catalog"]
+        param = catalog.parameter(self.code)
         if param is None:
-            chk.fail(f"{ppath}.code", f"unknown parameter code {code!r}")
-            continue
-        if param.code != code:
-            chk.fail(f"{ppath}.code", f"write the canonical code {param.code!r}, not {code!r}")
-            continue
-        if code in parameters:
-            chk.fail(f"{ppath}.code", f"parameter {code!r} is declared twice")
-            continue
-        if not isinstance(unit_name, str):
-            chk.fail(f"{ppath}.unit" if "unit" in item else ppath, "'unit' is required")
-            continue
-        unit = catalog.unit(unit_name)
+            raise FieldError("code", f"unknown parameter code {self.code!r}")
+        if param.code != self.code:
+            raise FieldError("code", f"write the canonical code {param.code!r}, not {self.code!r}")
+        unit = catalog.unit(self.unit)
         if unit is None:
-            chk.fail(f"{ppath}.unit", f"unknown unit {unit_name!r}")
-            continue
+            raise FieldError("unit", f"unknown unit {self.unit!r}")
         if not catalog.accepts(param, unit):
-            chk.fail(f"{ppath}.unit", f"{code} cannot be measured in {unit.id}")
-            continue
-        parameters[code] = DeclaredParameter(code=code, unit=unit)
+            raise FieldError("unit", f"{self.code} cannot be measured in {unit.id}")
+        return self
 
-    regulation = None
-    if entry.get("regulation") is not None:
-        regulation = _regulation_ref(
-            chk, entry["regulation"], f"{path}.regulation", extra=_STATION_REF_FIELDS
+
+class _Ref(ConfigModel):
+    id: Annotated[str, BeforeValidator(_text_of("id"))]
+    column: Annotated[str | None, BeforeValidator(_column)] = None
+    coefficients: Annotated[dict[Any, Any], BeforeValidator(_coefficients)] = Field(
+        default_factory=dict
+    )
+
+    def ref(self) -> RegulationRef:
+        permits: tuple[dict[Any, Any], ...] = getattr(self, "permit_limits", ())
+        sector: _Ref | None = getattr(self, "sector", None)
+        return RegulationRef(
+            self.id, self.column, dict(self.coefficients), permits, sector.ref() if sector else None
         )
-    permit = _permit(chk, entry.get("permit"), f"{path}.permit")
-    regime = _regime(chk, entry.get("regime"), f"{path}.regime")
-    if regime is not None and regulation is None:
-        chk.fail(f"{path}.regime", "a regime needs the station's 'regulation'")
-    aqi_publishable = entry.get("aqi_publishable")
-    if aqi_publishable is not None:
-        if not isinstance(aqi_publishable, bool):
-            chk.fail(f"{path}.aqi_publishable", "must be true or false")
-        elif kind != "air":
-            chk.fail(f"{path}.aqi_publishable", "only ambient-air stations publish VN_AQI")
 
-    ftp_name = _text(chk, entry, "ftp_name", path, required=False)
-    offset = None
-    raw_offset = entry.get("utc_offset")
-    if raw_offset is not None:
-        if not isinstance(raw_offset, str):
-            # YAML 1.1 reads an unquoted +10:00 as the base-60 number 600.
-            chk.fail(f"{path}.utc_offset", 'write the offset in quotes, e.g. "+07:00"')
-        else:
-            try:
-                offset = parse_utc_offset(raw_offset)
-            except ValueError as exc:
-                chk.fail(f"{path}.utc_offset", str(exc))
 
-    known = {
-        "id",
-        "name",
-        "kind",
-        "facility",
-        "province",
-        "location",
-        "cadence",
-        "parameters",
-        "regulation",
-        "ftp_name",
-        "utc_offset",
-        "permit",
-        "regime",
-        "aqi_publishable",
-    }
-    for key in entry:
-        if key not in known:
-            chk.fail(f"{path}.{key}", f"unknown field (expected one of {', '.join(sorted(known))})")
+class _NextRef(_Ref):
+    sector: Annotated[_Ref | None, BeforeValidator(_mapping_or_none(_REF))] = None
 
-    if len(chk.issues) > before:
-        return None
-    assert station_id and name and kind and facility and province
-    assert lat is not None and lon is not None
-    return Station(
-        id=station_id,
-        name=name,
-        kind=kind,
-        facility=facility,
-        province=province,
-        lat=lat,
-        lon=lon,
-        cadence_s=cadence,
-        parameters=parameters,
-        regulation=regulation,
-        ftp_name=ftp_name,
-        utc_offset=offset,
-        permit=permit,
-        regime=regime,
-        aqi_publishable=aqi_publishable if isinstance(aqi_publishable, bool) else None,
+
+class _StationRef(_NextRef):
+    permit_limits: Annotated[
+        tuple[dict[Any, Any], ...], BeforeValidator(_entries("{param, max|min, source}"))
+    ] = ()
+
+
+class _Permit(ConfigModel):
+    number: Annotated[str, BeforeValidator(_text_of("number"))]
+    issued_on: Date = None
+    issued_by: Annotated[str | None, BeforeValidator(_text_of("issued_by", required=False))] = None
+    limits: Annotated[
+        tuple[dict[Any, Any], ...], BeforeValidator(_entries("{param, max|min}"))
+    ] = ()
+
+
+class _Regime(ConfigModel):
+    status: Annotated[str, BeforeValidator(_status)]
+    basis: Annotated[str, BeforeValidator(_text_of("basis"))]
+    switch_on: Date = None
+    next: Annotated[_NextRef | None, BeforeValidator(_mapping_or_none(_REF))] = None
+
+    @model_validator(mode="after")
+    def _existing_only(self) -> _Regime:
+        if self.status == "new" and {"switch_on", "next"} & self.model_fields_set:
+            raise ValueError("switch_on and next are for existing facilities; a new one has none")
+        return self
+
+
+class _Station(ConfigModel):
+    id: Annotated[str, BeforeValidator(_station_id)]
+    name: Annotated[str, BeforeValidator(_text_of("name"))]
+    kind: Annotated[str, BeforeValidator(_kind)]
+    facility: Annotated[str, BeforeValidator(_text_of("facility"))]
+    province: Annotated[str, BeforeValidator(_text_of("province"))]
+    location: Annotated[
+        _Location, BeforeValidator(_mapping("'location' with lat and lon is required"))
+    ]
+    cadence: Annotated[int, BeforeValidator(_cadence)] = DEFAULT_CADENCE_S
+    parameters: Annotated[
+        tuple[
+            Annotated[
+                _Parameter,
+                BeforeValidator(_mapping("each parameter must be a mapping with code and unit")),
+            ],
+            ...,
+        ],
+        BeforeValidator(_parameter_list),
+    ]
+    regulation: Annotated[_StationRef | None, BeforeValidator(_mapping_or_none(_REF))] = None
+    ftp_name: Annotated[str | None, BeforeValidator(_text_of("ftp_name", required=False))] = None
+    utc_offset: Annotated[Any, BeforeValidator(_offset)] = None
+    permit: Annotated[
+        _Permit | None,
+        BeforeValidator(
+            _mapping_or_none("must be a mapping with number, issued_on, issued_by and limits")
+        ),
+    ] = None
+    regime: Annotated[
+        _Regime | None, BeforeValidator(_mapping_or_none("must be a mapping with status and basis"))
+    ] = None
+    aqi_publishable: Annotated[bool | None, BeforeValidator(_boolean)] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Station:
+        seen: set[str] = set()
+        for i, param in enumerate(self.parameters):
+            if param.code in seen:
+                raise FieldError(
+                    f"parameters[{i}].code", f"parameter {param.code!r} is declared twice"
+                )
+            seen.add(param.code)
+        if self.regime is not None and self.regulation is None:
+            raise FieldError("regime", "a regime needs the station's 'regulation'")
+        if self.aqi_publishable is not None and self.kind != "air":
+            raise FieldError("aqi_publishable", "only ambient-air stations publish VN_AQI")
+        return self
+
+    def station(self, catalog: Catalog) -> Station:
+        parameters = {}
+        for p in self.parameters:
+            unit = catalog.unit(p.unit)
+            assert unit is not None  # checked by _Parameter
+            parameters[p.code] = DeclaredParameter(code=p.code, unit=unit)
+        regime = None
+        if self.regime is not None:
+            r = self.regime
+            regime = Regime(r.status, r.basis, r.switch_on, r.next.ref() if r.next else None)
+        permit = None
+        if self.permit is not None:
+            permit = Permit(
+                self.permit.number, self.permit.issued_on, self.permit.issued_by, self.permit.limits
+            )
+        return Station(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            facility=self.facility,
+            province=self.province,
+            lat=self.location.lat,
+            lon=self.location.lon,
+            cadence_s=self.cadence,
+            parameters=parameters,
+            regulation=self.regulation.ref() if self.regulation else None,
+            ftp_name=self.ftp_name,
+            utc_offset=self.utc_offset,
+            permit=permit,
+            regime=regime,
+            aqi_publishable=self.aqi_publishable,
+        )
+
+
+# A missing field is reported at the field that should hold it, as the file's users know it.
+_MISSING = {
+    "location": "'location' with lat and lon is required",
+    "parameters": "'parameters' must list at least one {code, unit}",
+    "unit": "'unit' is required",
+    "status": "must be existing or new",
+}
+
+
+def _as_written(issue: RegistryIssue) -> RegistryIssue:
+    if issue.message != "required field missing":
+        return issue
+    parent, _, key = issue.field.rpartition(".")
+    return RegistryIssue(
+        issue.file, issue.line, parent or issue.field, _MISSING.get(key, f"'{key}' is required")
     )
 
 
@@ -392,98 +533,6 @@ def as_date(value: Any) -> date:
     raise ValueError(f"must be a date such as 2026-01-01, not {value!r}")
 
 
-def _date(chk: _Checker, value: Any, path: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return as_date(value)
-    except ValueError as exc:
-        chk.fail(path, str(exc))
-        return None
-
-
-def _entries(chk: _Checker, raw: Any, path: str, what: str) -> list[dict[str, Any]]:
-    items = raw or []
-    if not isinstance(items, list):
-        chk.fail(path, f"must be a list of {what}")
-        return []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            chk.fail(f"{path}[{i}]", "each entry must be a mapping")
-    return [dict(item) for item in items if isinstance(item, dict)]
-
-
-def _known_keys(chk: _Checker, entry: dict[str, Any], path: str, known: set[str]) -> None:
-    for key in entry:
-        if key not in known:
-            chk.fail(f"{path}.{key}", f"unknown field (expected one of {', '.join(sorted(known))})")
-
-
-def _regulation_ref(
-    chk: _Checker, reg: Any, rpath: str, *, extra: frozenset[str] = frozenset()
-) -> RegulationRef | None:
-    """{id, column, coefficients} plus the ``extra`` fields allowed where it stands."""
-    if not isinstance(reg, dict):
-        chk.fail(rpath, "must be a mapping with id, column and coefficients")
-        return None
-    _known_keys(chk, reg, rpath, {"id", "column", "coefficients"} | extra)
-    reg_id = _text(chk, reg, "id", rpath)
-    column = reg.get("column")
-    coefficients = reg.get("coefficients", {}) or {}
-    if column is not None and not isinstance(column, str):
-        chk.fail(f"{rpath}.column", "must be a string such as 'A' or 'B'")
-    if not isinstance(coefficients, dict):
-        chk.fail(f"{rpath}.coefficients", "must be a mapping of inputs")
-    permits = _entries(
-        chk, reg.get("permit_limits"), f"{rpath}.permit_limits", "{param, max|min, source}"
-    )
-    sector = None
-    if reg.get("sector") is not None:
-        sector = _regulation_ref(chk, reg["sector"], f"{rpath}.sector")
-    if reg_id is None or not isinstance(coefficients, dict):
-        return None
-    return RegulationRef(reg_id, column, dict(coefficients), tuple(permits), sector)
-
-
-def _permit(chk: _Checker, raw: Any, path: str) -> Permit | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        chk.fail(path, "must be a mapping with number, issued_on, issued_by and limits")
-        return None
-    _known_keys(chk, raw, path, {"number", "issued_on", "issued_by", "limits"})
-    number = _text(chk, raw, "number", path)
-    issued_on = _date(chk, raw.get("issued_on"), f"{path}.issued_on")
-    issued_by = _text(chk, raw, "issued_by", path, required=False)
-    limits = _entries(chk, raw.get("limits"), f"{path}.limits", "{param, max|min}")
-    if number is None:
-        return None
-    return Permit(number, issued_on, issued_by, tuple(limits))
-
-
-def _regime(chk: _Checker, raw: Any, path: str) -> Regime | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        chk.fail(path, "must be a mapping with status and basis")
-        return None
-    _known_keys(chk, raw, path, {"status", "basis", "switch_on", "next"})
-    status = raw.get("status")
-    if status not in REGIME_STATUSES:
-        chk.fail(f"{path}.status" if "status" in raw else path, "must be existing or new")
-    basis = _text(chk, raw, "basis", path)
-    switch_on = _date(chk, raw.get("switch_on"), f"{path}.switch_on")
-    following = None
-    if raw.get("next") is not None:
-        # The permit's limits are the station's (permit.limits), not the next regulation's.
-        following = _regulation_ref(chk, raw["next"], f"{path}.next", extra=frozenset({"sector"}))
-    if status == "new" and ("switch_on" in raw or "next" in raw):
-        chk.fail(path, "switch_on and next are for existing facilities; a new one has none")
-    if status not in REGIME_STATUSES or basis is None:
-        return None
-    return Regime(str(status), basis, switch_on, following)
-
-
 def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> Registry:
     try:
         data, lines = load_yaml_with_lines(text)
@@ -491,29 +540,56 @@ def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> R
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         raise RegistryError([RegistryIssue(source, line, "(yaml)", str(exc))]) from None
-    chk = _Checker(source, lines)
     if not isinstance(data, dict) or not isinstance(data.get("stations"), list):
-        chk.fail("stations", "the file must contain 'stations:' with a list of stations")
-        raise RegistryError(chk.issues)
+        raise RegistryError.at(
+            source, lines, "stations", "the file must contain 'stations:' with a list of stations"
+        )
+    issues: list[RegistryIssue] = []
     stations: dict[str, Station] = {}
     ftp_names: dict[str, str] = {}
     for i, entry in enumerate(data["stations"]):
         path = f"stations[{i}]"
-        station = _station(chk, entry, path, catalog)
-        if station is None:
+        if not isinstance(entry, dict):
+            issues.append(
+                RegistryIssue(
+                    source, nearest_line(lines, path), path, "each station must be a mapping"
+                )
+            )
             continue
+        try:
+            doc = validate(
+                _Station, entry, source, lines, RegistryError, path, context={"catalog": catalog}
+            )
+        except RegistryError as exc:
+            issues.extend(_as_written(issue) for issue in exc.issues)
+            continue
+        station = doc.station(catalog)
         if station.id in stations:
-            chk.fail(f"{path}.id", f"station id {station.id!r} is used twice")
+            issues.append(
+                RegistryIssue(
+                    source,
+                    nearest_line(lines, f"{path}.id"),
+                    f"{path}.id",
+                    f"station id {station.id!r} is used twice",
+                )
+            )
             continue
         if station.ftp_name:
             other = ftp_names.get(station.ftp_name.casefold())
             if other:
-                chk.fail(f"{path}.ftp_name", f"ftp_name also used by station {other!r}")
+                issues.append(
+                    RegistryIssue(
+                        source,
+                        nearest_line(lines, f"{path}.ftp_name"),
+                        f"{path}.ftp_name",
+                        f"ftp_name also used by station {other!r}",
+                    )
+                )
                 continue
             ftp_names[station.ftp_name.casefold()] = station.id
         stations[station.id] = station
-    if chk.issues:
-        raise RegistryError(chk.issues)
+    if issues:
+        raise RegistryError(issues)
     return Registry(stations=stations, source=source)
 
 
