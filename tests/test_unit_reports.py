@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from quantrac.core.catalog import load_catalog
+from quantrac.core.config_files import ConfigError
 from quantrac.core.i18n import default_messages
 from quantrac.core.registry import registry_from_text
 from quantrac.regulations.limits import Factor
@@ -38,7 +39,7 @@ from quantrac.reports.indicators import (
     Indicator22,
     Indicator23,
     IndicatorConfig,
-    IndicatorConfigError,
+    load_indicator_config,
     parse_indicator_config,
     required_facilities,
 )
@@ -260,7 +261,7 @@ def test_indicator_inputs_are_checked() -> None:
         {"indicator_23": {"required_facilities": [3]}},
     ]
     for data in bad:
-        with pytest.raises(IndicatorConfigError):
+        with pytest.raises(ConfigError):
             parse_indicator_config(data, "f.yaml")
     # The shipped file loads, names today's province (Bắc Giang merged into Bắc Ninh on
     # 01/07/2025) and marks its figure as illustrative.
@@ -358,3 +359,33 @@ def test_reports_name_each_facilitys_regime_and_the_design_choices() -> None:
     )
     pdf = exceedance_pdf(report, "vi")
     assert pdf.startswith(b"%PDF")
+
+
+def test_indicator_file_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "indicators.yaml"
+    path.write_text(
+        "indicator_22:\n"
+        "  per: 0\n"
+        "  urban_population:\n"
+        "    - {province: X, population: -1, source: s}\n"
+        "    - province: Y\n"
+        "      population: 5\n"
+        "indicator_23:\n"
+        "  required_facilities: [A, 3]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_indicator_config(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:2: indicator_22.per: must be a positive integer",
+        f"{path}:4: indicator_22.urban_population[0].population: must be a positive integer",
+        f"{path}:5: indicator_22.urban_population[1].source: required: where the figure comes from",
+        f"{path}:8: indicator_23.required_facilities[1]: a facility name, or {{facility,"
+        " province}",
+    ]
+    path.write_text(
+        "indicator_22:\n  urban_population:\n    - {province: X, population: 5,"
+        " source: s}\n    - {province: X, population: 6, source: t}\n"
+    )
+    with pytest.raises(ConfigError, match=r":2: indicator_22\.urban_population: a province is"):
+        load_indicator_config(path)

@@ -18,12 +18,12 @@ from fastapi.responses import Response
 from quantrac.alerts.choices import design_choices
 from quantrac.api.deps import ApiError, Conn, Ctx, CurrentUser, Reader, parse_when, registry_for
 from quantrac.api.users import User, audit
+from quantrac.core.config_files import ConfigError
 from quantrac.core.time import VIETNAM
 from quantrac.evidence.seal import period_closed, readings_digest, record_seal, seal_for
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.indicators import (
-    IndicatorConfigError,
     compute_indicators,
     indicators_json,
     indicators_path,
@@ -256,7 +256,7 @@ async def indicators(
     t0, t1 = _period(start, end)
     try:
         config = load_indicator_config(indicators_path(ctx.settings.config_dir))
-    except IndicatorConfigError as exc:
+    except ConfigError as exc:
         raise ApiError(500, "invalid_configuration", str(exc)) from None
     # A scoped user's indicators cover the stations of its scope only.
     registry = registry_for(ctx, user)

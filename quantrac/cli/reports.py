@@ -21,6 +21,7 @@ from quantrac.cli.evidence import (
 )
 from quantrac.cli.schedule import register as register_schedule
 from quantrac.core.catalog import load_catalog
+from quantrac.core.config_files import ConfigError
 from quantrac.core.contract import parse_time
 from quantrac.core.db import connect
 from quantrac.core.i18n import translate
@@ -30,7 +31,6 @@ from quantrac.regulations.tables import RegulationError, load_regulation_catalog
 from quantrac.reports.completeness import completeness_report
 from quantrac.reports.exceedances import ReportError, exceedance_report, stations_for
 from quantrac.reports.indicators import (
-    IndicatorConfigError,
     compute_indicators,
     indicators_json,
     indicators_path,
@@ -249,7 +249,7 @@ async def cmd_indicators(settings: Settings, args: argparse.Namespace) -> int:
         registry, _ = _load(settings)
         path = Path(args.inputs) if args.inputs else indicators_path(settings.config_dir)
         config = load_indicator_config(path)
-    except (IndicatorConfigError, RegulationError) as exc:
+    except (ConfigError, RegulationError) as exc:
         print(f"quantrac indicators: {exc}", file=sys.stderr)
         return 2
     async with await connect(settings) as conn:

@@ -12,23 +12,27 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigModel,
+    FieldError,
+    read_yaml_file,
+    validate,
+)
 from quantrac.core.registry import Registry, Station
 from quantrac.reports.completeness import completeness_report
 
 INDICATORS_FILE_ENV = "QUANTRAC_INDICATORS_FILE"
 REQUIRED_KINDS = ("wastewater", "emission")
-
-
-class IndicatorConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,81 +58,137 @@ def indicators_path(config_dir: Path) -> Path:
     return Path(override) if override else config_dir / "indicators.yaml"
 
 
-def parse_indicator_config(data: Any, source: str = "<memory>") -> IndicatorConfig:
-    def fail(where: str, message: str) -> IndicatorConfigError:
-        return IndicatorConfigError(f"{source}: {where}: {message}")
+_LENIENT = ConfigDict(extra="ignore", strict=True, frozen=True)  # other keys: notes, ignored
 
+
+def _positive_int(message: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+def _year(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError("must be a year")
+    return value
+
+
+def _texts(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):  # {vi: "…", en: "…"}: what people read, in each language
+        texts = {k: v for k, v in value.items() if isinstance(v, str) and v.strip()}
+        if set(texts) != {"vi", "en"}:
+            raise ValueError("give both languages: {vi: …, en: …}")
+        return texts
+    if isinstance(value, str) and value.strip():
+        return {"en": value}
+    raise ValueError("required: where the figure comes from")
+
+
+def _with_province(value: Any) -> Any:
+    if not isinstance(value, dict) or not isinstance(value.get("province"), str):
+        raise ValueError("needs a province name")
+    return value
+
+
+def _mapping(value: Any) -> Any:
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping")
+    return value
+
+
+def _list(value: Any) -> Any:
+    value = value or []
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    return tuple(value)
+
+
+def _facility(value: Any) -> tuple[str, str | None]:
+    if isinstance(value, str):
+        return (value, None)
+    if isinstance(value, dict) and isinstance(value.get("facility"), str):
+        province = value.get("province")
+        return (value["facility"], str(province) if province else None)
+    raise ValueError("a facility name, or {facility, province}")
+
+
+class _Population(ConfigModel):
+    model_config = _LENIENT
+    province: str
+    population: Annotated[int, BeforeValidator(_positive_int("must be a positive integer"))] = (
+        Field(default=None, validate_default=True)
+    )
+    year: Annotated[int | None, BeforeValidator(_year)] = None
+    source: Annotated[dict[str, str], BeforeValidator(_texts)] = Field(
+        default=None, validate_default=True
+    )
+    illustrative: Any = False
+
+
+class _Indicator22(ConfigModel):
+    model_config = _LENIENT
+    per: Annotated[int, BeforeValidator(_positive_int("must be a positive integer"))] = 100_000
+    urban_population: Annotated[
+        tuple[Annotated[_Population, BeforeValidator(_with_province)], ...],
+        BeforeValidator(_list),
+    ] = ()
+
+    @model_validator(mode="after")
+    def _once_each(self) -> _Indicator22:
+        names = [p.province for p in self.urban_population]
+        if len(set(names)) != len(names):
+            raise FieldError("urban_population", "a province is listed twice")
+        return self
+
+
+class _Indicator23(ConfigModel):
+    model_config = _LENIENT
+    required_facilities: Annotated[
+        tuple[Annotated[tuple[str, str | None], BeforeValidator(_facility)], ...] | None,
+        BeforeValidator(lambda value: _list(value) or None),
+    ] = None
+
+
+class _IndicatorsFile(ConfigModel):
+    model_config = _LENIENT
+    indicator_22: Annotated[_Indicator22, BeforeValidator(_mapping)] = _Indicator22()
+    indicator_23: Annotated[_Indicator23, BeforeValidator(_mapping)] = _Indicator23()
+
+
+def parse_indicator_config(
+    data: Any, source: str = "<memory>", lines: Mapping[str, int] | None = None
+) -> IndicatorConfig:
+    """The inputs of the indicators; every problem is a ConfigError naming file:line: field."""
     if data is None:
         return IndicatorConfig(source=source)
     if not isinstance(data, dict):
-        raise fail("top level", "expected a mapping")
-    i22 = data.get("indicator_22") or {}
-    i23 = data.get("indicator_23") or {}
-    if not isinstance(i22, dict) or not isinstance(i23, dict):
-        raise fail("indicator_22/indicator_23", "expected mappings")
-    per = i22.get("per", 100_000)
-    if isinstance(per, bool) or not isinstance(per, int) or per <= 0:
-        raise fail("indicator_22.per", "must be a positive integer")
-    populations = []
-    for n, entry in enumerate(i22.get("urban_population") or []):
-        where = f"indicator_22.urban_population[{n}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("province"), str):
-            raise fail(where, "needs a province name")
-        value = entry.get("population")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise fail(f"{where}.population", "must be a positive integer")
-        year = entry.get("year")
-        if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
-            raise fail(f"{where}.year", "must be a year")
-        texts = entry.get("source")
-        if isinstance(texts, dict):  # {vi: "…", en: "…"}: what people read, in each language
-            texts = {k: v for k, v in texts.items() if isinstance(v, str) and v.strip()}
-            if set(texts) != {"vi", "en"}:
-                raise fail(f"{where}.source", "give both languages: {vi: …, en: …}")
-        elif isinstance(texts, str) and texts.strip():
-            texts = {"en": texts}
-        else:
-            raise fail(f"{where}.source", "required: where the figure comes from")
-        populations.append(
-            UrbanPopulation(
-                entry["province"],
-                value,
-                year,
-                " ".join(texts["en"].split()),
-                bool(entry.get("illustrative", False)),
-                " ".join(texts["vi"].split()) if "vi" in texts else None,
-            )
+        raise ConfigError.at(source, lines or {}, "(top level)", "expected a mapping")
+    doc = validate(_IndicatorsFile, data, source, lines)
+    populations = tuple(
+        UrbanPopulation(
+            p.province,
+            p.population,
+            p.year,
+            " ".join(p.source["en"].split()),
+            bool(p.illustrative),
+            " ".join(p.source["vi"].split()) if "vi" in p.source else None,
         )
-    names = [p.province for p in populations]
-    if len(set(names)) != len(names):
-        raise fail("indicator_22.urban_population", "a province is listed twice")
-    listed = i23.get("required_facilities")
-    required: tuple[tuple[str, str | None], ...] | None = None
-    if listed:
-        if not isinstance(listed, list):
-            raise fail("indicator_23.required_facilities", "expected a list")
-        items: list[tuple[str, str | None]] = []
-        for n, entry in enumerate(listed):
-            where = f"indicator_23.required_facilities[{n}]"
-            if isinstance(entry, str):
-                items.append((entry, None))
-            elif isinstance(entry, dict) and isinstance(entry.get("facility"), str):
-                province = entry.get("province")
-                items.append((entry["facility"], str(province) if province else None))
-            else:
-                raise fail(where, "a facility name, or {facility, province}")
-        required = tuple(items)
-    return IndicatorConfig(tuple(populations), per, required, source)
+        for p in doc.indicator_22.urban_population
+    )
+    return IndicatorConfig(
+        populations, doc.indicator_22.per, doc.indicator_23.required_facilities, source
+    )
 
 
 def load_indicator_config(path: Path) -> IndicatorConfig:
     if not path.is_file():
         return IndicatorConfig(source=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise IndicatorConfigError(f"{path}: invalid YAML ({exc})") from None
-    return parse_indicator_config(data, str(path))
+    data, lines = read_yaml_file(path)
+    return parse_indicator_config(data, str(path), lines)
 
 
 @dataclass(frozen=True, slots=True)
