@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from quantrac.core.catalog import Catalog
+from quantrac.core.config_files import ConfigError
 from quantrac.core.registry import RegistryIssue, as_date, load_yaml_with_lines, nearest_line
 
 REGULATION_FORMAT = "quantrac-regulation/1"
@@ -33,10 +34,9 @@ CONFIDENCE_PATTERN = re.compile(r"[HML](-[HML]?)?")
 O2_IN_AIR_PERCENT = 20.9
 
 
-class RegulationError(ValueError):
-    def __init__(self, issues: list[RegistryIssue]):
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
+class RegulationError(ConfigError):
+    """A regulation file is invalid; each issue names file, line and field (still checked by
+    hand below: its rules need the whole file)."""
 
 
 @dataclass(frozen=True, slots=True)
