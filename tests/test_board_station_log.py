@@ -20,8 +20,8 @@ async def test_an_operator_plans_a_window_and_an_inspector_reads_it(
     _, base = service
     context, page, errors = await sign_in(chromium, base, "op.an")
     await page.goto(f"{base}/board/#/stations/WW1")
-    await page.wait_for_selector("#station-log")
-    assert "Không có mục nào" in await page.inner_text("#station-log")
+    # The log loads after the page: wait for its answer, not for "Đang tải…".
+    await page.locator("#station-log", has_text="Không có mục nào").wait_for()
     await page.select_option("#log-kind", "calibration")
     await page.fill("#log-from", "2026-12-03T08:00")
     await page.fill("#log-to", "2026-12-03T07:00")  # before the start: refused, said why
