@@ -27,6 +27,7 @@ from quantrac.alerts.service import AlertService
 from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
 from quantrac.core.contract import ack_topic, data_topic
+from quantrac.core.mqtt import connect, make_client
 from quantrac.core.settings import Settings, default_config_dir
 from quantrac.core.tasks import cancel_and_wait
 from quantrac.core.time import VIETNAM
@@ -257,19 +258,15 @@ async def _summaries(settings: Settings, service: IngestService) -> None:
 
 async def _vendor_with_mistakes(settings: Settings, secrets: dict[str, str] | None) -> None:
     """Every 30 s a station sends a wrong unit and an undeclared parameter; print its ack."""
-    from gmqtt import Client
-
     endpoint = settings.mqtt
     if secrets is not None:
         # The station's own account: it may publish its data and read its acks, nothing else.
         endpoint = dataclasses.replace(
             endpoint, username=MISCONFIGURED_STATION, password=secrets[MISCONFIGURED_STATION]
         )
-    listener = Client("quantrac-demo-vendor-ack")
-    if endpoint.username:
-        listener.set_auth_credentials(endpoint.username, endpoint.password)
+    listener = make_client("quantrac-demo-vendor-ack", endpoint)
 
-    def on_message(client: Client, topic: str, payload: bytes, qos: int, props: object) -> int:
+    def on_message(client: object, topic: str, payload: bytes, qos: int, props: object) -> int:
         body = json.loads(payload)
         problems = "; ".join(f"{p['field']}: {p['rule']} ({p['value']})" for p in body["problems"])
         print(
@@ -280,7 +277,7 @@ async def _vendor_with_mistakes(settings: Settings, secrets: dict[str, str] | No
         return 0
 
     listener.on_message = on_message
-    await listener.connect(endpoint.host, endpoint.port)
+    await connect(listener, endpoint)
     listener.subscribe(ack_topic(MISCONFIGURED_STATION), qos=1)
     publisher = Publisher(endpoint, client_id="quantrac-demo-vendor")
     await publisher.connect()

@@ -28,15 +28,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import gmqtt
-from gmqtt import MQTTConnectError
-from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-
 from quantrac.conformance.checks import FILE, MQTT, Captured, check_station
 from quantrac.conformance.report import FORMATS, render
 from quantrac.core.catalog import CatalogError, load_catalog
 from quantrac.core.contract import data_topic
 from quantrac.core.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from quantrac.core.mqtt import ClientFactory, MQTTConnectError, connect, make_client
 from quantrac.core.registry import RegistryError, load_registry
 from quantrac.core.settings import MqttEndpoint, Settings
 from quantrac.ingest.validation import TimeLimits
@@ -137,6 +134,7 @@ async def listen(
     protocol: str = "5",
     clock: Callable[[], datetime] = _utc_now,
     on_message: Callable[[int], None] | None = None,
+    client_factory: ClientFactory = make_client,
 ) -> list[Captured]:
     """What arrives on ``stations/{station_id}/data`` within ``duration`` seconds.
 
@@ -145,7 +143,7 @@ async def listen(
     """
     captured: list[Captured] = []
     enough = asyncio.Event()
-    client = gmqtt.Client(f"quantrac-check-{uuid.uuid4().hex[:12]}", clean_session=True)
+    client = client_factory(f"quantrac-check-{uuid.uuid4().hex[:12]}", endpoint, clean_session=True)
 
     def received(client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         captured.append(Captured(clock(), topic, payload, MQTT))
@@ -156,20 +154,8 @@ async def listen(
         return 0
 
     client.on_message = received
-    if endpoint.username:
-        client.set_auth_credentials(endpoint.username, endpoint.password)
-    ssl_context: Any = False
-    if endpoint.tls:
-        import ssl
-
-        ssl_context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     try:
-        await client.connect(
-            endpoint.host,
-            endpoint.port,
-            ssl=ssl_context,
-            version=MQTTv50 if protocol == "5" else MQTTv311,
-        )
+        await connect(client, endpoint, ca_file=ca_file, protocol=protocol)
     except BaseException:
         await client.disconnect()
         raise

@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from gmqtt import MQTTConnectError
-
 from quantrac.core.catalog import CatalogError, load_catalog
+from quantrac.core.mqtt import MQTTConnectError
 from quantrac.core.registry import STATION_KINDS, Registry, RegistryError, load_registry
 from quantrac.core.settings import Settings
 from quantrac.core.time import VIETNAM

@@ -16,19 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-from gmqtt import Client, MQTTConnectError
-from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from quantrac.core.contract import Feedback, ack_topic, shared_subscription
 from quantrac.core.mqtt import (
     RECONNECT_FIRST_S,
+    ClientFactory,
+    InflightTracker,
+    MQTTConnectError,
     back_off,
+    connect,
+    make_client,
     next_delay,
-    reconnect_forever,
     reset_backoff,
 )
 from quantrac.core.settings import Settings
@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], Awaitable[Feedback | None]]
 
-_UNLIMITED = -1
-
-
-# One reconnection policy for every gmqtt client quantrac runs: retry forever, doubling the wait
-# from 1 s up to 30 s, back to 1 s once connected.
-
-
 # Acks published and not yet acknowledged by the broker, at most (then _send_ack waits):
 # below gmqtt's 65,535 packet ids and Mosquitto's receive maximum (max_inflight_messages,
 # 20,000 in the shipped configuration). Reached only in bursts of rejections.
@@ -53,19 +46,22 @@ _ACK_WAIT_S = 0.005
 _ACK_WAIT_STEPS = 6000  # 30 s
 
 
-def _unacknowledged(client: Any) -> int:
-    """QoS 1 publishes of this client the broker has not acknowledged yet (gmqtt keeps them
-    in its persistent storage until the PUBACK)."""
-    storage = getattr(client, "_persistent_storage", None)
-    return len(getattr(storage, "_messages", ()))
-
-
 class StaleDelivery(Exception):
     """The connection that delivered this message is gone; the broker will redeliver it."""
 
 
 class MqttInput:
-    def __init__(self, settings: Settings, handler: Handler, metrics: IngestMetrics):
+    """The ingest subscription. ``client_factory`` builds the client (default
+    :func:`quantrac.core.mqtt.make_client`); unit tests pass one returning a fake."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Handler,
+        metrics: IngestMetrics,
+        *,
+        client_factory: ClientFactory = make_client,
+    ):
         self.settings = settings
         self.handler = handler
         self.metrics = metrics
@@ -79,20 +75,22 @@ class MqttInput:
         self._closing = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self._ack_gate = asyncio.Lock()
-        self.client = self._make_client()
+        # The acks published (QoS 1) and not yet acknowledged by the broker.
+        self.acks_in_flight = InflightTracker()
+        self.client = self._make_client(client_factory)
 
-    def _make_client(self) -> Client:
+    def _make_client(self, factory: ClientFactory) -> Any:
         s = self.settings
-        client = Client(
+        client = factory(
             s.mqtt_client_id,
+            self.endpoint,
             clean_session=False,
             optimistic_acknowledgement=False,
-            session_expiry_interval=s.mqtt_session_expiry_s,
+            session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
+            tracker=self.acks_in_flight,
+            reconnect=True,
         )
-        if self.endpoint.username:
-            client.set_auth_credentials(self.endpoint.username, self.endpoint.password)
-        reconnect_forever(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -103,24 +101,18 @@ class MqttInput:
     def subscription(self) -> str:
         return shared_subscription(self.settings.mqtt_share_group)
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.endpoint.tls:
-            return False
-        ca = self.settings.mqtt_ca_file
-        return ssl.create_default_context(cafile=str(ca) if ca else None)
-
     async def start(self) -> None:
         """Connect, retrying with backoff until the broker answers (or stop() is called)."""
         delay: float = RECONNECT_FIRST_S
-        version = MQTTv50 if self.settings.mqtt_protocol == "5" else MQTTv311
+        s = self.settings
         while not self._closing:
             try:
-                await self.client.connect(
-                    self.endpoint.host,
-                    self.endpoint.port,
-                    ssl=self._ssl(),
-                    version=version,
-                    keepalive=self.settings.mqtt_keepalive_s,
+                await connect(
+                    self.client,
+                    self.endpoint,
+                    ca_file=s.mqtt_ca_file,
+                    protocol=s.mqtt_protocol,
+                    keepalive_s=s.mqtt_keepalive_s,
                 )
                 return
             except (TimeoutError, OSError) as exc:
@@ -143,7 +135,7 @@ class MqttInput:
                     "`quantrac stations credentials`)"
                 ) from None
 
-    def _on_connect(self, client: Client, flags: int, rc: int, properties: Any) -> None:
+    def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         self.generation += 1
         self.metrics.broker_up.set(1)
         reset_backoff(client)
@@ -159,10 +151,10 @@ class MqttInput:
             },
         )
 
-    def _on_subscribe(self, client: Client, mid: int, qos: Any, properties: Any) -> None:
+    def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
         self.subscribed.set()
 
-    def _on_disconnect(self, client: Client, packet: Any, exc: BaseException | None = None) -> None:
+    def _on_disconnect(self, client: Any, packet: Any, exc: BaseException | None = None) -> None:
         self.generation += 1
         self.metrics.broker_up.set(0)
         self.connected.clear()
@@ -176,7 +168,7 @@ class MqttInput:
         )
 
     async def _on_message(
-        self, client: Client, topic: str, payload: bytes, qos: int, properties: Any
+        self, client: Any, topic: str, payload: bytes, qos: int, properties: Any
     ) -> int:
         generation = self.generation
         task = asyncio.current_task()
@@ -193,7 +185,7 @@ class MqttInput:
             await self._send_ack(client, feedback)
         return 0  # PUBACK "success", sent by gmqtt now that the data are committed
 
-    async def _send_ack(self, client: Client, feedback: Feedback) -> None:
+    async def _send_ack(self, client: Any, feedback: Feedback) -> None:
         """Publish the ack (QoS 1) once the broker has taken enough of the earlier ones.
 
         Packet ids are finite (65,535, or fewer if the broker says so): a burst of rejections,
@@ -205,7 +197,7 @@ class MqttInput:
             # One waiter polls; the others queue on the lock, costing nothing.
             async with self._ack_gate:
                 for _ in range(_ACK_WAIT_STEPS):
-                    if _unacknowledged(client) < _ACK_WINDOW or self._closing:
+                    if self.acks_in_flight.in_flight < _ACK_WINDOW or self._closing:
                         break
                     await asyncio.sleep(_ACK_WAIT_S)
                 client.publish(ack_topic(feedback.station), feedback.to_json(), qos=1)

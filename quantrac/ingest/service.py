@@ -18,6 +18,7 @@ import psycopg
 from quantrac.core.catalog import Catalog, load_catalog
 from quantrac.core.contract import Feedback
 from quantrac.core.db import connect
+from quantrac.core.mqtt import ClientFactory, make_client
 from quantrac.core.registry import Registry, RegistryError, load_registry
 from quantrac.core.settings import Settings
 from quantrac.core.tasks import cancel_and_wait, tune_garbage_collector
@@ -62,6 +63,8 @@ class IngestService:
     pipeline: Pipeline | None = None
     receiver: Receiver | None = None
     mqtt: MqttInput | None = None
+    # Builds the MQTT client (tests pass one returning a fake).
+    mqtt_client_factory: ClientFactory = make_client
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _registry_mtime: float = 0.0
@@ -120,7 +123,9 @@ class IngestService:
         await self.start_without_mqtt()
         assert self.receiver is not None
         s = self.settings
-        self.mqtt = MqttInput(s, self._handle_mqtt, self.metrics)
+        self.mqtt = MqttInput(
+            s, self._handle_mqtt, self.metrics, client_factory=self.mqtt_client_factory
+        )
         await self.mqtt.start()
         self._spawn(self._upkeep())
         if s.files_dir is not None:

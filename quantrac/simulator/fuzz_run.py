@@ -7,23 +7,23 @@ and rejections tables once everything expected has arrived (or the time is up).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from gmqtt import Client
 
+from quantrac.core.mqtt import ClientFactory, InflightTracker, connect, make_client
+from quantrac.core.settings import MqttEndpoint
 from quantrac.ingest.schema import all_rejections, stored_counts
 from quantrac.ingest.writer import all_readings
 from quantrac.simulator.fuzz import FuzzMessage, FuzzReport, expected_acks, verify
 
 
-def _host_port(url: str) -> tuple[str, int]:
+def _endpoint(url: str) -> MqttEndpoint:
     host, port = url.removeprefix("mqtt://").rsplit(":", 1)
-    return host, int(port)
+    return MqttEndpoint(host=host, port=int(port), tls=False, username=None, password=None)
 
 
 class _Acks:
@@ -47,17 +47,19 @@ async def run_fuzz(
     database_url: str,
     timeout_s: float = 120.0,
     publish_window: int = 500,
+    client_factory: ClientFactory = make_client,
 ) -> tuple[FuzzReport, dict[str, float]]:
     """Publish ``messages`` (QoS 1, at most ``publish_window`` unacknowledged by the broker),
     wait until every expected reading and ack is in (or ``timeout_s`` of silence), verify."""
     acks = _Acks()
-    subscriber = Client(f"fuzz-acks-{uuid.uuid4().hex[:8]}")
+    endpoint = _endpoint(mqtt_url)
+    subscriber = client_factory(f"fuzz-acks-{uuid.uuid4().hex[:8]}", endpoint)
     subscriber.on_message = acks.on_message
-    host, port = _host_port(mqtt_url)
-    await subscriber.connect(host, port)
+    await connect(subscriber, endpoint)
     subscriber.subscribe("stations/+/ack", qos=1)
-    publisher = Client(f"fuzz-pub-{uuid.uuid4().hex[:8]}")
-    await publisher.connect(host, port)
+    in_flight = InflightTracker()
+    publisher = client_factory(f"fuzz-pub-{uuid.uuid4().hex[:8]}", endpoint, tracker=in_flight)
+    await connect(publisher, endpoint)
     await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
     messages: list[FuzzMessage] = []
     started = time.monotonic()
@@ -67,7 +69,7 @@ async def run_fuzz(
             message.payload = b""  # sent: only the expectations are kept
             messages.append(message)
             if index % publish_window == publish_window - 1:
-                await _drain(publisher)
+                await _drain(in_flight)
         published = time.monotonic()
         want_readings = len({r[:3] for m in messages for r in m.stored})
         want_acks = sum(expected_acks(messages).values())
@@ -99,7 +101,6 @@ async def run_fuzz(
     return report, timings
 
 
-async def _drain(client: Client) -> None:
+async def _drain(in_flight: InflightTracker) -> None:
     """Wait until the broker has acknowledged what was published (bounded memory)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(client._persistent_storage.wait_empty(), 60)
+    await in_flight.wait_all(60)

@@ -1,9 +1,8 @@
 """An asyncio MQTT publisher (gmqtt 0.8.0) that bounds its unacknowledged QoS 1 messages.
 
-gmqtt has no PUBACK callback and ``Client.publish`` returns nothing. What it does have is a
-constructor argument for the store of in-flight QoS 1/2 packets: it ``push_message``-es every
-QoS > 0 PUBLISH and ``remove_message_by_mid``-s it when the PUBACK arrives. A store that counts
-those calls is the smallest hook into acknowledgements that relies on no private attribute.
+gmqtt has no PUBACK callback and ``Client.publish`` returns nothing; core's in-flight tracker
+(:class:`quantrac.core.mqtt.InflightTracker`, the store gmqtt pushes every QoS 1 PUBLISH into
+and removes it from on its PUBACK) counts what the broker has not acknowledged yet.
 
 Bounding matters: gmqtt's packet-id pool raises OverflowError once the broker's Receive
 Maximum (at most 65,535) is reached, and an unbounded backlog only grows memory.
@@ -14,47 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ssl
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gmqtt
-from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-from gmqtt.storage import PersistentStorage
-
+from quantrac.core.mqtt import ClientFactory, InflightTracker, connect, make_client
 from quantrac.core.settings import MqttEndpoint
 
 DEFAULT_MAX_IN_FLIGHT = 10_000
-
-
-class _AckCountingStorage(PersistentStorage):
-    def __init__(self, on_change: Any) -> None:
-        super().__init__()
-        self.pending: set[int] = set()
-        self.acknowledged = 0
-        self.lost = 0
-        self._on_change = on_change
-
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        super().push_message(mid, raw_package)
-        self.pending.add(mid)
-
-    def remove_message_by_mid(self, mid: int) -> None:
-        super().remove_message_by_mid(mid)
-        if mid in self.pending:
-            self.pending.discard(mid)
-            self.acknowledged += 1
-            self._on_change()
-
-    def clear(self) -> None:
-        # Called when the broker kept no session across a reconnect: those messages are gone.
-        super().clear()
-        self.lost += len(self.pending)
-        self.pending.clear()
-        self._on_change()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +43,7 @@ class Publisher:
         ca_file: Path | None = None,
         protocol: str = "5",
         keepalive_s: int = 30,
+        client_factory: ClientFactory = make_client,
     ) -> None:
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1")
@@ -84,19 +52,17 @@ class Publisher:
         self.published = 0
         self._window = max_in_flight
         self._ca_file = ca_file
-        self._version = MQTTv50 if protocol == "5" else MQTTv311
+        self._protocol = protocol
         self._keepalive = keepalive_s
-        self._changed = asyncio.Event()
-        self._storage = _AckCountingStorage(self._changed.set)
-        self._client = gmqtt.Client(
+        self._storage = InflightTracker()
+        self._client = client_factory(
             client_id or f"quantrac-sim-{uuid.uuid4().hex[:12]}",
-            persistent_storage=self._storage,
+            endpoint,
+            tracker=self._storage,
             # Keep the session briefly so in-flight messages are resent after a reconnect.
-            session_expiry_interval=300,
+            session_expiry_s=300,
         )
         self._client.on_connect = self._on_connect
-        if endpoint.username:
-            self._client.set_auth_credentials(endpoint.username, endpoint.password)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: dict[str, Any]) -> None:
         # gmqtt's id pool holds Receive Maximum − 1 ids; never ask for more than that.
@@ -112,23 +78,18 @@ class Publisher:
         return PublisherStats(
             self.published,
             self._storage.acknowledged,
-            len(self._storage.pending),
+            self._storage.in_flight,
             self._storage.lost,
         )
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.endpoint.tls:
-            return False
-        return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
-
     async def connect(self) -> None:
         try:
-            await self._client.connect(
-                self.endpoint.host,
-                self.endpoint.port,
-                ssl=self._ssl(),
-                keepalive=self._keepalive,
-                version=self._version,
+            await connect(
+                self._client,
+                self.endpoint,
+                ca_file=self._ca_file,
+                protocol=self._protocol,
+                keepalive_s=self._keepalive,
             )
         except BaseException:
             # A refused CONNACK leaves gmqtt retrying in the background; stop it.
@@ -138,9 +99,8 @@ class Publisher:
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """Send one message; waits while the window of unacknowledged messages is full."""
-        while self.qos and len(self._storage.pending) >= self._window:
-            self._changed.clear()
-            await self._changed.wait()
+        if self.qos:
+            await self._storage.wait_below(self._window)
         # While gmqtt reconnects, writes go nowhere; wait rather than drop QoS 0 silently.
         while not self._client.is_connected:
             await asyncio.sleep(0.1)
@@ -148,17 +108,7 @@ class Publisher:
         self.published += 1
 
     async def wait_acknowledged(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._storage.pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await self._storage.wait_all(timeout)
 
     async def close(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s for outstanding PUBACKs, then disconnect. True if all came."""

@@ -1,8 +1,8 @@
 """MQTT channel: each event as JSON on ``alerts/{station_id}/{kind}``, QoS 1, not retained.
 
-gmqtt 0.8 gives no PUBACK callback; as in quantrac/simulator/publisher.py, a store of in-flight
-packets is the hook: gmqtt pushes every QoS 1 PUBLISH into it (synchronously inside ``publish``) and
-removes it when the PUBACK arrives, so a send completes only once the broker has the event.
+gmqtt 0.8 gives no PUBACK callback; core's in-flight tracker (quantrac/core/mqtt.py) is the hook:
+gmqtt pushes every QoS 1 PUBLISH into it (synchronously inside ``publish``) and removes it when
+the PUBACK arrives, so a send completes only once the broker has the event.
 
 Connecting happens in the background: a broker that is down at start-up delays alert messages,
 never the service. gmqtt reconnects by itself and, the session being kept, replays unacknowledged
@@ -15,15 +15,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import gmqtt
-from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-from gmqtt.storage import PersistentStorage
 
 from quantrac.alerts.model import AlertEvent
 from quantrac.alerts.notify.base import (
@@ -36,9 +31,13 @@ from quantrac.alerts.notify.base import (
 )
 from quantrac.core.mqtt import (
     RECONNECT_FIRST_S,
+    ClientFactory,
+    InflightTracker,
+    SessionLost,
     back_off,
+    connect,
+    make_client,
     next_delay,
-    reconnect_forever,
     reset_backoff,
 )
 from quantrac.core.settings import MqttEndpoint
@@ -47,33 +46,6 @@ log = logging.getLogger(__name__)
 
 # Kept briefly so a packet in flight during a reconnect is replayed rather than lost.
 _SESSION_EXPIRY_S = 300
-
-
-class _AckStorage(PersistentStorage):
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_pushed: int | None = None
-        self.waiters: dict[int, asyncio.Future[None]] = {}
-
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        super().push_message(mid, raw_package)
-        self.last_pushed = mid
-
-    def remove_message_by_mid(self, mid: int) -> None:
-        super().remove_message_by_mid(mid)
-        waiter = self.waiters.pop(mid, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def clear(self) -> None:
-        # The broker kept no session across a reconnect: what was in flight is gone.
-        super().clear()
-        waiters, self.waiters = self.waiters, {}
-        for waiter in waiters.values():
-            if not waiter.done():
-                waiter.set_exception(
-                    DeliveryError("broker session lost before PUBACK", retryable=True)
-                )
 
 
 class MqttChannel:
@@ -93,6 +65,7 @@ class MqttChannel:
         max_backoff_s: float = 60.0,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        client_factory: ClientFactory = make_client,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -105,32 +78,26 @@ class MqttChannel:
         self.on_retry: RetryHook | None = None
         self.connected = asyncio.Event()
         self._ca_file = ca_file
-        self._version = MQTTv50 if protocol == "5" else MQTTv311
+        self._protocol = protocol
         self._keepalive = keepalive_s
         self._sleep = sleep
         self._rand = rand
         self._closing = False
         self._connector: asyncio.Task[None] | None = None
-        self._storage = _AckStorage()
-        self._client = gmqtt.Client(
+        self._storage = InflightTracker()
+        self._client = client_factory(
             self.client_id,
+            endpoint,
             clean_session=False,
-            persistent_storage=self._storage,
-            session_expiry_interval=_SESSION_EXPIRY_S,
+            session_expiry_s=_SESSION_EXPIRY_S,
+            tracker=self._storage,
+            reconnect=True,
         )
-        if endpoint.username:
-            self._client.set_auth_credentials(endpoint.username, endpoint.password)
-        reconnect_forever(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
 
     def __repr__(self) -> str:
         return f"MqttChannel({self.name!r}, {self.endpoint.host}:{self.endpoint.port})"
-
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.endpoint.tls:
-            return False
-        return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
 
     def _on_connect(self, client: Any, flags: int, rc: int, properties: Any) -> None:
         reset_backoff(client)
@@ -158,12 +125,12 @@ class MqttChannel:
         delay: float = RECONNECT_FIRST_S
         while not self._closing:
             try:
-                await self._client.connect(
-                    self.endpoint.host,
-                    self.endpoint.port,
-                    ssl=self._ssl(),
-                    version=self._version,
-                    keepalive=self._keepalive,
+                await connect(
+                    self._client,
+                    self.endpoint,
+                    ca_file=self._ca_file,
+                    protocol=self._protocol,
+                    keepalive_s=self._keepalive,
                 )
                 return
             except Exception as exc:
@@ -215,15 +182,14 @@ class MqttChannel:
         mid = self._storage.last_pushed
         if mid is None:  # cannot happen with gmqtt 0.8's QoS 1 path; never wait for nothing
             raise DeliveryError("gmqtt stored no in-flight packet", retryable=False)
-        waiter = asyncio.get_running_loop().create_future()
-        self._storage.waiters[mid] = waiter
         try:
-            await asyncio.wait_for(waiter, self.ack_timeout_s)
+            await self._storage.wait_acknowledged(mid, self.ack_timeout_s)
+        except SessionLost as exc:
+            # The broker kept no session across a reconnect: what was in flight is gone.
+            raise DeliveryError(str(exc), retryable=True) from None
         except TimeoutError:
             # gmqtt keeps the packet and replays it after a reconnect; publishing it again
             # here would only make a duplicate.
             raise DeliveryError(
                 f"no PUBACK within {self.ack_timeout_s:g} s", retryable=False
             ) from None
-        finally:
-            self._storage.waiters.pop(mid, None)
