@@ -362,6 +362,20 @@ class AlertStore:
             details=details,
         )
 
+    async def _locked(self, alert_id: int) -> tuple[Any, ...]:
+        """(station_id, param, kind, severity, state, opened_at, assigned_to) of an alert, locked
+        for the caller's transaction after the events lock. Raises LookupError."""
+        await lock_events(self.conn)
+        cur = await self.conn.execute(
+            "SELECT station_id, param, kind, severity, state, opened_at, assigned_to "
+            "FROM alerts WHERE id = %s FOR UPDATE",
+            [alert_id],
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise LookupError(f"no alert {alert_id}")
+        return tuple(row)
+
     async def act(
         self, alert_id: int, action: EventType, actor: str, note: str | None, now: datetime
     ) -> AlertEvent:
@@ -369,16 +383,7 @@ class AlertStore:
         if action not in (EventType.ACKNOWLEDGED, EventType.RESOLVED, EventType.NOTED):
             raise ValueError(f"not a person's action: {action}")
         async with self.conn.transaction():
-            await lock_events(self.conn)
-            cur = await self.conn.execute(
-                "SELECT station_id, param, kind, severity, state, opened_at "
-                "FROM alerts WHERE id = %s FOR UPDATE",
-                [alert_id],
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise LookupError(f"no alert {alert_id}")
-            station_id, param, kind, severity, state, opened_at = row
+            station_id, param, kind, severity, state, opened_at, _ = await self._locked(alert_id)
             if state == State.RESOLVED.value and action is not EventType.NOTED:
                 raise ValueError(f"alert {alert_id} is already resolved")
             if action is EventType.ACKNOWLEDGED:
@@ -416,15 +421,7 @@ class AlertStore:
         checked). Raises LookupError (no such alert) or ValueError (resolved, or already
         assigned to that user)."""
         async with self.conn.transaction():
-            await lock_events(self.conn)
-            cur = await self.conn.execute(
-                "SELECT station_id, param, kind, severity, state, opened_at, assigned_to "
-                "FROM alerts WHERE id = %s FOR UPDATE",
-                [alert_id],
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise LookupError(f"no alert {alert_id}")
+            row = await self._locked(alert_id)
             station_id, param, kind, severity, state, opened_at, assigned_to = row
             if state == State.RESOLVED.value:
                 raise ValueError(f"alert {alert_id} is already resolved")
