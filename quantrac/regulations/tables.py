@@ -970,8 +970,8 @@ def _keys(value: Any) -> list[str]:
 
 def _regulation_scope(data: dict[str, Any], catalog: Catalog, sources: dict[str, Any]) -> _Scope:
     bands = (data.get("flow_bands") or {}) if isinstance(data.get("flow_bands"), dict) else {}
-    averaging = data.get("averaging") if isinstance(data.get("averaging"), dict) else {}
-    default = (averaging or {}).get("default")
+    averaging = data.get("averaging")
+    default = averaging.get("default") if isinstance(averaging, dict) else averaging
     return _Scope(
         catalog,
         sources,
@@ -980,7 +980,8 @@ def _regulation_scope(data: dict[str, Any], catalog: Catalog, sources: dict[str,
         flow_bands=frozenset(
             str(b["id"]) for b in bands.get("bands") or [] if isinstance(b, dict) and "id" in b
         ),
-        default_averaging=None if default is None else str(default),  # checked at its place
+        # Checked at its place; the rows only need to know that the file gives one.
+        default_averaging=None if default is None else str(default),
         limits_missing=data.get("limits_missing") is not None,
     )
 
