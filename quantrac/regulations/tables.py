@@ -949,10 +949,9 @@ class _File:
             self.issues.extend(_as_written(i) for i in exc.issues)
             return None
 
-    def sources(self) -> dict[str, _ProvenanceEntry]:
+    def sources(self, catalog: Catalog) -> dict[str, _ProvenanceEntry]:
         """The named sources, checked first: every use of a name then finds a checked entry."""
-        scope = _Scope(Catalog({}, {}))
-        spec = self.check(_Sources, scope, {"sources": self.data.get("sources")})
+        spec = self.check(_Sources, _Scope(catalog), {"sources": self.data.get("sources")})
         if spec is not None:
             return dict(spec.sources or {})
         # The file is already invalid: a name is reported at its entry, not at every use.
@@ -1091,7 +1090,7 @@ def _limits(
 
 
 def _regulation(file: _File, catalog: Catalog) -> Regulation:
-    scope = _regulation_scope(file.data, catalog, file.sources())
+    scope = _regulation_scope(file.data, catalog, file.sources(catalog))
     spec = file.check(_RegulationFile, scope)
     file.raise_issues()
     assert spec is not None
@@ -1161,7 +1160,7 @@ def _supplement(file: _File, catalog: Catalog, base: Regulation) -> Regulation:
     added_names = frozenset(_keys(file.data.get("categories")))
     scope = _Scope(
         catalog,
-        file.sources(),
+        file.sources(catalog),
         columns=tuple(base.columns),
         categories=frozenset(base.categories) | added_names,
         flow_bands=frozenset(b.id for b in base.flow_bands.bands)
@@ -1194,7 +1193,7 @@ def _band_label(lower: float, upper: float | None) -> str:
 
 
 def _penalties(file: _File, catalog: Catalog) -> PenaltySchedule:
-    spec = file.check(_PenaltyFile, _Scope(catalog, file.sources()))
+    spec = file.check(_PenaltyFile, _Scope(catalog, file.sources(catalog)))
     file.raise_issues()
     assert spec is not None
     result: dict[str, tuple[PenaltyBand, ...]] = {}
