@@ -43,3 +43,4 @@ generate, run_fuzz, CRITERIA, LOCKED_SQLSTATE
 model_config, settings_customise_sources, env_settings, dotenv_settings, file_secret_settings
 _.clause_provenance  # read by reports' penalty lines and tests
 _.exceedance, _.out_of_range  # pydantic fields of alerts.yaml rules, read by model_dump
+_.extends  # pydantic field of a table supplement: checked; the base is found before, in the raw file

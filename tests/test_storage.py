@@ -14,7 +14,7 @@ import pytest
 from quantrac.core.contract import Reading, Status
 from quantrac.evidence import schema as evidence_schema
 from quantrac.evidence.locks import Correction, correct_reading, lock_period, unlock_period
-from quantrac.ingest.rollup import consecutive_runs, refresh_timescale_hourly
+from quantrac.ingest.rollup import consecutive_runs, daily_series, refresh_timescale_hourly
 from quantrac.ingest.schema import (
     POSTGRES,
     TIMESCALE,
@@ -130,6 +130,29 @@ async def test_writer_creates_a_missing_month_and_classifies_duplicates(db_conn)
     assert (result.stored, result.duplicates, result.conflicts, result.rejections) == (1, 1, 2, 2)
     cur = await db_conn.execute("SELECT param, value FROM readings ORDER BY param, measured_at")
     assert await cur.fetchall() == [("COD", 50.0), ("COD", 51.0), ("TSS", 9.0)]
+
+
+async def test_daily_series_follows_the_vietnam_calendar_day(db_conn):
+    """16:00 and 17:00 UTC of one UTC day are 23:00 on the 20th and 00:00 on the 21st in
+    Vietnam: two days, each with its own hours, the mean weighted by the counts."""
+    await upgrade(db_conn, StorageOptions(backend=POSTGRES), now=NOW)
+    hours = [
+        (datetime(2026, 11, 20, 15, tzinfo=UTC), 12, 10.0),
+        (datetime(2026, 11, 20, 16, tzinfo=UTC), 6, 40.0),
+        (datetime(2026, 11, 20, 17, tzinfo=UTC), 12, 5.0),
+    ]
+    for hour, n, mean in hours:
+        await db_conn.execute(
+            "INSERT INTO readings_hourly (station_id, param, hour, n, min, max, mean) "
+            "VALUES ('WW1', 'COD', %s, %s, %s, %s, %s)",
+            [hour, n, mean - 1, mean + 1, mean],
+        )
+    start, end = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)
+    days = await daily_series(db_conn, "WW1", "COD", start, end)
+    assert days == [
+        (datetime(2026, 11, 20), 20.0, 9.0, 41.0, 18),
+        (datetime(2026, 11, 21), 5.0, 4.0, 6.0, 12),
+    ]
 
 
 # --- TimescaleDB ---------------------------------------------------------------------------------

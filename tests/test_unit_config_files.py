@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from quantrac.core.config_files import (
     ConfigError,
     ConfigIssue,
     ConfigModel,
+    FieldError,
     field_path,
     load_yaml_with_lines,
     nearest_line,
@@ -121,3 +122,41 @@ def test_read_yaml_file_errors(tmp_path: Path) -> None:
         read_yaml_file(tmp_path / "none.yaml")
     path.write_text("a: 1\n", encoding="utf-8")
     assert read_yaml_file(path) == ({"a": 1}, {"": 1, "a": 1})
+
+
+def test_a_value_yaml_cannot_build_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("a: 1\nday: 2025-02-30\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"x.yaml:2: \(file\): invalid YAML: '2025-02-30'"):
+        read_yaml_file(path)
+
+
+class _Band(ConfigModel):
+    over: int | None = None
+
+
+class _Bands(ConfigModel):
+    bands: list[_Band]
+    cases: dict[str, _Band] = Field(default_factory=dict)
+
+    @field_validator("bands")
+    @classmethod
+    def _first_open(cls, bands: list[_Band]) -> list[_Band]:
+        if bands and bands[0].over is not None:
+            raise FieldError("[0].over", "the first band must be open below")
+        return bands
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def test_field_error_below_a_list_item_and_keys_read_as_text() -> None:
+    data, lines = load_yaml_with_lines("bands:\n  - over: 1\n  - {}\ncases:\n  1:\n    over: x\n")
+    with pytest.raises(ConfigError) as info:
+        validate(_Bands, data, "f.yaml", lines)
+    assert [str(i) for i in info.value.issues] == [
+        "f.yaml:2: bands[0].over: the first band must be open below",
+        "f.yaml:6: cases.1.over: input should be a valid integer",
+    ]

@@ -26,8 +26,8 @@ from quantrac.reports.completeness import (
     share,
 )
 from quantrac.reports.exceedances import (
-    EpisodeRow,
     ExceedanceReport,
+    ReportEpisode,
     ReportError,
     StationInfo,
     StatusPeriod,
@@ -126,8 +126,8 @@ def test_union_hours_counts_overlaps_once_and_clips() -> None:
     assert union_hours([], t, t + h) == 0.0
 
 
-def _episode(start: datetime, hours: int, multiple: float, band: str) -> EpisodeRow:
-    return EpisodeRow(
+def _episode(start: datetime, hours: int, multiple: float, band: str) -> ReportEpisode:
+    return ReportEpisode(
         station_id="WW1",
         param="COD",
         averaging="1h",

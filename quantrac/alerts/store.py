@@ -808,6 +808,19 @@ async def list_episodes(
     return [EpisodeRow(*r) for r in await cur.fetchall()]
 
 
+async def episodes_between(
+    conn: psycopg.AsyncConnection, station_ids: list[str], start: datetime, end: datetime
+) -> list[EpisodeRow]:
+    """The episodes of these stations that overlap [start, end), in time order (reports)."""
+    columns = ", ".join(EpisodeRow._fields)
+    cur = await conn.execute(
+        f"SELECT {columns} FROM exceedance_episodes WHERE station_id = ANY(%s) "
+        "AND start_at < %s AND end_at > %s ORDER BY start_at, station_id, param, averaging",
+        [station_ids, end, start],
+    )
+    return [EpisodeRow(*r) for r in await cur.fetchall()]
+
+
 class AqiHour(NamedTuple):
     station_id: str
     hour_start: datetime

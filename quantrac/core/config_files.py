@@ -25,7 +25,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class FieldError(ValueError):
-    """Raised in a model's validator about one key below the value it checks ("rules.stuk")."""
+    """Raised in a model's validator about one key below the value it checks ("rules.stuk";
+    "[2].over" below a list)."""
 
     def __init__(self, key: str | int, message: str):
         self.key = key
@@ -83,7 +84,12 @@ def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
     loader = yaml.SafeLoader("")
-    return loader.construct_object(node)
+    try:
+        return loader.construct_object(node)
+    except ValueError as exc:  # a date such as 2025-02-30: YAML's pattern, not a day
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a valid value: {exc}", node.start_mark
+        ) from None
 
 
 def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
@@ -135,8 +141,19 @@ def _join(path: str, part: str | int, in_list: bool) -> str:
 
 def _has(node: Any, part: str | int) -> bool:
     if isinstance(node, Mapping):
-        return part in node
+        return part in node or _key_as_text(node, part) is not None
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, Mapping) and part not in node:
+        return node[_key_as_text(node, part)]
+    return node[part]
+
+
+def _key_as_text(node: Mapping[Any, Any], part: str | int) -> Any:
+    """The key a model read as text ("1" for a YAML key 1), or None."""
+    return next((k for k in node if not isinstance(k, str) and str(k) == part), None)
 
 
 def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
@@ -154,7 +171,7 @@ def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
             return path, f"key {last!r}: "
         in_list = isinstance(node, list)
         if _has(node, part):
-            node = node[part]
+            node = _child(node, part)
         elif i < len(loc) - 1:
             continue  # a pydantic tag, not a key of the file
         else:
@@ -226,7 +243,11 @@ def issues_from(
                 err = {**err, "type": "", "msg": ""}
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
-            path = _join(path, cause.key, isinstance(cause.key, int))
+            key = cause.key
+            if isinstance(key, str) and key.startswith("["):  # "[2].over": below a list
+                path = f"{path}{key}"
+            else:
+                path = _join(path, key, isinstance(key, int))
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         text = note if note.startswith("unknown field") else note + reason(err)

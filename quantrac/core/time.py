@@ -7,6 +7,8 @@ from datetime import timedelta, timezone, tzinfo
 
 # Vietnam has used UTC+07:00 all year since 1975 (no daylight saving time).
 VIETNAM = timezone(timedelta(hours=7))
+# The same zone by its IANA name, for PostgreSQL (which reads '+07' the POSIX way: west of UTC).
+VIETNAM_ZONE_NAME = "Asia/Ho_Chi_Minh"
 
 
 _OFFSET = re.compile(r"([+-])([0-9]{2}):([0-5][0-9])")

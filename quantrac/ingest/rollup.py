@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from quantrac.core.time import VIETNAM_ZONE_NAME
 from quantrac.ingest.schema import HOURLY_END_OFFSET
 
 _REFRESH_LOCK = 0x71726F6C  # "qrol": one refresher at a time across workers
@@ -121,10 +122,10 @@ async def daily_series(
     """Days (Vietnam time, as naive midnights) built from the hours in [start, end): the mean
     weighted by each hour's count, the extremes and the count."""
     cur = await conn.execute(
-        "SELECT date_trunc('day', hour AT TIME ZONE 'Asia/Ho_Chi_Minh') AS day, "
+        "SELECT date_trunc('day', hour AT TIME ZONE %s) AS day, "
         "sum(mean * n) / sum(n), min(min), max(max), sum(n) FROM readings_hourly "
         "WHERE station_id = %s AND param = %s AND hour >= %s AND hour < %s "
         "GROUP BY 1 ORDER BY 1",
-        [station_id, param, start, end],
+        [VIETNAM_ZONE_NAME, station_id, param, start, end],
     )
     return [(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]

@@ -11,17 +11,35 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from quantrac.core.catalog import Catalog
-from quantrac.core.config_files import ConfigError
-from quantrac.core.registry import RegistryIssue, as_date, load_yaml_with_lines, nearest_line
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigIssue,
+    ConfigModel,
+    FieldError,
+    load_yaml_with_lines,
+    nearest_line,
+    validate,
+)
+from quantrac.core.registry import as_date
+
+M = TypeVar("M", bound=BaseModel)
 
 REGULATION_FORMAT = "quantrac-regulation/1"
 PENALTY_FORMAT = "quantrac-penalty-bands/1"
@@ -35,8 +53,7 @@ O2_IN_AIR_PERCENT = 20.9
 
 
 class RegulationError(ConfigError):
-    """A regulation file is invalid; each issue names file, line and field (still checked by
-    hand below: its rules need the whole file)."""
+    """A regulation file is invalid; each issue names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,134 +383,644 @@ class RegulationCatalog:
         return None
 
 
-# --- Loading -----------------------------------------------------------------------------------
+# --- The file formats, as pydantic models ------------------------------------------------------
+#
+# The models check each value where it is written: types, unknown fields, parameter codes and
+# units against the parameter catalog, columns, categories, flow bands and source names against
+# the file (``_Scope``, passed as the validation context), band edges. What needs rows of the
+# whole table or other files (date overlaps, a supplement's base, ids across files, sector
+# regulations) is checked after, in the same file:line: field form.
 
 
-class _Reader:
-    """Field access on one file's data that records problems with their line instead of raising."""
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a file's values are checked against: the catalog and the names the file declares."""
 
-    def __init__(self, source: str, lines: dict[str, int], catalog: Catalog):
-        self.source = source
-        self.lines = lines
-        self.catalog = catalog
-        self.issues: list[RegistryIssue] = []
-        self.sources: dict[str, Provenance] = {}
-        # Names whose entry is invalid: already reported, not again at every use.
-        self.broken_sources: set[str] = set()
+    catalog: Catalog
+    sources: dict[str, Any] = field(default_factory=dict)  # name → checked entry
+    columns: tuple[str, ...] = ()
+    categories: frozenset[str] = frozenset()
+    flow_bands: frozenset[str] = frozenset()
+    default_averaging: str | None = None
+    limits_missing: bool = False
 
-    def line_of(self, path: str) -> int:
-        return nearest_line(self.lines, path)
+
+def _scope(info: ValidationInfo) -> _Scope:
+    scope = info.context
+    assert isinstance(scope, _Scope)
+    return scope
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"must be a number, not {value!r}")
+    return float(value)
+
+
+def _at_least(low: float) -> Any:
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(f"must be at least {number_text(low)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _o2(value: float) -> float:
+    if value >= O2_IN_AIR_PERCENT:
+        raise ValueError(f"must be below {O2_IN_AIR_PERCENT} (oxygen in air)")
+    return value
+
+
+def _averaging(value: Any) -> str:
+    if value not in AVERAGING_PERIODS:
+        raise ValueError(f"must be one of {', '.join(AVERAGING_PERIODS)}")
+    return str(value)
+
+
+def _kind(value: Any) -> str:
+    if value not in REGULATION_KINDS:
+        raise ValueError(f"must be one of {', '.join(REGULATION_KINDS)}, not {value!r}")
+    return str(value)
+
+
+def _confidence(value: Any) -> str:
+    if not isinstance(value, str) or not CONFIDENCE_PATTERN.fullmatch(value.strip()):
+        raise ValueError(
+            f"must be a confidence tag of regulations.md (H, M, L, L-M, M-H …), not {value!r}"
+        )
+    return value
+
+
+def _param_code(value: Any, info: ValidationInfo) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a parameter code string, not {value!r} (quote it)")
+    param = _scope(info).catalog.parameter(value)
+    if param is None:
+        raise ValueError(f"unknown parameter code {value!r} (see config/parameters.yaml)")
+    if param.code != value:
+        raise ValueError(f"write the canonical code {param.code!r}, not {value!r}")
+    return value
+
+
+def _unit_id(value: Any, info: ValidationInfo) -> str:
+    unit = _scope(info).catalog.unit(value) if isinstance(value, str) else None
+    if unit is None:
+        raise ValueError(f"unknown unit {value!r} (see config/parameters.yaml)")
+    if unit.id != value:
+        raise ValueError(f"write the unit id {unit.id!r}, not {value!r}")
+    return value
+
+
+def _limit_value(value: Any, info: ValidationInfo) -> Any:
+    """A number, or one number per column when the regulation has columns."""
+    columns = _scope(info).columns
+    if not columns:
+        return _number(value)
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"must give a value per column: {{{', '.join(f'{c}: …' for c in columns)}}}"
+        )
+    result: dict[str, float] = {}
+    for key, raw in value.items():
+        if str(key) not in columns:
+            raise FieldError(str(key), f"no column {key!r} (columns: {', '.join(columns)})")
+        try:
+            result[str(key)] = _number(raw)
+        except ValueError as exc:
+            raise FieldError(str(key), str(exc)) from None
+    missing = [c for c in columns if c not in result]
+    if missing:
+        raise ValueError(f"no value for column {', '.join(missing)}")
+    return result
+
+
+def _provenance_ref(value: Any, info: ValidationInfo) -> Any:
+    """A provenance entry as written, or the entry of ``sources`` its name gives."""
+    if value is None:
+        raise ValueError("provenance is required: {source, confidence, note} or a source name")
+    if isinstance(value, str):
+        sources = _scope(info).sources
+        if value not in sources:
+            raise ValueError(f"no entry {value!r} in 'sources'")
+        return sources[value]
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+NonNegative = Annotated[float, BeforeValidator(_number), _at_least(0)]
+O2Percent = Annotated[float, BeforeValidator(_number), _at_least(0), AfterValidator(_o2)]
+Text = Annotated[str, BeforeValidator(_text)]
+Day = Annotated[date, BeforeValidator(as_date)]
+Averaging = Annotated[str, BeforeValidator(_averaging)]
+ParamCode = Annotated[str, BeforeValidator(_param_code)]
+UnitId = Annotated[str, BeforeValidator(_unit_id)]
+LimitValue = Annotated[float | dict[str, float], BeforeValidator(_limit_value)]
+
+
+class _Texts(ConfigModel):
+    vi: Text
+    en: Text
+
+
+class _ProvenanceEntry(ConfigModel):
+    source: Text
+    confidence: Annotated[str, BeforeValidator(_confidence)]
+    note: str | None = None
+
+    def provenance(self) -> Provenance:
+        return Provenance(self.source.strip(), self.confidence.strip(), (self.note or "").strip())
+
+
+ProvenanceRef = Annotated[_ProvenanceEntry, BeforeValidator(_provenance_ref)]
+
+
+class _Sources(ConfigModel):
+    sources: dict[str, _ProvenanceEntry] | None = None
+
+
+def _contiguous(bands: Sequence[Any], symbol: str) -> None:
+    """Bands over < x ≤ up_to: the first open below, the last open above, no gap, no overlap."""
+    if not bands:
+        raise ValueError("must be a non-empty list of bands {over, up_to, ...}")
+    previous: float | None = None
+    for i, band in enumerate(bands):
+        first, last = i == 0, i == len(bands) - 1
+        if band.over is not None and band.up_to is not None and band.up_to <= band.over:
+            raise FieldError(f"[{i}].up_to", f"must be above over ({number_text(band.over)})")
+        if first and band.over is not None:
+            raise FieldError(f"[{i}].over", f"the first band must be open below ({symbol} ≤ …)")
+        if last and band.up_to is not None:
+            raise FieldError(f"[{i}].up_to", f"the last band must be open above ({symbol} > …)")
+        if not first:
+            if band.over is None:
+                raise FieldError(i, "'over' is required after the first band")
+            if previous is not None and band.over > previous:
+                raise FieldError(
+                    f"[{i}].over",
+                    f"gap: nothing covers {number_text(previous)} < {symbol} ≤ "
+                    f"{number_text(band.over)}",
+                )
+            if previous is not None and band.over < previous:
+                raise FieldError(
+                    f"[{i}].over", f"overlaps the band before (up to {number_text(previous)})"
+                )
+        if not last and band.up_to is None:
+            raise FieldError(i, "'up_to' is required except in the last band")
+        previous = band.up_to
+
+
+class _ValueBand(ConfigModel):
+    over: Number | None = None
+    up_to: Number | None = None
+    value: NonNegative
+
+
+class _IdBand(ConfigModel):
+    over: Number | None = None
+    up_to: Number | None = None
+    id: Text
+
+
+class _Default(ConfigModel):
+    value: NonNegative
+    note: _Texts
+
+
+class _Rule(ConfigModel):
+    """A coefficient's rule: exactly one of value, bands, allowed, cases."""
+
+    meaning: _Texts | None = None
+    value: NonNegative | None = None
+    input: Text | None = None
+    symbol: str | None = None
+    unit: str | None = None
+    bands: list[_ValueBand] | None = None
+    allowed: list[NonNegative] | None = None
+    default: _Default | None = None
+    select_by: Text | None = None
+    cases: dict[str, _Rule] | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _contiguous_bands(
+        cls, bands: list[_ValueBand] | None, info: ValidationInfo
+    ) -> list[_ValueBand] | None:
+        if bands is not None:
+            _contiguous(bands, info.data.get("symbol") or info.data.get("input") or "x")
+        return bands
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _case_names(cls, value: Any) -> Any:
+        """Cases are named by what the station gives: a region class 1 is the case "1"."""
+        if isinstance(value, dict):
+            return {str(key): case for key, case in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> _Rule:
+        shapes = [k for k in ("value", "bands", "allowed", "cases") if getattr(self, k) is not None]
+        if len(shapes) != 1:
+            raise ValueError(
+                "give exactly one of value, bands (with input), allowed (with input), cases"
+            )
+        if shapes[0] in ("bands", "allowed") and self.input is None:
+            raise FieldError("input", "'input' is required")
+        if self.allowed == []:
+            raise FieldError("allowed", "must be a non-empty list of numbers")
+        if self.cases is not None and self.select_by is None:
+            raise FieldError("select_by", "'select_by' is required")
+        if self.cases == {}:
+            raise FieldError("cases", "must list at least one case")
+        return self
+
+
+class _Coefficient(_Rule):
+    meaning: _Texts
+    provenance: ProvenanceRef
+
+
+class _AveragingSpec(ConfigModel):
+    default: Averaging
+    provenance: ProvenanceRef
+
+
+class _Category(ConfigModel):
+    vi: Text
+    en: Text
+    o2_reference_percent: O2Percent | None = None
+    provenance: ProvenanceRef | None = None
+
+
+class _FlowBands(ConfigModel):
+    input: Text
+    symbol: str | None = None
+    unit: str | None = None
+    bands: list[_IdBand]
+
+    @field_validator("bands")
+    @classmethod
+    def _contiguous_bands(cls, bands: list[_IdBand], info: ValidationInfo) -> list[_IdBand]:
+        _contiguous(bands, info.data.get("symbol") or info.data.get("input") or "x")
+        return bands
+
+
+class _Limit(ConfigModel):
+    param: ParamCode
+    unit: UnitId
+    averaging: Averaging | None = None
+    max: LimitValue | None = None
+    min: LimitValue | None = None
+    valid_from: Day | None = None
+    valid_to: Day | None = None
+    category: str | None = None
+    flow_band: str | None = None
+    provenance: ProvenanceRef
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in _scope(info).categories:
+            raise ValueError(f"no category {value!r} in 'categories'")
+        return value
+
+    @field_validator("flow_band")
+    @classmethod
+    def _known_band(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in _scope(info).flow_bands:
+            raise ValueError(f"no band {value!r} in 'flow_bands'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> _Limit:
+        scope = _scope(info)
+        if not scope.catalog.accepts(
+            scope.catalog.parameters[self.param], scope.catalog.units[self.unit]
+        ):
+            raise FieldError("unit", f"{self.param} cannot be measured in {self.unit}")
+        if self.averaging is None and scope.default_averaging is None:
+            raise ValueError(
+                f"averaging must be one of {', '.join(AVERAGING_PERIODS)} (the file has no "
+                "default 'averaging')"
+            )
+        if self.max is None and self.min is None:
+            raise ValueError("give 'max', 'min' or both (a range such as pH 6–9)")
+        maxima, minima = _per_column(self.max), _per_column(self.min)
+        for column in maxima.keys() & minima.keys():
+            if minima[column] >= maxima[column]:
+                raise FieldError(
+                    "min", f"min {minima[column]:g} is not below max {maxima[column]:g}"
+                )
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise FieldError("valid_to", "must be after valid_from")
+        return self
+
+
+def _per_column(value: float | dict[str, float] | None) -> dict[str | None, float]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {column: number for column, number in value.items()}
+    return {None: value}
+
+
+def _limit_list(value: list[_Limit], info: ValidationInfo) -> list[_Limit]:
+    if not value and not _scope(info).limits_missing:
+        raise ValueError(
+            "must be a non-empty list of limits (or [] with 'limits_missing' saying why)"
+        )
+    return value
+
+
+class _Transition(ConfigModel):
+    replaces: list[Text]
+    existing_until: Day | None = None
+    existing: _Texts
+    provenance: ProvenanceRef
+
+    @field_validator("replaces")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list the ids of the regulations this one replaces")
+        return value
+
+
+class _Sector(ConfigModel):
+    general: Text
+    vi: Text
+    en: Text
+
+
+class _ColumnChoice(ConfigModel):
+    vi: Text
+    en: Text
+    provenance: ProvenanceRef
+
+
+class _RegulationFile(ConfigModel):
+    format: str
+    id: Text
+    title: _Texts
+    kind: Annotated[str, BeforeValidator(_kind)]
+    issued_by: Text | None = None
+    effective_from: Day | None = None
+    effective_to: Day | None = None
+    replaced_by: Text | None = None
+    provenance: ProvenanceRef
+    o2_reference_percent: O2Percent | None = None
+    sources: dict[str, Any] | None = None  # checked first, by _Sources
+    averaging: _AveragingSpec | None = None
+    columns: dict[str, _Texts] | None = None
+    categories: dict[str, _Category] | None = None
+    flow_bands: _FlowBands | None = None
+    coefficients: dict[str, _Coefficient] | None = None
+    coefficients_not_applied_to: list[ParamCode] | None = None
+    limits: list[_Limit]
+    limits_missing: _Texts | None = None
+    transition: _Transition | None = None
+    sector: _Sector | None = None
+    not_limited: list[ParamCode] | None = None
+    column_choice: _ColumnChoice | None = None
+
+    _limits = field_validator("limits")(_limit_list)
+
+    @model_validator(mode="after")
+    def _dates(self) -> _RegulationFile:
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise FieldError("effective_to", "must be after effective_from")
+        return self
+
+
+class _SupplementFile(ConfigModel):
+    """A department's rows for a shipped regulation (``extends: ID``)."""
+
+    format: str
+    extends: Text
+    provenance: ProvenanceRef
+    sources: dict[str, Any] | None = None
+    categories: dict[str, _Category] | None = None
+    limits: list[_Limit]
+
+    _limits = field_validator("limits")(_limit_list)
+
+
+class _FineTier(ConfigModel):
+    over_m3_day: Number | None = None
+    up_to_m3_day: Number | None = None
+    min_vnd: NonNegative
+    max_vnd: NonNegative
+
+
+CLAUSE_NOT_VERIFIED = "not verified"
+
+
+class _PenaltyBand(ConfigModel):
+    lower: Annotated[float, BeforeValidator(_number), _at_least(1.0)]
+    upper: Number | None = None
+    consequence: _Texts
+    provenance: ProvenanceRef
+    fine_tiers: list[_FineTier] | None = None
+    # A clause is law only where a source was read: "not verified" (or none), or the clause with
+    # ``clause_source``, so that none can be typed in from memory unnoticed.
+    clause: Text | None = None
+    clause_source: ProvenanceRef | None = None
+
+    def clause_verified(self) -> bool:
+        return self.clause is not None and self.clause.strip() != CLAUSE_NOT_VERIFIED
+
+    @model_validator(mode="after")
+    def _clause_has_a_source(self) -> _PenaltyBand:
+        if not self.clause_verified():
+            if self.clause_source is not None:
+                raise FieldError("clause_source", "only with a clause (not with 'not verified')")
+        elif self.clause_source is None:
+            raise FieldError(
+                "clause_source",
+                f"'clause_source' is required with a clause: the source that names it "
+                f"(or clause: {CLAUSE_NOT_VERIFIED!r})",
+            )
+        return self
+
+
+class _PenaltyKind(ConfigModel):
+    article: Text
+    bands: list[_PenaltyBand]
+
+    @field_validator("bands")
+    @classmethod
+    def _contiguous_bands(cls, bands: list[_PenaltyBand]) -> list[_PenaltyBand]:
+        """From 1 up, each band starting where the one before ends; the last open above."""
+        if not bands:
+            raise ValueError("must be a non-empty list of bands")
+        previous: float | None = 1.0
+        for i, band in enumerate(bands):
+            if previous is not None and band.lower != previous:
+                problem = "gap" if band.lower > previous else "overlap"
+                raise FieldError(
+                    f"[{i}].lower",
+                    f"{problem}: the band before ends at {number_text(previous)}, "
+                    f"this one starts at {number_text(band.lower)}",
+                )
+            if band.upper is not None and band.upper <= band.lower:
+                raise FieldError(f"[{i}].upper", "must be above lower")
+            if i < len(bands) - 1 and band.upper is None:
+                raise FieldError(i, "'upper' is required except in the last band")
+            if i == len(bands) - 1 and band.upper is not None:
+                raise FieldError(f"[{i}].upper", "the last band must be open above (no 'upper')")
+            previous = band.upper
+        return bands
+
+
+class _PenaltyFile(ConfigModel):
+    format: str
+    id: Text
+    title: _Texts
+    effective_from: Day | None = None
+    provenance: ProvenanceRef
+    sources: dict[str, Any] | None = None
+    kinds: dict[str, _PenaltyKind]
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _known_kinds(cls, value: Any) -> Any:
+        for kind in value if isinstance(value, dict) else ():
+            if kind not in PENALTY_KINDS:
+                raise FieldError(str(kind), f"must be one of {', '.join(PENALTY_KINDS)}")
+        return value
+
+
+# --- From checked files to the catalog ---------------------------------------------------------
+
+# A missing field, said the way this file's users know it.
+_TEXT_PAIRS = {"title", "meaning", "consequence", "existing", "note", "limits_missing"}
+_MISSING = {
+    "provenance": "provenance is required: {source, confidence, note} or a source name",
+    "limits": "'limits' is required: a non-empty list of limits (or [] with 'limits_missing' "
+    "saying why)",
+    "kind": f"'kind' is required: one of {', '.join(REGULATION_KINDS)}",
+    "default": f"'default' is required: one of {', '.join(AVERAGING_PERIODS)}",
+}
+_TYPES = {
+    "input should be a valid dictionary": "must be a mapping",
+    "input should be a valid list": "must be a list",
+    "input should be a valid string": "must be a string",
+}
+
+
+def _as_written(issue: ConfigIssue) -> ConfigIssue:
+    message = issue.message
+    key = re.sub(r"\[\d+\]$", "", issue.field.rpartition(".")[2])
+    if message == "required field missing":
+        if key in _TEXT_PAIRS:
+            message = f"must be a mapping {{vi, en}} ('{key}' is required)"
+        else:
+            message = _MISSING.get(key, f"'{key}' is required")
+    for prefix, text in _TYPES.items():
+        if message.startswith(prefix):
+            message = text
+    return dataclasses.replace(issue, message=message)
+
+
+@dataclass(slots=True)
+class _File:
+    """One file read: its data, the line of each field, and the problems found so far."""
+
+    source: str
+    data: dict[str, Any]
+    lines: dict[str, int]
+    issues: list[ConfigIssue] = field(default_factory=list)
 
     def fail(self, path: str, message: str) -> None:
-        self.issues.append(RegistryIssue(self.source, self.line_of(path), path, message))
+        self.issues.append(ConfigIssue(self.source, nearest_line(self.lines, path), path, message))
 
-    def mapping(self, value: Any, path: str, *, required: bool = True) -> dict[str, Any]:
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(path, "must be a mapping")
-            return {}
-        return value
-
-    def text(self, data: dict[str, Any], key: str, path: str, *, required: bool = True) -> str:
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.fail(_join(path, key), f"'{key}' is required")
-            return ""
-        if not isinstance(value, str) or not value.strip():
-            self.fail(_join(path, key), "must be a non-empty string")
-            return ""
-        return value
-
-    def number(self, value: Any, path: str, *, low: float = -math.inf) -> float | None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            self.fail(path, f"must be a number, not {value!r}")
-            return None
-        if value < low:
-            self.fail(path, f"must be at least {number_text(low)}")
-            return None
-        return float(value)
-
-    def day(self, data: dict[str, Any], key: str, path: str) -> date | None:
-        value = data.get(key)
-        if value is None:
-            return None
+    def check(self, model: type[M], scope: _Scope, data: Any = None) -> M | None:
+        data = self.data if data is None else data
         try:
-            return as_date(value)
-        except ValueError as exc:
-            self.fail(_join(path, key), str(exc))
+            return validate(model, data, self.source, self.lines, RegulationError, "", scope)
+        except RegulationError as exc:
+            self.issues.extend(_as_written(i) for i in exc.issues)
             return None
 
-    def languages(self, value: Any, path: str) -> tuple[str, str]:
-        entry = self.mapping(value, path)
-        if not entry:
-            return "", ""
-        return self.text(entry, "vi", path), self.text(entry, "en", path)
+    def sources(self, catalog: Catalog) -> dict[str, _ProvenanceEntry]:
+        """The named sources, checked first: every use of a name then finds a checked entry."""
+        spec = self.check(_Sources, _Scope(catalog), {"sources": self.data.get("sources")})
+        if spec is not None:
+            return dict(spec.sources or {})
+        # The file is already invalid: a name is reported at its entry, not at every use.
+        invalid = _ProvenanceEntry.model_construct(source="(invalid)", confidence="L")
+        return dict.fromkeys(_keys(self.data.get("sources")), invalid)
 
-    def unknown_keys(self, data: dict[str, Any], path: str, known: Iterable[str]) -> None:
-        allowed = set(known)
-        for key in data:
-            if key not in allowed:
-                self.fail(
-                    _join(path, str(key)), f"unknown field (expected one of {_list(allowed)})"
-                )
-
-    def provenance(self, value: Any, path: str) -> Provenance | None:
-        """A mapping {source, confidence, note}, or the name of an entry of ``sources``."""
-        if value is None:
-            self.fail(path, "provenance is required: {source, confidence, note} or a source name")
-            return None
-        if isinstance(value, str):
-            found = self.sources.get(value)
-            if found is None and value not in self.broken_sources:
-                self.fail(path, f"no entry {value!r} in 'sources'")
-            return found
-        entry = self.mapping(value, path)
-        if not entry:
-            return None
-        self.unknown_keys(entry, path, ("source", "confidence", "note"))
-        source = self.text(entry, "source", path)
-        confidence = entry.get("confidence")
-        if not isinstance(confidence, str) or not CONFIDENCE_PATTERN.fullmatch(confidence.strip()):
-            self.fail(
-                _join(path, "confidence"),
-                f"must be a confidence tag of regulations.md (H, M, L, L-M, M-H …), "
-                f"not {confidence!r}",
-            )
-            return None
-        note = entry.get("note") or ""
-        if not isinstance(note, str):
-            self.fail(_join(path, "note"), "must be a string")
-            note = ""
-        if not source:
-            return None
-        return Provenance(source.strip(), confidence.strip(), note.strip())
-
-    def param_code(self, value: Any, path: str) -> str | None:
-        if not isinstance(value, str):
-            self.fail(path, f"must be a parameter code string, not {value!r} (quote it)")
-            return None
-        param = self.catalog.parameter(value)
-        if param is None:
-            self.fail(path, f"unknown parameter code {value!r} (see config/parameters.yaml)")
-            return None
-        if param.code != value:
-            self.fail(path, f"write the canonical code {param.code!r}, not {value!r}")
-            return None
-        return value
+    def raise_issues(self) -> None:
+        if self.issues:
+            raise RegulationError(sorted(self.issues, key=lambda i: i.line))
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _keys(value: Any) -> list[str]:
+    return [str(k) for k in value] if isinstance(value, dict) else []
 
 
-def _list(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names))
+def _regulation_scope(data: dict[str, Any], catalog: Catalog, sources: dict[str, Any]) -> _Scope:
+    bands = (data.get("flow_bands") or {}) if isinstance(data.get("flow_bands"), dict) else {}
+    averaging = data.get("averaging")
+    default = averaging.get("default") if isinstance(averaging, dict) else averaging
+    return _Scope(
+        catalog,
+        sources,
+        columns=tuple(_keys(data.get("columns"))),
+        categories=frozenset(_keys(data.get("categories"))),
+        flow_bands=frozenset(
+            str(b["id"]) for b in bands.get("bands") or [] if isinstance(b, dict) and "id" in b
+        ),
+        # Checked at its place; the rows only need to know that the file gives one.
+        default_averaging=None if default is None else str(default),
+        limits_missing=data.get("limits_missing") is not None,
+    )
+
+
+def _texts(spec: _Texts | None) -> tuple[str, str]:
+    return (spec.vi, spec.en) if spec is not None else ("", "")
+
+
+def _provenance(spec: _ProvenanceEntry | None) -> Provenance | None:
+    return spec.provenance() if spec is not None else None
+
+
+def _rule(spec: _Rule) -> CoefficientRule:
+    meaning_vi, meaning_en = _texts(spec.meaning)
+    note_vi, note_en = _texts(spec.default.note if spec.default else None)
+    common: dict[str, Any] = {
+        "meaning_vi": meaning_vi,
+        "meaning_en": meaning_en,
+        "default": spec.default.value if spec.default else None,
+        "default_note_vi": note_vi,
+        "default_note_en": note_en,
+    }
+    if spec.value is not None:
+        return CoefficientRule(value=spec.value, **common)
+    if spec.cases is not None:
+        cases = {key: _rule(case) for key, case in spec.cases.items()}
+        return CoefficientRule(select_by=spec.select_by, cases=cases, **common)
+    station_input = {"input": spec.input, "symbol": spec.symbol or spec.input or "", **common}
+    station_input["unit"] = spec.unit or ""
+    if spec.allowed is not None:
+        return CoefficientRule(allowed=tuple(spec.allowed), **station_input)
+    bands = tuple(Band(b.over, b.up_to, b.value) for b in spec.bands or ())
+    return CoefficientRule(bands=bands, **station_input)
+
+
+def _categories(specs: dict[str, _Category] | None) -> dict[str, Category]:
+    return {
+        key: Category(key, c.vi, c.en, c.o2_reference_percent, _provenance(c.provenance))
+        for key, c in (specs or {}).items()
+    }
 
 
 def _ranges_overlap(
@@ -504,508 +1031,157 @@ def _ranges_overlap(
     )
 
 
-def _bands(
-    rd: _Reader, value: Any, path: str, symbol: str, *, with_id: bool
-) -> list[tuple[float | None, float | None, Any]]:
-    """Contiguous bands: the first open below, the last open above, no gap and no overlap."""
-    if not isinstance(value, list) or not value:
-        rd.fail(path, "must be a non-empty list of bands {over, up_to, ...}")
-        return []
-    result: list[tuple[float | None, float | None, Any]] = []
-    for i, raw in enumerate(value):
-        bpath = f"{path}[{i}]"
-        entry = rd.mapping(raw, bpath)
-        if not entry:
-            continue
-        payload_key = "id" if with_id else "value"
-        rd.unknown_keys(entry, bpath, ("over", "up_to", payload_key))
-        over = rd.number(entry["over"], f"{bpath}.over") if "over" in entry else None
-        up_to = rd.number(entry["up_to"], f"{bpath}.up_to") if "up_to" in entry else None
-        payload: Any = None
-        if with_id:
-            payload = rd.text(entry, "id", bpath) or None
-        elif "value" in entry:
-            payload = rd.number(entry["value"], f"{bpath}.value", low=0)
-        else:
-            rd.fail(bpath, "'value' is required")
-        if over is not None and up_to is not None and up_to <= over:
-            rd.fail(f"{bpath}.up_to", f"must be above over ({number_text(over)})")
-        if i == 0 and "over" in entry:
-            rd.fail(f"{bpath}.over", f"the first band must be open below ({symbol} ≤ …)")
-        if i == len(value) - 1 and "up_to" in entry:
-            rd.fail(f"{bpath}.up_to", f"the last band must be open above ({symbol} > …)")
-        if i > 0 and result:
-            previous = result[-1][1]
-            if "over" not in entry:
-                rd.fail(bpath, "'over' is required after the first band")
-            elif previous is not None and over is not None and over > previous:
-                rd.fail(
-                    f"{bpath}.over",
-                    f"gap: nothing covers {number_text(previous)} < {symbol} ≤ {number_text(over)}",
-                )
-            elif previous is not None and over is not None and over < previous:
-                rd.fail(
-                    f"{bpath}.over", f"overlaps the band before (up to {number_text(previous)})"
-                )
-        if i < len(value) - 1 and "up_to" not in entry:
-            rd.fail(bpath, "'up_to' is required except in the last band")
-        result.append((over, up_to, payload))
-    return result
-
-
-def _rule(rd: _Reader, raw: Any, path: str, *, top: bool) -> CoefficientRule | None:
-    entry = rd.mapping(raw, path)
-    if not entry:
-        return None
-    known = {"meaning", "value", "input", "symbol", "unit", "bands", "allowed", "default"}
-    known |= {"select_by", "cases"}
-    if top:
-        known.add("provenance")
-    rd.unknown_keys(entry, path, known)
-    meaning_vi, meaning_en = ("", "")
-    if "meaning" in entry:
-        meaning_vi, meaning_en = rd.languages(entry["meaning"], f"{path}.meaning")
-    shapes = [k for k in ("value", "bands", "allowed", "cases") if k in entry]
-    if len(shapes) != 1:
-        rd.fail(path, "give exactly one of value, bands (with input), allowed (with input), cases")
-        return None
-    shape = shapes[0]
-    default = None
-    note_vi = note_en = ""
-    if "default" in entry:
-        dentry = rd.mapping(entry["default"], f"{path}.default")
-        rd.unknown_keys(dentry, f"{path}.default", ("value", "note"))
-        default = rd.number(dentry.get("value"), f"{path}.default.value", low=0)
-        note_vi, note_en = rd.languages(dentry.get("note"), f"{path}.default.note")
-    common: dict[str, Any] = {
-        "meaning_vi": meaning_vi,
-        "meaning_en": meaning_en,
-        "default": default,
-        "default_note_vi": note_vi,
-        "default_note_en": note_en,
-    }
-    if shape == "value":
-        value = rd.number(entry["value"], f"{path}.value", low=0)
-        return CoefficientRule(value=value, **common) if value is not None else None
-    if shape == "cases":
-        select_by = rd.text(entry, "select_by", path)
-        cases_raw = rd.mapping(entry["cases"], f"{path}.cases")
-        if not cases_raw:
-            rd.fail(f"{path}.cases", "must list at least one case")
-        cases: dict[str, CoefficientRule] = {}
-        for key, case_raw in cases_raw.items():
-            case = _rule(rd, case_raw, f"{path}.cases.{key}", top=False)
-            if case is not None:
-                cases[str(key)] = case
-        return CoefficientRule(select_by=select_by or None, cases=cases, **common)
-    name = rd.text(entry, "input", path)
-    symbol = str(entry.get("symbol") or name)
-    unit = str(entry.get("unit") or "")
-    if shape == "allowed":
-        allowed_raw = entry["allowed"]
-        if not isinstance(allowed_raw, list) or not allowed_raw:
-            rd.fail(f"{path}.allowed", "must be a non-empty list of numbers")
-            return None
-        allowed = [rd.number(v, f"{path}.allowed[{i}]", low=0) for i, v in enumerate(allowed_raw)]
-        return CoefficientRule(
-            input=name or None,
-            symbol=symbol,
-            unit=unit,
-            allowed=tuple(a for a in allowed if a is not None),
-            **common,
-        )
-    bands = _bands(rd, entry["bands"], f"{path}.bands", symbol, with_id=False)
-    return CoefficientRule(
-        input=name or None,
-        symbol=symbol,
-        unit=unit,
-        bands=tuple(Band(o, u, v) for o, u, v in bands if v is not None),
-        **common,
-    )
-
-
-def _limit_values(
-    rd: _Reader, value: Any, path: str, columns: list[str]
-) -> dict[str | None, float] | None:
-    if not columns:
-        number = rd.number(value, path)
-        return None if number is None else {None: number}
-    if not isinstance(value, dict):
-        rd.fail(path, f"must give a value per column: {{{', '.join(f'{c}: …' for c in columns)}}}")
-        return None
-    result: dict[str | None, float] = {}
-    for key, raw in value.items():
-        if str(key) not in columns:
-            rd.fail(f"{path}.{key}", f"no column {key!r} (columns: {', '.join(columns)})")
-            continue
-        number = rd.number(raw, f"{path}.{key}")
-        if number is not None:
-            result[str(key)] = number
-    missing = [c for c in columns if c not in {str(k) for k in value}]
-    if missing:
-        rd.fail(path, f"no value for column {', '.join(missing)}")
-    return result
-
-
 def _limits(
-    rd: _Reader,
-    raw: Any,
-    columns: list[str],
-    default_averaging: str | None,
-    categories: dict[str, Category],
-    flow_band_ids: set[str],
-    *,
-    may_be_empty: bool = False,
+    file: _File,
+    specs: list[_Limit],
+    scope: _Scope,
     existing: tuple[RegulationLimit, ...] = (),
     existing_path: str = "",
-) -> list[RegulationLimit]:
-    if may_be_empty and raw == []:
-        return []
-    if not isinstance(raw, list) or not raw:
-        hint = "" if may_be_empty else " (or [] with 'limits_missing' saying why)"
-        rd.fail("limits", f"must be a non-empty list of limits{hint}")
-        return []
-    limits: list[RegulationLimit] = []
+) -> tuple[RegulationLimit, ...]:
+    """The table's rows, one per column; rows of one parameter, averaging period, category and
+    flow band (here or in the file a supplement extends) must not overlap in dates."""
     seen: dict[tuple[str, str, str | None, str | None], list[tuple[int, date | None, date | None]]]
     seen = {}
-    # Rows of the file a table supplement extends: index -1, named by that file in messages.
+    first_column = scope.columns[0] if scope.columns else None
     for row in existing:
-        if row.column == (columns[0] if columns else None):
+        if row.column == first_column:
             key = (row.param, row.averaging, row.category, row.flow_band)
             seen.setdefault(key, []).append((-1, row.valid_from, row.valid_to))
-    known = {"param", "unit", "averaging", "max", "min", "valid_from", "valid_to"}
-    known |= {"category", "flow_band", "provenance"}
-    for i, item in enumerate(raw):
+    limits: list[RegulationLimit] = []
+    for i, spec in enumerate(specs):
         path = f"limits[{i}]"
-        entry = rd.mapping(item, path)
-        if not entry:
-            continue
-        before = len(rd.issues)
-        rd.unknown_keys(entry, path, known)
-        code = rd.param_code(entry.get("param"), f"{path}.param")
-        unit_name = entry.get("unit")
-        unit = rd.catalog.unit(unit_name) if isinstance(unit_name, str) else None
-        if unit is None:
-            rd.fail(
-                f"{path}.unit" if "unit" in entry else path,
-                f"unknown unit {unit_name!r} (see config/parameters.yaml)",
-            )
-        elif unit.id != unit_name:
-            rd.fail(f"{path}.unit", f"write the unit id {unit.id!r}, not {unit_name!r}")
-            unit = None
-        elif code is not None and not rd.catalog.accepts(rd.catalog.parameters[code], unit):
-            rd.fail(f"{path}.unit", f"{code} cannot be measured in {unit.id}")
-            unit = None
-        averaging = entry.get("averaging", default_averaging)
-        if averaging not in AVERAGING_PERIODS:
-            where = f"{path}.averaging" if "averaging" in entry else path
-            rd.fail(where, f"averaging must be one of {', '.join(AVERAGING_PERIODS)}")
-        maxima = minima = None
-        if "max" in entry:
-            maxima = _limit_values(rd, entry["max"], f"{path}.max", columns)
-        if "min" in entry:
-            minima = _limit_values(rd, entry["min"], f"{path}.min", columns)
-        if "max" not in entry and "min" not in entry:
-            rd.fail(path, "give 'max', 'min' or both (a range such as pH 6–9)")
-        for column in (maxima or {}).keys() & (minima or {}).keys():
-            if maxima and minima and minima[column] >= maxima[column]:
-                rd.fail(
-                    f"{path}.min",
-                    f"min {minima[column]:g} is not below max {maxima[column]:g}",
-                )
-        valid_from = rd.day(entry, "valid_from", path)
-        valid_to = rd.day(entry, "valid_to", path)
-        if valid_from and valid_to and valid_to <= valid_from:
-            rd.fail(f"{path}.valid_to", "must be after valid_from")
-        category = entry.get("category")
-        if category is not None and str(category) not in categories:
-            rd.fail(f"{path}.category", f"no category {category!r} in 'categories'")
-        flow_band = entry.get("flow_band")
-        if flow_band is not None and str(flow_band) not in flow_band_ids:
-            rd.fail(f"{path}.flow_band", f"no band {flow_band!r} in 'flow_bands'")
-        provenance = rd.provenance(entry.get("provenance"), f"{path}.provenance")
-        if len(rd.issues) > before or code is None or unit is None or provenance is None:
-            continue
-        key = (code, str(averaging), _opt(category), _opt(flow_band))
+        averaging = spec.averaging or str(scope.default_averaging)
+        key = (spec.param, averaging, spec.category, spec.flow_band)
         for j, other_from, other_to in seen.get(key, []):
-            if _ranges_overlap(valid_from, valid_to, other_from, other_to):
+            if _ranges_overlap(spec.valid_from, spec.valid_to, other_from, other_to):
                 other = (
                     f"a row of {existing_path}"
                     if j < 0
-                    else f"limits[{j}] (line {rd.line_of(f'limits[{j}]')})"
+                    else f"limits[{j}] (line {nearest_line(file.lines, f'limits[{j}]')})"
                 )
-                rd.fail(
-                    f"{path}.valid_from" if "valid_from" in entry else path,
-                    f"{code} {averaging}: dates overlap {other}; give valid_from/valid_to that "
-                    "do not overlap",
+                file.fail(
+                    f"{path}.valid_from" if spec.valid_from is not None else path,
+                    f"{spec.param} {averaging}: dates overlap {other}; give valid_from/valid_to "
+                    "that do not overlap",
                 )
                 break
-        seen.setdefault(key, []).append((i, valid_from, valid_to))
-        line = rd.line_of(path)
-        column_keys: list[str | None] = list(columns) or [None]
-        for col in column_keys:
+        seen.setdefault(key, []).append((i, spec.valid_from, spec.valid_to))
+        maxima, minima = _per_column(spec.max), _per_column(spec.min)
+        provenance = spec.provenance.provenance()
+        line = nearest_line(file.lines, path)
+        for column in scope.columns or (None,):
             limits.append(
                 RegulationLimit(
-                    param=code,
-                    unit=unit.id,
-                    averaging=str(averaging),
-                    column=col,
-                    maximum=(maxima or {}).get(col),
-                    minimum=(minima or {}).get(col),
-                    valid_from=valid_from,
-                    valid_to=valid_to,
-                    category=_opt(category),
-                    flow_band=_opt(flow_band),
+                    param=spec.param,
+                    unit=spec.unit,
+                    averaging=averaging,
+                    column=column,
+                    maximum=maxima.get(column),
+                    minimum=minima.get(column),
+                    valid_from=spec.valid_from,
+                    valid_to=spec.valid_to,
+                    category=spec.category,
+                    flow_band=spec.flow_band,
                     provenance=provenance,
                     line=line,
                 )
             )
-    return limits
+    return tuple(limits)
 
 
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _sources(rd: _Reader, data: dict[str, Any]) -> None:
-    raw = rd.mapping(data.get("sources"), "sources", required=False)
-    for name, entry in raw.items():
-        found = rd.provenance(entry, f"sources.{name}")
-        if found is not None:
-            rd.sources[str(name)] = found
-        else:
-            rd.broken_sources.add(str(name))
-
-
-def _regulation(rd: _Reader, data: dict[str, Any], path: str) -> Regulation | None:
-    top_keys = {"format", "id", "title", "kind", "issued_by", "effective_from", "effective_to"}
-    top_keys |= {"replaced_by", "provenance", "o2_reference_percent", "sources", "averaging"}
-    top_keys |= {"columns", "categories", "flow_bands", "coefficients"}
-    top_keys |= {"coefficients_not_applied_to", "limits"}
-    top_keys |= {"limits_missing", "transition", "sector", "not_limited", "column_choice"}
-    rd.unknown_keys(data, "", top_keys)
-    _sources(rd, data)
-    reg_id = rd.text(data, "id", "")
-    title_vi, title_en = rd.languages(data.get("title"), "title")
-    kind = data.get("kind")
-    if kind not in REGULATION_KINDS:
-        rd.fail("kind", f"must be one of {', '.join(REGULATION_KINDS)}, not {kind!r}")
-    issued_by = rd.text(data, "issued_by", "", required=False) or None
-    effective_from = rd.day(data, "effective_from", "")
-    effective_to = rd.day(data, "effective_to", "")
-    if effective_from and effective_to and effective_to <= effective_from:
-        rd.fail("effective_to", "must be after effective_from")
-    replaced_by = rd.text(data, "replaced_by", "", required=False) or None
-    provenance = rd.provenance(data.get("provenance"), "provenance")
-    o2_ref = None
-    if data.get("o2_reference_percent") is not None:
-        o2_ref = _o2(rd, data["o2_reference_percent"], "o2_reference_percent")
-
-    default_averaging = None
-    averaging_provenance = None
-    if data.get("averaging") is not None:
-        averaging = rd.mapping(data["averaging"], "averaging")
-        rd.unknown_keys(averaging, "averaging", ("default", "provenance"))
-        default_averaging = averaging.get("default")
-        if default_averaging not in AVERAGING_PERIODS:
-            rd.fail("averaging.default", f"must be one of {', '.join(AVERAGING_PERIODS)}")
-            default_averaging = None
-        averaging_provenance = rd.provenance(averaging.get("provenance"), "averaging.provenance")
-
-    columns_en: dict[str, str] = {}
-    columns_vi: dict[str, str] = {}
-    for key, meaning in rd.mapping(data.get("columns"), "columns", required=False).items():
-        columns_vi[str(key)], columns_en[str(key)] = rd.languages(meaning, f"columns.{key}")
-
-    categories = _categories(rd, data.get("categories"))
-
+def _regulation(file: _File, catalog: Catalog) -> Regulation:
+    scope = _regulation_scope(file.data, catalog, file.sources(catalog))
+    spec = file.check(_RegulationFile, scope)
+    file.raise_issues()
+    assert spec is not None
+    limits = _limits(file, spec.limits, scope)
+    file.raise_issues()
     flow_bands = None
-    if data.get("flow_bands") is not None:
-        fentry = rd.mapping(data["flow_bands"], "flow_bands")
-        rd.unknown_keys(fentry, "flow_bands", ("input", "symbol", "unit", "bands"))
-        finput = rd.text(fentry, "input", "flow_bands")
-        symbol = str(fentry.get("symbol") or finput)
-        rows = _bands(rd, fentry.get("bands"), "flow_bands.bands", symbol, with_id=True)
+    if spec.flow_bands is not None:
+        fb = spec.flow_bands
         flow_bands = FlowBands(
-            finput,
-            symbol,
-            str(fentry.get("unit") or ""),
-            tuple(FlowBand(str(b), o, u) for o, u, b in rows if b),
+            fb.input,
+            fb.symbol or fb.input,
+            fb.unit or "",
+            tuple(FlowBand(b.id, b.over, b.up_to) for b in fb.bands),
         )
-
-    coefficients: list[Coefficient] = []
-    for name, raw in rd.mapping(data.get("coefficients"), "coefficients", required=False).items():
-        cpath = f"coefficients.{name}"
-        rule = _rule(rd, raw, cpath, top=True)
-        cprov = rd.provenance(
-            raw.get("provenance") if isinstance(raw, dict) else None, f"{cpath}.provenance"
+    columns = spec.columns or {}
+    transition = None
+    if spec.transition is not None:
+        t = spec.transition
+        transition = Transition(
+            tuple(t.replaces), t.existing_until, *_texts(t.existing), t.provenance.provenance()
         )
-        if "meaning" not in (raw if isinstance(raw, dict) else {}):
-            rd.fail(cpath, "'meaning' {vi, en} is required")
-        if rule is not None and cprov is not None:
-            coefficients.append(
-                Coefficient(str(name), rule.meaning_vi, rule.meaning_en, rule, cprov)
-            )
-
-    not_applied: set[str] = set()
-    raw_not_applied = data.get("coefficients_not_applied_to") or []
-    if not isinstance(raw_not_applied, list):
-        rd.fail("coefficients_not_applied_to", "must be a list of parameter codes")
-        raw_not_applied = []
-    for i, code in enumerate(raw_not_applied):
-        found = rd.param_code(code, f"coefficients_not_applied_to[{i}]")
-        if found:
-            not_applied.add(found)
-
-    missing_vi = missing_en = ""
-    if data.get("limits_missing") is not None:
-        missing_vi, missing_en = rd.languages(data["limits_missing"], "limits_missing")
-    limits = _limits(
-        rd,
-        data.get("limits"),
-        list(columns_en),
-        default_averaging,
-        categories,
-        {b.id for b in flow_bands.bands} if flow_bands else set(),
-        may_be_empty=bool(missing_en),
-    )
-    transition = _transition(rd, data.get("transition"))
-    sector_of = None
-    sector_vi = sector_en = ""
-    if data.get("sector") is not None:
-        sector = rd.mapping(data["sector"], "sector")
-        rd.unknown_keys(sector, "sector", ("general", "vi", "en"))
-        sector_of = rd.text(sector, "general", "sector") or None
-        sector_vi, sector_en = rd.text(sector, "vi", "sector"), rd.text(sector, "en", "sector")
-    not_limited = _codes(rd, data.get("not_limited"), "not_limited")
-    choice_vi = choice_en = ""
-    choice_provenance = None
-    if data.get("column_choice") is not None:
-        choice = rd.mapping(data["column_choice"], "column_choice")
-        rd.unknown_keys(choice, "column_choice", ("vi", "en", "provenance"))
-        choice_vi = rd.text(choice, "vi", "column_choice")
-        choice_en = rd.text(choice, "en", "column_choice")
-        choice_provenance = rd.provenance(choice.get("provenance"), "column_choice.provenance")
-    if rd.issues or provenance is None or kind not in REGULATION_KINDS:
-        return None
+    missing_vi, missing_en = _texts(spec.limits_missing)
+    choice = spec.column_choice
+    choice_vi, choice_en = (choice.vi, choice.en) if choice else ("", "")
+    sector = spec.sector
     return Regulation(
-        id=reg_id,
-        title_vi=title_vi,
-        title_en=title_en,
-        kind=str(kind),
-        effective_from=effective_from,
-        effective_to=effective_to,
-        replaced_by=replaced_by,
-        columns=columns_en,
-        o2_reference_percent=o2_ref,
-        provenance=provenance,
-        path=path,
-        issued_by=issued_by,
-        columns_vi=columns_vi,
-        default_averaging=default_averaging,
-        averaging_provenance=averaging_provenance,
-        coefficients=tuple(coefficients),
-        coefficients_not_applied_to=frozenset(not_applied),
-        categories=categories,
+        id=spec.id,
+        title_vi=spec.title.vi,
+        title_en=spec.title.en,
+        kind=spec.kind,
+        effective_from=spec.effective_from,
+        effective_to=spec.effective_to,
+        replaced_by=spec.replaced_by,
+        columns={k: v.en for k, v in columns.items()},
+        o2_reference_percent=spec.o2_reference_percent,
+        provenance=spec.provenance.provenance(),
+        path=file.source,
+        issued_by=spec.issued_by,
+        columns_vi={k: v.vi for k, v in columns.items()},
+        default_averaging=spec.averaging.default if spec.averaging else None,
+        averaging_provenance=spec.averaging.provenance.provenance() if spec.averaging else None,
+        coefficients=tuple(
+            Coefficient(name, c.meaning.vi, c.meaning.en, _rule(c), c.provenance.provenance())
+            for name, c in (spec.coefficients or {}).items()
+        ),
+        coefficients_not_applied_to=frozenset(spec.coefficients_not_applied_to or ()),
+        categories=_categories(spec.categories),
         flow_bands=flow_bands,
-        limits=tuple(limits),
+        limits=limits,
         limits_missing_vi=missing_vi,
         limits_missing_en=missing_en,
         transition=transition,
-        sector_of=sector_of,
-        sector_vi=sector_vi,
-        sector_en=sector_en,
-        not_limited=frozenset(not_limited),
+        sector_of=sector.general if sector else None,
+        sector_vi=sector.vi if sector else "",
+        sector_en=sector.en if sector else "",
+        not_limited=frozenset(spec.not_limited or ()),
         column_choice_vi=choice_vi,
         column_choice_en=choice_en,
-        column_choice_provenance=choice_provenance,
+        column_choice_provenance=_provenance(choice.provenance if choice else None),
     )
 
 
-def _categories(rd: _Reader, raw: Any) -> dict[str, Category]:
-    categories: dict[str, Category] = {}
-    for key, value in rd.mapping(raw, "categories", required=False).items():
-        cpath = f"categories.{key}"
-        entry = rd.mapping(value, cpath)
-        rd.unknown_keys(entry, cpath, ("vi", "en", "o2_reference_percent", "provenance"))
-        ref = None
-        if entry.get("o2_reference_percent") is not None:
-            ref = _o2(rd, entry["o2_reference_percent"], f"{cpath}.o2_reference_percent")
-        provenance = None
-        if "provenance" in entry:
-            provenance = rd.provenance(entry["provenance"], f"{cpath}.provenance")
-        categories[str(key)] = Category(
-            str(key), rd.text(entry, "vi", cpath), rd.text(entry, "en", cpath), ref, provenance
-        )
-    return categories
-
-
-def _codes(rd: _Reader, raw: Any, path: str) -> set[str]:
-    if raw is None:
-        return set()
-    if not isinstance(raw, list):
-        rd.fail(path, "must be a list of parameter codes")
-        return set()
-    return {c for i, code in enumerate(raw) if (c := rd.param_code(code, f"{path}[{i}]"))}
-
-
-def _transition(rd: _Reader, raw: Any) -> Transition | None:
-    if raw is None:
-        return None
-    entry = rd.mapping(raw, "transition")
-    rd.unknown_keys(entry, "transition", ("replaces", "existing_until", "existing", "provenance"))
-    replaces = entry.get("replaces")
-    if (
-        not isinstance(replaces, list)
-        or not replaces
-        or not all(isinstance(r, str) and r.strip() for r in replaces)
-    ):
-        rd.fail("transition.replaces", "must list the ids of the regulations this one replaces")
-        replaces = []
-    existing_until = rd.day(entry, "existing_until", "transition")
-    vi, en = rd.languages(entry.get("existing"), "transition.existing")
-    provenance = rd.provenance(entry.get("provenance"), "transition.provenance")
-    if provenance is None:
-        return None
-    return Transition(tuple(replaces), existing_until, vi, en, provenance)
-
-
-def _supplement(rd: _Reader, data: dict[str, Any], base: Regulation) -> Regulation:
+def _supplement(file: _File, catalog: Catalog, base: Regulation) -> Regulation:
     """A catalog regulation with the source categories and limit rows a department adds
     (``extends:``): the shipped file keeps its facts, the department's file its own source and
     confidence."""
-    known = ("format", "extends", "provenance", "sources", "categories", "limits")
-    rd.unknown_keys(data, "", known)
-    _sources(rd, data)
-    rd.provenance(data.get("provenance"), "provenance")
-    added = _categories(rd, data.get("categories"))
-    for key in added.keys() & base.categories.keys():
-        rd.fail(f"categories.{key}", f"category {key!r} is already in {base.path}")
-    categories = {**base.categories, **added}
-    rows = _limits(
-        rd,
-        data.get("limits"),
-        list(base.columns),
-        base.default_averaging,
-        categories,
-        {b.id for b in base.flow_bands.bands} if base.flow_bands else set(),
-        existing=base.limits,
-        existing_path=base.path,
+    added_names = frozenset(_keys(file.data.get("categories")))
+    scope = _Scope(
+        catalog,
+        file.sources(catalog),
+        columns=tuple(base.columns),
+        categories=frozenset(base.categories) | added_names,
+        flow_bands=frozenset(b.id for b in base.flow_bands.bands)
+        if base.flow_bands
+        else frozenset(),
+        default_averaging=base.default_averaging,
     )
+    spec = file.check(_SupplementFile, scope)
+    file.raise_issues()
+    assert spec is not None
+    added = _categories(spec.categories)
+    for key in added.keys() & base.categories.keys():
+        file.fail(f"categories.{key}", f"category {key!r} is already in {base.path}")
+    rows = _limits(file, spec.limits, scope, existing=base.limits, existing_path=base.path)
+    file.raise_issues()
     return dataclasses.replace(
         base,
-        categories=categories,
-        limits=base.limits + tuple(rows),
-        supplements=(*base.supplements, rd.source),
+        categories={**base.categories, **added},
+        limits=base.limits + rows,
+        supplements=(*base.supplements, file.source),
     )
-
-
-def _o2(rd: _Reader, value: Any, path: str) -> float | None:
-    number = rd.number(value, path, low=0)
-    if number is not None and number >= O2_IN_AIR_PERCENT:
-        rd.fail(path, f"must be below {O2_IN_AIR_PERCENT} (oxygen in air)")
-        return None
-    return number
 
 
 def _band_label(lower: float, upper: float | None) -> str:
@@ -1016,170 +1192,76 @@ def _band_label(lower: float, upper: float | None) -> str:
     return f"{number_text(lower)}–<{number_text(upper)}"
 
 
-def _penalties(rd: _Reader, data: dict[str, Any], path: str) -> PenaltySchedule | None:
-    rd.unknown_keys(
-        data, "", ("format", "id", "title", "effective_from", "provenance", "sources", "kinds")
-    )
-    _sources(rd, data)
-    doc_id = rd.text(data, "id", "")
-    title_vi, title_en = rd.languages(data.get("title"), "title")
-    effective_from = rd.day(data, "effective_from", "")
-    provenance = rd.provenance(data.get("provenance"), "provenance")
-    kinds = rd.mapping(data.get("kinds"), "kinds")
+def _penalties(file: _File, catalog: Catalog) -> PenaltySchedule:
+    spec = file.check(_PenaltyFile, _Scope(catalog, file.sources(catalog)))
+    file.raise_issues()
+    assert spec is not None
     result: dict[str, tuple[PenaltyBand, ...]] = {}
-    for kind, raw in kinds.items():
-        kpath = f"kinds.{kind}"
-        if kind not in PENALTY_KINDS:
-            rd.fail(kpath, f"must be one of {', '.join(PENALTY_KINDS)}")
-            continue
-        entry = rd.mapping(raw, kpath)
-        rd.unknown_keys(entry, kpath, ("article", "bands"))
-        article = rd.text(entry, "article", kpath)
-        rows = entry.get("bands")
-        if not isinstance(rows, list) or not rows:
-            rd.fail(f"{kpath}.bands", "must be a non-empty list of bands")
-            continue
-        bands: list[PenaltyBand] = []
-        previous_upper: float | None = 1.0
-        for i, row_raw in enumerate(rows):
-            bpath = f"{kpath}.bands[{i}]"
-            row = rd.mapping(row_raw, bpath)
-            rd.unknown_keys(
-                row,
-                bpath,
-                (
-                    "lower",
-                    "upper",
-                    "consequence",
-                    "provenance",
-                    "fine_tiers",
-                    "clause",
-                    "clause_source",
-                ),
-            )
-            lower = rd.number(row.get("lower"), f"{bpath}.lower", low=1.0)
-            upper = rd.number(row["upper"], f"{bpath}.upper") if "upper" in row else None
-            if lower is not None and previous_upper is not None and lower != previous_upper:
-                problem = "gap" if lower > previous_upper else "overlap"
-                rd.fail(
-                    f"{bpath}.lower",
-                    f"{problem}: the band before ends at {number_text(previous_upper)}, "
-                    f"this one starts at {number_text(lower)}",
-                )
-            if lower is not None and upper is not None and upper <= lower:
-                rd.fail(f"{bpath}.upper", "must be above lower")
-            if i < len(rows) - 1 and upper is None:
-                rd.fail(bpath, "'upper' is required except in the last band")
-            if i == len(rows) - 1 and upper is not None:
-                rd.fail(f"{bpath}.upper", "the last band must be open above (no 'upper')")
-            previous_upper = upper
-            vi, en = rd.languages(row.get("consequence"), f"{bpath}.consequence")
-            bprov = rd.provenance(row.get("provenance"), f"{bpath}.provenance")
-            tiers = _fine_tiers(rd, row_raw, bpath)
-            clause, clause_prov = _clause(rd, row, bpath)
-            if lower is None or bprov is None:
-                continue
+    for kind, entry in spec.kinds.items():
+        bands = []
+        for b in entry.bands:
+            provenance = b.provenance.provenance()
+            verified = b.clause_verified()
             bands.append(
                 PenaltyBand(
-                    label=_band_label(lower, upper),
-                    lower=lower,
-                    upper=upper,
-                    article=article,
-                    consequence_vi=vi,
-                    consequence_en=en,
-                    unverified=bprov.unverified,
-                    kind=str(kind),
-                    document=doc_id,
-                    provenance=bprov,
-                    fine_tiers=tiers,
-                    clause=clause,
-                    clause_provenance=clause_prov,
+                    label=_band_label(b.lower, b.upper),
+                    lower=b.lower,
+                    upper=b.upper,
+                    article=entry.article,
+                    consequence_vi=b.consequence.vi,
+                    consequence_en=b.consequence.en,
+                    unverified=provenance.unverified,
+                    kind=kind,
+                    document=spec.id,
+                    provenance=provenance,
+                    fine_tiers=tuple(
+                        FineTier(t.over_m3_day, t.up_to_m3_day, int(t.min_vnd), int(t.max_vnd))
+                        for t in b.fine_tiers or ()
+                    ),
+                    clause=(b.clause or "") if verified else "",
+                    clause_provenance=_provenance(b.clause_source) if verified else None,
                 )
             )
-        result[str(kind)] = tuple(bands)
-    if rd.issues or provenance is None:
-        return None
-    return PenaltySchedule(doc_id, title_vi, title_en, effective_from, provenance, path, result)
+        result[kind] = tuple(bands)
+    return PenaltySchedule(
+        spec.id,
+        spec.title.vi,
+        spec.title.en,
+        spec.effective_from,
+        spec.provenance.provenance(),
+        file.source,
+        result,
+    )
 
 
-CLAUSE_NOT_VERIFIED = "not verified"
-
-
-def _clause(rd: _Reader, row: dict[str, Any], path: str) -> tuple[str, Provenance | None]:
-    """A band's khoản: "not verified" (or absent), or a clause with the source that names it.
-
-    A clause is law only where a source was read: one given without ``clause_source`` is an
-    error, so none can be typed in from memory unnoticed.
-    """
-    raw = row.get("clause")
-    if raw is None or (isinstance(raw, str) and raw.strip() == CLAUSE_NOT_VERIFIED):
-        if "clause_source" in row:
-            rd.fail(f"{path}.clause_source", "only with a clause (not with 'not verified')")
-        return "", None
-    clause = rd.text(row, "clause", path)
-    if "clause_source" not in row:
-        rd.fail(
-            f"{path}.clause_source",
-            f"'clause_source' is required with a clause: the source that names it "
-            f"(or clause: {CLAUSE_NOT_VERIFIED!r})",
-        )
-        return "", None
-    return clause, rd.provenance(row.get("clause_source"), f"{path}.clause_source")
-
-
-def _fine_tiers(rd: _Reader, row: Any, path: str) -> tuple[FineTier, ...]:
-    raw = row.get("fine_tiers") if isinstance(row, dict) else None
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        rd.fail(f"{path}.fine_tiers", "must be a list")
-        return ()
-    tiers: list[FineTier] = []
-    for i, item in enumerate(raw):
-        tpath = f"{path}.fine_tiers[{i}]"
-        entry = rd.mapping(item, tpath)
-        rd.unknown_keys(entry, tpath, ("over_m3_day", "up_to_m3_day", "min_vnd", "max_vnd"))
-        over = rd.number(entry["over_m3_day"], tpath) if "over_m3_day" in entry else None
-        up_to = rd.number(entry["up_to_m3_day"], tpath) if "up_to_m3_day" in entry else None
-        low = rd.number(entry.get("min_vnd"), f"{tpath}.min_vnd", low=0)
-        high = rd.number(entry.get("max_vnd"), f"{tpath}.max_vnd", low=0)
-        if low is not None and high is not None:
-            tiers.append(FineTier(over, up_to, int(low), int(high)))
-    return tuple(tiers)
-
-
-def _read(path: Path, catalog: Catalog) -> tuple[dict[str, Any], _Reader]:
+def _read(path: Path) -> _File:
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegulationError([RegistryIssue(source, 0, "(file)", str(exc))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegulationError([ConfigIssue(source, 0, "(file)", str(exc))]) from None
     try:
         data, lines = load_yaml_with_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        raise RegulationError([RegistryIssue(source, line, "(yaml)", str(exc))]) from None
-    rd = _Reader(source, lines, catalog)
+        raise RegulationError([ConfigIssue(source, line, "(yaml)", str(exc))]) from None
     if not isinstance(data, dict):
-        rd.fail("format", "the file must be a mapping starting with 'format:'")
-        raise RegulationError(rd.issues)
-    return data, rd
+        raise RegulationError.at(
+            source, lines, "format", "the file must be a mapping starting with 'format:'"
+        )
+    return _File(source, data, lines)
 
 
-def _parse(data: dict[str, Any], rd: _Reader) -> Regulation | PenaltySchedule:
-    fmt = data.get("format")
-    loaded: Regulation | PenaltySchedule | None
+def _parse(file: _File, catalog: Catalog) -> Regulation | PenaltySchedule:
+    fmt = file.data.get("format")
     if fmt == REGULATION_FORMAT:
-        loaded = _regulation(rd, data, rd.source)
-    elif fmt == PENALTY_FORMAT:
-        loaded = _penalties(rd, data, rd.source)
-    else:
-        rd.fail("format", f"must be {REGULATION_FORMAT!r} or {PENALTY_FORMAT!r}, not {fmt!r}")
-        loaded = None
-    if rd.issues or loaded is None:
-        raise RegulationError(rd.issues)
-    return loaded
+        return _regulation(file, catalog)
+    if fmt == PENALTY_FORMAT:
+        return _penalties(file, catalog)
+    file.fail("format", f"must be {REGULATION_FORMAT!r} or {PENALTY_FORMAT!r}, not {fmt!r}")
+    file.raise_issues()
+    raise AssertionError("unreachable")
 
 
 def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySchedule:
@@ -1188,11 +1270,13 @@ def load_regulation_file(path: Path, catalog: Catalog) -> Regulation | PenaltySc
     A table supplement (``extends:``) needs the regulation it extends: load it with
     ``load_regulation_files`` together with that regulation's file.
     """
-    data, rd = _read(path, catalog)
-    if "extends" in data:
-        rd.fail("extends", "a table supplement is checked together with the regulation it extends")
-        raise RegulationError(rd.issues)
-    return _parse(data, rd)
+    file = _read(path)
+    if "extends" in file.data:
+        file.fail(
+            "extends", "a table supplement is checked together with the regulation it extends"
+        )
+        file.raise_issues()
+    return _parse(file, catalog)
 
 
 def load_regulation_files(paths: Iterable[Path], catalog: Catalog) -> RegulationCatalog:
@@ -1201,26 +1285,30 @@ def load_regulation_files(paths: Iterable[Path], catalog: Catalog) -> Regulation
     Table supplements (``extends: ID``) are checked against the regulation they extend, after
     every regulation file, and their rows join that regulation's table.
     """
-    issues: list[RegistryIssue] = []
+    issues: list[ConfigIssue] = []
     result = RegulationCatalog()
     penalty_kinds: dict[str, str] = {}
-    supplements: list[tuple[dict[str, Any], _Reader]] = []
+    supplements: list[_File] = []
+    lines: dict[str, dict[str, int]] = {}
     for path in paths:
         try:
-            data, rd = _read(path, catalog)
-            if "extends" in data:
-                supplements.append((data, rd))
+            file = _read(path)
+            lines[file.source] = file.lines
+            if "extends" in file.data:
+                supplements.append(file)
                 continue
-            loaded = _parse(data, rd)
+            loaded = _parse(file, catalog)
         except RegulationError as exc:
             issues.extend(exc.issues)
             continue
+        id_line = file.lines.get("id", 1)
         if isinstance(loaded, Regulation):
             other = result.regulations.get(loaded.id)
             if other is not None:
-                line = _line_of_id(path)
                 issues.append(
-                    RegistryIssue(str(path), line, "id", f"{loaded.id!r} is also in {other.path}")
+                    ConfigIssue(
+                        file.source, id_line, "id", f"{loaded.id!r} is also in {other.path}"
+                    )
                 )
                 continue
             result.regulations[loaded.id] = loaded
@@ -1228,65 +1316,43 @@ def load_regulation_files(paths: Iterable[Path], catalog: Catalog) -> Regulation
             for kind in loaded.bands:
                 if kind in penalty_kinds:
                     issues.append(
-                        RegistryIssue(
-                            str(path),
-                            _line_of_id(path),
+                        ConfigIssue(
+                            file.source,
+                            id_line,
                             f"kinds.{kind}",
                             f"{kind} penalty bands are also in {penalty_kinds[kind]}",
                         )
                     )
-                penalty_kinds[kind] = str(path)
+                penalty_kinds[kind] = file.source
             result.penalties.append(loaded)
-    for data, rd in supplements:
-        if data.get("format") != REGULATION_FORMAT:
-            rd.fail("format", f"a table supplement must be {REGULATION_FORMAT!r}")
-        base = result.regulations.get(str(data.get("extends")))
+    for file in supplements:
+        if file.data.get("format") != REGULATION_FORMAT:
+            file.fail("format", f"a table supplement must be {REGULATION_FORMAT!r}")
+        base = result.regulations.get(str(file.data.get("extends")))
         if base is None:
             known = ", ".join(r.id for r in result.all()) or "none"
-            rd.fail("extends", f"no regulation {data.get('extends')!r} (known: {known})")
-        if rd.issues or base is None:
-            issues.extend(rd.issues)
-            continue
-        extended = _supplement(rd, data, base)
-        if rd.issues:
-            issues.extend(rd.issues)
-            continue
-        result.regulations[base.id] = extended
+            file.fail("extends", f"no regulation {file.data.get('extends')!r} (known: {known})")
+        try:
+            file.raise_issues()
+            assert base is not None
+            result.regulations[base.id] = _supplement(file, catalog, base)
+        except RegulationError as exc:
+            issues.extend(exc.issues)
     for reg in result.all():
-        if reg.sector_of is not None:
-            general = result.regulations.get(reg.sector_of)
-            where = Path(reg.path)
-            if general is None:
-                issues.append(
-                    RegistryIssue(
-                        reg.path,
-                        _line_of(where, "sector.general"),
-                        "sector.general",
-                        f"no regulation {reg.sector_of!r} in the catalog",
-                    )
-                )
-            elif general.kind != reg.kind:
-                issues.append(
-                    RegistryIssue(
-                        reg.path,
-                        _line_of(where, "sector.general"),
-                        "sector.general",
-                        f"{general.id} is a {general.kind} regulation, this one {reg.kind}",
-                    )
-                )
+        if reg.sector_of is None:
+            continue
+        general = result.regulations.get(reg.sector_of)
+        line = nearest_line(lines.get(reg.path, {}), "sector.general")
+        if general is None:
+            message = f"no regulation {reg.sector_of!r} in the catalog"
+        elif general.kind != reg.kind:
+            message = f"{general.id} is a {general.kind} regulation, this one {reg.kind}"
+        else:
+            continue
+        issues.append(ConfigIssue(reg.path, line, "sector.general", message))
     if issues:
         raise RegulationError(issues)
     return result
-
-
-def _line_of(path: Path, field_path: str) -> int:
-    _, lines = load_yaml_with_lines(path.read_text(encoding="utf-8"))
-    return nearest_line(lines, field_path)
-
-
-def _line_of_id(path: Path) -> int:
-    _, lines = load_yaml_with_lines(path.read_text(encoding="utf-8"))
-    return lines.get("id", 1)
 
 
 def regulation_files(folder: Path) -> list[Path]:
@@ -1296,5 +1362,5 @@ def regulation_files(folder: Path) -> list[Path]:
 def load_regulation_catalog(folder: Path, catalog: Catalog) -> RegulationCatalog:
     """Every ``*.yaml`` of the folder; raises RegulationError naming file, line and field."""
     if not folder.is_dir():
-        raise RegulationError([RegistryIssue(str(folder), 0, "(folder)", "not a folder")])
+        raise RegulationError([ConfigIssue(str(folder), 0, "(folder)", "not a folder")])
     return load_regulation_files(regulation_files(folder), catalog)

@@ -26,6 +26,7 @@ from quantrac.alerts.choices import DesignChoice, design_choices
 from quantrac.alerts.config import EngineConfig
 from quantrac.alerts.maintenance import MaintenanceWindow
 from quantrac.alerts.station_log import windows_between
+from quantrac.alerts.store import episodes_between
 from quantrac.core.registry import Registry, Station
 from quantrac.regulations.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
 from quantrac.regulations.tables import PenaltyBand, RegulationCatalog
@@ -48,7 +49,11 @@ class ReportError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class EpisodeRow:
+class ReportEpisode:
+    """A stored episode (``quantrac.alerts.store.EpisodeRow``, read by ``episodes_between``)
+    with what the report adds: the limit's coefficients and source, the daily discharge and the
+    Decree 45/2022 band."""
+
     station_id: str
     param: str
     averaging: str
@@ -163,7 +168,7 @@ class ExceedanceReport:
     end: datetime
     generated_at: datetime
     stations: list[StationInfo]
-    episodes: list[EpisodeRow]
+    episodes: list[ReportEpisode]
     completeness: CompletenessReport
     status_periods: list[StatusPeriod]
     by_parameter: list[ParamSummary] = field(default_factory=list)
@@ -299,7 +304,7 @@ def _worst(values: list[float | None]) -> float | None:
 def summarise(report: ExceedanceReport) -> None:
     """Fill in the summaries per parameter and per month (pure)."""
     start, end = report.start, report.end
-    by_key: dict[tuple[str, str], list[EpisodeRow]] = {}
+    by_key: dict[tuple[str, str], list[ReportEpisode]] = {}
     for e in report.episodes:
         by_key.setdefault((e.station_id, e.param), []).append(e)
     report.by_parameter = []
@@ -353,15 +358,6 @@ def summarise(report: ExceedanceReport) -> None:
 
 # --- queries ---------------------------------------------------------------------------------
 
-_EPISODES = """
-    SELECT station_id, param, averaging, start_at, end_at, windows, maximum, mean, limit_value,
-           limit_text, unit, multiple, band, completeness, regulation_id, column_name, formula,
-           unverified, ongoing
-    FROM exceedance_episodes
-    WHERE station_id = ANY(%(stations)s) AND start_at < %(end)s AND end_at > %(start)s
-    ORDER BY start_at, station_id, param, averaging
-"""
-
 # Gaps and islands over the readings whose status is not 00 (the partial index
 # readings_not_valid keeps this to those few rows): a new period starts when the status
 # changes or when more than 1.5 cadences pass since the previous such reading of the parameter.
@@ -398,44 +394,38 @@ async def fetch_episodes(
     regulations: RegulationCatalog,
     start: datetime,
     end: datetime,
-) -> list[EpisodeRow]:
-    cur = await conn.execute(
-        _EPISODES, {"stations": [s.id for s in stations], "start": start, "end": end}
-    )
-    by_id = {s.id: s for s in stations}
+) -> list[ReportEpisode]:
+    stored = await episodes_between(conn, [s.id for s in stations], start, end)
     limits = {s.id: station_limits(s, regulations) for s in stations}
     rows = []
-    for r in await cur.fetchall():
-        station_id, param, averaging, episode_start = r[0], r[1], r[2], r[3]
+    for r in stored:
         in_force = [
             lim
-            for lim in limits[station_id].in_force(param, episode_start)
-            if lim.averaging == averaging and lim.regulation_id == r[14]
+            for lim in limits[r.station_id].in_force(r.param, r.start_at)
+            if lim.averaging == r.averaging and lim.regulation_id == r.regulation_id
         ]
         limit = in_force[0] if in_force else None
-        if station_id not in by_id:  # pragma: no cover - filtered by the query
-            continue
         rows.append(
-            EpisodeRow(
-                station_id=station_id,
-                param=param,
-                averaging=averaging,
-                start=episode_start,
-                end=r[4],
-                windows=r[5],
-                maximum=r[6],
-                mean=r[7],
-                limit_value=r[8],
-                limit_text=r[9],
-                unit=r[10],
-                multiple=r[11],
-                band=r[12],
-                completeness=r[13],
-                regulation_id=r[14],
-                column=r[15],
-                formula=r[16],
-                unverified=r[17],
-                ongoing=r[18],
+            ReportEpisode(
+                station_id=r.station_id,
+                param=r.param,
+                averaging=r.averaging,
+                start=r.start_at,
+                end=r.end_at,
+                windows=r.windows,
+                maximum=r.maximum,
+                mean=r.mean,
+                limit_value=r.limit_value,
+                limit_text=r.limit_text,
+                unit=r.unit,
+                multiple=r.multiple,
+                band=r.band,
+                completeness=r.completeness,
+                regulation_id=r.regulation_id,
+                column=r.column_name,
+                formula=r.formula,
+                unverified=r.unverified,
+                ongoing=r.ongoing,
                 factors=limit.factors if limit else (),
                 limit_source=limit.source if limit else None,
             )
@@ -466,8 +456,8 @@ async def with_evidence(
     conn: psycopg.AsyncConnection,
     stations: list[Station],
     regulations: RegulationCatalog,
-    episodes: list[EpisodeRow],
-) -> list[EpisodeRow]:
+    episodes: list[ReportEpisode],
+) -> list[ReportEpisode]:
     """Each episode with its Decree 45/2022 band (article, fines) and its daily discharge."""
     by_id = {s.id: s for s in stations}
     out = []

@@ -25,7 +25,7 @@ from quantrac.core.i18n import translate
 from quantrac.core.time import VIETNAM
 from quantrac.regulations.limits import Factor, describe_regime, factor_text
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
-from quantrac.reports.exceedances import EpisodeRow, ExceedanceReport, LimitInfo, StationInfo
+from quantrac.reports.exceedances import ExceedanceReport, LimitInfo, ReportEpisode, StationInfo
 
 FONT_DIR_ENV = "QUANTRAC_REPORT_FONT_DIR"
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -96,7 +96,7 @@ def percent_text(value: float | None, lang: str = "en") -> str:
     return "–" if value is None else f"{num(100 * value, lang, 1)} %"
 
 
-def fine_text(e: EpisodeRow, lang: str) -> str:
+def fine_text(e: ReportEpisode, lang: str) -> str:
     """The fine of an episode's band for its daily wastewater volume, or why it is not known."""
     band = e.penalty
     if band is None or not band.fine_tiers:
@@ -117,7 +117,7 @@ def fine_text(e: EpisodeRow, lang: str) -> str:
     return _t("fine.beyond", lang, volume=num(e.discharge_m3_day, lang, 1))
 
 
-def penalty_text(e: EpisodeRow, lang: str) -> str:
+def penalty_text(e: ReportEpisode, lang: str) -> str:
     """'NĐ 45/2022/NĐ-CP Điều 18, khoản chưa xác minh: Cảnh cáo' — where the band is in law."""
     band = e.penalty
     if band is None:
@@ -397,7 +397,7 @@ def _factor_json(f: Factor) -> dict[str, Any]:
     }
 
 
-def _episode_json(e: EpisodeRow) -> dict[str, Any]:
+def _episode_json(e: ReportEpisode) -> dict[str, Any]:
     return {
         "station": e.station_id,
         "param": e.param,
