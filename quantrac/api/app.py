@@ -36,6 +36,7 @@ from quantrac.api.reports import router as reports_router
 from quantrac.api.routes import router
 from quantrac.api.security import SecurityMiddleware
 from quantrac.core.catalog import Catalog
+from quantrac.core.i18n import pick_language
 from quantrac.core.registry import Registry, RegistryError, load_registry
 from quantrac.core.settings import Settings
 from quantrac.evidence.schema import upgrade as upgrade_evidence
@@ -67,8 +68,12 @@ def build_api(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        lang = pick_language(
+            request.query_params.get("lang"), request.headers.get("accept-language")
+        )
+        message = exc.translated.text(lang) if exc.translated else exc.message
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), exc.status_code, headers=exc.headers
+            error_body(exc.code, message, exc.details), exc.status_code, headers=exc.headers
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -22,6 +22,7 @@ from quantrac.api.events import EventHub
 from quantrac.api.security import LoginThrottle, client_address, retry_after_header
 from quantrac.api.users import User, audit, authenticate, user_for_token
 from quantrac.core.catalog import Catalog
+from quantrac.core.i18n import TranslatedError
 from quantrac.core.registry import Registry
 from quantrac.core.settings import Settings
 from quantrac.regulations.tables import RegulationCatalog
@@ -32,10 +33,13 @@ class ApiError(HTTPException):
         self,
         status: int,
         code: str,
-        message: str,
+        message: str | Exception,
         details: Any = None,
         headers: dict[str, str] | None = None,
     ):
+        # A TranslatedError is said in the request's language (see app.py); str() is English.
+        self.translated = message if isinstance(message, TranslatedError) else None
+        message = str(message)
         super().__init__(status_code=status, detail=message, headers=headers)
         self.code = code
         self.message = message

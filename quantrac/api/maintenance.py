@@ -69,7 +69,7 @@ async def add(
         check_window(station_id, body.kind, start, end, body.params, body.reason, declared)
     except WindowError as exc:
         status = 404 if station_id not in declared else 422
-        raise ApiError(status, "invalid_window", str(exc)) from None
+        raise ApiError(status, "invalid_window", exc) from None
     entry = await station_log.add_entry(
         conn, station_id, body.kind, start, end, body.params, body.reason, user.username
     )
@@ -86,6 +86,6 @@ async def cancel(ctx: Ctx, conn: Conn, user: Operator, entry_id: int) -> dict[st
     try:
         await station_log.cancel_entry(conn, entry_id, user.username)
     except WindowError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     await audit(conn, user.username, "station_log.cancel", f"log:{entry_id}", {})
     return {"id": entry_id, "cancelled": True}

@@ -142,7 +142,7 @@ async def exceedances(
         except ReportError as exc:
             status = 404 if "no station" in str(exc) else 422
             raise ApiError(
-                status, "not_found" if status == 404 else "invalid_parameter", str(exc)
+                status, "not_found" if status == 404 else "invalid_parameter", exc
             ) from None
         if sealed:
             digest = await readings_digest(conn, [s.id for s in chosen], t0, t1)
@@ -157,7 +157,7 @@ async def exceedances(
         else:
             body = await asyncio.to_thread(exceedance_pdf, report, lang)
     except ReportFontError as exc:
-        raise ApiError(500, "font_missing", str(exc)) from None
+        raise ApiError(500, "font_missing", exc) from None
     target = f"facility:{facility}" if facility else f"station:{station}"
     await audit(
         conn,
@@ -220,7 +220,7 @@ async def completeness(
     try:
         chosen = stations_for(registry_for(ctx, user), station, facility)
     except ReportError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     report = await completeness_report(conn, chosen, t0, t1, now=ctx.clock())
     if fmt == "json":
         return completeness_json(report, design_choices(ctx.engine_config, ctx.regulations))

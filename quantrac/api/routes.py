@@ -171,7 +171,7 @@ async def change_password(conn: Conn, user: CurrentUser, body: PasswordChange) -
     try:
         await set_password(conn, user, body.new_password)
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     await audit(conn, user.username, "password.change", f"user:{user.username}", {})
     return {"changed": True, "tokens_revoked": True}
 
@@ -602,9 +602,9 @@ async def _act(
     try:
         event = await store.act(alert_id, action, user.username, note, ctx.clock())
     except LookupError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     except ValueError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, "conflict", exc) from None
     # Committed as an alert event: the board's stream and the notification channels follow it.
     await audit(conn, user.username, f"alert.{action.value}", f"alert:{alert_id}", {"note": note})
     return event.to_json()
@@ -681,11 +681,11 @@ async def assign(
             alert_id, user.username, wanted, note, ctx.clock()
         )
     except LookupError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     except AlreadyAssigned as exc:
-        raise ApiError(409, "already_assigned", str(exc)) from None
+        raise ApiError(409, "already_assigned", exc) from None
     except ValueError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, "conflict", exc) from None
     # Committed as an alert event: the board's stream and the notification channels follow it.
     details = {"assignee": wanted, "note": note}
     await audit(conn, user.username, "alert.assigned", f"alert:{alert_id}", details)
@@ -849,7 +849,7 @@ async def create_user(conn: Conn, user: Admin, body: NewUser) -> dict[str, Any]:
             conn, body.username, body.role, body.password, body.display_name, scope
         )
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     details = {"role": body.role, "scope": scope.to_json() if scope else None}
     await audit(conn, user.username, "user.add", f"user:{created.username}", details)
     return created.to_json()
@@ -874,10 +874,10 @@ async def change_user(username: str, conn: Conn, user: Admin, body: UserChange) 
             await set_password(conn, target, body.password)
         if body.disabled is not None:
             if body.disabled and target.id == user.id:
-                raise UserError("an admin may not disable itself")
+                raise UserError("error.user.self_disable")
             await set_disabled(conn, target, body.disabled)
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     changes = body.model_dump(exclude_none=True, exclude={"password"})
     if body.password is not None:
         changes["password"] = "changed"

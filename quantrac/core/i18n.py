@@ -103,3 +103,40 @@ def translate_ack(problem: Any, lang: str) -> str:
     if hint:
         text += " " + translate(f"ack.clock.{hint}", lang)
     return text
+
+
+class TranslatedError(ValueError):
+    """A refusal whose text is in the table: ``str()`` is the English text (logs, scripts),
+    ``key`` and ``params`` let a caller say it in the reader's language."""
+
+    def __init__(self, key: str, /, **params: Any):
+        self.key = key
+        self.params = params
+        super().__init__(translate(key, "en", **params))
+
+    def text(self, lang: str) -> str:
+        return translate(self.key, lang, **self.params)
+
+
+def pick_language(query: str | None, accept_language: str | None) -> str:
+    """The language a request asks for: ``?lang=vi|en`` first, then the best of vi and en in
+    ``Accept-Language`` (by q-value, then order), else Vietnamese. Anything unknown is ignored."""
+    if query in LANGUAGES:
+        return query
+    best, best_q = DEFAULT_LANGUAGE, 0.0
+    for part in (accept_language or "")[:512].split(","):
+        tag, _, rest = part.strip().partition(";")
+        lang = tag.strip().lower().split("-")[0]
+        if lang not in LANGUAGES:
+            continue
+        q = 1.0
+        for param in rest.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:
+            best, best_q = lang, q
+    return best
