@@ -92,9 +92,11 @@ async def create_correction(
     moment = parse_when(body.time, "time")
     assert moment is not None
     if body.station not in ctx.registry().stations:
-        raise ApiError(422, "invalid_request", f"unknown station {body.station!r}")
+        raise ApiError(
+            422, "invalid_request", "api.msg.unknown_station", station=repr(body.station)
+        )
     if body.status not in STATUS_BY_CODE:
-        raise ApiError(422, "invalid_request", "status must be 00, 01 or 02")
+        raise ApiError(422, "invalid_request", "api.msg.status")
     correction = Correction(
         body.station,
         body.param,

@@ -250,7 +250,8 @@ class ApiFailure extends Error {
 }
 
 async function api(path, { method = 'GET', body, auth = true } = {}) {
-  const headers = { Accept: 'application/json' };
+  // Errors come back in the board's language, not the browser's.
+  const headers = { Accept: 'application/json', 'Accept-Language': S.lang };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (auth && S.token) headers.Authorization = `Bearer ${S.token}`;
   const response = await fetch(API + path, {
