@@ -151,7 +151,7 @@ async def correct_reading(conn: psycopg.AsyncConnection, correction: Correction,
         old_value, old_status = old if old else (None, None)
         if c.value is None:
             if old is None:
-                raise LockError("no such reading to delete")
+                raise LockError("error.lock.no_reading")
             action = "delete"
             await conn.execute(
                 "DELETE FROM readings WHERE station_id = %s AND param = %s AND measured_at = %s",
@@ -227,7 +227,7 @@ async def resolve_held(
     )
     row = await cur.fetchone()
     if row is None:
-        raise LockError(f"no unresolved held reading with id {held_id}")
+        raise LockError("error.lock.no_held", id=held_id)
     station, param, measured_at, value, status = row
     if apply:
         await correct_reading(
