@@ -8,6 +8,7 @@ missing a language, or defined twice, is an error at load time rather than a bla
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,20 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
         if q > best_q:
             best, best_q = lang, q
     return best
+
+
+_VI_DIGITS = str.maketrans({",": ".", ".": ","})
+
+
+def format_number(value: float, lang: str = DEFAULT_LANGUAGE, /, digits: int = 3) -> str:
+    """A number for people: Vietnamese ``1.234,5`` (decimal comma, a dot between thousands),
+    English ``1,234.5``; at most ``digits`` decimals, trailing zeros dropped. Not finite: as
+    Python says it."""
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{value:,.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text == "-0":
+        text = "0"
+    return text.translate(_VI_DIGITS) if lang == "vi" else text

@@ -21,7 +21,7 @@ from typing import Any
 
 from quantrac.alerts.choices import DesignChoice
 from quantrac.aqi.index import publication_text
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import format_number, translate
 from quantrac.core.time import VIETNAM
 from quantrac.regulations.limits import Factor, describe_regime, factor_text
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
@@ -65,14 +65,7 @@ def local_text(at: datetime) -> str:
 def num(value: float | None, lang: str, digits: int = 3) -> str:
     """A number for people: 1.234,5 in Vietnamese, 1,234.5 in English; at most ``digits``
     decimals, trailing zeros dropped."""
-    if value is None:
-        return "–"
-    text = f"{value:,.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if lang == "vi":
-        text = text.replace(",", "\u00a0").replace(".", ",").replace("\u00a0", ".")
-    return text
+    return "–" if value is None else format_number(value, lang, digits)
 
 
 def local_naive(at: datetime) -> datetime:
