@@ -42,6 +42,9 @@ from quantrac.reports.writers import (
     completeness_csv,
     completeness_json,
     exceedance_file,
+    local_text,
+    num,
+    percent_text,
 )
 from quantrac.upgrade import require_current
 
@@ -208,12 +211,16 @@ def indicators_table(doc: dict[str, Any], lang: str) -> str:
         return translate(f"report.{key}", lang, **params)
 
     def pct(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f} %"
+        return percent_text(value, lang)
+
+    def count(value: int | None) -> str:
+        return "–" if value is None else num(value, lang, 0)
 
     i23 = doc["indicator_23"]
+    period = (local_text(datetime.fromisoformat(doc["period"][end])) for end in ("from", "to"))
     lines = [
         t("title.indicators"),
-        f"{doc['period']['from']} – {doc['period']['to']}",
+        " – ".join(period),
         "",
         t("indicator_23"),
         f"  {t('all_provinces')}: {i23['transmitted']}/{i23['required']} = {pct(i23['value'])}",
@@ -232,13 +239,16 @@ def indicators_table(doc: dict[str, Any], lang: str) -> str:
         )
     lines += ["", t("indicator_22")]
     for i in doc["indicator_22"]:
-        pop = i["urban_population"]
-        value = "–" if i["per_100k"] is None else f"{i['per_100k']:.3f}"
         note = f" {t('illustrative')}" if i["illustrative"] else ""
         lines.append(
-            f"  {i['province']}: {i['air_stations']} {t('air_stations').lower()} / "
-            f"{pop if pop is not None else '–'} → {value} {t('per_100k').lower()}{note}"
+            f"  {i['province']}: {count(i['air_stations'])} {t('air_stations').lower()} / "
+            f"{count(i['urban_population'])} → {num(i['per_100k'], lang)} "
+            f"{t('per_100k').lower()}{note}"
         )
+        source = i["source_vi"] if lang == "vi" else i["source"]
+        if source:
+            year = i["year"] if i["year"] is not None else "–"
+            lines.append(f"    {t('population_source', year=year, source=source)}")
     return "\n".join(lines) + "\n"
 
 
