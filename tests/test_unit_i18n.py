@@ -51,3 +51,22 @@ def test_a_translated_error_is_english_for_logs_and_either_language_for_people()
 def test_a_translated_error_with_an_unknown_key_fails_at_once() -> None:
     with pytest.raises(KeyError):
         TranslatedError("error.no.such.key")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "vi", "en"),
+    [
+        ("averaging", "1h, 24h", "trung bình 1 giờ, 24 giờ của", "1-hour, 24-hour means"),
+        ("completeness", "87.5 %", ": 87,5 % số giá trị", ": 87.5 % of the readings"),
+        ("holdoff", "45 min", ": 45 phút, số liệu", ": 45 min during"),
+    ],
+)
+def test_design_choices_say_their_values_as_the_reader_does(
+    key: str, value: str, vi: str, en: str
+) -> None:
+    """ "1 giờ", not "1h"; 87,5 %, not 87.5 %; the JSON value itself stays as configured."""
+    from quantrac.alerts.choices import DesignChoice
+
+    choice = DesignChoice(key, value, "config/alerts.yaml")
+    assert vi in choice.text("vi") and en in choice.text("en")
+    assert choice.to_json()["value"] == value
