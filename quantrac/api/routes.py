@@ -62,7 +62,7 @@ from quantrac.api.users import (
 from quantrac.core.i18n import default_messages
 from quantrac.core.registry import RegistryError, Station, registry_from_text
 from quantrac.ingest import rollup, writer
-from quantrac.regulations.limits import station_limits
+from quantrac.regulations.limits import decimal_comma, station_limits
 
 router = APIRouter(prefix="/api/v1")
 
@@ -308,6 +308,7 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
                 "minimum": lim.minimum,
                 "unit": lim.unit,
                 "text": lim.bound_text(),
+                "text_vi": decimal_comma(lim.bound_text()),
                 "formula": lim.formula,
                 "formula_vi": lim.formula_vi,
                 "regulation": lim.regulation_id,
