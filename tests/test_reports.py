@@ -587,7 +587,10 @@ def test_cli_report_exceedances_pdf_csv_and_progress(
 
     assert main(["report", "exceedances", "--station", "WW1", *period, "--format", "xlsx"]) == 2
     assert main(["report", "exceedances", "--station", "NOPE", *period, "-o", str(out)]) == 2
-    assert "NOPE" in capsys.readouterr().err
+    assert "Danh mục không có trạm 'NOPE'." in capsys.readouterr().err  # --lang vi, the default
+    en = ["--station", "NOPE", *period, "-o", str(out), "--lang", "en"]
+    assert main(["report", "exceedances", *en]) == 2
+    assert "no station 'NOPE' in the registry" in capsys.readouterr().err
 
 
 def test_cli_completeness_and_indicators(env: World, tmp_path: Path, capsys: Any) -> None:

@@ -24,7 +24,7 @@ from quantrac.core.catalog import load_catalog
 from quantrac.core.config_files import ConfigError
 from quantrac.core.contract import parse_time
 from quantrac.core.db import connect
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import TranslatedError, translate
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import Settings
 from quantrac.regulations.tables import RegulationError, load_regulation_catalog
@@ -123,7 +123,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
         stations = stations_for(registry, args.station, args.facility)
         engine_config = load_alerts_config(settings.alerts_path).engine
     except (ReportError, RegulationError, AlertConfigError) as exc:
-        print(f"quantrac report exceedances: {exc}", file=sys.stderr)
+        print(f"quantrac report exceedances: {_said(exc, args.lang)}", file=sys.stderr)
         return 2
     if args.format in ("pdf", "xlsx") and not args.output:
         print("quantrac report exceedances: pdf and xlsx need -o FILE", file=sys.stderr)
@@ -194,7 +194,7 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
         stations = stations_for(registry, args.station, args.facility)
         choices = design_choices(load_alerts_config(settings.alerts_path).engine, regulations)
     except (ReportError, RegulationError, AlertConfigError) as exc:
-        print(f"quantrac report completeness: {exc}", file=sys.stderr)
+        print(f"quantrac report completeness: {_said(exc, args.lang)}", file=sys.stderr)
         return 2
     async with await connect(settings) as conn:
         await require_current(conn)
@@ -204,6 +204,11 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
     else:
         data = completeness_csv(report, args.lang)
     return _write(data, args.output, False)
+
+
+def _said(exc: Exception, lang: str) -> str:
+    """A refusal in the report's language when the table has it (ReportError), else as raised."""
+    return exc.text(lang) if isinstance(exc, TranslatedError) else str(exc)
 
 
 def indicators_table(doc: dict[str, Any], lang: str) -> str:
