@@ -14,6 +14,7 @@ import pytest
 from quantrac.api.app import build_api
 from quantrac.api.deps import ApiError
 from quantrac.api.security import MAX_PATH_BYTES
+from quantrac.api.users import PERMISSIONS
 from quantrac.core.i18n import TranslatedError, default_messages, pick_language, translate
 from tests.test_api import an_open_exceedance, api, login  # noqa: F401  (api: the fixture)
 
@@ -160,7 +161,7 @@ async def test_route_errors_in_vietnamese_and_english(api: Any) -> None:  # noqa
             None,
             403,
             "forbidden",
-            "Vai trò 'operator' không được làm việc này (admin).",
+            "Vai trò 'operator' không có quyền quản trị (người dùng, danh mục trạm).",
             "the role 'operator' may not do this (admin)",
         ),
         (
@@ -263,8 +264,17 @@ def test_every_api_error_says_a_key_of_the_table_not_english() -> None:
             continue
         if isinstance(message, ast.Name):  # an exception: a TranslatedError (mypy checks)
             continue
+        if isinstance(message, ast.JoinedStr) and isinstance(message.values[0], ast.Constant):
+            prefix = str(message.values[0].value)  # a family of keys, e.g. api.msg.may_not.{…}
+            if prefix.startswith("api.msg.") and any(k.startswith(prefix) for k in table):
+                continue
         wrong.append(f"{path.name}:{call.lineno}: {ast.unparse(message) if message else None}")
     assert wrong == []
+
+
+def test_every_permission_has_its_refusal() -> None:
+    table = default_messages()
+    assert {f"api.msg.may_not.{p}" for p in PERMISSIONS} <= set(table)
 
 
 def test_every_security_refusal_and_handler_says_a_key() -> None:

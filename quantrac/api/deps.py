@@ -157,9 +157,8 @@ def require(permission: str) -> Callable[..., Any]:
             raise ApiError(
                 403,
                 "forbidden",
-                "api.msg.role_may_not",
+                f"api.msg.may_not.{permission}",
                 role=repr(user.role),
-                permission=permission,
             )
         return user
 

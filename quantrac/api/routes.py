@@ -497,7 +497,7 @@ def _csv(value: str | None, allowed: set[str], name: str) -> list[str] | None:
             "api.msg.unknown_values",
             sorted(allowed),
             name=name,
-            values=bad,
+            values=", ".join(bad),
         )
     return items
 
@@ -547,9 +547,7 @@ async def alerts(
 async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
     user = await user_on_short_connection(request, ctx)
     if not user.may("read"):
-        raise ApiError(
-            403, "forbidden", "api.msg.role_may_not", role=repr(user.role), permission="read"
-        )
+        raise ApiError(403, "forbidden", "api.msg.may_not.read", role=repr(user.role))
     queue = ctx.events.listen()
 
     def visible(event: dict[str, Any]) -> bool:
