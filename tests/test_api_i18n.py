@@ -77,13 +77,13 @@ def _error(response: httpx.Response) -> tuple[int, str, str]:
 
 
 async def test_no_such_path_in_vietnamese_by_default_and_english_on_request(bare: Any) -> None:
-    assert _error(await bare.get("/nowhere")) == (404, "not_found", "Không có địa chỉ này.")
+    assert _error(await bare.get("/nowhere")) == (404, "not_found", "Không tìm thấy địa chỉ này.")
     english = (404, "not_found", "Not Found")
     assert _error(await bare.get("/nowhere?lang=en")) == english
     assert _error(await bare.get("/nowhere", headers={"Accept-Language": "en-GB"})) == english
     both = {"Accept-Language": "en-GB"}
     said = await bare.get("/nowhere?lang=vi", headers=both)
-    assert _error(said) == (404, "not_found", "Không có địa chỉ này.")
+    assert _error(said) == (404, "not_found", "Không tìm thấy địa chỉ này.")
 
 
 async def test_a_wrong_method_names_it_in_vietnamese(bare: Any) -> None:
@@ -102,7 +102,7 @@ async def test_hostile_requests_are_refused_in_the_asked_language(bare: Any) -> 
     assert _error(await bare.get(long_path)) == (
         414,
         "uri_too_long",
-        f"Đường dẫn dài quá {MAX_PATH_BYTES} byte.",
+        f"Đường dẫn dài hơn {MAX_PATH_BYTES} byte.",
     )
     english = await bare.get(long_path, headers={"Accept-Language": "en"})
     assert _error(english)[2] == f"the path is longer than {MAX_PATH_BYTES} bytes"
@@ -141,7 +141,7 @@ async def test_route_errors_in_vietnamese_and_english(api: Any) -> None:  # noqa
             None,
             401,
             "unauthenticated",
-            "Hãy đăng nhập: mã Bearer hoặc HTTP Basic.",
+            "Chưa đăng nhập: cần mã truy cập (Bearer) hoặc HTTP Basic.",
             "sign in: Bearer token or HTTP Basic",
         ),
         (
