@@ -376,7 +376,10 @@ async def test_users_admin_only_and_openapi_documents_the_routes(api: Any) -> No
         headers=admin,
         json={"username": "thanh.tra", "role": "inspector", "password": "đủ-dài-rồi"},
     )
-    assert dup.status_code == 422 and "exists" in dup.json()["error"]["message"]
+    assert (
+        dup.status_code == 422 and dup.json()["error"]["message"] == "Người dùng 'thanh.tra' đã có."
+    )
+    assert dup.json()["error"]["code"] == "invalid_user"
     operator = await login(client, "op")
     assert (await client.get("/api/v1/users", headers=operator)).status_code == 403
     page = (await client.get("/docs")).text

@@ -188,17 +188,35 @@ async def test_the_live_stream_carries_only_the_users_stations(secured: Any) -> 
 async def test_scopes_are_checked_when_users_are_made(secured: Any) -> None:
     client, _, _ = secured
     root = await token(client, "root")
-    for body, message in (
-        ({"role": "facility"}, "facility user needs"),
-        ({"role": "admin", "scope": {"provinces": ["Bắc Giang"]}}, "an admin sees every station"),
-        ({"role": "operator", "scope": {}}, "name provinces"),
+    for body, vi, en in (
+        (
+            {"role": "facility"},
+            "Phạm vi: tài khoản cơ sở cần nêu cơ sở hoặc trạm của mình.",
+            "scope: a facility user needs its facilities or stations",
+        ),
+        (
+            {"role": "admin", "scope": {"provinces": ["Bắc Giang"]}},
+            "Phạm vi: quản trị viên xem được mọi trạm; chỉ giao phạm vi cho các vai trò khác.",
+            "scope: an admin sees every station; give a scope to other roles",
+        ),
+        (
+            {"role": "operator", "scope": {}},
+            "Phạm vi: hãy nêu tỉnh, cơ sở hoặc trạm (hoặc bỏ trống phạm vi).",
+            "scope: name provinces, facilities or stations (or give none)",
+        ),
     ):
-        made = await client.post(
-            "/api/v1/users",
-            json={"username": "x1", "password": PASSWORD, **body},
-            headers=root,
-        )
-        assert made.status_code == 422 and message in made.json()["error"]["message"], body
+        for lang, message in (("vi", vi), ("en", en)):
+            made = await client.post(
+                f"/api/v1/users?lang={lang}",
+                json={"username": "x1", "password": PASSWORD, **body},
+                headers=root,
+            )
+            assert made.status_code == 422, body
+            assert made.json()["error"] == {
+                "code": "invalid_user",
+                "message": message,
+                "details": None,
+            }, body
     made = await client.post(
         "/api/v1/users",
         json={

@@ -29,7 +29,9 @@ async def test_an_operator_plans_a_window_and_an_inspector_reads_it(
     await page.fill("#log-reason", "Hiệu chuẩn COD định kỳ")
     await page.click("#station-log-form button[type=submit]")
     await page.wait_for_selector("#station-log .error:not([hidden])")
-    assert "after its start" in await page.inner_text("#station-log .error")
+    # In the board's language (Vietnamese), not the browser's Accept-Language.
+    said = await page.inner_text("#station-log .error")
+    assert "Thời điểm kết thúc phải sau thời điểm bắt đầu" in said
     await page.fill("#log-to", "2026-12-03T10:00")
     await page.click("#station-log-form button[type=submit]")
     await page.wait_for_selector("#station-log-table tr[data-kind=calibration]")

@@ -258,7 +258,14 @@ async def test_api_locks_and_corrections_are_admin_only_and_audited(
     body = {"station": "WW1", "from": PERIOD[1], "to": PERIOD[3], "reason": "quarter closed"}
     assert (await client.post("/api/v1/locks", json=body, headers=operator)).status_code == 403
     bad = await client.post("/api/v1/locks", json={**body, "station": "NOPE"}, headers=admin)
-    assert bad.status_code == 422 and "unknown station" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and bad.json()["error"]["message"] == "Không có trạm 'NOPE'."
+    english = {**admin, "Accept-Language": "en-GB,en;q=0.9"}
+    bad = await client.post("/api/v1/locks", json={**body, "station": "NOPE"}, headers=english)
+    assert bad.json()["error"] == {
+        "code": "invalid_request",
+        "message": "unknown station 'NOPE'",
+        "details": None,
+    }
     backwards = {**body, "from": PERIOD[3], "to": PERIOD[1]}
     assert (await client.post("/api/v1/locks", json=backwards, headers=admin)).status_code == 422
     created = await client.post("/api/v1/locks", json=body, headers=admin)

@@ -148,7 +148,12 @@ async def test_api_station_log(api_service, database_url):  # noqa: F811  (the f
     assert created.status_code == 201, created.text
     assert created.json()["params"] == ["pH"] and created.json()["by"] == "op"
     bad = await client.post(url, json={**body, "to": body["from"]}, headers=operator)
-    assert bad.status_code == 422 and "after its start" in bad.json()["error"]["message"]
+    vi = "Thời điểm kết thúc phải sau thời điểm bắt đầu."
+    assert bad.status_code == 422 and bad.json()["error"]["message"] == vi
+    bad = await client.post(
+        url, params={"lang": "en"}, json={**body, "to": body["from"]}, headers=operator
+    )
+    assert bad.json()["error"]["message"] == "the end of the window must be after its start"
     missing = await client.post("/api/v1/stations/NOPE/log", json=body, headers=operator)
     assert missing.status_code == 404
     listed = await client.get(

@@ -587,7 +587,10 @@ def test_cli_report_exceedances_pdf_csv_and_progress(
 
     assert main(["report", "exceedances", "--station", "WW1", *period, "--format", "xlsx"]) == 2
     assert main(["report", "exceedances", "--station", "NOPE", *period, "-o", str(out)]) == 2
-    assert "NOPE" in capsys.readouterr().err
+    assert "Danh mục không có trạm 'NOPE'." in capsys.readouterr().err  # --lang vi, the default
+    en = ["--station", "NOPE", *period, "-o", str(out), "--lang", "en"]
+    assert main(["report", "exceedances", *en]) == 2
+    assert "no station 'NOPE' in the registry" in capsys.readouterr().err
 
 
 def test_cli_completeness_and_indicators(env: World, tmp_path: Path, capsys: Any) -> None:
@@ -604,7 +607,13 @@ def test_cli_completeness_and_indicators(env: World, tmp_path: Path, capsys: Any
     assert doc["indicator_23"]["value"] == 0.5
     assert main(["indicators", *period, "--inputs", str(inputs), "--lang", "vi"]) == 0
     table = capsys.readouterr().out
-    assert "Chỉ tiêu 23" in table and "1/2 = 50.0 %" in table and "0.500" in table
+    # Vietnamese numbers: decimal comma, a dot between thousands; the population's source shown.
+    assert "Chỉ tiêu 23" in table and "1/2 = 50 %" in table and "→ 0,5 trạm" in table
+    assert "/ 200.000 →" in table and "Nguồn số liệu dân số (năm 2024): test" in table
+    assert main(["indicators", *period, "--inputs", str(inputs), "--lang", "en"]) == 0
+    table = capsys.readouterr().out
+    assert "Indicator 23" in table and "/ 200,000 →" in table and "→ 0.5 stations" in table
+    assert "Population source (2024): test" in table
 
 
 # --- evidence an inspector can file (issue 13, items 4, 6, 7) ---------------------------------

@@ -135,7 +135,9 @@ def test_every_api_error_code_has_a_text_for_people() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text("utf-8")
         codes |= set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', text))
-        codes |= set(re.findall(r'(?:_error|error_body)\(\s*(?:\d+,\s*)?"([a-z_]+)"', text))
+        codes |= set(
+            re.findall(r'(?:_error|error_body)\(\s*(?:scope,\s*)?(?:\d+,\s*)?"([a-z_]+)"', text)
+        )
         codes |= set(re.findall(r'ApiError\(\s*\d+,\s*\n?\s*"([a-z_]+)"', text))
     assert {"not_found", "forbidden", "note_required"} <= codes
     table = default_messages()

@@ -27,7 +27,7 @@ from quantrac.conformance.checks import (
 from quantrac.conformance.report import render_html, render_json, render_table, report_json
 from quantrac.core.catalog import Catalog, load_catalog
 from quantrac.core.contract import data_topic
-from quantrac.core.i18n import default_messages, translate
+from quantrac.core.i18n import default_messages, format_number, translate
 from quantrac.core.registry import Registry, load_registry
 from quantrac.core.settings import default_config_dir
 from quantrac.core.time import VIETNAM
@@ -514,3 +514,46 @@ def test_the_report_says_where_the_traffic_came_from(registry: Registry, catalog
     captured = dataclasses.replace(report, origin="capture", origin_path="ww.jsonl")
     assert "capture file ww.jsonl" in render_table(captured, "en")
     assert report_json(captured)["origin"] == "capture"
+
+
+@pytest.mark.parametrize(
+    ("lang", "said", "count", "received"),
+    [
+        ("vi", "dữ liệu đến sau thời điểm đo 2,5 giây", "12.345", "04/03/2025 08:00:02 (UTC+7)"),
+        ("en", "data arrive 2.5 s after their measured time", "12,345", "2025-03-04 08:00:02+07"),
+    ],
+)
+def test_numbers_and_times_are_written_as_the_reader_writes_them(
+    registry: Registry, catalog: Catalog, lang: str, said: str, count: str, received: str
+) -> None:
+    """Vietnamese: decimal comma, a dot between thousands, dd/MM/yyyy; English: the reverse."""
+    report = judge(registry, catalog, stream(registry, latency=2.5))
+    assert report.criterion("clock").summary.params == {"seconds": 2.5}
+    text = render_table(dataclasses.replace(report, messages=12345), lang)
+    assert said in text and f"  {count}\n" in text and received in text
+    page = render_html(report, lang, generated_at=START)
+    assert said in page
+    # JSON keeps the number a number (scripts), the text as the reader writes it.
+    clock = next(c for c in report_json(report, lang)["criteria"] if c["id"] == "clock")
+    assert clock["summary"]["params"] == {"seconds": 2.5} and said in clock["summary"]["text"]
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_finding_is_said_in_the_chosen_language(bad_report: Report, lang: str) -> None:
+    other = "en" if lang == "vi" else "vi"
+    body = report_json(bad_report, lang)
+    texts = [
+        text
+        for c in body["criteria"]
+        for text in [c["summary"], *(f[part] for f in c["findings"] for part in ("what", "fix"))]
+        if text is not None
+    ]
+    assert len(texts) > len(CRITERIA)
+    for text in texts:
+        params = {
+            name: format_number(value, lang) if isinstance(value, int | float) else value
+            for name, value in text["params"].items()
+        }
+        assert text["text"] == translate(text["key"], lang, **params)
+        if translate(text["key"], lang, **params) != translate(text["key"], other, **params):
+            assert text["text"] != translate(text["key"], other, **params)

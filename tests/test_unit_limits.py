@@ -672,3 +672,17 @@ def test_o2_correction() -> None:
     assert correct_to_o2_reference(100, 15, 15) == pytest.approx(100)
     with pytest.raises(ValueError):
         correct_to_o2_reference(100, 20.9, 15)
+
+
+def test_a_limit_is_described_with_the_decimal_comma_in_vietnamese(
+    regulations: RegulationCatalog, make: Any
+) -> None:
+    """A QCVN 40 bound with decimals (Kq × Kf) reads 1,5 in Vietnamese, 1.5 in English."""
+    inputs = {"receiving_water": "river", "receiving_flow_m3s": 10, "discharge_m3_per_day": 100}
+    limit = only(station_limits(make("QCVN 40:2011/BTNMT", "A", inputs), regulations), "COD")
+    assert limit.maximum is not None and not float(limit.maximum).is_integer()
+    english = limit.bound_text()
+    assert "." in english
+    vi = limit.describe("vi")
+    assert english.replace(".", ",") in vi and english not in vi
+    assert english in limit.describe("en")

@@ -523,6 +523,8 @@ def test_email_subject_and_body_in_both_languages() -> None:
     assert "Trạm: Trạm nước thải KCN Sông Khê (BG_WW_SONGKHE)" in body
     assert "Thời điểm: 2025-03-01 14:00:00+07:00" in body  # shown in Vietnam time
     assert "Giới hạn: 75" in body
+    assert "  Giá trị: 182,5" in body  # the decimal comma in Vietnamese
+    assert "182.5" in email_body(make_event(), "en")
 
 
 def test_an_assignment_mail_names_who_gave_it_to_whom() -> None:

@@ -9,10 +9,11 @@ Pure: the values come from the loaded configuration.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from quantrac.alerts.config import EngineConfig
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import default_messages, translate
 from quantrac.regulations.tables import RegulationCatalog
 
 ALERTS_FILE = "config/alerts.yaml"
@@ -26,7 +27,25 @@ class DesignChoice:
     where: str  # "config/alerts.yaml: evaluation.min_completeness"
 
     def text(self, lang: str = "vi") -> str:
-        return translate(f"choice.{self.key}", lang, value=self.value, where=self.where)
+        return translate(f"choice.{self.key}", lang, value=self.value_text(lang), where=self.where)
+
+    def value_text(self, lang: str = "vi") -> str:
+        """The value as a reader of ``lang`` writes it: averaging codes in words ("1 giờ",
+        "1-hour"), and in Vietnamese the decimal comma and "phút" (87,5 %, 45 phút)."""
+        if self.key == "averaging":
+            known = default_messages()
+            codes = [c for c in self.value.split(", ") if c]
+            return (
+                ", ".join(
+                    translate(f"averaging.{c}", lang) if f"averaging.{c}" in known else c
+                    for c in codes
+                )
+                or self.value
+            )
+        if lang != "vi":
+            return self.value
+        text = re.sub(r"(?<=\d)\.(?=\d)", ",", self.value)
+        return re.sub(r"(?<=\d) min\b", " phút", text)
 
     def to_json(self) -> dict[str, str]:
         return {

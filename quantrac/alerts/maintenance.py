@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from quantrac.alerts.engine import Change, Output, Transition
 from quantrac.alerts.model import STATION_WIDE, Kind
+from quantrac.core.i18n import TranslatedError
 
 LOG_KINDS = ("maintenance", "repair", "replacement", "calibration")
 SUPPRESSED_KINDS = frozenset({Kind.DEVICE_FAULT, Kind.CALIBRATION, Kind.DATA_LOSS})
@@ -34,7 +35,7 @@ SUPPRESSED_KINDS = frozenset({Kind.DEVICE_FAULT, Kind.CALIBRATION, Kind.DATA_LOS
 HELD_OFF_KINDS = frozenset({Kind.EXCEEDANCE, Kind.WARNING})
 
 
-class WindowError(ValueError):
+class WindowError(TranslatedError):
     """A window or log entry that cannot be recorded (said why; nothing changed)."""
 
 
@@ -78,20 +79,20 @@ def check_window(
 ) -> None:
     """``stations``: each known station's declared parameter codes."""
     if station_id not in stations:
-        raise WindowError(f"unknown station {station_id!r}")
+        raise WindowError("error.window.station", station=repr(station_id))
     if kind not in LOG_KINDS:
-        raise WindowError(f"kind must be one of {', '.join(LOG_KINDS)}")
+        raise WindowError("error.window.kind", kinds=", ".join(LOG_KINDS))
     if start.tzinfo is None or end.tzinfo is None:
-        raise WindowError("give times with their offset, e.g. 2026-12-03T08:00+07:00")
+        raise WindowError("error.window.offset")
     if end <= start:
-        raise WindowError("the end of the window must be after its start")
+        raise WindowError("error.window.order")
     if end - start > timedelta(days=31):
-        raise WindowError("a window is at most 31 days; log longer work as several windows")
+        raise WindowError("error.window.too_long")
     unknown = sorted(set(params) - set(stations[station_id]))
     if unknown:
-        raise WindowError(f"station {station_id} has no parameter {', '.join(unknown)}")
+        raise WindowError("error.window.param", station=station_id, params=", ".join(unknown))
     if not reason.strip():
-        raise WindowError("give a reason")
+        raise WindowError("error.window.reason")
 
 
 def suppressed(

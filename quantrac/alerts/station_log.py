@@ -89,7 +89,7 @@ async def cancel_entry(conn: psycopg.AsyncConnection, entry_id: int, actor: str)
         [actor, entry_id],
     )
     if cur.rowcount == 0:
-        raise WindowError(f"no log entry {entry_id} (or it is cancelled already)")
+        raise WindowError("error.window.entry", id=entry_id)
 
 
 async def entry_station(conn: psycopg.AsyncConnection, entry_id: int) -> str | None:

@@ -16,6 +16,7 @@ import psycopg
 
 from quantrac.alerts.engine import Change, Episode, Transition
 from quantrac.alerts.model import AlertEvent, EventType, Kind, Severity, State
+from quantrac.core.i18n import TranslatedError
 from quantrac.core.migrations import apply_component_migrations
 
 _MIGRATION_LOCK = 0x71616C74  # "qalt"
@@ -198,7 +199,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class AlreadyAssigned(ValueError):
+class AlertStateError(TranslatedError):
+    """A person's action the alert's state refuses (already resolved, acknowledged …)."""
+
+
+class AlreadyAssigned(AlertStateError):
     """The alert is already given to that user: nothing to record."""
 
 
@@ -381,14 +386,14 @@ class AlertStore:
     ) -> AlertEvent:
         """A person acknowledges, resolves or annotates an alert. Raises LookupError/ValueError."""
         if action not in (EventType.ACKNOWLEDGED, EventType.RESOLVED, EventType.NOTED):
-            raise ValueError(f"not a person's action: {action}")
+            raise AlertStateError("error.alert.action", action=action)
         async with self.conn.transaction():
             station_id, param, kind, severity, state, opened_at, _ = await self._locked(alert_id)
             if state == State.RESOLVED.value and action is not EventType.NOTED:
-                raise ValueError(f"alert {alert_id} is already resolved")
+                raise AlertStateError("error.alert.resolved", id=alert_id)
             if action is EventType.ACKNOWLEDGED:
                 if state == State.ACKNOWLEDGED.value:
-                    raise ValueError(f"alert {alert_id} is already acknowledged")
+                    raise AlertStateError("error.alert.acknowledged", id=alert_id)
                 await self.conn.execute(
                     "UPDATE alerts SET state = 'acknowledged', acknowledged_at = %s, "
                     "acknowledged_by = %s, note = coalesce(%s, note), updated_at = %s "
@@ -424,9 +429,9 @@ class AlertStore:
             row = await self._locked(alert_id)
             station_id, param, kind, severity, state, opened_at, assigned_to = row
             if state == State.RESOLVED.value:
-                raise ValueError(f"alert {alert_id} is already resolved")
+                raise AlertStateError("error.alert.resolved", id=alert_id)
             if assigned_to == assignee:
-                raise AlreadyAssigned(f"alert {alert_id} is already assigned to {assignee}")
+                raise AlreadyAssigned("error.alert.assigned", id=alert_id, assignee=assignee)
             await self.conn.execute(
                 "UPDATE alerts SET assigned_to = %s, assigned_at = %s, assigned_by = %s, "
                 "updated_at = %s WHERE id = %s",

@@ -34,8 +34,9 @@ from quantrac.api.evidence import router as evidence_router
 from quantrac.api.maintenance import router as maintenance_router
 from quantrac.api.reports import router as reports_router
 from quantrac.api.routes import router
-from quantrac.api.security import SecurityMiddleware
+from quantrac.api.security import SecurityMiddleware, request_language
 from quantrac.core.catalog import Catalog
+from quantrac.core.i18n import translate
 from quantrac.core.registry import Registry, RegistryError, load_registry
 from quantrac.core.settings import Settings
 from quantrac.evidence.schema import upgrade as upgrade_evidence
@@ -65,36 +66,52 @@ def build_api(
     )
     app.state.context = context
 
+    def said(request: Request, key: str, /, **params: Any) -> str:
+        return translate(key, request_language(request), **params)
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), exc.status_code, headers=exc.headers
+            error_body(exc.code, exc.text(request_language(request)), exc.details),
+            exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Routing's own answers (no such path, method not allowed) in the one error shape.
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        if exc.status_code == 404:
+            message = said(request, "api.msg.no_route")
+        elif exc.status_code == 405:
+            message = said(request, "api.msg.method_not_allowed", method=request.method)
+        else:
+            message = said(request, "api.msg.http_error", status=exc.status_code, reason=exc.detail)
+        return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Each field's own text is pydantic's (English); its "type" is the stable part.
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
+            for e in exc.errors()
         ]
-        return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+        return JSONResponse(
+            error_body("invalid_request", said(request, "api.msg.invalid_request"), details), 422
+        )
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # A value the database cannot take (a NUL in text, a number out of range): the
         # request's fault, never a 500.
-        message = str(exc).splitlines()[0][:200]
+        reason = str(exc).splitlines()[0][:200]
+        message = said(request, "api.msg.bad_value", reason=reason)
         return JSONResponse(error_body("invalid_parameter", message), 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", "unexpected error; it was logged"), 500)
+        return JSONResponse(error_body("internal", said(request, "api.msg.internal")), 500)
 
     app.add_middleware(SecurityMiddleware)
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")

@@ -22,24 +22,39 @@ from quantrac.api.events import EventHub
 from quantrac.api.security import LoginThrottle, client_address, retry_after_header
 from quantrac.api.users import User, audit, authenticate, user_for_token
 from quantrac.core.catalog import Catalog
+from quantrac.core.i18n import TranslatedError, translate
 from quantrac.core.registry import Registry
 from quantrac.core.settings import Settings
 from quantrac.regulations.tables import RegulationCatalog
 
 
 class ApiError(HTTPException):
+    """An API refusal: ``code`` for scripts (English, stable), the message a key of the
+    translation table (or a TranslatedError) said in the request's language (see app.py);
+    ``message`` is the English text (logs)."""
+
     def __init__(
         self,
         status: int,
         code: str,
-        message: str,
+        message: str | TranslatedError,
         details: Any = None,
         headers: dict[str, str] | None = None,
+        **params: Any,
     ):
-        super().__init__(status_code=status, detail=message, headers=headers)
+        if isinstance(message, TranslatedError):
+            key, params = message.key, message.params
+        else:
+            key = message
+        self.key, self.params = key, params
+        english = translate(key, "en", **params)  # an unknown key fails here, not in a reply
+        super().__init__(status_code=status, detail=english, headers=headers)
         self.code = code
-        self.message = message
+        self.message = english
         self.details = details
+
+    def text(self, lang: str) -> str:
+        return translate(self.key, lang, **self.params)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -103,7 +118,7 @@ async def _user_from_headers(
             name, password = "", ""
         user = await sign_in(request, ctx, conn, name, password) if name else None
     if user is None:
-        raise ApiError(401, "unauthenticated", "sign in: Bearer token or HTTP Basic")
+        raise ApiError(401, "unauthenticated", "api.msg.sign_in")
     return user
 
 
@@ -120,7 +135,7 @@ async def sign_in(
         raise ApiError(
             429,
             "too_many_attempts",
-            "too many failed sign-ins; try again later",
+            "api.msg.too_many_attempts",
             {"retry_after_s": round(wait)},
             headers=retry_after_header(wait),
         )
@@ -140,7 +155,10 @@ def require(permission: str) -> Callable[..., Any]:
     async def check(user: CurrentUser) -> User:
         if not user.may(permission):
             raise ApiError(
-                403, "forbidden", f"the role {user.role!r} may not do this ({permission})"
+                403,
+                "forbidden",
+                f"api.msg.may_not.{permission}",
+                role=repr(user.role),
             )
         return user
 
@@ -171,13 +189,18 @@ def parse_when(value: str | None, name: str) -> datetime | None:
     try:
         moment = parse_time(value[:64])
     except ValueError as exc:
-        raise ApiError(422, "invalid_parameter", f"{name}: {exc}", {"value": shown}) from None
+        raise ApiError(
+            422, "invalid_parameter", "api.msg.bad_time", {"value": shown}, name=name, reason=exc
+        ) from None
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise ApiError(
             422,
             "invalid_parameter",
-            f"{name}: the year must be between {EARLIEST_YEAR} and {LATEST_YEAR}",
+            "api.msg.bad_year",
             {"value": shown},
+            name=name,
+            earliest=EARLIEST_YEAR,
+            latest=LATEST_YEAR,
         )
     return moment
 
@@ -206,4 +229,4 @@ def sees_station(ctx: ApiContext, user: User, station_id: str) -> bool:
 def check_visible(ctx: ApiContext, user: User, station_id: str) -> None:
     """404, as for a station that does not exist: a scoped user learns nothing of the others."""
     if not sees_station(ctx, user, station_id):
-        raise ApiError(404, "not_found", f"no station {station_id[:100]!r}")
+        raise ApiError(404, "not_found", "api.msg.no_station", station=repr(station_id[:100]))

@@ -45,7 +45,7 @@ class NewCorrection(BaseModel):
 
 
 def _invalid(exc: LockError) -> ApiError:
-    return ApiError(422, "invalid_request", str(exc))
+    return ApiError(422, "invalid_request", exc)
 
 
 @router.get("/locks", summary="Locked periods")
@@ -80,7 +80,7 @@ async def lift_lock(conn: Conn, user: Admin, lock_id: int) -> dict[str, Any]:
     try:
         lock = await unlock_period(conn, lock_id, user.username)
     except LockError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     await audit(conn, user.username, "period.unlock", f"lock:{lock.id}", {})
     return lock.to_json()
 
@@ -92,9 +92,11 @@ async def create_correction(
     moment = parse_when(body.time, "time")
     assert moment is not None
     if body.station not in ctx.registry().stations:
-        raise ApiError(422, "invalid_request", f"unknown station {body.station!r}")
+        raise ApiError(
+            422, "invalid_request", "api.msg.unknown_station", station=repr(body.station)
+        )
     if body.status not in STATUS_BY_CODE:
-        raise ApiError(422, "invalid_request", "status must be 00, 01 or 02")
+        raise ApiError(422, "invalid_request", "api.msg.status")
     correction = Correction(
         body.station,
         body.param,

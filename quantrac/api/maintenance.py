@@ -46,7 +46,7 @@ async def log(
 ) -> dict[str, Any]:
     check_visible(ctx, user, station_id)
     if ctx.registry().get(station_id) is None:
-        raise ApiError(404, "not_found", f"no station {station_id!r}")
+        raise ApiError(404, "not_found", "api.msg.no_station", station=repr(station_id))
     now = ctx.clock()
     first = parse_when(start, "start") or now - timedelta(days=30)
     last = parse_when(end, "end") or now + timedelta(days=30)
@@ -69,7 +69,7 @@ async def add(
         check_window(station_id, body.kind, start, end, body.params, body.reason, declared)
     except WindowError as exc:
         status = 404 if station_id not in declared else 422
-        raise ApiError(status, "invalid_window", str(exc)) from None
+        raise ApiError(status, "invalid_window", exc) from None
     entry = await station_log.add_entry(
         conn, station_id, body.kind, start, end, body.params, body.reason, user.username
     )
@@ -82,10 +82,10 @@ async def cancel(ctx: Ctx, conn: Conn, user: Operator, entry_id: int) -> dict[st
     if user.scope is not None:
         station = await station_log.entry_station(conn, entry_id)
         if station is None or not sees_station(ctx, user, station):
-            raise ApiError(404, "not_found", f"no log entry {entry_id}")
+            raise ApiError(404, "not_found", "api.msg.no_log_entry", id=entry_id)
     try:
         await station_log.cancel_entry(conn, entry_id, user.username)
     except WindowError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     await audit(conn, user.username, "station_log.cancel", f"log:{entry_id}", {})
     return {"id": entry_id, "cancelled": True}

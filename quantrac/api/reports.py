@@ -51,17 +51,15 @@ def _period(start: str, end: str) -> tuple[datetime, datetime]:
     t0, t1 = parse_when(start, "from"), parse_when(end, "to")
     assert t0 is not None and t1 is not None
     if t1 <= t0:
-        raise ApiError(422, "invalid_parameter", "to must be after from")
+        raise ApiError(422, "invalid_parameter", "api.msg.period_order")
     if t1 - t0 > MAX_PERIOD:
-        raise ApiError(422, "too_long", f"a report covers at most {MAX_PERIOD.days} days")
+        raise ApiError(422, "too_long", "api.msg.report_too_long", days=MAX_PERIOD.days)
     return t0, t1
 
 
 def _may_export(user: User, fmt: str) -> None:
     if fmt != "json" and not user.may("export"):
-        raise ApiError(
-            403, "forbidden", f"the role {user.role!r} may not download reports (export)"
-        )
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_export", role=repr(user.role))
 
 
 def _download(body: bytes, fmt: str, name: str, headers: dict[str, str] | None = None) -> Response:
@@ -107,10 +105,12 @@ async def exceedances(
     section: str = Query("episodes", description="CSV only: " + ", ".join(CSV_SECTIONS)),
 ) -> Any:
     if not user.may("read"):
-        raise ApiError(403, "forbidden", f"the role {user.role!r} may not read reports")
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=repr(user.role))
     _may_export(user, fmt)
     if fmt == "csv" and section not in CSV_SECTIONS:
-        raise ApiError(422, "invalid_parameter", f"section: one of {', '.join(CSV_SECTIONS)}")
+        raise ApiError(
+            422, "invalid_parameter", "api.msg.csv_section", sections=", ".join(CSV_SECTIONS)
+        )
     t0, t1 = _period(start, end)
     # A closed period is sealed: the report and the digest of its readings read one snapshot.
     sealed = period_closed(t1, ctx.clock())
@@ -140,9 +140,9 @@ async def exceedances(
                 ),
             )
         except ReportError as exc:
-            status = 404 if "no station" in str(exc) else 422
+            status = 404 if exc.key in ("error.report.station", "error.report.facility") else 422
             raise ApiError(
-                status, "not_found" if status == 404 else "invalid_parameter", str(exc)
+                status, "not_found" if status == 404 else "invalid_parameter", exc
             ) from None
         if sealed:
             digest = await readings_digest(conn, [s.id for s in chosen], t0, t1)
@@ -157,7 +157,7 @@ async def exceedances(
         else:
             body = await asyncio.to_thread(exceedance_pdf, report, lang)
     except ReportFontError as exc:
-        raise ApiError(500, "font_missing", str(exc)) from None
+        raise ApiError(500, "font_missing", "api.msg.font_missing", reason=exc) from None
     target = f"facility:{facility}" if facility else f"station:{station}"
     await audit(
         conn,
@@ -214,13 +214,13 @@ async def completeness(
     lang: str = Query("vi", pattern="^(vi|en)$"),
 ) -> Any:
     if not user.may("read"):
-        raise ApiError(403, "forbidden", f"the role {user.role!r} may not read reports")
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=repr(user.role))
     _may_export(user, fmt)
     t0, t1 = _period(start, end)
     try:
         chosen = stations_for(registry_for(ctx, user), station, facility)
     except ReportError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+        raise ApiError(404, "not_found", exc) from None
     report = await completeness_report(conn, chosen, t0, t1, now=ctx.clock())
     if fmt == "json":
         return completeness_json(report, design_choices(ctx.engine_config, ctx.regulations))
@@ -257,7 +257,9 @@ async def indicators(
     try:
         config = load_indicator_config(indicators_path(ctx.settings.config_dir))
     except ConfigError as exc:
-        raise ApiError(500, "invalid_configuration", str(exc)) from None
+        raise ApiError(
+            500, "invalid_configuration", "api.msg.invalid_configuration", reason=exc
+        ) from None
     # A scoped user's indicators cover the stations of its scope only.
     registry = registry_for(ctx, user)
     result = await compute_indicators(conn, registry, config, t0, t1, now=ctx.clock())

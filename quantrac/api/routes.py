@@ -19,7 +19,14 @@ from quantrac.alerts import station_log
 from quantrac.alerts import store as alert_store
 from quantrac.alerts.choices import design_choices
 from quantrac.alerts.model import EventType, Kind, Severity, State
-from quantrac.alerts.store import AlertQuery, AlertRow, AlertStore, AlreadyAssigned, EpisodeQuery
+from quantrac.alerts.store import (
+    AlertQuery,
+    AlertRow,
+    AlertStateError,
+    AlertStore,
+    AlreadyAssigned,
+    EpisodeQuery,
+)
 from quantrac.api.deps import (
     Admin,
     ApiError,
@@ -55,7 +62,7 @@ from quantrac.api.users import (
 from quantrac.core.i18n import default_messages
 from quantrac.core.registry import RegistryError, Station, registry_from_text
 from quantrac.ingest import rollup, writer
-from quantrac.regulations.limits import station_limits
+from quantrac.regulations.limits import decimal_comma, station_limits
 
 router = APIRouter(prefix="/api/v1")
 
@@ -143,7 +150,7 @@ async def i18n(lang: str = Query("vi", pattern="^(vi|en)$")) -> dict[str, str]:
 async def login(request: Request, ctx: Ctx, conn: Conn, credentials: Credentials) -> dict[str, Any]:
     user = await sign_in(request, ctx, conn, credentials.username, credentials.password)
     if user is None:
-        raise ApiError(401, "bad_credentials", "wrong username or password")
+        raise ApiError(401, "bad_credentials", "api.msg.bad_credentials")
     token, expires = await issue_token(conn, user, ctx.clock())
     await audit(conn, user.username, "login", f"user:{user.username}", {})
     return {"token": token, "expires_at": expires.isoformat(), "user": user.to_json()}
@@ -167,11 +174,11 @@ async def change_password(conn: Conn, user: CurrentUser, body: PasswordChange) -
     stored = await password_hash_of(conn, user.id)
     if stored is None or not await check_password_off_loop(body.current_password, stored):
         await audit(conn, user.username, "password.change_failed", f"user:{user.username}", {})
-        raise ApiError(403, "bad_credentials", "the current password is wrong")
+        raise ApiError(403, "bad_credentials", "api.msg.current_password")
     try:
         await set_password(conn, user, body.new_password)
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     await audit(conn, user.username, "password.change", f"user:{user.username}", {})
     return {"changed": True, "tokens_revoked": True}
 
@@ -281,7 +288,7 @@ async def stations(ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
 def _station(ctx: Ctx, station_id: str, user: User) -> Station:
     station = ctx.registry().get(station_id)
     if station is None or not user.sees(station):
-        raise ApiError(404, "not_found", f"no station {station_id!r}")
+        raise ApiError(404, "not_found", "api.msg.no_station", station=repr(station_id))
     return station
 
 
@@ -301,6 +308,7 @@ async def station_detail(station_id: str, ctx: Ctx, conn: Conn, user: Reader) ->
                 "minimum": lim.minimum,
                 "unit": lim.unit,
                 "text": lim.bound_text(),
+                "text_vi": decimal_comma(lim.bound_text()),
                 "formula": lim.formula,
                 "formula_vi": lim.formula_vi,
                 "regulation": lim.regulation_id,
@@ -416,12 +424,12 @@ async def readings(
     t0, t1 = parse_when(start, "from"), parse_when(end, "to")
     assert t0 is not None and t1 is not None
     if t1 <= t0:
-        raise ApiError(422, "invalid_parameter", "to must be after from")
+        raise ApiError(422, "invalid_parameter", "api.msg.period_order")
     if param not in station.parameters:
-        raise ApiError(404, "not_found", f"{station_id} does not measure {param!r}")
+        raise ApiError(404, "not_found", "api.msg.no_param", station=station_id, param=repr(param))
     if interval == "raw":
         if t1 - t0 > timedelta(days=31):
-            raise ApiError(422, "too_long", "raw readings: at most 31 days; use hour or day")
+            raise ApiError(422, "too_long", "api.msg.raw_too_long")
         points = [
             {"t": r[0].isoformat(), "value": r[1], "status": f"{r[2]:02d}"}
             for r in await writer.raw_series(conn, station_id, param, t0, t1)
@@ -483,7 +491,14 @@ def _csv(value: str | None, allowed: set[str], name: str) -> list[str] | None:
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
     if bad:
-        raise ApiError(422, "invalid_parameter", f"{name}: unknown {bad}", sorted(allowed))
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            "api.msg.unknown_values",
+            sorted(allowed),
+            name=name,
+            values=", ".join(bad),
+        )
     return items
 
 
@@ -532,7 +547,7 @@ async def alerts(
 async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
     user = await user_on_short_connection(request, ctx)
     if not user.may("read"):
-        raise ApiError(403, "forbidden", f"the role {user.role!r} may not do this (read)")
+        raise ApiError(403, "forbidden", "api.msg.may_not.read", role=repr(user.role))
     queue = ctx.events.listen()
 
     def visible(event: dict[str, Any]) -> bool:
@@ -563,7 +578,7 @@ async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
 async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, Any]:
     row = await alert_store.get_alert(conn, alert_id)
     if row is None or not sees_station(ctx, user, row.station_id):
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
+        raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id)
     names = {s.id: s.name for s in ctx.registry().stations.values()}
     item = _alert_json(row, names)
     [newest] = await _newest_readings(conn, [row])
@@ -589,7 +604,7 @@ async def _alert_station(ctx: Ctx, conn: Conn, user: User, alert_id: int) -> str
         return None
     station_id = await alert_store.alert_station(conn, alert_id)
     if station_id is None or not sees_station(ctx, user, station_id):
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
+        raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id)
     return station_id
 
 
@@ -601,10 +616,10 @@ async def _act(
     store = AlertStore(conn, names)
     try:
         event = await store.act(alert_id, action, user.username, note, ctx.clock())
-    except LookupError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except ValueError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    except LookupError:
+        raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id) from None
+    except AlertStateError as exc:
+        raise ApiError(409, "conflict", exc) from None
     # Committed as an alert event: the board's stream and the notification channels follow it.
     await audit(conn, user.username, f"alert.{action.value}", f"alert:{alert_id}", {"note": note})
     return event.to_json()
@@ -626,14 +641,14 @@ async def resolve(
     text = (body.note or "").strip() if body else ""
     if not text:
         # Closing is evidence too: say what was done (the board asks for it in the dialog).
-        raise ApiError(422, "note_required", "note: required to resolve an alert")
+        raise ApiError(422, "note_required", "api.msg.note_to_resolve")
     return await _act(ctx, conn, user, alert_id, EventType.RESOLVED, text)
 
 
 @router.post("/alerts/{alert_id}/note", tags=["alerts"], summary="Add a note (operator)")
 async def note(alert_id: int, ctx: Ctx, conn: Conn, user: Operator, body: Note) -> dict[str, Any]:
     if not body.note:
-        raise ApiError(422, "invalid_parameter", "note: required")
+        raise ApiError(422, "invalid_parameter", "api.msg.note_required")
     return await _act(ctx, conn, user, alert_id, EventType.NOTED, body.note)
 
 
@@ -641,7 +656,7 @@ async def _assignees(ctx: Ctx, conn: Conn, alert_id: int) -> list[User]:
     """Who an alert can be given to: enabled users who may act on alerts and see its station."""
     station_id = await alert_store.alert_station(conn, alert_id)
     if station_id is None:
-        raise ApiError(404, "not_found", f"no alert {alert_id}")
+        raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id)
     station = ctx.registry().get(station_id)
     return [
         u
@@ -672,7 +687,8 @@ async def assign(
         raise ApiError(
             422,
             "invalid_assignee",
-            f"assignee: {wanted!r} is not an enabled user who may act on this alert's station",
+            "api.msg.invalid_assignee",
+            assignee=repr(wanted),
         )
     note = (body.note or "").strip() or None
     names = {s.id: s.name for s in ctx.registry().stations.values()}
@@ -680,12 +696,12 @@ async def assign(
         event = await AlertStore(conn, names).assign(
             alert_id, user.username, wanted, note, ctx.clock()
         )
-    except LookupError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    except LookupError:
+        raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id) from None
     except AlreadyAssigned as exc:
-        raise ApiError(409, "already_assigned", str(exc)) from None
-    except ValueError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+        raise ApiError(409, "already_assigned", exc) from None
+    except AlertStateError as exc:
+        raise ApiError(409, "conflict", exc) from None
     # Committed as an alert event: the board's stream and the notification channels follow it.
     details = {"assignee": wanted, "note": note}
     await audit(conn, user.username, "alert.assigned", f"alert:{alert_id}", details)
@@ -796,7 +812,7 @@ async def regulations(
 ) -> dict[str, Any]:
     chosen = [r for r in ctx.regulations.all() if regulation_id in (None, r.id)]
     if regulation_id and not chosen:
-        raise ApiError(404, "not_found", f"no regulation {regulation_id!r}")
+        raise ApiError(404, "not_found", "api.msg.no_regulation", regulation=repr(regulation_id))
     items = [
         {
             "id": r.id,
@@ -849,7 +865,7 @@ async def create_user(conn: Conn, user: Admin, body: NewUser) -> dict[str, Any]:
             conn, body.username, body.role, body.password, body.display_name, scope
         )
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     details = {"role": body.role, "scope": scope.to_json() if scope else None}
     await audit(conn, user.username, "user.add", f"user:{created.username}", details)
     return created.to_json()
@@ -861,7 +877,7 @@ async def create_user(conn: Conn, user: Admin, body: NewUser) -> dict[str, Any]:
 async def change_user(username: str, conn: Conn, user: Admin, body: UserChange) -> dict[str, Any]:
     target = await get_user(conn, username[:64])
     if target is None:
-        raise ApiError(404, "not_found", f"no user {username[:64]!r}")
+        raise ApiError(404, "not_found", "api.msg.no_user", username=repr(username[:64]))
     try:
         if body.role is not None or body.scope is not None or body.unrestricted:
             scope = (
@@ -874,10 +890,10 @@ async def change_user(username: str, conn: Conn, user: Admin, body: UserChange) 
             await set_password(conn, target, body.password)
         if body.disabled is not None:
             if body.disabled and target.id == user.id:
-                raise UserError("an admin may not disable itself")
+                raise UserError("error.user.self_disable")
             await set_disabled(conn, target, body.disabled)
     except UserError as exc:
-        raise ApiError(422, "invalid_user", str(exc)) from None
+        raise ApiError(422, "invalid_user", exc) from None
     changes = body.model_dump(exclude_none=True, exclude={"password"})
     if body.password is not None:
         changes["password"] = "changed"
@@ -904,8 +920,9 @@ async def replace_registry(
         raise ApiError(
             422,
             "invalid_registry",
-            f"{len(exc.issues)} problem(s); nothing was changed",
+            "api.msg.invalid_registry",
             [str(i) for i in exc.issues],
+            count=len(exc.issues),
         ) from None
     # Written beside and renamed: ingest's watcher never reads half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stations-", suffix=".yaml")

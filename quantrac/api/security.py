@@ -13,11 +13,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from quantrac.core.i18n import pick_language, translate
 
 # Failed sign-ins allowed per window, for one account and for one address.
 ACCOUNT_FAILURES = 5
@@ -102,9 +104,27 @@ _HEADERS = {
 _UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def scope_language(scope: Scope) -> str:
+    """The language a request asks for (``?lang=``, then ``Accept-Language``, else vi), read
+    from the raw scope so that even a refused request is answered in it."""
+    query = scope.get("query_string", b"")[:MAX_QUERY_BYTES].decode("utf-8", "replace")
+    wanted = parse_qs(query).get("lang", [None])[0]
+    accept = None
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"accept-language":
+            accept = value.decode("latin-1")
+            break
+    return pick_language(wanted, accept)
+
+
+def request_language(request: Request) -> str:
+    return scope_language(request.scope)
+
+
+def _error(scope: Scope, status: int, code: str, key: str, /, **params: Any) -> JSONResponse:
+    message = translate(key, scope_language(scope), **params)
     return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+        {"error": {"code": code, "message": message, "details": None}}, status_code=status
     )
 
 
@@ -113,17 +133,17 @@ def request_problem(scope: Scope) -> JSONResponse | None:
     raw_path: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
     query: bytes = scope.get("query_string", b"")
     if len(raw_path) > MAX_PATH_BYTES:
-        return _error(414, "uri_too_long", f"the path is longer than {MAX_PATH_BYTES} bytes")
+        return _error(scope, 414, "uri_too_long", "api.msg.path_too_long", limit=MAX_PATH_BYTES)
     if len(query) > MAX_QUERY_BYTES:
-        return _error(414, "uri_too_long", f"the query is longer than {MAX_QUERY_BYTES} bytes")
+        return _error(scope, 414, "uri_too_long", "api.msg.query_too_long", limit=MAX_QUERY_BYTES)
     for part, name in ((raw_path, "path"), (query.replace(b"+", b" "), "query")):
         decoded = unquote_to_bytes(part)
         if b"\x00" in decoded:
-            return _error(422, "invalid_parameter", f"the {name} contains a NUL character")
+            return _error(scope, 422, "invalid_parameter", f"api.msg.{name}_nul")
         try:
             decoded.decode("utf-8")
         except UnicodeDecodeError:
-            return _error(422, "invalid_parameter", f"the {name} is not valid UTF-8")
+            return _error(scope, 422, "invalid_parameter", f"api.msg.{name}_utf8")
     return None
 
 
@@ -168,12 +188,12 @@ def _cross_site(scope: Scope) -> Response | None:
         return None
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     if headers.get("sec-fetch-site") == "cross-site":
-        return _error(403, "cross_site", "cross-site requests may not change anything")
+        return _error(scope, 403, "cross_site", "api.msg.cross_site")
     origin = headers.get("origin")
     if origin and origin != "null":
         host = headers.get("host", "")
         if urlsplit(origin).netloc != host:
-            return _error(403, "cross_site", "cross-site requests may not change anything")
+            return _error(scope, 403, "cross_site", "api.msg.cross_site")
     elif origin == "null":
-        return _error(403, "cross_site", "cross-site requests may not change anything")
+        return _error(scope, 403, "cross_site", "api.msg.cross_site")
     return None

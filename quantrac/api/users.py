@@ -29,6 +29,8 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from quantrac.core.i18n import TranslatedError
+
 if TYPE_CHECKING:
     from quantrac.core.registry import Station
 
@@ -156,7 +158,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class UserError(ValueError):
+class UserError(TranslatedError):
     pass
 
 
@@ -167,31 +169,31 @@ def check_username(username: str) -> None:
         or not username.replace(".", "").replace("_", "").replace("-", "").isascii()
         or not username.replace(".", "").replace("_", "").replace("-", "").isalnum()
     ):
-        raise UserError("username: 1 to 64 ASCII letters, digits, '.', '_' and '-'")
+        raise UserError("error.user.username")
 
 
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        raise UserError("error.user.password_short", min=MIN_PASSWORD)
     if len(password) > MAX_PASSWORD:
-        raise UserError(f"password: at most {MAX_PASSWORD} characters")
+        raise UserError("error.user.password_long", max=MAX_PASSWORD)
 
 
 def check_new_user(username: str, role: str, password: str, scope: Scope | None = None) -> None:
     check_username(username)
     if role not in ROLES:
-        raise UserError(f"role: one of {', '.join(ROLES)}")
+        raise UserError("error.user.role", roles=", ".join(ROLES))
     check_scope(role, scope)
     check_password_rules(password)
 
 
 def check_scope(role: str, scope: Scope | None) -> None:
     if role == "admin" and scope is not None:
-        raise UserError("scope: an admin sees every station; give a scope to other roles")
+        raise UserError("error.user.scope_admin")
     if role == "facility" and (scope is None or (not scope.facilities and not scope.stations)):
-        raise UserError("scope: a facility user needs its facilities or stations")
+        raise UserError("error.user.scope_facility")
     if scope is not None and scope.empty:
-        raise UserError("scope: name provinces, facilities or stations (or give none)")
+        raise UserError("error.user.scope_empty")
 
 
 _USER_COLUMNS = (
@@ -228,7 +230,7 @@ async def add_user(
             [username, display_name or username, role, digest, *_scope_args(scope)],
         )
     except psycopg.errors.UniqueViolation:
-        raise UserError(f"user {username!r} exists already") from None
+        raise UserError("error.user.exists", username=repr(username)) from None
     row = await cur.fetchone()
     assert row is not None
     return _user(row)
@@ -330,7 +332,7 @@ async def set_scope(
     conn: psycopg.AsyncConnection, user: User, role: str, scope: Scope | None
 ) -> None:
     if role not in ROLES:
-        raise UserError(f"role: one of {', '.join(ROLES)}")
+        raise UserError("error.user.role", roles=", ".join(ROLES))
     check_scope(role, scope)
     await conn.execute(
         "UPDATE users SET role = %s, scope_provinces = %s, scope_facilities = %s, "

@@ -250,7 +250,8 @@ class ApiFailure extends Error {
 }
 
 async function api(path, { method = 'GET', body, auth = true } = {}) {
-  const headers = { Accept: 'application/json' };
+  // Errors come back in the board's language, not the browser's.
+  const headers = { Accept: 'application/json', 'Accept-Language': S.lang };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (auth && S.token) headers.Authorization = `Bearer ${S.token}`;
   const response = await fetch(API + path, {
@@ -1430,7 +1431,7 @@ function stationLogCard(stationId, alive) {
 function limitText(limits) {
   if (!limits?.length) return h('span', { class: 'muted' }, t('board.station.no_limit'));
   return limits.map((l) => h('div', { class: 'limit' },
-    `${l.text || ''} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
+    `${(S.lang === 'vi' && l.text_vi) || l.text || ''} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
     h('div', { class: 'muted small' }, [l.regulation, l.column ? `${t('alert.detail.column')} ${l.column}` : null]
       .filter(Boolean).join(' · ')),
     l.formula ? h('div', { class: 'small' }, h('code', {}, (S.lang === 'vi' && l.formula_vi) || l.formula)) : null,

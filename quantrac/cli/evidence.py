@@ -167,13 +167,13 @@ async def cmd_readings(settings: Settings, args: argparse.Namespace) -> int:
         try:
             if args.readings_command == "correct":
                 if args.station not in _known_stations(settings):
-                    raise LockError(f"unknown station {args.station!r}")
+                    raise LockError("error.lock.station", station=repr(args.station))
                 if args.delete == (args.value is not None):
-                    raise LockError("give either --value (with --status) or --delete")
+                    raise LockError("error.lock.value_or_delete")
                 status = None
                 if args.status is not None:
                     if args.status not in STATUS_BY_CODE:
-                        raise LockError("--status must be 00, 01 or 02")
+                        raise LockError("error.lock.status")
                     status = STATUS_BY_CODE[args.status]
                 action = await correct_reading(
                     conn,

@@ -24,7 +24,7 @@ from quantrac.core.catalog import load_catalog
 from quantrac.core.config_files import ConfigError
 from quantrac.core.contract import parse_time
 from quantrac.core.db import connect
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import TranslatedError, translate
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import Settings
 from quantrac.regulations.tables import RegulationError, load_regulation_catalog
@@ -42,6 +42,9 @@ from quantrac.reports.writers import (
     completeness_csv,
     completeness_json,
     exceedance_file,
+    local_text,
+    num,
+    percent_text,
 )
 from quantrac.upgrade import require_current
 
@@ -120,7 +123,7 @@ async def cmd_exceedances(settings: Settings, args: argparse.Namespace) -> int:
         stations = stations_for(registry, args.station, args.facility)
         engine_config = load_alerts_config(settings.alerts_path).engine
     except (ReportError, RegulationError, AlertConfigError) as exc:
-        print(f"quantrac report exceedances: {exc}", file=sys.stderr)
+        print(f"quantrac report exceedances: {_said(exc, args.lang)}", file=sys.stderr)
         return 2
     if args.format in ("pdf", "xlsx") and not args.output:
         print("quantrac report exceedances: pdf and xlsx need -o FILE", file=sys.stderr)
@@ -191,7 +194,7 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
         stations = stations_for(registry, args.station, args.facility)
         choices = design_choices(load_alerts_config(settings.alerts_path).engine, regulations)
     except (ReportError, RegulationError, AlertConfigError) as exc:
-        print(f"quantrac report completeness: {exc}", file=sys.stderr)
+        print(f"quantrac report completeness: {_said(exc, args.lang)}", file=sys.stderr)
         return 2
     async with await connect(settings) as conn:
         await require_current(conn)
@@ -203,17 +206,26 @@ async def cmd_completeness(settings: Settings, args: argparse.Namespace) -> int:
     return _write(data, args.output, False)
 
 
+def _said(exc: Exception, lang: str) -> str:
+    """A refusal in the report's language when the table has it (ReportError), else as raised."""
+    return exc.text(lang) if isinstance(exc, TranslatedError) else str(exc)
+
+
 def indicators_table(doc: dict[str, Any], lang: str) -> str:
     def t(key: str, **params: Any) -> str:
         return translate(f"report.{key}", lang, **params)
 
     def pct(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f} %"
+        return percent_text(value, lang)
+
+    def count(value: int | None) -> str:
+        return "–" if value is None else num(value, lang, 0)
 
     i23 = doc["indicator_23"]
+    period = (local_text(datetime.fromisoformat(doc["period"][end])) for end in ("from", "to"))
     lines = [
         t("title.indicators"),
-        f"{doc['period']['from']} – {doc['period']['to']}",
+        " – ".join(period),
         "",
         t("indicator_23"),
         f"  {t('all_provinces')}: {i23['transmitted']}/{i23['required']} = {pct(i23['value'])}",
@@ -232,13 +244,16 @@ def indicators_table(doc: dict[str, Any], lang: str) -> str:
         )
     lines += ["", t("indicator_22")]
     for i in doc["indicator_22"]:
-        pop = i["urban_population"]
-        value = "–" if i["per_100k"] is None else f"{i['per_100k']:.3f}"
         note = f" {t('illustrative')}" if i["illustrative"] else ""
         lines.append(
-            f"  {i['province']}: {i['air_stations']} {t('air_stations').lower()} / "
-            f"{pop if pop is not None else '–'} → {value} {t('per_100k').lower()}{note}"
+            f"  {i['province']}: {count(i['air_stations'])} {t('air_stations').lower()} / "
+            f"{count(i['urban_population'])} → {num(i['per_100k'], lang)} "
+            f"{t('per_100k').lower()}{note}"
         )
+        source = i["source_vi"] if lang == "vi" else i["source"]
+        if source:
+            year = i["year"] if i["year"] is not None else "–"
+            lines.append(f"    {t('population_source', year=year, source=source)}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,28 +12,45 @@ from datetime import datetime
 from typing import Any
 
 from quantrac.conformance.checks import NOT_APPLICABLE, Example, Finding, Report, Text
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import format_number, translate
 from quantrac.core.time import VIETNAM
 
 FORMATS = ("table", "json", "html")
 
 
 def _t(text: Text, lang: str) -> str:
-    return translate(text.key, lang, **text.params)
+    # Numbers as the reader writes them: 12,5 giây in Vietnamese, 12.5 s in English.
+    params = {
+        name: format_number(value, lang) if _is_number(value) else value
+        for name, value in text.params.items()
+    }
+    return translate(text.key, lang, **params)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count(value: int, lang: str) -> str:
+    return format_number(value, lang, 0)
 
 
 def _verdict_word(verdict: str, lang: str) -> str:
     return translate(f"check.verdict.{'na' if verdict == NOT_APPLICABLE else verdict}", lang)
 
 
-def _local(moment: datetime | None) -> str:
+def _local(moment: datetime | None, lang: str = "en") -> str:
+    """Vietnam time: 03/12/2026 08:05:00 (UTC+7) in Vietnamese, 2026-12-03 08:05:00+07 else."""
     if moment is None:
         return "–"
-    return moment.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M:%S+07")
+    local = moment.astimezone(VIETNAM)
+    if lang == "vi":
+        return local.strftime("%d/%m/%Y %H:%M:%S (UTC+7)")
+    return local.strftime("%Y-%m-%d %H:%M:%S+07")
 
 
-def _period(report: Report) -> str:
-    return f"{_local(report.first_received)} → {_local(report.last_received)}"
+def _period(report: Report, lang: str) -> str:
+    return f"{_local(report.first_received, lang)} → {_local(report.last_received, lang)}"
 
 
 def _header(report: Report, lang: str) -> list[tuple[str, str]]:
@@ -48,12 +65,12 @@ def _header(report: Report, lang: str) -> list[tuple[str, str]]:
             f"{translate(f'check.report.source.{report.mode}', lang)} — "
             + translate(f"check.report.origin.{report.origin}", lang, path=report.origin_path),
         ),
-        (translate("check.report.period", lang), _period(report)),
-        (translate("check.report.messages", lang), f"{report.messages:,}"),
-        (translate("check.report.readings", lang), f"{report.readings:,}"),
+        (translate("check.report.period", lang), _period(report, lang)),
+        (translate("check.report.messages", lang), _count(report.messages, lang)),
+        (translate("check.report.readings", lang), _count(report.readings, lang)),
     ]
     if report.ignored:
-        rows.append((translate("check.report.ignored", lang), f"{report.ignored:,}"))
+        rows.append((translate("check.report.ignored", lang), _count(report.ignored, lang)))
     return rows
 
 
@@ -92,16 +109,14 @@ def render_table(report: Report, lang: str = "vi", *, color: bool = False) -> st
 
 def _finding_lines(finding: Finding, lang: str, paint: Any) -> list[str]:
     word = _verdict_word(finding.severity, lang)
-    count = translate("check.report.count", lang)
-    out = [
-        f"    {paint(finding.severity, word)}  {_t(finding.what, lang)}  ({count}: {finding.count})"
-    ]
+    count = f"{translate('check.report.count', lang)}: {_count(finding.count, lang)}"
+    out = [f"    {paint(finding.severity, word)}  {_t(finding.what, lang)}  ({count})"]
     if finding.fix is not None:
         out.append(f"      → {translate('check.report.fix', lang)}: {_t(finding.fix, lang)}")
     for example in finding.examples[:1]:
         out.append(
             f"      {translate('check.report.example', lang)}: {example.source} "
-            f"({translate('check.report.received_at', lang)} {_local(example.received_at)})"
+            f"({translate('check.report.received_at', lang)} {_local(example.received_at, lang)})"
         )
         shown = example.payload if len(example.payload) <= 300 else example.payload[:300] + "…"
         out += textwrap.indent(shown.rstrip(), "        | ").splitlines()
@@ -212,7 +227,7 @@ def render_html(report: Report, lang: str = "vi", *, generated_at: datetime | No
                 f'<p><span class="v {finding.severity}">'
                 f"{e(_verdict_word(finding.severity, lang))}</span> {e(_t(finding.what, lang))} "
                 f'<span class="small">({e(translate("check.report.count", lang))}: '
-                f"{finding.count:,})</span></p>"
+                f"{_count(finding.count, lang)})</span></p>"
             )
             if finding.fix is not None:
                 parts.append(
@@ -224,7 +239,7 @@ def render_html(report: Report, lang: str = "vi", *, generated_at: datetime | No
                     f'<p class="small">{e(translate("check.report.example", lang))}: '
                     f"<code>{e(example.source)}</code>, "
                     f"{e(translate('check.report.received_at', lang))} "
-                    f"{e(_local(example.received_at))}</p><pre>{e(example.payload)}</pre>"
+                    f"{e(_local(example.received_at, lang))}</p><pre>{e(example.payload)}</pre>"
                 )
             parts.append("</div>")
         sections.append("".join(parts))
@@ -234,7 +249,7 @@ def render_html(report: Report, lang: str = "vi", *, generated_at: datetime | No
         else f"<p>{e(translate('check.report.no_findings', lang))}</p>"
     )
     generated = translate(
-        "check.report.generated", lang, time=_local(generated_at) if generated_at else "–"
+        "check.report.generated", lang, time=_local(generated_at, lang) if generated_at else "–"
     )
     title = translate("check.report.title", lang)
     return (

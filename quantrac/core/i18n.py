@@ -8,6 +8,7 @@ missing a language, or defined twice, is an error at load time rather than a bla
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,57 @@ def translate_ack(problem: Any, lang: str) -> str:
     if hint:
         text += " " + translate(f"ack.clock.{hint}", lang)
     return text
+
+
+class TranslatedError(ValueError):
+    """A refusal whose text is in the table: ``str()`` is the English text (logs, scripts),
+    ``key`` and ``params`` let a caller say it in the reader's language."""
+
+    def __init__(self, key: str, /, **params: Any):
+        self.key = key
+        self.params = params
+        super().__init__(translate(key, "en", **params))
+
+    def text(self, lang: str) -> str:
+        return translate(self.key, lang, **self.params)
+
+
+def pick_language(query: str | None, accept_language: str | None) -> str:
+    """The language a request asks for: ``?lang=vi|en`` first, then the best of vi and en in
+    ``Accept-Language`` (by q-value, then order), else Vietnamese. Anything unknown is ignored."""
+    if query in LANGUAGES:
+        return query
+    best, best_q = DEFAULT_LANGUAGE, 0.0
+    for part in (accept_language or "")[:512].split(","):
+        tag, _, rest = part.strip().partition(";")
+        lang = tag.strip().lower().split("-")[0]
+        if lang not in LANGUAGES:
+            continue
+        q = 1.0
+        for param in rest.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+_VI_DIGITS = str.maketrans({",": ".", ".": ","})
+
+
+def format_number(value: float, lang: str = DEFAULT_LANGUAGE, /, digits: int = 3) -> str:
+    """A number for people: Vietnamese ``1.234,5`` (decimal comma, a dot between thousands),
+    English ``1,234.5``; at most ``digits`` decimals, trailing zeros dropped. Not finite: as
+    Python says it."""
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{value:,.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text == "-0":
+        text = "0"
+    return text.translate(_VI_DIGITS) if lang == "vi" else text

@@ -17,12 +17,13 @@ from typing import Any
 import psycopg
 
 from quantrac.core.contract import Status
+from quantrac.core.i18n import TranslatedError
 from quantrac.evidence.schema import refresh_guard
 
 _CORRECTION_LOCK = 0x71636F72  # "qcor", with the reading's hash as second key
 
 
-class LockError(ValueError):
+class LockError(TranslatedError):
     """A lock or correction request that cannot be carried out (said why; nothing changed)."""
 
 
@@ -62,13 +63,13 @@ def check_lock_request(
 ) -> None:
     """Pure: raise LockError when the request is not sensible."""
     if end <= start:
-        raise LockError("the end of the period must be after its start")
+        raise LockError("error.lock.order")
     if end > now:
-        raise LockError("only a closed period can be locked: its end is in the future")
+        raise LockError("error.lock.open")
     if station_id is not None and station_id not in known_stations:
-        raise LockError(f"unknown station {station_id!r}")
+        raise LockError("error.lock.station", station=repr(station_id))
     if not reason.strip():
-        raise LockError("give a reason for the lock")
+        raise LockError("error.lock.reason")
 
 
 _LOCK_COLUMNS = (
@@ -105,7 +106,7 @@ async def unlock_period(conn: psycopg.AsyncConnection, lock_id: int, actor: str)
         )
         row = await cur.fetchone()
         if row is None:
-            raise LockError(f"no active lock with id {lock_id}")
+            raise LockError("error.lock.missing", id=lock_id)
         await refresh_guard(conn)
     return Lock(*row)
 
@@ -130,7 +131,7 @@ async def correct_reading(conn: psycopg.AsyncConnection, correction: Correction,
     """Apply one correction with its audit row, in one transaction. Returns the action."""
     c = correction
     if not c.reason.strip():
-        raise LockError("a correction needs a reason")
+        raise LockError("error.lock.correction_reason")
     async with conn.transaction():
         await conn.execute("SELECT set_config('quantrac.correction', 'on', true)")
         # Two corrections of one reading take turns. Not SELECT … FOR UPDATE: TimescaleDB
@@ -150,7 +151,7 @@ async def correct_reading(conn: psycopg.AsyncConnection, correction: Correction,
         old_value, old_status = old if old else (None, None)
         if c.value is None:
             if old is None:
-                raise LockError("no such reading to delete")
+                raise LockError("error.lock.no_reading")
             action = "delete"
             await conn.execute(
                 "DELETE FROM readings WHERE station_id = %s AND param = %s AND measured_at = %s",
@@ -226,7 +227,7 @@ async def resolve_held(
     )
     row = await cur.fetchone()
     if row is None:
-        raise LockError(f"no unresolved held reading with id {held_id}")
+        raise LockError("error.lock.no_held", id=held_id)
     station, param, measured_at, value, status = row
     if apply:
         await correct_reading(

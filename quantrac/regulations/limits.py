@@ -164,7 +164,8 @@ class EffectiveLimit:
         if self.source == "permit":
             where = f"{words['permit']} ({self.provenance.source}); {where}"
         text = (
-            f"{self.param} ({averaging}) {self.bound_text()} — {where}: {self.formula_text(lang)}"
+            f"{self.param} ({averaging}) {_number(self.bound_text(), lang)} — {where}: "
+            f"{self.formula_text(lang)}"
         )
         if self.unverified:
             text += f" {words['unverified']}"

@@ -27,6 +27,7 @@ from quantrac.alerts.config import EngineConfig
 from quantrac.alerts.maintenance import MaintenanceWindow
 from quantrac.alerts.station_log import windows_between
 from quantrac.alerts.store import episodes_between
+from quantrac.core.i18n import TranslatedError
 from quantrac.core.registry import Registry, Station
 from quantrac.regulations.limits import EffectiveLimit, Factor, RegimePeriod, station_limits
 from quantrac.regulations.tables import PenaltyBand, RegulationCatalog
@@ -44,7 +45,7 @@ from quantrac.reports.completeness import (
 STATUS_KINDS = {1: "calibration", 2: "fault"}
 
 
-class ReportError(ValueError):
+class ReportError(TranslatedError):
     """The request cannot give a report (unknown station or facility, empty period)."""
 
 
@@ -198,15 +199,15 @@ def stations_for(
 ) -> list[Station]:
     """One station by id, or every station of a facility (by its name, as in the registry)."""
     if (station is None) == (facility is None):
-        raise ReportError("give a station or a facility, not both")
+        raise ReportError("error.report.both")
     if station is not None:
         found = registry.get(station)
         if found is None:
-            raise ReportError(f"no station {station!r} in the registry")
+            raise ReportError("error.report.station", station=repr(station))
         return [found]
     chosen = [s for s in registry.stations.values() if s.facility == facility]
     if not chosen:
-        raise ReportError(f"no station of the facility {facility!r} in the registry")
+        raise ReportError("error.report.facility", facility=repr(facility))
     return sorted(chosen, key=lambda s: s.id)
 
 
@@ -554,15 +555,15 @@ async def exceedance_report(
     after the episodes and the calibration and fault periods.
     """
     if end <= start:
-        raise ReportError("the end of the period must be after its start")
+        raise ReportError("error.report.order")
     stations = []
     for station_id in station_ids:
         station = registry.get(station_id)
         if station is None:
-            raise ReportError(f"no station {station_id!r} in the registry")
+            raise ReportError("error.report.station", station=repr(station_id))
         stations.append(station)
     if not stations:
-        raise ReportError("no station to report on")
+        raise ReportError("error.report.none")
     now = now or datetime.now(UTC)
     steps = len(period_steps(start, end)) + 2
     episodes = await with_evidence(

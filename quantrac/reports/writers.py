@@ -21,9 +21,9 @@ from typing import Any
 
 from quantrac.alerts.choices import DesignChoice
 from quantrac.aqi.index import publication_text
-from quantrac.core.i18n import translate
+from quantrac.core.i18n import format_number, translate
 from quantrac.core.time import VIETNAM
-from quantrac.regulations.limits import Factor, describe_regime, factor_text
+from quantrac.regulations.limits import Factor, decimal_comma, describe_regime, factor_text
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
 from quantrac.reports.exceedances import ExceedanceReport, LimitInfo, ReportEpisode, StationInfo
 
@@ -65,14 +65,7 @@ def local_text(at: datetime) -> str:
 def num(value: float | None, lang: str, digits: int = 3) -> str:
     """A number for people: 1.234,5 in Vietnamese, 1,234.5 in English; at most ``digits``
     decimals, trailing zeros dropped."""
-    if value is None:
-        return "–"
-    text = f"{value:,.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if lang == "vi":
-        text = text.replace(",", "\u00a0").replace(".", ",").replace("\u00a0", ".")
-    return text
+    return "–" if value is None else format_number(value, lang, digits)
 
 
 def local_naive(at: datetime) -> datetime:
@@ -170,7 +163,8 @@ def limit_line(limit: LimitInfo, lang: str) -> str:
     if limit.source == "permit":
         where = f"{_t('permit', lang)} ({limit.permit_source}); {where}"
     averaging = translate(f"limit.averaging.{limit.averaging}", lang)
-    text = f"{limit.param} ({averaging}) {limit.text} — {where}: {limit.formula_text(lang)}"
+    bound = decimal_comma(limit.text) if lang == "vi" else limit.text
+    text = f"{limit.param} ({averaging}) {bound} — {where}: {limit.formula_text(lang)}"
     if limit.factors:
         text += f"; {factors_text(limit.factors, lang)}"
     validity = []
@@ -971,7 +965,8 @@ def exceedance_pdf(
         rows = []
         for e in report.episodes:
             ref = refs.get((e.station_id, e.param, e.averaging, e.formula))
-            limit = e.limit_text + (f" [{ref}]" if ref else f" ({e.regulation_id}: {e.formula})")
+            bound = decimal_comma(e.limit_text) if lang == "vi" else e.limit_text
+            limit = bound + (f" [{ref}]" if ref else f" ({e.regulation_id}: {e.formula})")
             if e.unverified:
                 limit += f" {_t('unverified', lang)}"
             end = _t("ongoing", lang) if e.ongoing else local_text(e.end)

@@ -31,7 +31,7 @@ from quantrac.alerts.notify.base import (
     Sleep,
     deliver_with_retries,
 )
-from quantrac.core.i18n import default_messages, translate
+from quantrac.core.i18n import default_messages, format_number, translate
 from quantrac.core.time import VIETNAM
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,13 @@ def _format_time(moment: datetime, tz: tzinfo) -> str:
     return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
 
-def _format_value(value: Any, tz: tzinfo) -> str:
+def _format_value(value: Any, tz: tzinfo, lang: str = "en") -> str:
     if isinstance(value, datetime):
         return _format_time(value, tz)
     if isinstance(value, float):
-        return f"{value:g}"
+        return format_number(value, lang, 4)  # 2,5 in Vietnamese, 2.5 in English
     if isinstance(value, list | tuple | set | frozenset):
-        return ", ".join(_format_value(item, tz) for item in value)
+        return ", ".join(_format_value(item, tz, lang) for item in value)
     if isinstance(value, enum.Enum):
         return str(value.value)
     return str(value)
@@ -111,7 +111,7 @@ def email_body(event: AlertEvent, lang: str, tz: tzinfo = VIETNAM) -> str:
     if event.details:
         lines += ["", f"{t('alert.email.details')}:"]
         lines += [
-            f"  {_detail_label(key, lang)}: {_format_value(value, tz)}"
+            f"  {_detail_label(key, lang)}: {_format_value(value, tz, lang)}"
             for key, value in event.details.items()
         ]
     lines += [
