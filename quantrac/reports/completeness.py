@@ -1,9 +1,13 @@
 """Data completeness per station, parameter and Vietnamese calendar day.
 
-**received** is the number of valid (status 00) readings, taken from ``readings_hourly`` (the
-hourly rollup holds only status-00 readings, so a year of 1-minute data is 8,760 rows per
-parameter instead of 525,600). **expected** is ``seconds / cadence`` over the part of the day
-inside the period (and not in the future): 288 for a whole day at 5 minutes, 1,440 at 1 minute.
+**received** is the number of cadence slots holding a valid (status 00) reading, taken from
+``readings_hourly`` (the hourly rollup holds only status-00 readings, so a year of 1-minute data
+is 8,760 rows per parameter instead of 525,600). A series that sends more readings in an hour
+than its registered cadence owes is a fast sender: its slots are counted from ``readings``, so
+eighteen readings in three minutes are one 5-minute slot, never a complete hour. (A series that
+never sends more than an hour owes keeps the rollup's count.) **expected** is
+``seconds / cadence`` over the part of the day inside the period (and not in the future): 288 for
+a whole day at 5 minutes, 1,440 at 1 minute.
 **share** is received / expected, at most 1. Readings with status 01 (calibrating) and 02
 (device fault) are counted apart: they arrived, but they are not valid data.
 
@@ -113,7 +117,7 @@ def expected_per_day(cadence_s: int) -> int:
 
 
 def share(received: int, expected: int) -> float | None:
-    """received / expected, at most 1 (a station sending faster than its cadence is complete)."""
+    """received / expected, at most 1."""
     if expected <= 0:
         return None
     return min(1.0, received / expected)
@@ -227,15 +231,37 @@ def combine(
 
 # --- queries -----------------------------------------------------------------------------------
 
-# An hour counts at most the readings its cadence owes (12 at 5 minutes): a station sending
-# faster than registered cannot fill a day in a few hours.
+# An hour counts the cadence slots its valid readings cover, not the readings: a station sending
+# faster than registered cannot make an hour (or a day) complete in a few minutes. The rollup
+# gives the counts; a series that sent more readings in some hour than its cadence owes is a fast
+# sender, and for it alone the slots are counted from ``readings`` (hour by hour, as the alert
+# engine's windows count them). Everyone else keeps the rollup's count, at most what is owed.
 _RECEIVED = f"""
+    WITH c AS (
+        SELECT * FROM unnest(%(stations)s::text[], %(per_hour)s::int[], %(cadence)s::int[])
+            AS c(station_id, per_hour, cadence_s)
+    ), h AS (
+        SELECT h.station_id, h.param, h.hour, h.n, c.per_hour, c.cadence_s
+        FROM readings_hourly h JOIN c ON c.station_id = h.station_id
+        WHERE h.station_id = ANY(%(stations)s) AND h.hour >= %(start)s AND h.hour < %(end)s
+    ), fast AS (
+        SELECT DISTINCT station_id, param, cadence_s FROM h WHERE n > per_hour
+    ), slots AS (
+        SELECT r.station_id, r.param, b.hour,
+               count(DISTINCT floor(extract(epoch FROM r.measured_at - b.hour) / f.cadence_s))
+                   AS n
+        FROM fast f
+        JOIN readings r ON r.station_id = f.station_id AND r.param = f.param
+        CROSS JOIN LATERAL (
+            SELECT to_timestamp(floor(extract(epoch FROM r.measured_at) / 3600) * 3600) AS hour
+        ) b
+        WHERE r.status = 0 AND r.measured_at >= %(start)s AND r.measured_at < %(end)s
+        GROUP BY 1, 2, 3
+    )
     SELECT h.station_id, h.param, {LOCAL_DAY_SQL.format(col="h.hour")} AS day,
-           sum(least(h.n, c.per_hour))::bigint
-    FROM readings_hourly h
-    JOIN unnest(%(stations)s::text[], %(per_hour)s::int[]) AS c(station_id, per_hour)
-      ON c.station_id = h.station_id
-    WHERE h.station_id = ANY(%(stations)s) AND h.hour >= %(start)s AND h.hour < %(end)s
+           sum(least(coalesce(s.n, h.n), h.per_hour))::bigint
+    FROM h LEFT JOIN slots s
+      ON s.station_id = h.station_id AND s.param = h.param AND s.hour = h.hour
     GROUP BY 1, 2, 3
 """
 
@@ -262,6 +288,7 @@ async def count_received(
     args = {
         "stations": [s.id for s in stations],
         "per_hour": [owed_per_hour(s.cadence_s) for s in stations],
+        "cadence": [s.cadence_s for s in stations],
         "start": start,
         "end": end,
     }
