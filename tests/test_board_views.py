@@ -2,7 +2,8 @@
 
 Alerts are put in place through the alert store (as the engine would), readings and AQI rows as
 ingest and the AQI job store them; the board then runs against the real API on a desktop
-(1366×768) and a phone (390×844) viewport.
+(1280×800) and a phone (390×844) viewport: every item that is about what the board shows runs on
+both.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
 ]
 
-DESKTOP = {"width": 1366, "height": 768}
+DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Debian's Chromium, headless: tests/test_board.py's browser fixture, here named chromium.
 chromium = test_board.browser
@@ -106,30 +107,39 @@ async def store_readings(
         await conn.commit()
 
 
-async def no_sideways_scroll(page: Any) -> None:
-    width = await page.evaluate("document.documentElement.scrollWidth")
+VIEWPORTS = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+
+
+async def no_sideways_scroll(page: Any, viewport: dict[str, int] = PHONE) -> None:
+    width = await page.evaluate("document.scrollingElement.scrollWidth")
     wide = await page.evaluate(
         "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
-        f"{PHONE['width']} + 1).slice(-3).map(e => e.tagName + '#' + e.id + '.' + e.className)"
+        f"{viewport['width']} + 1).slice(-3).map(e => e.tagName + '#' + e.id + '.' + e.className)"
     )
-    assert width <= PHONE["width"], f"{page.url} is {width} px wide on a phone: {wide}"
+    assert width <= viewport["width"], f"{page.url} is {width} px wide at {viewport}: {wide}"
 
 
 # --- 1. inspectors export from the board ------------------------------------------------------
 
 
-async def test_an_inspector_exports_reports_from_the_board(board: Any, chromium: Any) -> None:
+@VIEWPORTS
+async def test_an_inspector_exports_reports_from_the_board(
+    board: Any, chromium: Any, viewport: dict[str, int]
+) -> None:
     base, database_url = board
     now = datetime.now(UTC)
     await store_readings(
         database_url, [("WW1", "COD", now - timedelta(minutes=5 * i), 40.0, 0) for i in range(6)]
     )
-    page = await sign_in(chromium, base, "tt.binh", DESKTOP)
+    page = await sign_in(chromium, base, "tt.binh", viewport)
     assert "xem và xuất báo cáo" in await page.inner_text("#who")
     assert "chỉ xem" not in await page.inner_text("#who")
     await page.click("a[data-nav=reports]")
     await page.wait_for_selector("#report-form option[value='station:WW1']", state="attached")
     assert await page.inner_text("a[data-nav=reports]") == "Báo cáo"
+    await no_sideways_scroll(page, viewport)
+    box = await page.locator("#report-submit").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
     await page.select_option("#report-target", "station:WW1")
     await page.fill("#report-from", "2026-01-01")
     await page.fill("#report-to", "2026-01-31")
@@ -261,10 +271,11 @@ async def trouble(database_url: str) -> datetime:
     return now
 
 
-async def test_trouble_at_a_glance(board: Any, chromium: Any) -> None:
+@VIEWPORTS
+async def test_trouble_at_a_glance(board: Any, chromium: Any, viewport: dict[str, int]) -> None:
     base, database_url = board
     await trouble(database_url)
-    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", viewport)
 
     # The list: worst first, and the flapping warning is one row with its counter.
     await page.wait_for_selector("#alerts-body tr[data-kind=data_loss]")
@@ -299,14 +310,47 @@ async def test_trouble_at_a_glance(board: Any, chromium: Any) -> None:
     # WW1 transmits (with an exceedance); AIR1 does not count as transmitting.
     assert "1 đang truyền" in summary and "1 mất dữ liệu" in summary
     assert "1 Vượt quy chuẩn" in summary and "1 Mất dữ liệu" in summary
+    # The header's counts carry their tier's colour too.
+    badges = await page.eval_on_selector_all(
+        "#stations-summary .trouble-badge", "bs => bs.map(b => b.dataset.trouble)"
+    )
+    assert badges == ["exceedance", "data_loss"]
+    await no_sideways_scroll(page, viewport)
+    assert page.errors == []
+
+
+async def test_the_alert_list_sorts_by_severity_then_time(board: Any, chromium: Any) -> None:
+    base, database_url = board
+    now = datetime.now(UTC).replace(microsecond=0)
+    older, newer, oldest = (now - timedelta(minutes=m) for m in (40, 10, 50))
+    await apply(
+        database_url,
+        [
+            transition(Change.RAISE, Kind.WARNING, "WW1", "TSS", older, value=45.0, limit=50.0),
+            transition(Change.RAISE, Kind.WARNING, "AIR1", "PM10", newer, value=45.0, limit=50.0),
+            transition(Change.RAISE, Kind.EXCEEDANCE, "WW1", "COD", oldest, value=150.0),
+        ],
+        now,
+    )
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    await page.locator("#alerts-body tr[data-alert-id]").nth(2).wait_for()
+    order = await page.eval_on_selector_all(
+        "#alerts-body tr[data-alert-id]",
+        "rows => rows.map(r => [r.dataset.severity, r.querySelector('td:nth-child(3)').innerText])",
+    )
+    # Worst first, however old; within one severity, the newest first.
+    assert [severity for severity, _ in order] == ["critical", "minor", "minor"]
+    assert "AIR1" in order[1][1] or NAMES["AIR1"] in order[1][1]
+    assert "WW1" in order[2][1] or NAMES["WW1"] in order[2][1]
     assert page.errors == []
 
 
 # --- 3. one limit per colour ------------------------------------------------------------------
 
 
+@VIEWPORTS
 async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
-    board: Any, chromium: Any
+    board: Any, chromium: Any, viewport: dict[str, int]
 ) -> None:
     base, database_url = board
     now = datetime.now(UTC)
@@ -319,7 +363,7 @@ async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
             ("AIR1", "PM10", now - timedelta(minutes=1), 120.0, 0),
         ],
     )
-    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", viewport)
     await page.goto(f"{base}/board/#/stations/AIR1")
     row = page.locator("#values-table tr[data-param=NO2]")
     await row.wait_for()
@@ -329,6 +373,7 @@ async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
     pm10 = page.locator("#values-table tr[data-param=PM10]")
     assert await pm10.get_attribute("data-level") == "over"
     assert "120%" in await pm10.inner_text() and "24 giờ" in await pm10.inner_text()
+    await no_sideways_scroll(page, viewport)
     assert page.errors == []
 
 
@@ -355,9 +400,29 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     await page.click("#act-submit")
     await page.wait_for_selector("#alerts-body tr[data-kind=exceedance][data-state=acknowledged]")
     await no_sideways_scroll(page)
+    # Resolving, from the same card: a note is asked for, then the alert leaves the list.
+    warning = page.locator("#alerts-body tr[data-kind=warning]")
+    resolve = warning.locator("button[data-action=resolve]")
+    await resolve.scroll_into_view_if_needed()
+    box = await resolve.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    await resolve.click()
+    await page.wait_for_selector("#act-dialog[open]")
+    dialog = await page.locator("#act-dialog").bounding_box()
+    assert dialog is not None and dialog["x"] >= 0 and dialog["x"] + dialog["width"] <= 390
+    await page.fill("#act-note", "Đã hiệu chỉnh lại cảm biến TSS")
+    await page.click("#act-submit")
+    await page.wait_for_selector("#act-dialog", state="hidden")
+    await warning.wait_for(state="detached")
+    await no_sideways_scroll(page)
 
     await page.click("a[data-nav=stations]")
     await page.wait_for_selector("#stations-body tr[data-station=WW1] .chip[data-param=COD]")
+    # Stations are cards too: each cell says which column it is.
+    labels = await page.eval_on_selector_all(
+        "#stations-body tr[data-station=WW1] td", "tds => tds.map(td => td.dataset.label || '')"
+    )
+    assert labels and all(labels), labels
     await no_sideways_scroll(page)
     await page.goto(f"{base}/board/#/stations/WW1")
     await page.wait_for_selector("#chart-24h svg")
@@ -383,7 +448,10 @@ def local_hm(at: datetime) -> str:
     return (at + timedelta(hours=7)).strftime("%H:%M")
 
 
-async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None:
+@VIEWPORTS
+async def test_the_audit_trail_and_true_times(
+    board: Any, chromium: Any, viewport: dict[str, int]
+) -> None:
     base, database_url = board
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     window_end = now.replace(minute=0) - timedelta(hours=1)
@@ -425,7 +493,7 @@ async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None
         ],
         now - timedelta(minutes=10),
     )
-    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", viewport)
     row = page.locator("#alerts-body tr[data-kind=exceedance]")
     await row.wait_for()
     # Latest data: the newest reading, not the end of the window.
@@ -471,6 +539,7 @@ async def test_the_audit_trail_and_true_times(board: Any, chromium: Any) -> None
         await page.inner_text("#closed-by")
         == f"đóng bởi op.an · {await page.inner_text('#closed-by time')}"
     )
+    await no_sideways_scroll(page, viewport)
     assert page.errors == []
 
 
@@ -555,7 +624,7 @@ async def assign_in_dialog(page: Any, row: Any, username: str, note: str) -> Non
     await page.wait_for_selector("#act-dialog", state="hidden")
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@VIEWPORTS
 async def test_an_operator_assigns_an_alert_and_the_trail_shows_it(
     board: Any, chromium: Any, viewport: dict[str, int]
 ) -> None:
@@ -663,8 +732,9 @@ OVERLAPPING_LABELS = """svg => {
 # --- 9. flagged data looks flagged ------------------------------------------------------------
 
 
+@VIEWPORTS
 async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
-    board: Any, chromium: Any
+    board: Any, chromium: Any, viewport: dict[str, int]
 ) -> None:
     base, database_url = board
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -688,18 +758,22 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
                 "WW1",
                 "TSS",
                 now,
+                value=30.0,
                 status="02",
                 since=(now - timedelta(minutes=55)).isoformat(),
             )
         ],
         now,
     )
-    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    page = await sign_in(chromium, base, "op.an", viewport)
     row = page.locator("#alerts-body tr[data-kind=device_fault]")
     await row.wait_for()
     assert (
         await row.locator(".reading-status[data-status='02']").inner_text() == "02 · Lỗi thiết bị"
     )
+    # The value in the list carries the parameter's registered unit (the engine's fault
+    # evidence has none of its own).
+    assert "30 mg/L" in await row.inner_text()
 
     # The station link of the alert opens the page on TSS, not on the first parameter.
     await row.locator("td:nth-child(3) a").click()
@@ -717,6 +791,7 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
     for chart in ("#chart-24h", "#chart-7d"):
         overlaps = await page.eval_on_selector(f"{chart} svg", OVERLAPPING_LABELS)
         assert overlaps == 0, chart
+    await no_sideways_scroll(page, viewport)
     assert page.errors == []
 
 

@@ -778,7 +778,7 @@ function evidenceText(alert) {
     return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || ''}${multiple}`.trim();
   }
   if (alert.last_value !== null && alert.last_value !== undefined) {
-    return `${fmtNumber(alert.last_value)} ${d.unit || ''}`.trim();
+    return `${fmtNumber(alert.last_value)} ${d.unit || alert.unit || ''}`.trim();
   }
   if (d.silent_minutes !== undefined || alert.kind === 'data_loss') return silentSince(alert);
   return '—';
@@ -1017,8 +1017,8 @@ function alertView(root, id) {
             h('dt', {}, t('board.alert.first_data')), h('dd', {}, timeEl(alert.first_data_at)),
             h('dt', {}, t('board.col.last_data')), h('dd', { id: 'alert-newest' }, timeEl(alert.newest_reading_at || alert.last_data_at)),
             h('dt', {}, t('alert.detail.count')), h('dd', {}, fmtNumber(alert.count, 0)),
-            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || '')),
-            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || '')),
+            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || alert.unit || '')),
+            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || alert.unit || '')),
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
             alert.assigned_to && alert.state !== 'resolved' ? [h('dt', {}, t('board.alert.assigned_to')),
