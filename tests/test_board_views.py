@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,7 +69,8 @@ async def board(make_settings: Any, database_url: str) -> AsyncIterator[tuple[st
 
 
 async def sign_in(browser: Any, base: str, username: str, viewport: dict[str, int]) -> Any:
-    context = await browser.new_context(viewport=viewport, accept_downloads=True)
+    # A Vietnamese operator's browser: its own date fields read dd/mm/yyyy.
+    context = await browser.new_context(viewport=viewport, accept_downloads=True, locale="vi-VN")
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
@@ -110,6 +112,12 @@ async def store_readings(
 VIEWPORTS = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 
 
+async def no_stray_text(page: Any) -> None:
+    """No value the page failed to fill shows through as a programmer's word."""
+    text = await page.inner_text("body")
+    assert not re.search(r"\b(null|undefined|NaN|\[object Object\])\b", text), text
+
+
 async def no_sideways_scroll(page: Any, viewport: dict[str, int] = PHONE) -> None:
     width = await page.evaluate("document.scrollingElement.scrollWidth")
     wide = await page.evaluate(
@@ -138,6 +146,7 @@ async def test_an_inspector_exports_reports_from_the_board(
     await page.wait_for_selector("#report-form option[value='station:WW1']", state="attached")
     assert await page.inner_text("a[data-nav=reports]") == "Báo cáo"
     await no_sideways_scroll(page, viewport)
+    await no_stray_text(page)
     box = await page.locator("#report-submit").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
     await page.select_option("#report-target", "station:WW1")
@@ -289,6 +298,8 @@ async def test_trouble_at_a_glance(board: Any, chromium: Any, viewport: dict[str
     warnings = page.locator("#alerts-body tr[data-kind=warning]")
     assert await warnings.count() == 1
     assert "lặp lại 3 lần trong 24 giờ" in await warnings.inner_text()
+    # The warning's evidence has no unit of its own: the parameter's registered one is shown.
+    assert "45 / 50 mg/L" in await warnings.inner_text()
 
     # The stations: the worst open alert colours the marker and the row; data loss is not
     # "transmitting", and the old AQI says it is old.
@@ -316,6 +327,7 @@ async def test_trouble_at_a_glance(board: Any, chromium: Any, viewport: dict[str
     )
     assert badges == ["exceedance", "data_loss"]
     await no_sideways_scroll(page, viewport)
+    await no_stray_text(page)
     assert page.errors == []
 
 
@@ -373,7 +385,10 @@ async def test_a_live_value_is_coloured_against_the_limit_its_percentage_uses(
     pm10 = page.locator("#values-table tr[data-param=PM10]")
     assert await pm10.get_attribute("data-level") == "over"
     assert "120%" in await pm10.inner_text() and "24 giờ" in await pm10.inner_text()
+    # With the decimal comma, latitude and longitude are apart by a semicolon.
+    assert "21,27; 106,19" in await page.inner_text("main")
     await no_sideways_scroll(page, viewport)
+    await no_stray_text(page)
     assert page.errors == []
 
 
@@ -533,6 +548,9 @@ async def test_the_audit_trail_and_true_times(
     assert await revised.count() == 1
     assert await revised.get_attribute("data-folded") == "5"
     assert "× 5 lần" in await revised.inner_text()
+    # The revisions carried no unit: the evidence still reads in the parameter's unit.
+    assert await page.inner_text("dd[data-field=limit]") == "75,0 mg/L"
+    await no_stray_text(page)
     assert await page.get_attribute("table.trail tr[data-event=resolved]", "class") == "human"
     assert await revised.get_attribute("class") == "machine"
     assert (
@@ -881,6 +899,6 @@ async def test_make_the_screenshots(board: Any, chromium: Any) -> None:
     await inspector.screenshot(path=str(folder / "board-reports.png"))
     phone = await sign_in(chromium, base, "op.an", PHONE)
     await phone.wait_for_selector("#alerts-body tr[data-kind=exceedance]")
-    await phone.screenshot(path=str(folder / "board-phone.png"))
+    await phone.screenshot(path=str(folder / "board-phone.png"), full_page=True)
     for shot in folder.glob("board-*.png"):
         assert shot.stat().st_size < 400_000, shot

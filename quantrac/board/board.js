@@ -775,7 +775,7 @@ function evidenceText(alert) {
   const d = alert.details || {};
   if (d.value !== undefined && d.value !== null && d.limit !== undefined && d.limit !== null) {
     const multiple = d.multiple ? ` (×${fmtNumber(d.multiple)})` : '';
-    return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || ''}${multiple}`.trim();
+    return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || alert.unit || ''}${multiple}`.trim();
   }
   if (alert.last_value !== null && alert.last_value !== undefined) {
     return `${fmtNumber(alert.last_value)} ${d.unit || alert.unit || ''}`.trim();
@@ -946,15 +946,15 @@ function detailValue(kind, value) {
 // Evidence values measured in the alert's unit: shown with it.
 const WITH_UNIT = new Set(['value', 'limit', 'limit_min', 'excess', 'maximum', 'minimum']);
 
-function evidenceList(details) {
+function evidenceList(details, unit = details.unit) {
   const rows = [];
   const known = new Set(['formula_vi']);  // shown as the formula in Vietnamese, not a row of its own
   for (const [key, labelKey, kind] of DETAIL_FIELDS) {
     known.add(key);
     const raw = key === 'formula' && S.lang === 'vi' && details.formula_vi ? details.formula_vi : details[key];
     let value = detailValue(kind, raw);
-    if (value !== null && WITH_UNIT.has(key) && details.unit && typeof details[key] === 'number') {
-      value = fmtValue(details[key], details.unit);
+    if (value !== null && WITH_UNIT.has(key) && unit && typeof details[key] === 'number') {
+      value = fmtValue(details[key], unit);
     }
     if (value === null) continue;
     rows.push(h('dt', {}, t(labelKey)), h('dd', { dataset: { field: key } }, value));
@@ -1006,7 +1006,7 @@ function alertView(root, id) {
       h('div', { class: 'grid2' },
         h('section', { class: 'card' },
           h('h2', {}, t('board.alert.evidence')),
-          evidenceList(alert.details || {})),
+          evidenceList(alert.details || {}, alert.details?.unit || alert.unit)),
         h('section', { class: 'card' },
           h('h2', {}, t('board.alert.facts')),
           h('dl', { class: 'evidence' },
@@ -1493,8 +1493,10 @@ function stationView(root, id, wanted = null) {
         h('dl', { class: 'evidence facts' },
           h('dt', {}, t('board.station.facility')), h('dd', {}, station.facility || '—'),
           h('dt', {}, t('board.station.province')), h('dd', {}, station.province || '—'),
+          // With the decimal comma, latitude and longitude are apart by a semicolon in Vietnamese.
           h('dt', {}, t('board.station.location')), h('dd', {},
-            station.lat !== null && station.lat !== undefined ? `${fmtNumber(station.lat, 5)}, ${fmtNumber(station.lon, 5)}` : '—'),
+            station.lat !== null && station.lat !== undefined ?
+              `${fmtNumber(station.lat, 5)}${S.lang === 'vi' ? '; ' : ', '}${fmtNumber(station.lon, 5)}` : '—'),
           h('dt', {}, t('alert.detail.regulation')), h('dd', {},
             station.regulation ? `${station.regulation}${station.column ? ` · ${t('alert.detail.column')} ${station.column}` : ''}` : '—'),
           h('dt', {}, t('board.col.last_reading')), h('dd', {},
@@ -1828,10 +1830,11 @@ function reportsView(root) {
     }
   }
 
-  root.append(h('div', { class: 'view-head' }, h('h1', {}, t('board.reports.title'))),
+  // append(), not root.append(): the DOM's would write an absent notice as the text "null".
+  append(root, [h('div', { class: 'view-head' }, h('h1', {}, t('board.reports.title'))),
     h('p', { class: 'muted' }, t('board.reports.intro')),
     canExport() ? null : h('p', { class: 'notice', id: 'report-no-export' }, t('board.reports.no_export')),
-    form, h('p', { class: 'muted small' }, t('board.reports.times_note')), status);
+    form, h('p', { class: 'muted small' }, t('board.reports.times_note')), status]);
   syncKind();
   if (!S.stations.length) {
     api('/stations').then((data) => {
