@@ -757,8 +757,10 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
     base, database_url = board
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     rows = [("WW1", "COD", now - timedelta(minutes=5 * i), 40.0, 0) for i in range(12, 60)]
+    # TSS: faulty (02) for the last hour, calibrating (01) for half an hour before that.
     rows += [
-        ("WW1", "TSS", now - timedelta(minutes=5 * i), 30.0, 2 if i < 12 else 0) for i in range(60)
+        ("WW1", "TSS", now - timedelta(minutes=5 * i), 30.0, 2 if i < 12 else 1 if i < 18 else 0)
+        for i in range(60)
     ]
     await store_readings(database_url, rows)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -803,7 +805,9 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
     assert await tss.locator(".ratio-fill").count() == 0  # no green bar for a faulty reading
     assert "Lỗi thiết bị" in await tss.inner_text()
     await page.wait_for_selector("#chart-24h rect.status-02")
-    assert "02 · Lỗi thiết bị" in await page.inner_text("#chart-24h .flagged-legend")
+    assert await page.locator("#chart-24h rect.status-01").count() >= 1
+    legend = await page.inner_text("#chart-24h .flagged-legend")
+    assert "02 · Lỗi thiết bị" in legend and "01 · Đang hiệu chuẩn" in legend
 
     # No two labels of a chart overlap.
     for chart in ("#chart-24h", "#chart-7d"):
