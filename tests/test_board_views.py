@@ -116,6 +116,10 @@ async def no_stray_text(page: Any) -> None:
     """No value the page failed to fill shows through as a programmer's word."""
     text = await page.inner_text("body")
     assert not re.search(r"\b(null|undefined|NaN|\[object Object\])\b", text), text
+    if await page.get_attribute("html", "lang") == "vi":
+        # Vietnamese numbers: the decimal comma, and hours in words ("1 giờ", not "1h").
+        assert not re.findall(r"\b\d+\.\d+\b", text), re.findall(r".{20}\b\d+\.\d+\b.{10}", text)
+        assert not re.findall(r"\b\d+h\b", text), re.findall(r".{20}\b\d+h\b.{10}", text)
 
 
 async def no_sideways_scroll(page: Any, viewport: dict[str, int] = PHONE) -> None:

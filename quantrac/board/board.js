@@ -1185,21 +1185,22 @@ function stationMap(stations) {
   const latHi = maxLat + pad / scale;
   const step = steps.find((s) => (latHi - latLo) / s <= 6) || 10;
   const grid = h('g', { class: 'graticule', 'aria-hidden': 'true' });
+  const degrees = new Intl.NumberFormat(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   for (let lat = Math.ceil(latLo / step) * step; lat <= latHi; lat += step) {
     const y = py(lat);
     grid.append(h('line', { x1: 0, x2: W, y1: y, y2: y }),
-      h('text', { x: 6, y: y - 4 }, `${lat.toFixed(2)}°N`));
+      h('text', { x: 6, y: y - 4 }, t('board.map.lat', { value: degrees.format(lat) })));
   }
   for (let lon = Math.ceil(lonLo / step) * step; lon <= lonHi; lon += step) {
     const x = px(lon);
     grid.append(h('line', { x1: x, x2: x, y1: 0, y2: H }),
-      h('text', { x: x + 4, y: H - 6 }, `${lon.toFixed(2)}°E`));
+      h('text', { x: x + 4, y: H - 6 }, t('board.map.lon', { value: degrees.format(lon) })));
   }
   svg.append(grid);
   // North arrow and a scale bar (distance at the map's latitude).
   const km = 111.32 * spanY / (H - 2 * offY) * 100; // km per 100 px
   svg.append(h('g', { class: 'north', 'aria-hidden': 'true', transform: `translate(${W - 40},40)` },
-    h('polygon', { points: '0,-22 8,6 0,0 -8,6' }), h('text', { x: 0, y: 22, 'text-anchor': 'middle' }, 'N')));
+    h('polygon', { points: '0,-22 8,6 0,0 -8,6' }), h('text', { x: 0, y: 22, 'text-anchor': 'middle' }, t('board.map.north'))));
   svg.append(h('g', { class: 'scale', 'aria-hidden': 'true', transform: `translate(${W - 150},${H - 24})` },
     h('line', { x1: 0, x2: 100, y1: 0, y2: 0 }), h('line', { x1: 0, x2: 0, y1: -5, y2: 5 }),
     h('line', { x1: 100, x2: 100, y1: -5, y2: 5 }),
