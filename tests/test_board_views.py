@@ -406,6 +406,7 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     row = page.locator("#alerts-body tr[data-kind=exceedance]")
     await row.wait_for()
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     # Cards: every cell names its column; the buttons are on screen, big enough to tap.
     assert await row.locator("td[data-label='Mức độ']").count() == 1
     for action in ("acknowledge", "resolve"):
@@ -419,6 +420,7 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     await page.click("#act-submit")
     await page.wait_for_selector("#alerts-body tr[data-kind=exceedance][data-state=acknowledged]")
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     # Resolving, from the same card: a note is asked for, then the alert leaves the list.
     warning = page.locator("#alerts-body tr[data-kind=warning]")
     resolve = warning.locator("button[data-action=resolve]")
@@ -434,6 +436,7 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     await page.wait_for_selector("#act-dialog", state="hidden")
     await warning.wait_for(state="detached")
     await no_sideways_scroll(page)
+    await no_stray_text(page)
 
     await page.click("a[data-nav=stations]")
     await page.wait_for_selector("#stations-body tr[data-station=WW1] .chip[data-param=COD]")
@@ -443,9 +446,11 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     )
     assert labels and all(labels), labels
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     await page.goto(f"{base}/board/#/stations/WW1")
     await page.wait_for_selector("#chart-24h svg")
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     alert_id = await page.evaluate(
         "fetch('/api/v1/alerts?kind=exceedance', {headers: {Authorization: "
         "'Bearer ' + sessionStorage.getItem('quantrac.token')}}).then(r => r.json())"
@@ -454,9 +459,11 @@ async def test_the_board_on_a_phone(board: Any, chromium: Any) -> None:
     await page.goto(f"{base}/board/#/alerts/{alert_id}")
     await page.wait_for_selector("table.trail")
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     await page.click("a[data-nav=reports]")
     await page.wait_for_selector("#report-form")
     await no_sideways_scroll(page)
+    await no_stray_text(page)
     assert page.errors == []
 
 
@@ -679,6 +686,8 @@ async def test_an_operator_assigns_an_alert_and_the_trail_shows_it(
     await page.click("#act-cancel")
     if viewport is PHONE:
         await no_sideways_scroll(page)
+        await no_stray_text(page)
+    await no_stray_text(page)
 
     await assign_in_dialog(page, row, "op.hai", "Anh Hai ra trạm kiểm tra bơm")
     assignee = row.locator(".assignee")
@@ -697,6 +706,8 @@ async def test_an_operator_assigns_an_alert_and_the_trail_shows_it(
     assert cells[1:] == ["Giao xử lý", "op.an", "→ op.hai Anh Hai ra trạm kiểm tra bơm"]
     if viewport is PHONE:
         await no_sideways_scroll(page)
+        await no_stray_text(page)
+    await no_stray_text(page)
 
     # Given back on the alert's own page; the trail keeps both, newest assignee shown.
     await assign_in_dialog(page, page.locator(".actions.big"), "op.an", "")
@@ -818,6 +829,7 @@ async def test_flagged_readings_look_flagged_and_charts_open_on_the_alert(
         overlaps = await page.eval_on_selector(f"{chart} svg", OVERLAPPING_LABELS)
         assert overlaps == 0, chart
     await no_sideways_scroll(page, viewport)
+    await no_stray_text(page)
     assert page.errors == []
 
 
