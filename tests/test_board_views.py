@@ -69,7 +69,8 @@ async def board(make_settings: Any, database_url: str) -> AsyncIterator[tuple[st
 
 
 async def sign_in(browser: Any, base: str, username: str, viewport: dict[str, int]) -> Any:
-    # A Vietnamese operator's browser: its own date fields read dd/mm/yyyy.
+    # A Vietnamese operator's browser (navigator.language, Intl). Chromium's own date fields
+    # follow its interface language, not this: they still read mm/dd/yyyy here.
     context = await browser.new_context(viewport=viewport, accept_downloads=True, locale="vi-VN")
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
