@@ -308,7 +308,11 @@ async def explain(url: str, start: datetime, end: datetime) -> dict[str, str]:
         "episodes": (exceedances_module._EPISODES, {"stations": [STATION]}),
         "received_per_day": (
             completeness_module._RECEIVED,
-            {"stations": [STATION], "per_hour": [completeness_module.owed_per_hour(CADENCE_S)]},
+            {
+                "stations": [STATION],
+                "per_hour": [completeness_module.owed_per_hour(CADENCE_S)],
+                "cadence": [CADENCE_S],
+            },
         ),
         "status_per_day": (completeness_module._NOT_VALID, {"stations": [STATION]}),
         "status_periods": (

@@ -265,7 +265,7 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
     return headers, rows
 
 
-def episode_choices(report: ExceedanceReport, e: EpisodeRow, kind: str | None, lang: str) -> str:
+def episode_choices(report: ExceedanceReport, e: ReportEpisode, kind: str | None, lang: str) -> str:
     """Which of an episode's values are quantrac's choices, not law: the completeness its
     windows needed, and (wastewater, emissions: no clause names one) the average compared.
     Ambient air's averaging periods are the regulation's own, so they are not flagged."""
