@@ -3,7 +3,15 @@
 Alerts are put in place through the alert store (as the engine would), readings and AQI rows as
 ingest and the AQI job store them; the board then runs against the real API on a desktop
 (1280×800) and a phone (390×844) viewport: every item that is about what the board shows runs on
-both.
+both, and every Vietnamese page visited is checked for stray values, dot decimals and "1h".
+
+Items of issue 13 here: 1 reports page and role badge; 2 worst-alert colours, severity-then-time
+order, flap counter, stale AQI; 3 one limit per colour; 4 latest data is the newest reading;
+5 the audit trail, resolving with a note, who closed it, assigning; 9 flagged readings and the
+chart on the alert's parameter; 10 the phone; 11 the open-alerts gauge. The rest: reports in
+tests/test_reports.py and tests/test_unit_reports.py (4, 7), ack texts and `quantrac check` in
+tests/test_unit_validation.py and tests/test_unit_check.py (8), tests/test_cli.py (11, rejections),
+tests/test_unit_registry.py (12).
 """
 
 from __future__ import annotations
