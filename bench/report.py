@@ -37,6 +37,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quantrac.alerts.store import EpisodeRow
 from quantrac.alerts.store import upgrade as upgrade_alerts
 from quantrac.core.catalog import load_catalog
 from quantrac.core.registry import registry_from_text
@@ -305,9 +306,19 @@ async def load(url: str, settings: Any, days: int, start: datetime) -> dict[str,
 async def explain(url: str, start: datetime, end: datetime) -> dict[str, str]:
     """EXPLAIN ANALYZE of each report query over the whole period."""
     queries = {
-        "episodes": (exceedances_module._EPISODES, {"stations": [STATION]}),
+        # The alert store's episodes_between, with named parameters.
+        "episodes": (
+            f"SELECT {', '.join(EpisodeRow._fields)} FROM exceedance_episodes"
+            " WHERE station_id = ANY(%(stations)s) AND start_at < %(end)s AND end_at > %(start)s"
+            " ORDER BY start_at, station_id, param, averaging",
+            {"stations": [STATION]},
+        ),
         "received_per_day": (
             completeness_module._RECEIVED,
+            {"stations": [STATION], "per_hour": [completeness_module.owed_per_hour(CADENCE_S)]},
+        ),
+        "fast_series": (
+            completeness_module._FAST_SERIES,
             {"stations": [STATION], "per_hour": [completeness_module.owed_per_hour(CADENCE_S)]},
         ),
         "status_per_day": (completeness_module._NOT_VALID, {"stations": [STATION]}),

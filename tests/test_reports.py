@@ -127,6 +127,10 @@ def readings() -> list[Reading]:
     for i in range(120):
         t = at(31, 10) + i * timedelta(seconds=30)
         out.append(Reading("AIR1", "NO2", t, 20.0 + (1 if i % 2 else -1), Status.MEASURING))
+    # NO2 every 10 s for three minutes: 18 readings, more than an hour owes, in one slot.
+    for i in range(18):
+        t = at(1, 12) + i * timedelta(seconds=10)
+        out.append(Reading("AIR1", "NO2", t, 20.0, Status.MEASURING))
     return out
 
 
@@ -259,6 +263,9 @@ async def test_completeness_per_day_and_parameter(world: World) -> None:
     # hour count as that hour's 12.
     air = (await report_of(world, ["AIR1"])).completeness
     assert air.day("AIR1", "NO2", date(2026, 10, 31)).received == 12
+    # Nor can a burst make an hour complete: 18 readings in three minutes are one 5-minute
+    # slot of the twelve (the hour used to count 12 of 12).
+    assert air.day("AIR1", "NO2", date(2026, 11, 1)).received == 1
 
 
 async def test_calibration_and_fault_periods(world: World) -> None:
@@ -658,6 +665,29 @@ async def test_an_ongoing_episode_has_no_end_but_says_ongoing(world: World) -> N
     assert rows[0]["End"] == "" and rows[0]["Ongoing"] == "yes"
     joined = "".join("".join(t.split()) for t in pdf_texts(exceedance_pdf(going, "vi")))
     assert "đangdiễnra" in joined
+
+
+async def test_project_choices_are_flagged_in_every_format(world: World) -> None:
+    """The completeness a window needed and the average compared are quantrac's choices, not
+    law: every episode row of the CSV and the XLSX says so, and the PDF lists them."""
+    report = await report_of(world)
+    rows = list(csv.DictReader(io.StringIO(exceedance_csv(report, "vi").decode("utf-8-sig"))))
+    assert rows and all(
+        r["Lựa chọn thiết kế (không phải quy định)"] == "ngưỡng đủ dữ liệu 75 %; so sánh TB 1 giờ"
+        for r in rows
+    )
+    book = load_workbook(io.BytesIO(exceedance_xlsx(report, "en")))
+    episodes = list(book["Episodes"].iter_rows(values_only=True))
+    assert episodes[0][-1] == "Design choices (not law)"
+    assert episodes[1][-1] == "completeness needed 75 %; compares the 1-hour mean"
+    overview = [row[0] for row in book["Report"].iter_rows(values_only=True) if row[0]]
+    assert "quantrac's design choices (configurable, not law)" in overview
+    joined = "".join("".join(t.split()) for t in pdf_texts(exceedance_pdf(report, "vi")))
+    for expected in (
+        "Lựa chọn thiết kế của quantrac (có thể cấu hình, không phải quy định pháp luật)",
+        "Ngưỡng đủ dữ liệu của một cửa sổ trung bình: 75 %",
+    ):
+        assert "".join(expected.split()) in joined, expected
 
 
 async def test_an_export_names_who_made_it(api: httpx.AsyncClient) -> None:

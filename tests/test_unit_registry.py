@@ -383,6 +383,12 @@ def test_the_demo_fleet_names_todays_province(catalog: Catalog) -> None:
     assert all((s.ftp_name or "BacNinh_").startswith("BacNinh_") for s in shipped.stations.values())
     air = {s.facility for s in shipped.stations.values() if s.kind == "air"}
     assert air == {"Sở Nông nghiệp và Môi trường Bắc Ninh"}
+    # The demo's indicator inputs name the same province, so indicator 22 finds its stations.
+    import yaml
+
+    inputs = yaml.safe_load((default_config_dir() / "indicators.yaml").read_text("utf-8"))
+    populations = inputs["indicator_22"]["urban_population"]
+    assert {p["province"] for p in populations} == {"Bắc Ninh"}
 
 
 def test_a_permit_is_cited_through_the_translation_table() -> None:

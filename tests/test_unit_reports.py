@@ -361,6 +361,21 @@ def test_reports_name_each_facilitys_regime_and_the_design_choices() -> None:
     assert pdf.startswith(b"%PDF")
 
 
+def test_design_choices_read_in_the_readers_words() -> None:
+    """'1 giờ' not '1h', '30 phút' not '30 min', and the decimal comma in Vietnamese."""
+    from quantrac.alerts.choices import DesignChoice
+
+    averaging = DesignChoice("averaging", "1h, 24h", "config/regulations/*.yaml")
+    assert "trung bình 1 giờ, 24 giờ của dữ liệu tự động" in averaging.text("vi")
+    assert "1-hour, 24-hour means" in averaging.text("en")
+    holdoff = DesignChoice("holdoff", "30 min", "alerts_holdoff_minutes")
+    assert holdoff.text("vi").startswith("Thời gian chờ sau hiệu chuẩn: 30 phút,")
+    assert holdoff.text("en").startswith("Hold-off after a calibration: 30 min ")
+    share = DesignChoice("completeness", "87.5 %", "config/alerts.yaml")
+    assert "87,5 %" in share.text("vi") and "87.5 %" in share.text("en")
+    assert share.to_json()["value"] == "87.5 %"  # the value itself stays as configured
+
+
 def test_indicator_file_errors_name_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "indicators.yaml"
     path.write_text(

@@ -60,7 +60,7 @@ from quantrac.api.users import (
     set_scope,
 )
 from quantrac.core.i18n import default_messages
-from quantrac.core.registry import RegistryError, Station, registry_from_text
+from quantrac.core.registry import Registry, RegistryError, Station, registry_from_text
 from quantrac.ingest import rollup, writer
 from quantrac.regulations.limits import decimal_comma, station_limits
 
@@ -468,13 +468,17 @@ async def readings(
 # --- alerts ------------------------------------------------------------------------------------
 
 
-def _alert_json(row: AlertRow, names: dict[str, str]) -> dict[str, Any]:
+def _alert_json(row: AlertRow, registry: Registry) -> dict[str, Any]:
     item = row.columns()
     for key, value in item.items():
         if isinstance(value, datetime):
             item[key] = value.isoformat()
     item["param"] = item["param"] or None
-    item["station_name"] = names.get(item["station_id"], item["station_id"])
+    station = registry.stations.get(row.station_id)
+    item["station_name"] = station.name if station else row.station_id
+    # The registered unit of the alert's parameter: its values (last, maximum) are in it.
+    declared = station.parameters.get(row.param) if station and row.param else None
+    item["unit"] = declared.unit.id if declared else None
     return item
 
 
@@ -531,10 +535,10 @@ async def alerts(
     # flaps: how often this condition (station, parameter, kind) opened in the last 24 hours.
     listed = await alert_store.list_alerts(conn, query, ctx.clock() - FLAP_WINDOW, limit, offset)
     newest = await _newest_readings(conn, [row for row, _ in listed])
-    names = {s.id: s.name for s in ctx.registry().stations.values()}
+    registry = ctx.registry()
     items = [
         {
-            **_alert_json(row, names),
+            **_alert_json(row, registry),
             "flaps_24h": flaps,
             "newest_reading_at": at.isoformat() if at else None,
         }
@@ -579,8 +583,7 @@ async def alert(alert_id: int, ctx: Ctx, conn: Conn, user: Reader) -> dict[str, 
     row = await alert_store.get_alert(conn, alert_id)
     if row is None or not sees_station(ctx, user, row.station_id):
         raise ApiError(404, "not_found", "api.msg.no_alert", id=alert_id)
-    names = {s.id: s.name for s in ctx.registry().stations.values()}
-    item = _alert_json(row, names)
+    item = _alert_json(row, ctx.registry())
     [newest] = await _newest_readings(conn, [row])
     item["newest_reading_at"] = newest.isoformat() if newest else None
     item["events"] = [

@@ -775,10 +775,10 @@ function evidenceText(alert) {
   const d = alert.details || {};
   if (d.value !== undefined && d.value !== null && d.limit !== undefined && d.limit !== null) {
     const multiple = d.multiple ? ` (×${fmtNumber(d.multiple)})` : '';
-    return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || ''}${multiple}`.trim();
+    return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || alert.unit || ''}${multiple}`.trim();
   }
   if (alert.last_value !== null && alert.last_value !== undefined) {
-    return `${fmtNumber(alert.last_value)} ${d.unit || ''}`.trim();
+    return `${fmtNumber(alert.last_value)} ${d.unit || alert.unit || ''}`.trim();
   }
   if (d.silent_minutes !== undefined || alert.kind === 'data_loss') return silentSince(alert);
   return '—';
@@ -946,15 +946,15 @@ function detailValue(kind, value) {
 // Evidence values measured in the alert's unit: shown with it.
 const WITH_UNIT = new Set(['value', 'limit', 'limit_min', 'excess', 'maximum', 'minimum']);
 
-function evidenceList(details) {
+function evidenceList(details, unit = details.unit) {
   const rows = [];
   const known = new Set(['formula_vi']);  // shown as the formula in Vietnamese, not a row of its own
   for (const [key, labelKey, kind] of DETAIL_FIELDS) {
     known.add(key);
     const raw = key === 'formula' && S.lang === 'vi' && details.formula_vi ? details.formula_vi : details[key];
     let value = detailValue(kind, raw);
-    if (value !== null && WITH_UNIT.has(key) && details.unit && typeof details[key] === 'number') {
-      value = fmtValue(details[key], details.unit);
+    if (value !== null && WITH_UNIT.has(key) && unit && typeof details[key] === 'number') {
+      value = fmtValue(details[key], unit);
     }
     if (value === null) continue;
     rows.push(h('dt', {}, t(labelKey)), h('dd', { dataset: { field: key } }, value));
@@ -1006,7 +1006,7 @@ function alertView(root, id) {
       h('div', { class: 'grid2' },
         h('section', { class: 'card' },
           h('h2', {}, t('board.alert.evidence')),
-          evidenceList(alert.details || {})),
+          evidenceList(alert.details || {}, alert.details?.unit || alert.unit)),
         h('section', { class: 'card' },
           h('h2', {}, t('board.alert.facts')),
           h('dl', { class: 'evidence' },
@@ -1017,8 +1017,8 @@ function alertView(root, id) {
             h('dt', {}, t('board.alert.first_data')), h('dd', {}, timeEl(alert.first_data_at)),
             h('dt', {}, t('board.col.last_data')), h('dd', { id: 'alert-newest' }, timeEl(alert.newest_reading_at || alert.last_data_at)),
             h('dt', {}, t('alert.detail.count')), h('dd', {}, fmtNumber(alert.count, 0)),
-            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || '')),
-            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || '')),
+            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || alert.unit || '')),
+            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || alert.unit || '')),
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
             alert.assigned_to && alert.state !== 'resolved' ? [h('dt', {}, t('board.alert.assigned_to')),
@@ -1185,21 +1185,22 @@ function stationMap(stations) {
   const latHi = maxLat + pad / scale;
   const step = steps.find((s) => (latHi - latLo) / s <= 6) || 10;
   const grid = h('g', { class: 'graticule', 'aria-hidden': 'true' });
+  const degrees = new Intl.NumberFormat(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   for (let lat = Math.ceil(latLo / step) * step; lat <= latHi; lat += step) {
     const y = py(lat);
     grid.append(h('line', { x1: 0, x2: W, y1: y, y2: y }),
-      h('text', { x: 6, y: y - 4 }, `${lat.toFixed(2)}°N`));
+      h('text', { x: 6, y: y - 4 }, t('board.map.lat', { value: degrees.format(lat) })));
   }
   for (let lon = Math.ceil(lonLo / step) * step; lon <= lonHi; lon += step) {
     const x = px(lon);
     grid.append(h('line', { x1: x, x2: x, y1: 0, y2: H }),
-      h('text', { x: x + 4, y: H - 6 }, `${lon.toFixed(2)}°E`));
+      h('text', { x: x + 4, y: H - 6 }, t('board.map.lon', { value: degrees.format(lon) })));
   }
   svg.append(grid);
   // North arrow and a scale bar (distance at the map's latitude).
   const km = 111.32 * spanY / (H - 2 * offY) * 100; // km per 100 px
   svg.append(h('g', { class: 'north', 'aria-hidden': 'true', transform: `translate(${W - 40},40)` },
-    h('polygon', { points: '0,-22 8,6 0,0 -8,6' }), h('text', { x: 0, y: 22, 'text-anchor': 'middle' }, 'N')));
+    h('polygon', { points: '0,-22 8,6 0,0 -8,6' }), h('text', { x: 0, y: 22, 'text-anchor': 'middle' }, t('board.map.north'))));
   svg.append(h('g', { class: 'scale', 'aria-hidden': 'true', transform: `translate(${W - 150},${H - 24})` },
     h('line', { x1: 0, x2: 100, y1: 0, y2: 0 }), h('line', { x1: 0, x2: 0, y1: -5, y2: 5 }),
     h('line', { x1: 100, x2: 100, y1: -5, y2: 5 }),
@@ -1493,8 +1494,10 @@ function stationView(root, id, wanted = null) {
         h('dl', { class: 'evidence facts' },
           h('dt', {}, t('board.station.facility')), h('dd', {}, station.facility || '—'),
           h('dt', {}, t('board.station.province')), h('dd', {}, station.province || '—'),
+          // With the decimal comma, latitude and longitude are apart by a semicolon in Vietnamese.
           h('dt', {}, t('board.station.location')), h('dd', {},
-            station.lat !== null && station.lat !== undefined ? `${fmtNumber(station.lat, 5)}, ${fmtNumber(station.lon, 5)}` : '—'),
+            station.lat !== null && station.lat !== undefined ?
+              `${fmtNumber(station.lat, 5)}${S.lang === 'vi' ? '; ' : ', '}${fmtNumber(station.lon, 5)}` : '—'),
           h('dt', {}, t('alert.detail.regulation')), h('dd', {},
             station.regulation ? `${station.regulation}${station.column ? ` · ${t('alert.detail.column')} ${station.column}` : ''}` : '—'),
           h('dt', {}, t('board.col.last_reading')), h('dd', {},
@@ -1828,10 +1831,11 @@ function reportsView(root) {
     }
   }
 
-  root.append(h('div', { class: 'view-head' }, h('h1', {}, t('board.reports.title'))),
+  // append(), not root.append(): the DOM's would write an absent notice as the text "null".
+  append(root, [h('div', { class: 'view-head' }, h('h1', {}, t('board.reports.title'))),
     h('p', { class: 'muted' }, t('board.reports.intro')),
     canExport() ? null : h('p', { class: 'notice', id: 'report-no-export' }, t('board.reports.no_export')),
-    form, h('p', { class: 'muted small' }, t('board.reports.times_note')), status);
+    form, h('p', { class: 'muted small' }, t('board.reports.times_note')), status]);
   syncKind();
   if (!S.stations.length) {
     api('/stations').then((data) => {

@@ -1,9 +1,13 @@
 """Data completeness per station, parameter and Vietnamese calendar day.
 
-**received** is the number of valid (status 00) readings, taken from ``readings_hourly`` (the
-hourly rollup holds only status-00 readings, so a year of 1-minute data is 8,760 rows per
-parameter instead of 525,600). **expected** is ``seconds / cadence`` over the part of the day
-inside the period (and not in the future): 288 for a whole day at 5 minutes, 1,440 at 1 minute.
+**received** is the number of cadence slots holding a valid (status 00) reading, taken from
+``readings_hourly`` (the hourly rollup holds only status-00 readings, so a year of 1-minute data
+is 8,760 rows per parameter instead of 525,600). A series that sends more readings in an hour
+than its registered cadence owes is a fast sender: its slots are counted from ``readings``, so
+eighteen readings in three minutes are one 5-minute slot, never a complete hour. (A series that
+never sends more than an hour owes keeps the rollup's count.) **expected** is
+``seconds / cadence`` over the part of the day inside the period (and not in the future): 288 for
+a whole day at 5 minutes, 1,440 at 1 minute.
 **share** is received / expected, at most 1. Readings with status 01 (calibrating) and 02
 (device fault) are counted apart: they arrived, but they are not valid data.
 
@@ -113,7 +117,7 @@ def expected_per_day(cadence_s: int) -> int:
 
 
 def share(received: int, expected: int) -> float | None:
-    """received / expected, at most 1 (a station sending faster than its cadence is complete)."""
+    """received / expected, at most 1."""
     if expected <= 0:
         return None
     return min(1.0, received / expected)
@@ -227,8 +231,7 @@ def combine(
 
 # --- queries -----------------------------------------------------------------------------------
 
-# An hour counts at most the readings its cadence owes (12 at 5 minutes): a station sending
-# faster than registered cannot fill a day in a few hours.
+# An hour counts at most the readings its cadence owes (12 at 5 minutes), from the rollup.
 _RECEIVED = f"""
     SELECT h.station_id, h.param, {LOCAL_DAY_SQL.format(col="h.hour")} AS day,
            sum(least(h.n, c.per_hour))::bigint
@@ -237,6 +240,42 @@ _RECEIVED = f"""
       ON c.station_id = h.station_id
     WHERE h.station_id = ANY(%(stations)s) AND h.hour >= %(start)s AND h.hour < %(end)s
     GROUP BY 1, 2, 3
+"""
+
+# ... and no more than the cadence slots its readings cover: a series that sent more readings in
+# some hour than its cadence owes is a fast sender, and for it alone (hour by hour, through the
+# readings' primary key) the slots are counted as the alert engine's windows count them. What
+# _SURPLUS returns is taken off the rollup's count: a burst cannot make an hour complete. The two
+# steps keep the common case (no fast sender) to one short read of the rollup: a single query's
+# estimate for the per-hour counts is enough to start PostgreSQL's JIT compiler (over a second).
+_FAST_SERIES = """
+    SELECT DISTINCT h.station_id, h.param
+    FROM readings_hourly h
+    JOIN unnest(%(stations)s::text[], %(per_hour)s::int[]) AS c(station_id, per_hour)
+      ON c.station_id = h.station_id
+    WHERE h.station_id = ANY(%(stations)s) AND h.hour >= %(start)s AND h.hour < %(end)s
+      AND h.n > c.per_hour
+"""
+
+_SURPLUS = f"""
+    WITH f AS (
+        SELECT * FROM unnest(%(stations)s::text[], %(params)s::text[], %(per_hour)s::int[],
+                             %(cadence)s::int[]) AS f(station_id, param, per_hour, cadence_s)
+    )
+    SELECT h.station_id, h.param, {LOCAL_DAY_SQL.format(col="h.hour")} AS day,
+           sum(least(h.n, f.per_hour) - s.slots)::bigint
+    FROM f
+    JOIN readings_hourly h ON h.station_id = f.station_id AND h.param = f.param
+    CROSS JOIN LATERAL (
+        SELECT count(DISTINCT floor(extract(epoch FROM r.measured_at - h.hour) / f.cadence_s))
+            AS slots
+        FROM readings r
+        WHERE r.station_id = h.station_id AND r.param = h.param AND r.status = 0
+          AND r.measured_at >= h.hour AND r.measured_at < h.hour + interval '1 hour'
+    ) s
+    WHERE h.hour >= %(start)s AND h.hour < %(end)s
+    GROUP BY 1, 2, 3
+    HAVING sum(least(h.n, f.per_hour) - s.slots) > 0
 """
 
 
@@ -266,7 +305,23 @@ async def count_received(
         "end": end,
     }
     cur = await conn.execute(_RECEIVED, args)
-    return {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
+    received = {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
+    cur = await conn.execute(_FAST_SERIES, args)
+    fast = await cur.fetchall()
+    if fast:
+        cadence = {s.id: s.cadence_s for s in stations}
+        series = {
+            "stations": [sid for sid, _ in fast],
+            "params": [param for _, param in fast],
+            "per_hour": [owed_per_hour(cadence[sid]) for sid, _ in fast],
+            "cadence": [cadence[sid] for sid, _ in fast],
+            "start": start,
+            "end": end,
+        }
+        cur = await conn.execute(_SURPLUS, series)
+        for station_id, param, day, surplus in await cur.fetchall():
+            received[(station_id, param, day)] -= int(surplus)
+    return received
 
 
 async def count_not_valid(

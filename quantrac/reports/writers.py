@@ -228,7 +228,9 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
         "ongoing",
         "discharge_m3_day",
         "penalty",
+        "design_choices",
     )
+    kinds = {s.id: s.kind for s in report.stations}
     rows = [
         [
             e.station_id,
@@ -256,10 +258,25 @@ def episodes_table(report: ExceedanceReport, lang: str, *, spreadsheet: bool = F
             _yes(e.ongoing, lang),
             e.discharge_m3_day,
             penalty_text(e, lang),
+            episode_choices(report, e, kinds.get(e.station_id), lang),
         ]
         for e in report.episodes
     ]
     return headers, rows
+
+
+def episode_choices(report: ExceedanceReport, e: ReportEpisode, kind: str | None, lang: str) -> str:
+    """Which of an episode's values are quantrac's choices, not law: the completeness its
+    windows needed, and (wastewater, emissions: no clause names one) the average compared.
+    Ambient air's averaging periods are the regulation's own, so they are not flagged."""
+    choices = {c.key: c for c in report.design_choices}
+    said: list[str] = []
+    if "completeness" in choices:
+        said.append(_t("choice_flag.completeness", lang, value=choices["completeness"].value))
+    if "averaging" in choices and kind != "air":
+        averaging = translate(f"limit.averaging.{e.averaging}", lang)
+        said.append(_t("choice_flag.averaging", lang, value=averaging))
+    return "; ".join(said)
 
 
 def completeness_table(
