@@ -156,12 +156,14 @@ def _key_as_text(node: Mapping[Any, Any], part: str | int) -> Any:
     return next((k for k in node if not isinstance(k, str) and str(k) == part), None)
 
 
-def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
+def field_path(data: Any, loc: Sequence[str | int], absent_last: bool = True) -> tuple[str, str]:
     """Turn pydantic's error location into the file's field path ("units.mg/L.factor").
 
     pydantic puts tags in the location (the union member tried, ``[key]`` for a mapping's key);
-    they are not fields of the file and are dropped. Returns the path and a prefix for the
-    message ("key 5: " when the key itself is wrong).
+    they are not fields of the file and are dropped. A last part the file does not have is a
+    field (missing or unknown) when ``absent_last``, else the tag of the member whose own
+    validator failed, and dropped too. Returns the path and a prefix for the message ("key 5: "
+    when the key itself is wrong).
     """
     path = ""
     node: Any = data
@@ -172,7 +174,7 @@ def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
         in_list = isinstance(node, list)
         if _has(node, part):
             node = _child(node, part)
-        elif i < len(loc) - 1:
+        elif i < len(loc) - 1 or not absent_last:
             continue  # a pydantic tag, not a key of the file
         else:
             node = None  # a missing or unknown field: still part of the path
@@ -235,7 +237,7 @@ def issues_from(
 ) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
-        path, note = field_path(data, err["loc"])
+        path, note = field_path(data, err["loc"], err["type"] in _REASONS)
         if err["type"] == "extra_forbidden" and model is not None:
             known = known_fields(model, err["loc"])
             if known:
