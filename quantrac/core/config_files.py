@@ -69,21 +69,23 @@ class ConfigError(ValueError):
 # --- YAML with line numbers ------------------------------------------------------------------
 
 
-def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
-    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence")."""
+def _construct(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence").
+    ``loader`` builds the scalars and keys (one per file: making one is most of the cost)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(key_node.value).construct_object(key_node)
+            key = loader.construct_object(key_node)
             child = f"{path}.{key}" if path else str(key)
             lines[child] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, child, lines)
+            result[key] = _construct(value_node, child, lines, loader)
             lines[child] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
+        return [
+            _construct(item, f"{path}[{i}]", lines, loader) for i, item in enumerate(node.value)
+        ]
     try:
         return loader.construct_object(node)
     except ValueError as exc:  # a date such as 2025-02-30: YAML's pattern, not a day
@@ -97,7 +99,7 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
     lines: dict[str, int] = {}
     if node is None:
         return None, lines
-    return _construct(node, "", lines), lines
+    return _construct(node, "", lines, yaml.SafeLoader("")), lines
 
 
 def nearest_line(lines: Mapping[str, int], path: str) -> int:

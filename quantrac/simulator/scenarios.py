@@ -243,7 +243,8 @@ class _Scenario(ConfigModel):
         for station_id in self.targets or ():
             if station_id not in registry.stations:
                 raise FieldError(key, f"station {station_id!r} is not in the registry")
-        targets = [s for s in registry.stations.values() if self.scenario(0).applies_to(s)]
+        scenario = self.scenario(0)
+        targets = [s for s in registry.stations.values() if scenario.applies_to(s)]
         if not targets and self.targets is None:
             raise ValueError("no station of the registry matches")
         for param in self._params() or ():
