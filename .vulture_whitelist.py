@@ -44,3 +44,4 @@ model_config, settings_customise_sources, env_settings, dotenv_settings, file_se
 _.clause_provenance  # read by reports' penalty lines and tests
 _.exceedance, _.out_of_range  # pydantic fields of alerts.yaml rules, read by model_dump
 _.extends  # pydantic field of a table supplement: checked; the base is found before, in the raw file
+colour_vi, colour_en  # AQI table categories (pydantic fields): checked; screens use rgb/hex

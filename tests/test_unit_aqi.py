@@ -17,6 +17,7 @@ from quantrac.aqi.index import (
     sub_index,
     table_from_dict,
 )
+from quantrac.core.config_files import ConfigError
 from quantrac.core.i18n import translate
 from quantrac.core.settings import default_config_dir
 from quantrac.core.time import VIETNAM as VN
@@ -69,21 +70,104 @@ def test_category_names_agree_with_the_translation_table(table: AqiTable) -> Non
         assert translate(f"aqi.category.{category.key}", "en") == category.name_en
 
 
-def test_inconsistent_table_is_refused(tmp_path: Path) -> None:
+# Each case: (text in the shipped table, its replacement, the one problem it gives).
+BAD_TABLES = {
+    "unknown field": (
+        'unit: "µg/m3"\n',
+        'unit: "µg/m3"\ncolour: red\n',
+        "20: colour: unknown field (expected one of breakpoints, categories, completeness, id, "
+        "index, name, nowcast, pollutants, required_any, source, unit)",
+    ),
+    "wrong type": (
+        "    max: 50\n",
+        "    max: fifty\n",
+        "48: categories[0].max: input should be a valid integer",
+    ),
+    "required field": ('unit: "µg/m3"\n', "", "1: unit: required field missing"),
+    "unsorted breakpoints": (
+        "NO2: [0, 100, 200,",
+        "NO2: [0, 200, 100,",
+        "39: breakpoints.NO2[2]: must be above 200: breakpoints rise strictly",
+    ),
+    "column too short": (
+        "PM10: [0, 50, 150, 250, 350, 420, 500, 600]",
+        "PM10: [0]",
+        "40: breakpoints.PM10: needs 2 to 8 breakpoints (one per index level)",
+    ),
+    "unsorted index": (
+        "index: [0, 50, 100,",
+        "index: [0, 50, 50,",
+        "29: index[2]: must be above 50: index levels rise strictly",
+    ),
+    "pollutant without a column": (
+        '"PM2,5"]\n# At least',
+        '"PM2,5", NH3]\n# At least',
+        "22: pollutants[6]: no breakpoints for 'NH3'",
+    ),
+    "required_any not a pollutant": (
+        'required_any: [PM10, "PM2,5"]',
+        'required_any: [PM10, "PM25"]',
+        "24: required_any[1]: 'PM25' is not one of the pollutants",
+    ),
+    "overlapping categories": (
+        "    min: 51\n",
+        "    min: 45\n",
+        "58: categories[1].min: category 'moderate' must start at 51 (after 'good'): "
+        "categories neither overlap nor leave a gap",
+    ),
+    "missing category": (
+        "  - key: bad\n    min: 151\n    max: 200\n",
+        "  - key: very_bad_too\n    min: 201\n    max: 200\n",
+        "81: categories[3].max: category 'very_bad_too' ends before it starts (201)",
+    ),
+    "hex not its rgb": (
+        'hex: "#FF7E00"',
+        'hex: "#FF0000"',
+        "76: categories[2].hex: category 'poor': #FF0000 is not its rgb (#FF7E00)",
+    ),
+    "top not covered": (
+        "    max: 500\n",
+        "    max: 499\n",
+        "103: categories[5].max: the categories must cover 0 … 500, the index's range",
+    ),
+    "invalid YAML": (
+        "index: [0,",
+        "index: [0,,",
+        "29: (file): invalid YAML: expected the node content, but found ','",
+    ),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), BAD_TABLES.values(), ids=list(BAD_TABLES))
+def test_a_bad_table_file_names_file_line_and_field(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    text = TABLE_PATH.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "table.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(AqiTableError) as caught:
+        load_table(path)
+    assert [str(i) for i in caught.value.issues] == [f"{path}:{expected}"]
+
+
+def test_a_table_without_a_category_is_refused() -> None:
     import yaml
 
     data = yaml.safe_load(TABLE_PATH.read_text(encoding="utf-8"))
-    data["breakpoints"]["NO2"] = [0, 200, 100]
-    with pytest.raises(AqiTableError, match="NO2"):
+    del data["categories"][3]  # "bad", 151–200
+    with pytest.raises(AqiTableError) as caught:
         table_from_dict(data)
-    data = yaml.safe_load(TABLE_PATH.read_text(encoding="utf-8"))
-    data["categories"][2]["hex"] = "#FF0000"
-    with pytest.raises(AqiTableError, match="poor"):
-        table_from_dict(data)
-    data = yaml.safe_load(TABLE_PATH.read_text(encoding="utf-8"))
-    del data["categories"][3]
-    with pytest.raises(AqiTableError, match="bad"):
-        table_from_dict(data)
+    assert [str(i) for i in caught.value.issues] == [
+        "<memory>:1: categories[3].min: category 'very_bad' must start at 151 (after 'poor'): "
+        "categories neither overlap nor leave a gap"
+    ]
+    assert isinstance(caught.value, ConfigError)
+
+
+def test_an_unreadable_table_is_a_table_error(tmp_path: Path) -> None:
+    with pytest.raises(AqiTableError, match="cannot read the file"):
+        load_table(tmp_path / "absent.yaml")
 
 
 # --- Sub-index --------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from quantrac.core.config_files import (
     ConfigError,
@@ -160,3 +160,42 @@ def test_field_error_below_a_list_item_and_keys_read_as_text() -> None:
         "f.yaml:2: bands[0].over: the first band must be open below",
         "f.yaml:6: cases.1.over: input should be a valid integer",
     ]
+
+
+class _Square(ConfigModel):
+    shape: Literal["square"]
+    side: int = 1
+
+    @model_validator(mode="after")
+    def _not_two(self) -> _Square:
+        if self.side == 2:
+            raise FieldError("side", "two is taken")
+        if self.side == 3:
+            raise ValueError("three is odd")
+        return self
+
+
+class _Circle(ConfigModel):
+    shape: Literal["circle"]
+    radius: int = 1
+
+
+class _Shapes(ConfigModel):
+    shapes: list[Annotated[_Square | _Circle, Field(discriminator="shape")]]
+
+
+def test_errors_in_a_tagged_union_name_the_file_s_fields_not_the_tag() -> None:
+    text = (
+        "shapes:\n  - shape: square\n    side: 2\n  - shape: square\n    side: 3\n"
+        "  - shape: circle\n    side: 1\n  - shape: circle\n"
+    )
+    data, lines = load_yaml_with_lines(text)
+    with pytest.raises(ConfigError) as info:
+        validate(_Shapes, data, "f.yaml", lines)
+    assert [str(i) for i in info.value.issues] == [
+        "f.yaml:3: shapes[0].side: two is taken",
+        "f.yaml:4: shapes[1]: three is odd",
+        "f.yaml:7: shapes[2].side: unknown field (expected one of radius, shape)",
+    ]
+    assert field_path(data, ["shapes", 1, "square"], absent_last=False) == ("shapes[1]", "")
+    assert field_path(data, ["shapes", 3, "circle", "radius"]) == ("shapes[3].radius", "")

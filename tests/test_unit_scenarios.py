@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from quantrac.core.catalog import Catalog, load_catalog
+from quantrac.core.config_files import ConfigError
 from quantrac.core.contract import Reason
 from quantrac.core.registry import Registry, Station, load_registry
 from quantrac.core.settings import default_config_dir
@@ -149,18 +150,18 @@ def test_bad_durations(text: str) -> None:
 @pytest.mark.parametrize(
     ("body", "line", "fragment"),
     [
-        ("  - kind: flood\n", 2, "must be one of"),
-        ("  - kind: outage\n    colour: red\n", 3, "unknown field for outage"),
+        ("  - kind: flood\n", 2, "'kind' is one of exceedance, weather"),
+        ("  - kind: outage\n    colour: red\n", 3, "colour: unknown field (expected one of"),
         ("  - kind: outage\n    start: soon\n", 3, "not a duration"),
         ("  - kind: outage\n    station: NOPE\n", 3, "not in the registry"),
         ("  - kind: exceedance\n    station: BG_AIR_01\n    param: COD\n", 4, "declared for none"),
         ("  - kind: exceedance\n    station: BG_AIR_01\n", 2, "needs 'param'"),
         ("  - kind: outage\n    start: 1h\n    end: 30m\n", 4, "must be after start"),
         ("  - kind: outage\n    duration: 1h\n    end: 2h\n", 4, "not both"),
-        ("  - kind: duplicates\n    probability: 1.5\n", 3, "(0, 1]"),
-        ("  - kind: malformed\n    how: shredded\n", 3, "must be one of"),
+        ("  - kind: duplicates\n    probability: 1.5\n", 3, "less than or equal to 1"),
+        ("  - kind: malformed\n    how: shredded\n", 3, "input should be 'truncated'"),
         ("  - kind: clock_drift\n", 2, "needs 'offset'"),
-        ("  - kind: out_of_order\n    group: 1\n", 3, "at least 2"),
+        ("  - kind: out_of_order\n    group: 1\n", 3, "greater than or equal to 2"),
     ],
 )
 def test_scenario_errors_name_file_line_and_field(
@@ -168,9 +169,70 @@ def test_scenario_errors_name_file_line_and_field(
 ) -> None:
     with pytest.raises(ScenarioError) as caught:
         scenarios_from_text("scenarios:\n" + body, "bad.yaml", shipped)
-    assert any(
-        issue.startswith(f"bad.yaml:{line}:") and fragment in issue for issue in caught.value.issues
-    ), caught.value.issues
+    issues = [str(issue) for issue in caught.value.issues]
+    assert any(i.startswith(f"bad.yaml:{line}:") and fragment in i for i in issues), issues
+
+
+BAD_FILE = """\
+description: broken on purpose
+scenarios:
+  - kind: outage
+    station: BG_AIR_03
+    start: 10m
+    colour: red
+  - kind: exceedance
+    station: BG_WW_SONGKHE
+    param: COD
+    factor: lots
+  - kind: stuck
+    station: BG_WW_SONGKHE
+    param: pH
+    start: tomorrow
+  - {kind: outage, duration: 1h, end: 2h}
+  - kind: teleport
+  - kind: backlog
+    station: BG_NOWHERE
+  - kind: missing
+    station: BG_AIR_01
+    param: pm25
+  - kind: out_of_order
+    group: "3"
+"""
+
+
+def test_a_bad_file_gives_every_problem_as_file_line_field(shipped: Registry) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        scenarios_from_text(BAD_FILE, "bad.yaml", shipped)
+    assert [str(issue) for issue in caught.value.issues] == [
+        "bad.yaml:6: scenarios[0].colour: unknown field (expected one of duration, end, kind, "
+        "name, start, station, station_kind, stations)",
+        "bad.yaml:10: scenarios[1].factor: input should be a valid number",
+        "bad.yaml:14: scenarios[2].start: 'tomorrow' is not a duration such as 10m, 2h, 1h30m "
+        "or 90s",
+        "bad.yaml:15: scenarios[3].end: give 'duration' or 'end', not both",
+        "bad.yaml:16: scenarios[4]: each scenario is a mapping whose 'kind' is one of "
+        "exceedance, weather, stuck, missing, wrong_unit, calibration, fault, bad_status, "
+        "outage, backlog, duplicates, out_of_order, malformed, clock_drift",
+        "bad.yaml:18: scenarios[5].station: station 'BG_NOWHERE' is not in the registry",
+        "bad.yaml:21: scenarios[6].param: 'pm25' is declared for none of the stations it "
+        "targets (use the registry's canonical code, e.g. PM2,5)",
+        "bad.yaml:23: scenarios[7].group: input should be a valid integer",
+    ]
+    assert str(caught.value) == "\n".join(str(i) for i in caught.value.issues)
+
+
+def test_without_a_registry_only_the_file_itself_is_checked() -> None:
+    loaded = scenarios_from_text("scenarios:\n  - {kind: backlog, station: BG_NOWHERE}\n", "t.yaml")
+    assert loaded.scenarios[0].stations == ("BG_NOWHERE",)
+
+
+def test_a_scenario_error_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_scenarios(tmp_path / "absent.yaml")
+    ((issue),) = caught.value.issues
+    assert (issue.line, issue.field) == (1, "(file)")
+    assert isinstance(caught.value, ScenarioError)
+    assert issue.message.startswith("cannot read the file")
 
 
 def test_a_file_without_scenarios_is_refused() -> None:
@@ -178,6 +240,11 @@ def test_a_file_without_scenarios_is_refused() -> None:
         scenarios_from_text("description: nothing\n")
     with pytest.raises(ScenarioError, match="yaml"):
         scenarios_from_text("scenarios: [\n")
+    with pytest.raises(ScenarioError) as caught:
+        scenarios_from_text("scenarios: []\nowner: me\n", "t.yaml")
+    assert [str(i) for i in caught.value.issues] == [
+        "t.yaml:2: owner: unknown field (expected one of description, scenarios)"
+    ]
 
 
 # --- Determinism ----------------------------------------------------------------------------------

@@ -26,10 +26,17 @@ from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import Field, field_validator, model_validator
 
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigModel,
+    FieldError,
+    read_yaml_file,
+    validate,
+)
 from quantrac.core.i18n import translate
 from quantrac.regulations.windows import local_day_bounds
 
@@ -45,8 +52,9 @@ O3Period = Literal["1h", "8h"]
 Period = Literal["hour", "day"]
 
 
-class AqiTableError(ValueError):
-    """The AQI table file is inconsistent (unsorted breakpoints, gaps between categories …)."""
+class AqiTableError(ConfigError):
+    """The AQI table file is invalid (unsorted breakpoints, gaps between categories …); each
+    issue names file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,74 +98,159 @@ class AqiTable:
         raise ValueError(f"AQI {aqi} is outside every category")
 
 
-def table_from_dict(data: Mapping[str, Any]) -> AqiTable:
-    try:
-        index = tuple(int(v) for v in data["index"])
-        breakpoints = {
-            str(name): tuple(float(v) for v in values)
-            for name, values in data["breakpoints"].items()
-        }
-        categories = tuple(
-            Category(
-                key=str(c["key"]),
-                min=int(c["min"]),
-                max=int(c["max"]),
-                name_vi=str(c["name_vi"]),
-                name_en=str(c["name_en"]),
-                rgb=(int(c["rgb"][0]), int(c["rgb"][1]), int(c["rgb"][2])),
-                hex=str(c["hex"]),
-                health_vi=str(c.get("health_vi", "")),
-                health_en=str(c.get("health_en", "")),
+# --- The table file ---------------------------------------------------------------------------
+#
+# Its shape is checked by the pydantic models below; what needs the whole table (a column as
+# long as the index, categories that meet end to end over the index) by the table's own
+# validator, in the same file:line: field: reason form.
+
+Level = Annotated[int, Field(ge=0)]
+Breakpoint = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Channel = Annotated[int, Field(ge=0, le=255)]
+
+
+def _rising(values: Sequence[float], what: str) -> None:
+    """FieldError at the first value of a column or of the index that does not rise from 0."""
+    if values and values[0] != 0:
+        raise FieldError("[0]", f"{what} start at 0")
+    for i, (low, high) in enumerate(pairwise(values), 1):
+        if high <= low:
+            raise FieldError(f"[{i}]", f"must be above {low:g}: {what} rise strictly")
+
+
+class _Category(ConfigModel):
+    key: str
+    min: int
+    max: int
+    name_vi: str
+    name_en: str
+    colour_vi: str | None = None
+    colour_en: str | None = None
+    rgb: Annotated[list[Channel], Field(min_length=3, max_length=3)]
+    hex: str
+    health_vi: str = ""
+    health_en: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Category:
+        if self.max < self.min:
+            raise FieldError("max", f"category {self.key!r} ends before it starts ({self.min})")
+        written = "#{:02X}{:02X}{:02X}".format(*self.rgb)
+        if self.hex.upper() != written:
+            raise FieldError("hex", f"category {self.key!r}: {self.hex} is not its rgb ({written})")
+        return self
+
+
+class _Completeness(ConfigModel):
+    eight_hour_min_valid: int = Field(default=6, ge=1, le=8)
+    daily_min_hours: int = Field(default=18, ge=1, le=24)
+
+
+class _TableFile(ConfigModel):
+    id: str
+    name: str | None = None
+    source: dict[str, Any] | None = None
+    unit: str
+    pollutants: list[str] = Field(min_length=1)
+    required_any: list[str] = Field(min_length=1)
+    nowcast: list[str]
+    index: list[Level] = Field(min_length=2)
+    breakpoints: dict[str, list[Breakpoint]]
+    categories: list[_Category] = Field(min_length=1)
+    completeness: _Completeness | None = None
+
+    @field_validator("index")
+    @classmethod
+    def _index_rises(cls, value: list[int]) -> list[int]:
+        _rising(value, "index levels")
+        return value
+
+    @field_validator("breakpoints")
+    @classmethod
+    def _columns_rise(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, column in value.items():
+            try:
+                _rising(column, "breakpoints")
+            except FieldError as exc:
+                raise FieldError(f"{name}{exc.key}", str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _whole_table(self) -> _TableFile:
+        levels = len(self.index)
+        for name, column in self.breakpoints.items():
+            if not 2 <= len(column) <= levels:
+                raise FieldError(
+                    f"breakpoints.{name}", f"needs 2 to {levels} breakpoints (one per index level)"
+                )
+        for i, pollutant in enumerate(self.pollutants):
+            for needed in (f"{O3}_1h", f"{O3}_8h") if pollutant == O3 else (pollutant,):
+                if needed not in self.breakpoints:
+                    raise FieldError(f"pollutants[{i}]", f"no breakpoints for {needed!r}")
+        if f"{O3}_8h" not in self.breakpoints:
+            raise FieldError("breakpoints", f"no breakpoints for '{O3}_8h'")
+        for key in ("required_any", "nowcast"):
+            for i, pollutant in enumerate(getattr(self, key)):
+                if pollutant not in self.pollutants:
+                    raise FieldError(f"{key}[{i}]", f"{pollutant!r} is not one of the pollutants")
+        expected = 0
+        for i, category in enumerate(self.categories):
+            if category.min != expected:
+                where = "the index's start" if i == 0 else f"after {self.categories[i - 1].key!r}"
+                raise FieldError(
+                    f"categories[{i}].min",
+                    f"category {category.key!r} must start at {expected} ({where}): categories "
+                    "neither overlap nor leave a gap",
+                )
+            expected = category.max + 1
+        if expected - 1 != self.index[-1]:
+            raise FieldError(
+                f"categories[{len(self.categories) - 1}].max",
+                f"the categories must cover 0 … {self.index[-1]}, the index's range",
             )
-            for c in data["categories"]
+        return self
+
+    def table(self) -> AqiTable:
+        completeness = self.completeness or _Completeness()
+        return AqiTable(
+            id=self.id,
+            source=dict(self.source or {}),
+            unit=self.unit,
+            pollutants=tuple(self.pollutants),
+            required_any=tuple(self.required_any),
+            nowcast=tuple(self.nowcast),
+            index=tuple(self.index),
+            breakpoints={name: tuple(column) for name, column in self.breakpoints.items()},
+            categories=tuple(
+                Category(
+                    key=c.key,
+                    min=c.min,
+                    max=c.max,
+                    name_vi=c.name_vi,
+                    name_en=c.name_en,
+                    rgb=(c.rgb[0], c.rgb[1], c.rgb[2]),
+                    hex=c.hex,
+                    health_vi=c.health_vi,
+                    health_en=c.health_en,
+                )
+                for c in self.categories
+            ),
+            eight_hour_min_valid=completeness.eight_hour_min_valid,
+            daily_min_hours=completeness.daily_min_hours,
         )
-        completeness = data.get("completeness") or {}
-        table = AqiTable(
-            id=str(data["id"]),
-            source=dict(data.get("source") or {}),
-            unit=str(data["unit"]),
-            pollutants=tuple(str(p) for p in data["pollutants"]),
-            required_any=tuple(str(p) for p in data["required_any"]),
-            nowcast=tuple(str(p) for p in data["nowcast"]),
-            index=index,
-            breakpoints=breakpoints,
-            categories=categories,
-            eight_hour_min_valid=int(completeness.get("eight_hour_min_valid", 6)),
-            daily_min_hours=int(completeness.get("daily_min_hours", 18)),
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise AqiTableError(f"malformed AQI table: {exc!r}") from None
-    _check(table)
-    return table
 
 
-def _check(table: AqiTable) -> None:
-    if list(table.index) != sorted(set(table.index)) or table.index[0] != 0:
-        raise AqiTableError("index levels must rise strictly from 0")
-    for name, column in table.breakpoints.items():
-        if not 2 <= len(column) <= len(table.index):
-            raise AqiTableError(f"{name}: needs 2 to {len(table.index)} breakpoints")
-        if column[0] != 0 or any(b <= a for a, b in pairwise(column)):
-            raise AqiTableError(f"{name}: breakpoints must rise strictly from 0")
-    for pollutant in table.pollutants:
-        table.column(pollutant, "1h")
-    table.column(O3, "8h")
-    if not set(table.required_any) | set(table.nowcast) <= set(table.pollutants):
-        raise AqiTableError("required_any and nowcast must name listed pollutants")
-    expected_min = 0
-    for category in table.categories:
-        if category.min != expected_min or category.max < category.min:
-            raise AqiTableError(f"category {category.key}: must start at {expected_min}")
-        if category.hex.upper() != "#{:02X}{:02X}{:02X}".format(*category.rgb):
-            raise AqiTableError(f"category {category.key}: hex {category.hex} is not its rgb")
-        expected_min = category.max + 1
-    if expected_min - 1 != table.index[-1]:
-        raise AqiTableError(f"categories must cover 0 … {table.index[-1]}")
+def table_from_dict(
+    data: Mapping[str, Any], source: str = "<memory>", lines: Mapping[str, int] | None = None
+) -> AqiTable:
+    """The table in ``data``; every problem is an AqiTableError naming file:line: field
+    (``lines``: the line of each field, as ``load_yaml_with_lines`` gives them)."""
+    return validate(_TableFile, data, source, lines, AqiTableError).table()
 
 
 def load_table(path: Path) -> AqiTable:
-    with path.open(encoding="utf-8") as fh:
-        return table_from_dict(yaml.safe_load(fh))
+    data, lines = read_yaml_file(path, AqiTableError)
+    return table_from_dict(data, str(path), lines)
 
 
 # --- Sub-index and NowCast --------------------------------------------------------------------

@@ -69,21 +69,23 @@ class ConfigError(ValueError):
 # --- YAML with line numbers ------------------------------------------------------------------
 
 
-def _construct(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
-    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence")."""
+def _construct(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+    """Like yaml.safe_load, but remembers the line of every path ("stations[2].cadence").
+    ``loader`` builds the scalars and keys (one per file: making one is most of the cost)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.SafeLoader(key_node.value).construct_object(key_node)
+            key = loader.construct_object(key_node)
             child = f"{path}.{key}" if path else str(key)
             lines[child] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, child, lines)
+            result[key] = _construct(value_node, child, lines, loader)
             lines[child] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
+        return [
+            _construct(item, f"{path}[{i}]", lines, loader) for i, item in enumerate(node.value)
+        ]
     try:
         return loader.construct_object(node)
     except ValueError as exc:  # a date such as 2025-02-30: YAML's pattern, not a day
@@ -97,7 +99,7 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[str, int]]:
     lines: dict[str, int] = {}
     if node is None:
         return None, lines
-    return _construct(node, "", lines), lines
+    return _construct(node, "", lines, yaml.SafeLoader("")), lines
 
 
 def nearest_line(lines: Mapping[str, int], path: str) -> int:
@@ -156,12 +158,14 @@ def _key_as_text(node: Mapping[Any, Any], part: str | int) -> Any:
     return next((k for k in node if not isinstance(k, str) and str(k) == part), None)
 
 
-def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
+def field_path(data: Any, loc: Sequence[str | int], absent_last: bool = True) -> tuple[str, str]:
     """Turn pydantic's error location into the file's field path ("units.mg/L.factor").
 
     pydantic puts tags in the location (the union member tried, ``[key]`` for a mapping's key);
-    they are not fields of the file and are dropped. Returns the path and a prefix for the
-    message ("key 5: " when the key itself is wrong).
+    they are not fields of the file and are dropped. A last part the file does not have is a
+    field (missing or unknown) when ``absent_last``, else the tag of the member whose own
+    validator failed, and dropped too. Returns the path and a prefix for the message ("key 5: "
+    when the key itself is wrong).
     """
     path = ""
     node: Any = data
@@ -172,7 +176,7 @@ def field_path(data: Any, loc: Sequence[str | int]) -> tuple[str, str]:
         in_list = isinstance(node, list)
         if _has(node, part):
             node = _child(node, part)
-        elif i < len(loc) - 1:
+        elif i < len(loc) - 1 or not absent_last:
             continue  # a pydantic tag, not a key of the file
         else:
             node = None  # a missing or unknown field: still part of the path
@@ -235,7 +239,7 @@ def issues_from(
 ) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
-        path, note = field_path(data, err["loc"])
+        path, note = field_path(data, err["loc"], err["type"] in _REASONS)
         if err["type"] == "extra_forbidden" and model is not None:
             known = known_fields(model, err["loc"])
             if known:

@@ -26,13 +26,30 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import yaml
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigIssue,
+    ConfigModel,
+    FieldError,
+    load_yaml_with_lines,
+    validate,
+)
 from quantrac.core.contract import JsonReading, Status
-from quantrac.core.registry import STATION_KINDS, Registry, Station, load_yaml_with_lines
+from quantrac.core.registry import STATION_KINDS, Registry, Station
 from quantrac.simulator.encode import FORMATS, encode_readings
 from quantrac.simulator.values import round_sensibly, station_readings
 
@@ -42,7 +59,8 @@ STATUS_KINDS = ("calibration", "fault", "bad_status")
 DELIVERY_KINDS = ("outage", "backlog", "duplicates", "out_of_order", "malformed", "clock_drift")
 SCENARIO_KINDS = VALUE_KINDS + STATUS_KINDS + DELIVERY_KINDS
 
-MALFORMED_HOW = ("truncated", "not_utf8", "value_as_text")
+MalformedHow = Literal["truncated", "not_utf8", "value_as_text"]
+MALFORMED_HOW: tuple[str, ...] = get_args(MalformedHow)
 
 # Pollutants a weather episode (inversion, dust storm, rain-free stagnation) raises by default.
 WEATHER_PARAMETERS = {
@@ -61,32 +79,13 @@ WRONG_UNITS = {
 }
 DEFAULT_WRONG_UNIT = "ppm"
 
-_COMMON_KEYS = {"name", "kind", "station", "stations", "station_kind", "start", "duration", "end"}
-_KIND_KEYS: dict[str, set[str]] = {
-    "exceedance": {"param", "params", "factor", "value"},
-    "weather": {"param", "params", "factor"},
-    "stuck": {"param", "params"},
-    "missing": {"param", "params"},
-    "wrong_unit": {"param", "params", "unit"},
-    "calibration": {"param", "params"},
-    "fault": {"param", "params"},
-    "bad_status": {"param", "params", "code"},
-    "outage": set(),
-    "backlog": set(),
-    "duplicates": {"probability"},
-    "out_of_order": {"group"},
-    "malformed": {"probability", "how"},
-    "clock_drift": {"offset", "drift_per_hour"},
-}
 _NEEDS_PARAMS = {"exceedance", "stuck", "missing", "wrong_unit"}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|m|s)", re.IGNORECASE)
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "min": 60.0, "m": 60.0, "s": 1.0}
 
 
-class ScenarioError(ValueError):
-    def __init__(self, issues: list[str]):
-        self.issues = issues
-        super().__init__("\n".join(issues))
+class ScenarioError(ConfigError):
+    """A scenario file is invalid; each issue names file, line and field."""
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -154,163 +153,254 @@ class ScenarioSet:
 
 
 # --- Loading ------------------------------------------------------------------------------------
+#
+# The file's shape is checked by the pydantic models below (one per kind, so a field another
+# kind takes is an unknown field here), the stations and parameters against the registry in the
+# validation context; every problem is reported as file:line: field: reason.
 
 
-class _Issues:
-    def __init__(self, source: str, lines: dict[str, int]) -> None:
-        self.source = source
-        self.lines = lines
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        line = self.lines.get(path)
-        while line is None and path:
-            path = path.rsplit(".", 1)[0] if "." in path else ""
-            line = self.lines.get(path)
-        self.items.append(f"{self.source}:{line or 1}: {path or '(file)'}: {message}")
+def _duration(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(value)
 
 
-def _names(value: Any) -> tuple[str, ...] | None:
+def _names(value: Any, what: str) -> tuple[str, ...]:
     if isinstance(value, str | int) and not isinstance(value, bool):
         return (str(value),)
     if isinstance(value, list) and value and all(isinstance(v, str | int) for v in value):
         return tuple(str(v) for v in value)
-    return None
+    raise ValueError(what)
 
 
-def _number(issues: _Issues, entry: dict[str, Any], key: str, path: str) -> float | None:
-    value = entry.get(key)
-    if value is None:
+def _station_names(value: Any) -> tuple[str, ...] | None:
+    if value == "*":
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        issues.add(f"{path}.{key}", "must be a number")
+    return _names(value, "a station id, a list of ids, or '*' for all")
+
+
+def _param_names(value: Any) -> tuple[str, ...]:
+    return _names(value, "a parameter code or a list of codes")
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+StationNames = Annotated[tuple[str, ...] | None, BeforeValidator(_station_names)]
+ParamNames = Annotated[tuple[str, ...] | None, BeforeValidator(_param_names)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class _Scenario(ConfigModel):
+    """The fields of every kind; the models below add the ones of their kind."""
+
+    kind: str
+    name: Text | None = None
+    station: StationNames = None
+    stations: StationNames = None
+    station_kind: str | None = None
+    start: Duration = timedelta(0)
+    duration: Duration | None = None
+    end: Duration | None = None
+
+    @field_validator("station_kind")
+    @classmethod
+    def _station_kind(cls, value: str | None) -> str | None:
+        if value is not None and value not in STATION_KINDS:
+            raise ValueError(f"must be one of {', '.join(STATION_KINDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _times(self, info: ValidationInfo) -> _Scenario:
+        if self.start < timedelta(0):
+            raise FieldError("start", "must not be negative")
+        if self.duration is not None and self.end is not None:
+            raise FieldError("end", "give 'duration' or 'end', not both")
+        if self.duration is not None and self.duration <= timedelta(0):
+            raise FieldError("duration", "must be positive")
+        if self.end is not None and self.end <= self.start:
+            raise FieldError("end", "must be after start")
+        self._check_kind()
+        registry = (info.context or {}).get("registry")
+        if registry is not None:
+            self._check_against(registry)
+        return self
+
+    def _check_kind(self) -> None:
+        """What one kind's fields must say together."""
+
+    @property
+    def targets(self) -> tuple[str, ...] | None:
+        """The station ids named, None for every station (of ``station_kind``)."""
+        return self.stations if self.stations is not None else self.station
+
+    def _params(self) -> tuple[str, ...] | None:
         return None
-    return float(value)
 
-
-def _duration(issues: _Issues, entry: dict[str, Any], key: str, path: str) -> timedelta | None:
-    if key not in entry:
-        return None
-    try:
-        return parse_duration(entry[key])
-    except ValueError as exc:
-        issues.add(f"{path}.{key}", str(exc))
-        return None
-
-
-def _scenario(issues: _Issues, entry: Any, path: str) -> Scenario | None:
-    if not isinstance(entry, dict):
-        issues.add(path, "each scenario must be a mapping with at least 'kind'")
-        return None
-    before = len(issues.items)
-    kind = entry.get("kind")
-    if kind not in SCENARIO_KINDS:
-        issues.add(f"{path}.kind", f"must be one of {', '.join(SCENARIO_KINDS)}, not {kind!r}")
-        return None
-    for key in entry:
-        if key not in _COMMON_KEYS | _KIND_KEYS[kind]:
-            allowed = ", ".join(sorted(_COMMON_KEYS | _KIND_KEYS[kind]))
-            issues.add(f"{path}.{key}", f"unknown field for {kind} (expected one of {allowed})")
-
-    stations = None
-    for key in ("station", "stations"):
-        if key in entry and entry[key] != "*":
-            stations = _names(entry[key])
-            if stations is None:
-                issues.add(f"{path}.{key}", "a station id, a list of ids, or '*' for all")
-    station_kind = entry.get("station_kind")
-    if station_kind is not None and station_kind not in STATION_KINDS:
-        issues.add(f"{path}.station_kind", f"must be one of {', '.join(STATION_KINDS)}")
-
-    params = None
-    for key in ("param", "params"):
-        if key in entry:
-            params = _names(entry[key])
-            if params is None:
-                issues.add(f"{path}.{key}", "a parameter code or a list of codes")
-    if kind in _NEEDS_PARAMS and "param" not in entry and "params" not in entry:
-        issues.add(path, f"{kind} needs 'param' (or 'params')")
-
-    start = _duration(issues, entry, "start", path) or timedelta(0)
-    if start < timedelta(0):
-        issues.add(f"{path}.start", "must not be negative")
-    duration = _duration(issues, entry, "duration", path)
-    end = _duration(issues, entry, "end", path)
-    if duration is not None and end is not None:
-        issues.add(f"{path}.end", "give 'duration' or 'end', not both")
-    if duration is not None:
-        if duration <= timedelta(0):
-            issues.add(f"{path}.duration", "must be positive")
-        end = start + duration
-    elif end is not None and end <= start:
-        issues.add(f"{path}.end", "must be after start")
-
-    factor = _number(issues, entry, "factor", path)
-    if factor is not None and factor <= 0:
-        issues.add(f"{path}.factor", "must be positive")
-    value = _number(issues, entry, "value", path)
-    if kind == "exceedance" and factor is not None and value is not None:
-        issues.add(f"{path}.value", "give 'factor' or 'value', not both")
-    probability = _number(issues, entry, "probability", path)
-    if probability is not None and not 0 < probability <= 1:
-        issues.add(f"{path}.probability", "must be in (0, 1]")
-    group = entry.get("group", 3)
-    if isinstance(group, bool) or not isinstance(group, int) or group < 2:
-        issues.add(f"{path}.group", "must be a whole number of messages, at least 2")
-    how = entry.get("how", "truncated")
-    if how not in MALFORMED_HOW:
-        issues.add(f"{path}.how", f"must be one of {', '.join(MALFORMED_HOW)}")
-    unit = entry.get("unit")
-    if unit is not None and not isinstance(unit, str):
-        issues.add(f"{path}.unit", "must be a unit as text")
-    code = str(entry.get("code", "03"))
-    offset = _duration(issues, entry, "offset", path) or timedelta(0)
-    drift = _duration(issues, entry, "drift_per_hour", path) or timedelta(0)
-    if kind == "clock_drift" and not offset and not drift:
-        issues.add(path, "clock_drift needs 'offset' and/or 'drift_per_hour'")
-    name = entry.get("name")
-
-    if len(issues.items) > before:
-        return None
-    return Scenario(
-        kind=kind,
-        name=str(name) if name is not None else kind,
-        start=start,
-        end=end,
-        stations=stations,
-        station_kind=station_kind,
-        params=params,
-        factor=factor,
-        value=value,
-        probability=1.0 if probability is None else probability,
-        offset=offset,
-        drift_per_hour=drift,
-        group=group,
-        unit=unit,
-        how=how,
-        code=code,
-        line=issues.lines.get(path, 0),
-    )
-
-
-def _check_against(issues: _Issues, scenarios: list[Scenario], registry: Registry) -> None:
-    for index, scenario in enumerate(scenarios):
-        path = f"scenarios[{index}]"
-        targets = [s for s in registry.stations.values() if scenario.applies_to(s)]
-        for station_id in scenario.stations or ():
+    def _check_against(self, registry: Registry) -> None:
+        key = "stations" if "stations" in self.model_fields_set else "station"
+        for station_id in self.targets or ():
             if station_id not in registry.stations:
-                issues.add(f"{path}.station", f"station {station_id!r} is not in the registry")
-        if not targets and scenario.stations is None:
-            issues.add(path, "no station of the registry matches")
-        if scenario.params is None:
-            continue
-        for param in scenario.params:
+                raise FieldError(key, f"station {station_id!r} is not in the registry")
+        scenario = self.scenario(0)
+        targets = [s for s in registry.stations.values() if scenario.applies_to(s)]
+        if not targets and self.targets is None:
+            raise ValueError("no station of the registry matches")
+        for param in self._params() or ():
             if not any(param in s.parameters for s in targets):
-                issues.add(
-                    f"{path}.param",
+                raise FieldError(
+                    "params" if "params" in self.model_fields_set else "param",
                     f"{param!r} is declared for none of the stations it targets "
                     "(use the registry's canonical code, e.g. PM2,5)",
                 )
+
+    def scenario(self, line: int) -> Scenario:
+        end = self.start + self.duration if self.duration is not None else self.end
+        probability = getattr(self, "probability", None)
+        return Scenario(
+            kind=self.kind,
+            name=self.name if self.name is not None else self.kind,
+            start=self.start,
+            end=end,
+            stations=self.targets,
+            station_kind=self.station_kind,
+            params=self._params(),
+            factor=getattr(self, "factor", None),
+            value=getattr(self, "value", None),
+            probability=1.0 if probability is None else probability,
+            offset=getattr(self, "offset", None) or timedelta(0),
+            drift_per_hour=getattr(self, "drift_per_hour", None) or timedelta(0),
+            group=getattr(self, "group", 3),
+            unit=getattr(self, "unit", None),
+            how=getattr(self, "how", "truncated"),
+            code=getattr(self, "code", "03"),
+            line=line,
+        )
+
+
+class _OnParams(_Scenario):
+    """A kind that changes readings: of ``param``/``params``, or (where allowed) of all."""
+
+    param: ParamNames = None
+    params: ParamNames = None
+
+    def _params(self) -> tuple[str, ...] | None:
+        return self.params if self.params is not None else self.param
+
+    def _check_kind(self) -> None:
+        if self.kind in _NEEDS_PARAMS and self._params() is None:
+            raise ValueError(f"{self.kind} needs 'param' (or 'params')")
+
+
+class _Exceedance(_OnParams):
+    kind: Literal["exceedance"]
+    factor: Number | None = Field(default=None, gt=0)
+    value: Number | None = None
+
+    def _check_kind(self) -> None:
+        super()._check_kind()
+        if self.factor is not None and self.value is not None:
+            raise FieldError("value", "give 'factor' or 'value', not both")
+
+
+class _Weather(_OnParams):
+    kind: Literal["weather"]
+    factor: Number | None = Field(default=None, gt=0)
+
+
+class _Stuck(_OnParams):
+    kind: Literal["stuck"]
+
+
+class _Missing(_OnParams):
+    kind: Literal["missing"]
+
+
+class _WrongUnit(_OnParams):
+    kind: Literal["wrong_unit"]
+    unit: str | None = None
+
+
+class _Calibration(_OnParams):
+    kind: Literal["calibration"]
+
+
+class _Fault(_OnParams):
+    kind: Literal["fault"]
+
+
+class _BadStatus(_OnParams):
+    kind: Literal["bad_status"]
+    code: Text = "03"
+
+
+class _Outage(_Scenario):
+    kind: Literal["outage"]
+
+
+class _Backlog(_Scenario):
+    kind: Literal["backlog"]
+
+
+class _Duplicates(_Scenario):
+    kind: Literal["duplicates"]
+    probability: Number | None = Field(default=None, gt=0, le=1)
+
+
+class _OutOfOrder(_Scenario):
+    kind: Literal["out_of_order"]
+    group: int = Field(default=3, ge=2)
+
+
+class _Malformed(_Scenario):
+    kind: Literal["malformed"]
+    probability: Number | None = Field(default=None, gt=0, le=1)
+    how: MalformedHow = "truncated"
+
+
+class _ClockDrift(_Scenario):
+    kind: Literal["clock_drift"]
+    offset: Duration | None = None
+    drift_per_hour: Duration | None = None
+
+    def _check_kind(self) -> None:
+        if not self.offset and not self.drift_per_hour:
+            raise ValueError("clock_drift needs 'offset' and/or 'drift_per_hour'")
+
+
+def _kind_of(value: Any) -> Any:
+    return value.get("kind") if isinstance(value, dict) else None
+
+
+_AnyScenario = Annotated[
+    Annotated[_Exceedance, Tag("exceedance")]
+    | Annotated[_Weather, Tag("weather")]
+    | Annotated[_Stuck, Tag("stuck")]
+    | Annotated[_Missing, Tag("missing")]
+    | Annotated[_WrongUnit, Tag("wrong_unit")]
+    | Annotated[_Calibration, Tag("calibration")]
+    | Annotated[_Fault, Tag("fault")]
+    | Annotated[_BadStatus, Tag("bad_status")]
+    | Annotated[_Outage, Tag("outage")]
+    | Annotated[_Backlog, Tag("backlog")]
+    | Annotated[_Duplicates, Tag("duplicates")]
+    | Annotated[_OutOfOrder, Tag("out_of_order")]
+    | Annotated[_Malformed, Tag("malformed")]
+    | Annotated[_ClockDrift, Tag("clock_drift")],
+    Discriminator(
+        _kind_of,
+        custom_error_type="scenario_kind",
+        custom_error_message=(
+            f"each scenario is a mapping whose 'kind' is one of {', '.join(SCENARIO_KINDS)}"
+        ),
+    ),
+]
+
+
+class _ScenarioFile(ConfigModel):
+    description: str | None = None
+    scenarios: list[_AnyScenario]
 
 
 def scenarios_from_text(
@@ -321,32 +411,31 @@ def scenarios_from_text(
         data, lines = load_yaml_with_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ScenarioError([f"{source}:{mark.line + 1 if mark else 1}: (yaml): {exc}"]) from None
-    issues = _Issues(source, lines)
+        line = mark.line + 1 if mark is not None else 1
+        raise ScenarioError([ConfigIssue(source, line, "(yaml)", str(exc))]) from None
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
-        issues.add("scenarios", "the file must contain 'scenarios:' with a list of scenarios")
-        raise ScenarioError(issues.items)
-    for key in data:
-        if key not in ("scenarios", "description"):
-            issues.add(str(key), "unknown field (expected scenarios, description)")
-    scenarios = []
-    for index, entry in enumerate(data["scenarios"]):
-        scenario = _scenario(issues, entry, f"scenarios[{index}]")
-        if scenario is not None:
-            scenarios.append(scenario)
-    if registry is not None and not issues.items:
-        _check_against(issues, scenarios, registry)
-    if issues.items:
-        raise ScenarioError(issues.items)
-    return ScenarioSet(tuple(scenarios), source, str(data.get("description") or ""))
+        raise ScenarioError.at(
+            source,
+            lines,
+            "scenarios",
+            "the file must contain 'scenarios:' with a list of scenarios",
+        )
+    doc = validate(
+        _ScenarioFile, data, source, lines, ScenarioError, context={"registry": registry}
+    )
+    scenarios = tuple(
+        s.scenario(lines.get(f"scenarios[{i}]", 0)) for i, s in enumerate(doc.scenarios)
+    )
+    return ScenarioSet(scenarios, source, doc.description or "")
 
 
 def load_scenarios(path: Path | str, registry: Registry | None = None) -> ScenarioSet:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError([f"{path}: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        issue = ConfigIssue(str(path), 1, "(file)", f"cannot read the file ({exc})")
+        raise ScenarioError([issue]) from None
     return scenarios_from_text(text, str(path), registry)
 
 
