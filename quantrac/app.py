@@ -39,6 +39,7 @@ _WATCH_S = 2.0  # how often the workers' lag is read from their cursors
 _RESTART_S = (1.0, 30.0)  # delay before restarting a worker that died, doubled while it fails
 _HEALTHY_RUN_S = 60.0  # a worker that ran this long before it died is restarted at once
 _STOP_S = 20.0  # a worker not gone this long after SIGTERM is killed
+_CURSORS_WAIT_S = 60.0  # ingest waits at most this long for a new installation's alert cursors
 
 
 def alert_workers(settings: Settings) -> int:
@@ -109,6 +110,35 @@ class AlertWorkers:
                 asyncio.create_task(self._supervise(index), name=f"quantrac-alert-worker-{index}")
             )
         self._tasks.append(asyncio.create_task(self._watch_lag(), name="quantrac-alert-lag"))
+
+    async def cursors_ready(self, timeout: float) -> bool:
+        """Wait until the alert cursors of this partitioning exist (the first worker creates
+        them on a new installation), so that every batch ingest commits is judged; False if
+        they do not appear in time (ingest starts all the same: storage never waits long)."""
+        assert self.settings.database_url
+        names = parts.cursor_names(self.settings.alerts_partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True
+                ) as conn:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM stream_cursors WHERE name = ANY(%s)", [names]
+                    )
+                    row = await cur.fetchone()
+                    if row and row[0] == len(names):
+                        return True
+            except (psycopg.Error, OSError):
+                pass  # no schema or no database yet
+            await asyncio.sleep(0.2)
+        log.warning(
+            "alert cursors not created within %.0f s; ingest starts without waiting",
+            timeout,
+            extra={"event": "alerts_cursors_late"},
+        )
+        return False
 
     async def _supervise(self, index: int) -> None:
         loop = asyncio.get_running_loop()
@@ -238,15 +268,17 @@ class App:
     async def start(self) -> None:
         # The engine's cursors exist before ingest commits anything, and it is handed every
         # batch the pipeline commits; whatever it misses it reads back from its cursors.
+        # Likewise for child workers: ingest starts once their cursors exist (at once when
+        # they already do; on a new installation after the first worker created them).
         if self.alerts is not None:
             await self.alerts.start()
+        if self.workers is not None:
+            await self.workers.start()
+            await self.workers.cursors_ready(_CURSORS_WAIT_S)
         await self.service.start()
         if self.alerts is not None:
             assert self.service.pipeline is not None
             self.service.pipeline.subscribe(self.alerts.accept)
-        if self.workers is not None:
-            # After ingest's start: the schema the workers follow is there.
-            await self.workers.start()
         if self.api is not None:
             context = await self.api.start()
             app = build_api(context, metrics=self.service.metrics.registry, health=self.health)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from quantrac.regulations.windows import SeriesWindows
 
 HOUR = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
@@ -47,3 +50,32 @@ def test_a_day_counts_slots_too() -> None:
     # Every minute for 6 hours: 72 slots, 25 %: insufficient however many readings came.
     short = series(times[: 6 * 60]).day(date(2026, 11, 1))
     assert short.count == 72 and not short.sufficient
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4 * 3600 - 1), st.sampled_from([60, 300, 420, 3600, 7200])),
+        max_size=80,
+    ),
+    st.integers(0, 4),
+)
+def test_the_slots_kept_while_adding_are_those_counted_from_the_readings(
+    offsets: list[tuple[int, int]], prune_hours: int
+) -> None:
+    """Counted incrementally as readings arrive, an hour's slots are what a pass over its
+    readings gives, for any cadence (a divisor of the hour or not), duplicates and pruning."""
+    for cadence in {c for _, c in offsets} or {300}:
+        windows = SeriesWindows(cadence, VN, 0.75)
+        for offset, _ in offsets:
+            at = HOUR + timedelta(seconds=offset)
+            first = at not in windows.hours.get(windows_hour(at), {})
+            assert (windows.add(at, 1.0) == windows_hour(at)) is first
+        windows.prune(HOUR + timedelta(hours=prune_hours))
+        assert windows.slots.keys() == windows.hours.keys()
+        for hour, values in windows.hours.items():
+            assert windows.count(hour) == windows._slots(hour, values)
+            assert windows.hour(hour).count == windows.count(hour)
+
+
+def windows_hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)

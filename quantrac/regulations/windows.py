@@ -74,26 +74,40 @@ def _meets(count: float, expected: float, min_completeness: float) -> bool:
 class SeriesWindows:
     """The valid readings of one (station, parameter), by hour, for a bounded horizon."""
 
-    __slots__ = ("cadence_s", "hours", "min_completeness", "tz")
+    __slots__ = ("cadence_s", "hours", "min_completeness", "slots", "tz")
 
     def __init__(self, cadence_s: int, tz: tzinfo, min_completeness: float):
         self.cadence_s = cadence_s
         self.tz = tz
         self.min_completeness = min_completeness
         self.hours: dict[datetime, dict[datetime, float]] = {}
+        # Per hour, the cadence slots (from the hour's start) its readings fill, kept as they
+        # are added: asking whether an hour is full costs a len(), not a pass over its readings.
+        self.slots: dict[datetime, set[int]] = {}
 
-    def add(self, measured_at: datetime, value: float) -> bool:
-        """Record a valid reading; False when that measured time is already there (first wins)."""
-        bucket = self.hours.setdefault(hour_floor(measured_at), {})
-        if measured_at in bucket:
-            return False
+    def add(
+        self, measured_at: datetime, value: float, hour: datetime | None = None
+    ) -> datetime | None:
+        """Record a valid reading; returns the start of its hour, or None when that measured
+        time is already there (first wins). ``hour``: its hour, when the caller knows it."""
+        if hour is None:
+            hour = hour_floor(measured_at)
+        bucket = self.hours.get(hour)
+        if bucket is None:
+            bucket = self.hours[hour] = {}
+            slots = self.slots[hour] = set()
+        elif measured_at in bucket:
+            return None
+        else:
+            slots = self.slots[hour]
         bucket[measured_at] = value
-        return True
+        slots.add(int((measured_at - hour).total_seconds() // self.cadence_s))
+        return hour
 
     def count(self, hour_start: datetime) -> int:
         """Cadence slots of the hour that hold a valid reading (not readings: a station sending
         every minute at a registered 5 minutes fills at most the 12 slots it owes)."""
-        return self._slots(hour_start, self.hours.get(hour_start, {}))
+        return len(self.slots.get(hour_start, ()))
 
     def _slots(self, origin: datetime, values: Iterable[datetime]) -> int:
         step = self.cadence_s
@@ -107,7 +121,7 @@ class SeriesWindows:
         expected = expected_per_hour(self.cadence_s)
         if not values:
             return Window(ONE_HOUR, hour_start, hour_start + HOUR, None, 0, expected, None)
-        count = self._slots(hour_start, values)
+        count = len(self.slots[hour_start])
         ok = _meets(count, max(expected, 1.0), self.min_completeness)
         return Window(
             ONE_HOUR,
@@ -171,6 +185,7 @@ class SeriesWindows:
     def prune(self, keep_from: datetime) -> None:
         for hour_start in [h for h in self.hours if h < keep_from]:
             del self.hours[hour_start]
+            del self.slots[hour_start]
 
 
 def windows_containing(averaging: str, hour_start: datetime, tz: tzinfo) -> list[datetime]:
