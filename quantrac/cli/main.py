@@ -59,6 +59,19 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent(parent: int) -> None:
+    """An alert worker of `quantrac run` ends with it, as the engine in its process would: on
+    Linux the kernel kills it the moment the parent dies (no second worker of the same lease
+    owner alive beside its replacement); elsewhere it notices within a second."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        raise SystemExit(0)  # already gone before the line above
+
+
 async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     from quantrac.alerts.service import AlertService
     from quantrac.api.app import build_api
@@ -72,6 +85,9 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     def health() -> dict[str, object]:
         report = service.health()
         return {"status": "degraded" if report["alerts_lagging"] else "ok", **report}
+
+    if args.parent:
+        _die_with_parent(args.parent)
 
     async def orphaned(parent: int) -> None:
         # Started by `quantrac run`: stop cleanly once it is gone, even if it was killed.
