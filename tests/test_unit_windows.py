@@ -77,5 +77,32 @@ def test_the_slots_kept_while_adding_are_those_counted_from_the_readings(
             assert windows.hour(hour).count == windows.count(hour)
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * 3600 - 1), st.floats(-50, 500)), max_size=60),
+    st.integers(1, 59),
+)
+def test_an_hour_asked_again_is_the_hour_as_it_now_stands(
+    readings: list[tuple[int, float]], split: int
+) -> None:
+    """1 h windows are remembered between questions, and forgotten when their hour changes: any
+    question, at any point of the arrivals, gets what a fresh computation would say."""
+    windows = SeriesWindows(300, VN, 0.75)
+    hours = [HOUR + timedelta(hours=i) for i in range(3)]
+    for n, (offset, value) in enumerate(readings):
+        windows.add(HOUR + timedelta(seconds=offset), value)
+        if n % split == 0:
+            for hour in hours:
+                windows.hour(hour)  # remembered from here on
+            windows.eight_hours(hours[-1])
+    fresh = SeriesWindows(300, VN, 0.75)
+    for offset, value in readings:
+        fresh.add(HOUR + timedelta(seconds=offset), value)
+    for hour in hours:
+        assert windows.hour(hour) == fresh.hour(hour)
+    assert windows.eight_hours(hours[-1]) == fresh.eight_hours(hours[-1])
+    windows.prune(hours[1])
+    assert windows.hour(hours[0]) == SeriesWindows(300, VN, 0.75).hour(hours[0])
+
+
 def windows_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)

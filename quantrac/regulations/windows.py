@@ -74,7 +74,7 @@ def _meets(count: float, expected: float, min_completeness: float) -> bool:
 class SeriesWindows:
     """The valid readings of one (station, parameter), by hour, for a bounded horizon."""
 
-    __slots__ = ("cadence_s", "hours", "min_completeness", "slots", "tz")
+    __slots__ = ("_windows", "cadence_s", "hours", "min_completeness", "slots", "tz")
 
     def __init__(self, cadence_s: int, tz: tzinfo, min_completeness: float):
         self.cadence_s = cadence_s
@@ -84,6 +84,9 @@ class SeriesWindows:
         # Per hour, the cadence slots (from the hour's start) its readings fill, kept as they
         # are added: asking whether an hour is full costs a len(), not a pass over its readings.
         self.slots: dict[datetime, set[int]] = {}
+        # 1 h windows computed since their hour last changed: the 8 h means, the daily window and
+        # live AQI's NowCast ask for the same past hours again and again.
+        self._windows: dict[datetime, Window] = {}
 
     def add(
         self, measured_at: datetime, value: float, hour: datetime | None = None
@@ -101,6 +104,7 @@ class SeriesWindows:
         else:
             slots = self.slots[hour]
         bucket[measured_at] = value
+        self._windows.pop(hour, None)
         slots.add(int((measured_at - hour).total_seconds() // self.cadence_s))
         return hour
 
@@ -117,13 +121,16 @@ class SeriesWindows:
         return self.count(hour_start) >= math.floor(expected_per_hour(self.cadence_s))
 
     def hour(self, hour_start: datetime) -> Window:
+        known = self._windows.get(hour_start)
+        if known is not None:
+            return known
         values = self.hours.get(hour_start)
         expected = expected_per_hour(self.cadence_s)
         if not values:
             return Window(ONE_HOUR, hour_start, hour_start + HOUR, None, 0, expected, None)
         count = len(self.slots[hour_start])
         ok = _meets(count, max(expected, 1.0), self.min_completeness)
-        return Window(
+        window = self._windows[hour_start] = Window(
             ONE_HOUR,
             hour_start,
             hour_start + HOUR,
@@ -132,6 +139,7 @@ class SeriesWindows:
             expected,
             max(values.values()),
         )
+        return window
 
     def eight_hours(self, last_hour_start: datetime) -> Window:
         """The rolling 8 h mean ending with the hour that starts at ``last_hour_start``."""
@@ -186,6 +194,7 @@ class SeriesWindows:
         for hour_start in [h for h in self.hours if h < keep_from]:
             del self.hours[hour_start]
             del self.slots[hour_start]
+            self._windows.pop(hour_start, None)
 
 
 def windows_containing(averaging: str, hour_start: datetime, tz: tzinfo) -> list[datetime]:
