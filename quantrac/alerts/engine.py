@@ -42,6 +42,7 @@ from quantrac.regulations.windows import (
     SeriesWindows,
     Window,
     hour_floor,
+    hour_place,
     local_date,
     local_day_bounds,
     windows_containing,
@@ -262,7 +263,8 @@ class Engine:
         """
         out: list[Output] = []
         touched: dict[tuple[str, str], set[datetime]] = {}
-        hour_of: dict[datetime, datetime] = {}  # measured time → its hour (a message has few)
+        # Measured time → its hour and seconds into it (a message has few distinct times).
+        hour_of: dict[datetime, tuple[datetime, float]] = {}
         stations = self.stations
         for reading in sorted(readings, key=_measured_at):
             state = stations.get(reading.station_id)
@@ -289,7 +291,7 @@ class Engine:
         received_at: datetime,
         touched: dict[tuple[str, str], set[datetime]],
         out: list[Output],
-        hour_of: dict[datetime, datetime],
+        hour_of: dict[datetime, tuple[datetime, float]],
     ) -> None:
         param = reading.param
         series = self._series(state, param)
@@ -317,11 +319,11 @@ class Engine:
 
         value = reading.value
         if reading.status is Status.MEASURING and value is not None:
-            hour = hour_of.get(at)
-            if hour is None:
-                hour = hour_of[at] = hour_floor(at)
-            if series.windows.add(at, value, hour) is not None:
-                touched.setdefault((state.station.id, param), set()).add(hour)
+            place = hour_of.get(at)
+            if place is None:
+                place = hour_of[at] = hour_place(at)
+            if series.windows.add(at, value, place) is not None:
+                touched.setdefault((state.station.id, param), set()).add(place[0])
 
     def tick(self, now: datetime) -> list[Output]:
         """Clock-driven checks: silent stations and parameters, and hours nobody completed."""

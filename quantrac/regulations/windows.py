@@ -32,6 +32,12 @@ def hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def hour_place(moment: datetime) -> tuple[datetime, float]:
+    """The hour a moment falls in, and its seconds into that hour."""
+    hour = hour_floor(moment)
+    return hour, (moment - hour).total_seconds()
+
+
 def expected_per_hour(cadence_s: int) -> float:
     """Readings an hour should hold at this cadence (a fraction when the cadence exceeds 1 h)."""
     return 3600 / cadence_s
@@ -89,12 +95,12 @@ class SeriesWindows:
         self._windows: dict[datetime, Window] = {}
 
     def add(
-        self, measured_at: datetime, value: float, hour: datetime | None = None
+        self, measured_at: datetime, value: float, place: tuple[datetime, float] | None = None
     ) -> datetime | None:
         """Record a valid reading; returns the start of its hour, or None when that measured
-        time is already there (first wins). ``hour``: its hour, when the caller knows it."""
-        if hour is None:
-            hour = hour_floor(measured_at)
+        time is already there (first wins). ``place``: its hour and its seconds into that hour
+        (:func:`hour_place`), when the caller knows them (several parameters share a time)."""
+        hour, offset = place if place is not None else hour_place(measured_at)
         bucket = self.hours.get(hour)
         if bucket is None:
             bucket = self.hours[hour] = {}
@@ -105,7 +111,7 @@ class SeriesWindows:
             slots = self.slots[hour]
         bucket[measured_at] = value
         self._windows.pop(hour, None)
-        slots.add(int((measured_at - hour).total_seconds() // self.cadence_s))
+        slots.add(int(offset // self.cadence_s))
         return hour
 
     def count(self, hour_start: datetime) -> int:
