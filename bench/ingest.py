@@ -19,9 +19,13 @@ go to bench/results/ingest-<timestamp>.json.
 
 ``--process`` measures what an installation runs instead: ``quantrac run`` as its own process,
 alert engine on, draining a backlog queued for its session, until every reading is stored *and*
-judged by the engine (its /metrics: ``quantrac_readings_stored_total`` and
-``quantrac_alerts_readings_total``), against PostgreSQL's binary COPY of the same rows in the
-same run. Results go to bench/results/ingest-process-<timestamp>.json.
+judged by the engine: stored by its /metrics (``quantrac_readings_stored_total``), judged when
+every alert cursor in ``stream_cursors`` has reached the last committed batch (the engine moves
+them in the transaction that stores what a batch raised; this holds for the engine in process
+and for ``quantrac alerts`` workers alike). ``--alert-workers N`` sets ``alerts_workers`` (0: the
+engine inside ``quantrac run``; default: the setting's own default). Measured in the same run:
+the broker's backlog drain to a bare subscriber and PostgreSQL's binary COPY of the same rows.
+Results go to bench/results/ingest-process-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -159,6 +163,11 @@ async def broker_rates(url: str, backlog: list, live: list) -> tuple[float, floa
     client = await bare.connect()
     await asyncio.wait_for(bare.done.wait(), 600)
     backlog_rate = len(backlog) / (time.perf_counter() - started)
+    if not live:  # and nothing queued for this session from now on
+        client.unsubscribe("$share/benchbare/stations/+/data")
+        await asyncio.sleep(0.3)
+        await client.disconnect()
+        return backlog_rate, 0.0
 
     bare.expect(len(live))
     started = time.perf_counter()
@@ -216,8 +225,19 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
+_JUDGED = """
+    SELECT coalesce(min(position), -1) >= (SELECT last_value FROM committed_batches_id_seq)
+    FROM stream_cursors WHERE name LIKE 'alerts:%%'"""
+
+
+async def _all_judged(conn: psycopg.AsyncConnection) -> bool:
+    """Every alert cursor has passed the last committed batch."""
+    row = await (await conn.execute(_JUDGED)).fetchone()
+    return bool(row and row[0])
+
+
 async def process_rate(
-    settings_values: dict, backlog: list, readings: int, root: Path
+    settings_values: dict, backlog: list, readings: int, workers: int | None
 ) -> dict[str, float]:
     """`quantrac run` as a process, engine on: seconds to store and judge a queued backlog."""
     import subprocess
@@ -244,6 +264,8 @@ async def process_rate(
         "QUANTRAC_LOG_LEVEL": "WARNING",
         "QUANTRAC_ROLLUP_INTERVAL_S": "0",
     }
+    if workers is not None:
+        env["QUANTRAC_ALERTS_WORKERS"] = str(workers)
     subprocess.run(
         [sys.executable, "-m", "quantrac.cli.main", "db", "upgrade"],
         env=env,
@@ -253,28 +275,38 @@ async def process_rate(
     expected = len(backlog) * readings
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "quantrac.cli.main", "run"], env=env)
-    first_stored = None
-    stored = judged = 0.0
+    first_stored = stored_at = None
+    stored = 0.0
+    assert settings.database_url
+    conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
     try:
-        while judged < expected:
+        while True:
             await asyncio.sleep(0.1)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    text = r.read().decode()
-            except OSError:
-                continue  # not serving yet
-            stored = _metric(text, "quantrac_readings_stored_total")
-            judged = _metric(text, "quantrac_alerts_readings_total")
-            if stored and first_stored is None:
-                first_stored = time.perf_counter()
             if process.poll() is not None:
                 raise RuntimeError("quantrac run stopped during the benchmark")
+            if stored < expected:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                        text = r.read().decode()
+                except OSError:
+                    continue  # not serving yet
+                stored = _metric(text, "quantrac_readings_stored_total")
+                if stored and first_stored is None:
+                    first_stored = time.perf_counter()
+                if stored < expected:
+                    continue
+                stored_at = time.perf_counter()
+            if await _all_judged(conn):
+                break
         done = time.perf_counter()
     finally:
+        await conn.close()
         process.terminate()
         process.wait(60)
-    assert first_stored is not None and stored == expected, (stored, expected)
+    assert first_stored is not None and stored_at is not None, (stored, expected)
+    assert stored == expected, (stored, expected)
     return {
+        "readings_per_s_stored": expected / (stored_at - first_stored),
         "process_seconds_from_start": done - started,
         "process_seconds_from_first_stored": done - first_stored,
         "readings": expected,
@@ -324,6 +356,11 @@ async def main() -> None:
         "--process",
         action="store_true",
         help="`quantrac run` as a process with the alert engine on, stored and judged",
+    )
+    parser.add_argument(
+        "--alert-workers",
+        type=int,
+        help="with --process: alerts_workers for `quantrac run` (0 = engine in process)",
     )
     args = parser.parse_args()
     if args.process:
@@ -421,15 +458,20 @@ async def process_main(args: argparse.Namespace) -> None:
         stations_file.write_text(registry_yaml(args.stations, args.readings))
         backlog = payloads(args.messages, args.stations, args.readings, days_ago=40)
         values = bench_settings(pg, mq, stations_file, args)
-        detail = await process_rate(values, backlog, args.readings, root)
+        broker, _ = await broker_rates(mq.url, backlog, [])
+        detail = await process_rate(values, backlog, args.readings, args.alert_workers)
         copy_rows = await copy_rate(pg.url, args.messages * args.readings, args.batch_size)
         rate = detail["readings_per_s_stored_and_judged"]
+        workers = "default" if args.alert_workers is None else args.alert_workers
         print(
-            f"{args.messages} messages × {args.readings} readings, {args.stations} stations: "
-            f"`quantrac run` (engine on) stored and judged {rate:,.0f} readings/s "
-            f"({detail['readings_per_s_including_start_up']:,.0f} counting its start-up); "
+            f"{args.messages} messages × {args.readings} readings, {args.stations} stations, "
+            f"alerts_workers {workers}: `quantrac run` (engine on) stored and judged "
+            f"{rate:,.0f} readings/s ({detail['readings_per_s_including_start_up']:,.0f} "
+            f"counting its start-up; stored alone {detail['readings_per_s_stored']:,.0f}); "
+            f"broker backlog drain {broker * args.readings:,.0f} readings/s; "
             f"binary COPY {copy_rows:,.0f} rows/s; ratio {rate / copy_rows:.0%}"
         )
+        detail["broker_backlog_readings_per_s"] = broker * args.readings
         result = {
             "when": datetime.now(UTC).isoformat(),
             "mode": "process",

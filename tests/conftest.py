@@ -140,6 +140,8 @@ def make_settings(servers: Servers, database_url: str, stations_file: Path):
             "http_port": 0,
             "log_format": "text",
             "rate_limit_per_s": 0,
+            # The engine in the test's process (App): tests that want child workers say so.
+            "alerts_workers": 0,
         }
         values.update(overrides)
         return load_settings({}, **values)

@@ -14,6 +14,7 @@ from quantrac.core.settings import (
     default_config_dir,
     load_settings,
     parse_mqtt_url,
+    settings_environment,
 )
 
 
@@ -328,3 +329,27 @@ def test_settings_alone_are_the_defaults_whatever_the_environment(
     assert settings.batch_size == 9
     assert settings.log_level == "INFO"  # variable names are exact: upper case
     assert settings.model_copy(update={"batch_size": 3}).batch_size == 3
+
+
+@pytest.mark.parametrize(("text", "expected"), [("auto", None), ("", None), ("0", 0), ("3", 3)])
+def test_alert_workers_are_auto_or_a_count(text: str, expected: int | None) -> None:
+    assert load_settings({"QUANTRAC_ALERTS_WORKERS": text}).alerts_workers == expected
+
+
+def test_alert_workers_must_be_a_count() -> None:
+    with pytest.raises(SettingsError, match="QUANTRAC_ALERTS_WORKERS: must be auto or a number"):
+        load_settings({"QUANTRAC_ALERTS_WORKERS": "-1"})
+
+
+def test_settings_as_environment_give_the_same_settings(tmp_path: Path) -> None:
+    """What `quantrac run` hands its alert workers: every setting, read back unchanged."""
+    settings = load_settings(
+        {"QUANTRAC_LOG_LEVEL": "DEBUG"},
+        config_file=toml(tmp_path, 'mqtt_client_id = "site-a"\nalerts_partitions = 4\n'),
+        database_url="postgresql://q:s3cr3t-value@db/quantrac",
+        alerts_enabled=False,
+        files_dir=tmp_path,
+    )
+    environment = settings_environment(settings)
+    assert set(environment) == {"QUANTRAC_" + n.upper() for n in Settings.model_fields}
+    assert load_settings(environment) == settings

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from quantrac.regulations.windows import SeriesWindows
 
 HOUR = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
@@ -47,3 +50,59 @@ def test_a_day_counts_slots_too() -> None:
     # Every minute for 6 hours: 72 slots, 25 %: insufficient however many readings came.
     short = series(times[: 6 * 60]).day(date(2026, 11, 1))
     assert short.count == 72 and not short.sufficient
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4 * 3600 - 1), st.sampled_from([60, 300, 420, 3600, 7200])),
+        max_size=80,
+    ),
+    st.integers(0, 4),
+)
+def test_the_slots_kept_while_adding_are_those_counted_from_the_readings(
+    offsets: list[tuple[int, int]], prune_hours: int
+) -> None:
+    """Counted incrementally as readings arrive, an hour's slots are what a pass over its
+    readings gives, for any cadence (a divisor of the hour or not), duplicates and pruning."""
+    for cadence in {c for _, c in offsets} or {300}:
+        windows = SeriesWindows(cadence, VN, 0.75)
+        for offset, _ in offsets:
+            at = HOUR + timedelta(seconds=offset)
+            first = at not in windows.hours.get(windows_hour(at), {})
+            assert (windows.add(at, 1.0) == windows_hour(at)) is first
+        windows.prune(HOUR + timedelta(hours=prune_hours))
+        assert windows.slots.keys() == windows.hours.keys()
+        for hour, values in windows.hours.items():
+            assert windows.count(hour) == windows._slots(hour, values)
+            assert windows.hour(hour).count == windows.count(hour)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3 * 3600 - 1), st.floats(-50, 500)), max_size=60),
+    st.integers(1, 59),
+)
+def test_an_hour_asked_again_is_the_hour_as_it_now_stands(
+    readings: list[tuple[int, float]], split: int
+) -> None:
+    """1 h windows are remembered between questions, and forgotten when their hour changes: any
+    question, at any point of the arrivals, gets what a fresh computation would say."""
+    windows = SeriesWindows(300, VN, 0.75)
+    hours = [HOUR + timedelta(hours=i) for i in range(3)]
+    for n, (offset, value) in enumerate(readings):
+        windows.add(HOUR + timedelta(seconds=offset), value)
+        if n % split == 0:
+            for hour in hours:
+                windows.hour(hour)  # remembered from here on
+            windows.eight_hours(hours[-1])
+    fresh = SeriesWindows(300, VN, 0.75)
+    for offset, value in readings:
+        fresh.add(HOUR + timedelta(seconds=offset), value)
+    for hour in hours:
+        assert windows.hour(hour) == fresh.hour(hour)
+    assert windows.eight_hours(hours[-1]) == fresh.eight_hours(hours[-1])
+    windows.prune(hours[1])
+    assert windows.hour(hours[0]) == SeriesWindows(300, VN, 0.75).hour(hours[0])
+
+
+def windows_hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)

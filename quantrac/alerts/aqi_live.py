@@ -25,9 +25,25 @@ class AqiTracker:
         self.table = load_table(config_dir / "aqi" / "vn_aqi_1459.yaml")
         self.catalog = catalog
         self.tz = tz
+        self._factors: dict[tuple[str, str], float | None] = {}
         self.registry = registry
 
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._registry = registry
+        self._factors = {}  # a station's declared units may have changed
+
     def _factor(self, station_id: str, param: str) -> float | None:
+        key = (station_id, param)
+        if key not in self._factors:
+            self._factors[key] = self._find_factor(station_id, param)
+        return self._factors[key]
+
+    def _find_factor(self, station_id: str, param: str) -> float | None:
         station = self.registry.get(station_id)
         target = self.catalog.unit(AQI_UNIT)
         declared = station.parameters.get(param) if station else None
@@ -58,14 +74,17 @@ class AqiTracker:
     def hour(self, engine: Engine, station_id: str, hour: datetime) -> AqiResult | None:
         state = engine.stations[station_id]
         means: dict[str, Mapping[datetime, float]] = {}
+        starts = [hour - i * HOUR for i in range(NOWCAST_HOURS)]
         for param in self.table.pollutants:
             series = state.series.get(param)
             factor = self._factor(station_id, param)
             if series is None or factor is None:
                 continue
             by_hour: dict[datetime, float] = {}
-            for i in range(NOWCAST_HOURS):
-                start = hour - i * HOUR
+            held = series.windows.hours
+            for start in starts:
+                if start not in held:
+                    continue  # no reading in that hour: no mean
                 mean = series.windows.hour(start).mean
                 if mean is not None:
                     by_hour[start] = mean * factor

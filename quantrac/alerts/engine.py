@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Protocol
 
 from quantrac.alerts.config import EngineConfig
@@ -41,6 +42,7 @@ from quantrac.regulations.windows import (
     SeriesWindows,
     Window,
     hour_floor,
+    hour_place,
     local_date,
     local_day_bounds,
     windows_containing,
@@ -204,6 +206,7 @@ class StationState:
 
 
 _READING_KINDS = (Kind.DEVICE_FAULT, Kind.OUT_OF_RANGE)
+_measured_at = attrgetter("measured_at")
 
 
 class Engine:
@@ -260,11 +263,14 @@ class Engine:
         """
         out: list[Output] = []
         touched: dict[tuple[str, str], set[datetime]] = {}
-        for reading in sorted(readings, key=lambda r: r.measured_at):
-            state = self.stations.get(reading.station_id)
+        # Measured time → its hour and seconds into it (a message has few distinct times).
+        hour_of: dict[datetime, tuple[datetime, float]] = {}
+        stations = self.stations
+        for reading in sorted(readings, key=_measured_at):
+            state = stations.get(reading.station_id)
             if state is None:
                 continue
-            self._observe_one(state, reading, received_at, touched, out)
+            self._observe_one(state, reading, received_at, touched, out, hour_of)
         for (station_id, param), hours in touched.items():
             state = self.stations[station_id]
             series = state.series[param]
@@ -285,6 +291,7 @@ class Engine:
         received_at: datetime,
         touched: dict[tuple[str, str], set[datetime]],
         out: list[Output],
+        hour_of: dict[datetime, tuple[datetime, float]],
     ) -> None:
         param = reading.param
         series = self._series(state, param)
@@ -311,12 +318,12 @@ class Engine:
                 self._clear(out, sid, param, Kind.DATA_LOSS, at, None, {})
 
         value = reading.value
-        if (
-            reading.status is Status.MEASURING
-            and value is not None
-            and series.windows.add(at, value)
-        ):
-            touched.setdefault((state.station.id, param), set()).add(hour_floor(at))
+        if reading.status is Status.MEASURING and value is not None:
+            place = hour_of.get(at)
+            if place is None:
+                place = hour_of[at] = hour_place(at)
+            if series.windows.add(at, value, place) is not None:
+                touched.setdefault((state.station.id, param), set()).add(place[0])
 
     def tick(self, now: datetime) -> list[Output]:
         """Clock-driven checks: silent stations and parameters, and hours nobody completed."""
@@ -460,7 +467,8 @@ class Engine:
                     )
             else:
                 series.calibrating_since = None
-                self._clear(out, sid, param, Kind.CALIBRATION, at, value, {})
+                if (sid, param, Kind.CALIBRATION) in self.active:  # else nothing to clear
+                    self._clear(out, sid, param, Kind.CALIBRATION, at, value, {})
 
         if status is not Status.MEASURING or value is None:
             return
@@ -500,11 +508,12 @@ class Engine:
                 )
 
     def _streak(self, series: Series, kind: Kind, *, reset: bool = False) -> int:
+        streaks = series.normal_streak
         if reset:
-            series.normal_streak[kind] = 0
+            streaks[kind] = 0
             return 0
-        series.normal_streak[kind] = series.normal_streak.get(kind, 0) + 1
-        return series.normal_streak[kind]
+        count = streaks[kind] = streaks.get(kind, 0) + 1
+        return count
 
     # --- windows -----------------------------------------------------------------------------
 

@@ -151,6 +151,7 @@ class AlertService:
         self._wakeup: stream.Wakeup | None = None
         self._waiter: asyncio.Event | None = None
         self._fresh: set[str] = set()  # cursors created by this start: no history to resume
+        self._cursor_of: dict[str, str] = {}  # station → its partition's cursor
         self.lag: tuple[int, float] = (0, 0.0)  # batches behind, age of the oldest (seconds)
 
     @property
@@ -525,9 +526,11 @@ class AlertService:
                     else stream.decode(batch_id, payload)
                 )
                 for item in batch.items:
-                    name = parts.cursor_name(
-                        parts.partition_of(item.station_id, self.partitions), self.partitions
-                    )
+                    name = self._cursor_of.get(item.station_id)
+                    if name is None:
+                        name = self._cursor_of[item.station_id] = parts.cursor_name(
+                            parts.partition_of(item.station_id, self.partitions), self.partitions
+                        )
                     if self.positions.get(name, batch_id) >= batch_id:
                         continue  # not ours, or judged before this partition came here
                     judged = self.engine.observe_many(item.readings, item.received_at)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,10 +37,13 @@ from quantrac.core.db import connect
 from quantrac.core.logs import configure_logging
 from quantrac.core.registry import RegistryError, load_registry
 from quantrac.core.settings import Settings, SettingsError, load_settings
+from quantrac.core.tasks import cancel_and_wait, tune_garbage_collector
 from quantrac.ingest.export import stored_readings, write_export
 from quantrac.ingest.files import HISTORICAL_SOURCE, ingest_folder
 from quantrac.ingest.service import IngestService, upgrade_database
 from quantrac.reports.exceedances import fetch_station_log
+
+log = logging.getLogger(__name__)
 
 
 def _time_arg(text: str) -> Any:
@@ -54,6 +59,19 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent(parent: int) -> None:
+    """An alert worker of `quantrac run` ends with it, as the engine in its process would: on
+    Linux the kernel kills it the moment the parent dies (no second worker of the same lease
+    owner alive beside its replacement); elsewhere it notices within a second."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        raise SystemExit(0)  # already gone before the line above
+
+
 async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     from quantrac.alerts.service import AlertService
     from quantrac.api.app import build_api
@@ -62,12 +80,26 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
     service = AlertService(settings)
     service.load_configuration()
     web: list[WebServer] = []
+    watchdog: list[asyncio.Task[None]] = []
 
     def health() -> dict[str, object]:
         report = service.health()
         return {"status": "degraded" if report["alerts_lagging"] else "ok", **report}
 
+    if args.parent:
+        _die_with_parent(args.parent)
+
+    async def orphaned(parent: int) -> None:
+        # Started by `quantrac run`: stop cleanly once it is gone, even if it was killed.
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.warning("parent process gone; alert worker stops", extra={"event": "alerts_orphaned"})
+        os.kill(os.getpid(), signal.SIGTERM)
+
     async def start() -> None:
+        tune_garbage_collector()
+        if args.parent:
+            watchdog.append(asyncio.create_task(orphaned(args.parent)))
         await service.start()
         if settings.http_port:
             # /metrics and /healthz only: the alert engine alone serves no API.
@@ -80,6 +112,7 @@ async def cmd_alerts(settings: Settings, args: argparse.Namespace) -> int:
         for server in web:
             await server.stop()
         await service.stop()
+        await cancel_and_wait(watchdog)
 
     await run_until_signalled(start, stop, args.duration)
     return 0
@@ -503,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         "split the stations)",
     )
     alerts.add_argument("--duration", type=float, help="stop after this many seconds")
+    alerts.add_argument(
+        "--parent",
+        type=int,
+        metavar="PID",
+        help="stop when this process is gone (`quantrac run` starts its alert workers so)",
+    )
     alerts.set_defaults(handler=cmd_alerts)
     register_aqi(sub)
     register_regulations(sub)

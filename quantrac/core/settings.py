@@ -186,6 +186,16 @@ def _receive_maximum(value: Any) -> int:
     return number
 
 
+def _workers(value: Any) -> int | None:
+    """A number of worker processes, or ``auto`` (None)."""
+    if value is None or str(value).strip().lower() in ("", "auto"):
+        return None
+    try:
+        return _non_negative_int(value)
+    except ValueError:
+        raise ValueError("must be auto or a number of processes (0 or more)") from None
+
+
 def _utc_offset(value: Any) -> str:
     text = _text(value)
     parse_utc_offset(text)
@@ -267,6 +277,9 @@ class Settings(BaseSettings):
     alerts_lease_s: Annotated[float, Parse(_positive_float)] = 15.0
     # /healthz says degraded when the engine is this far behind storage.
     alerts_max_lag_s: Annotated[float, Parse(_positive_float)] = 300.0
+    # `quantrac run`: the alert engine in this many child processes (`quantrac alerts`, by
+    # cursor), 0 = in the ingest process; auto (None) = 1 on a machine with 2 cores or more.
+    alerts_workers: Annotated[int | None, Parse(_workers)] = None
     log_level: Annotated[str, Parse(_choice("DEBUG", "INFO", "WARNING", "ERROR"))] = "INFO"
     log_format: Annotated[str, Parse(_choice("json", "text"))] = "json"
 
@@ -466,3 +479,19 @@ def _check_together(settings: Settings, sources: dict[str, str]) -> None:
                 f"{sources.get(name, name)}: a placeholder password; set a real one "
                 "(docs/deploy.md, Credentials)"
             )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Every setting as the ``QUANTRAC_*`` variable that gives it back to :func:`load_settings`
+    (a child process started with these runs with exactly this configuration)."""
+    out = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        out[ENV_PREFIX + name.upper()] = text
+    return out

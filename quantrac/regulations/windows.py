@@ -32,6 +32,12 @@ def hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def hour_place(moment: datetime) -> tuple[datetime, float]:
+    """The hour a moment falls in, and its seconds into that hour."""
+    hour = hour_floor(moment)
+    return hour, (moment - hour).total_seconds()
+
+
 def expected_per_hour(cadence_s: int) -> float:
     """Readings an hour should hold at this cadence (a fraction when the cadence exceeds 1 h)."""
     return 3600 / cadence_s
@@ -74,26 +80,44 @@ def _meets(count: float, expected: float, min_completeness: float) -> bool:
 class SeriesWindows:
     """The valid readings of one (station, parameter), by hour, for a bounded horizon."""
 
-    __slots__ = ("cadence_s", "hours", "min_completeness", "tz")
+    __slots__ = ("_windows", "cadence_s", "hours", "min_completeness", "slots", "tz")
 
     def __init__(self, cadence_s: int, tz: tzinfo, min_completeness: float):
         self.cadence_s = cadence_s
         self.tz = tz
         self.min_completeness = min_completeness
         self.hours: dict[datetime, dict[datetime, float]] = {}
+        # Per hour, the cadence slots (from the hour's start) its readings fill, kept as they
+        # are added: asking whether an hour is full costs a len(), not a pass over its readings.
+        self.slots: dict[datetime, set[int]] = {}
+        # 1 h windows computed since their hour last changed: the 8 h means, the daily window and
+        # live AQI's NowCast ask for the same past hours again and again.
+        self._windows: dict[datetime, Window] = {}
 
-    def add(self, measured_at: datetime, value: float) -> bool:
-        """Record a valid reading; False when that measured time is already there (first wins)."""
-        bucket = self.hours.setdefault(hour_floor(measured_at), {})
-        if measured_at in bucket:
-            return False
+    def add(
+        self, measured_at: datetime, value: float, place: tuple[datetime, float] | None = None
+    ) -> datetime | None:
+        """Record a valid reading; returns the start of its hour, or None when that measured
+        time is already there (first wins). ``place``: its hour and its seconds into that hour
+        (:func:`hour_place`), when the caller knows them (several parameters share a time)."""
+        hour, offset = place if place is not None else hour_place(measured_at)
+        bucket = self.hours.get(hour)
+        if bucket is None:
+            bucket = self.hours[hour] = {}
+            slots = self.slots[hour] = set()
+        elif measured_at in bucket:
+            return None
+        else:
+            slots = self.slots[hour]
         bucket[measured_at] = value
-        return True
+        self._windows.pop(hour, None)
+        slots.add(int(offset // self.cadence_s))
+        return hour
 
     def count(self, hour_start: datetime) -> int:
         """Cadence slots of the hour that hold a valid reading (not readings: a station sending
         every minute at a registered 5 minutes fills at most the 12 slots it owes)."""
-        return self._slots(hour_start, self.hours.get(hour_start, {}))
+        return len(self.slots.get(hour_start, ()))
 
     def _slots(self, origin: datetime, values: Iterable[datetime]) -> int:
         step = self.cadence_s
@@ -103,13 +127,16 @@ class SeriesWindows:
         return self.count(hour_start) >= math.floor(expected_per_hour(self.cadence_s))
 
     def hour(self, hour_start: datetime) -> Window:
+        known = self._windows.get(hour_start)
+        if known is not None:
+            return known
         values = self.hours.get(hour_start)
         expected = expected_per_hour(self.cadence_s)
         if not values:
             return Window(ONE_HOUR, hour_start, hour_start + HOUR, None, 0, expected, None)
-        count = self._slots(hour_start, values)
+        count = len(self.slots[hour_start])
         ok = _meets(count, max(expected, 1.0), self.min_completeness)
-        return Window(
+        window = self._windows[hour_start] = Window(
             ONE_HOUR,
             hour_start,
             hour_start + HOUR,
@@ -118,6 +145,7 @@ class SeriesWindows:
             expected,
             max(values.values()),
         )
+        return window
 
     def eight_hours(self, last_hour_start: datetime) -> Window:
         """The rolling 8 h mean ending with the hour that starts at ``last_hour_start``."""
@@ -171,6 +199,8 @@ class SeriesWindows:
     def prune(self, keep_from: datetime) -> None:
         for hour_start in [h for h in self.hours if h < keep_from]:
             del self.hours[hour_start]
+            del self.slots[hour_start]
+            self._windows.pop(hour_start, None)
 
 
 def windows_containing(averaging: str, hour_start: datetime, tz: tzinfo) -> list[datetime]:
