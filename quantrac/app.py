@@ -124,11 +124,7 @@ class AlertWorkers:
                 async with await psycopg.AsyncConnection.connect(
                     self.settings.database_url, autocommit=True
                 ) as conn:
-                    cur = await conn.execute(
-                        "SELECT count(*) FROM stream_cursors WHERE name = ANY(%s)", [names]
-                    )
-                    row = await cur.fetchone()
-                    if row and row[0] == len(names):
+                    if await stream.cursors_exist(conn, names):
                         return True
             except (psycopg.Error, OSError):
                 pass  # no schema or no database yet

@@ -13,10 +13,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from quantrac.alerts.maintenance import LOG_KINDS
 from quantrac.alerts.model import EventType, Kind, Severity, State
 from quantrac.api.users import ROLES
+from quantrac.core.config_files import load_yaml_with_lines
 from quantrac.core.i18n import LANGUAGES, TranslationError, default_messages, load_messages
 from quantrac.core.settings import default_config_dir
 
@@ -175,8 +177,40 @@ def test_a_key_given_twice_in_one_file_is_an_error(tmp_path: Path) -> None:
         'x.one: {vi: "mot", en: "one"}\n',
         encoding="utf-8",
     )
-    with pytest.raises(TranslationError, match=r"a\.yaml: key 'x\.one' is defined twice"):
+    with pytest.raises(
+        TranslationError,
+        match=r"a\.yaml:3: \(file\): .*key 'x\.one' is defined twice \(lines 1 and 3\)",
+    ):
         load_messages(tmp_path)
+
+
+def test_every_problem_of_a_message_file_names_its_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        'x.one: {vi: "một"}\nx.two: {vi: "hai", en: 2, fr: "x"}\nx.three: text\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TranslationError) as caught:
+        load_messages(tmp_path)
+    assert [str(issue).split("a.yaml:", 1)[1] for issue in caught.value.issues] == [
+        "1: x.one.en: required field missing",
+        "2: x.two.en: input should be a valid string",
+        "2: x.two.fr: unknown field (expected one of en, vi)",
+        "3: x.three: must be a mapping",
+    ]
+
+
+def test_a_key_in_two_files_names_both(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text('x: {vi: "một", en: "one"}\n', encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(
+        'y: {vi: "hai", en: "two"}\nx: {vi: "một", en: "one"}\n', encoding="utf-8"
+    )
+    with pytest.raises(TranslationError, match=r"b\.yaml:2: x: also defined in a\.yaml"):
+        load_messages(tmp_path)
+
+
+def test_a_key_given_twice_in_any_configuration_file_is_an_error() -> None:
+    with pytest.raises(yaml.YAMLError, match=r"key 'code' is defined twice \(lines 1 and 3\)"):
+        load_yaml_with_lines("code: A\nname: x\ncode: B\n")
 
 
 def test_the_shipped_table_has_no_key_twice() -> None:

@@ -78,6 +78,14 @@ def _construct(node: yaml.Node, path: str, lines: dict[str, int], loader: yaml.S
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node)
             child = f"{path}.{key}" if path else str(key)
+            if key in result:  # PyYAML keeps the last of two equal keys silently
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is defined twice (lines {lines[child]} and "
+                    f"{key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
             lines[child] = key_node.start_mark.line + 1
             result[key] = _construct(value_node, child, lines, loader)
             lines[child] = key_node.start_mark.line + 1
@@ -188,6 +196,9 @@ def field_path(data: Any, loc: Sequence[str | int], absent_last: bool = True) ->
 _REASONS = {
     "extra_forbidden": "unknown field",
     "missing": "required field missing",
+    # pydantic says "… or instance of _Entry": a class name means nothing to whoever edits the file
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
 }
 
 
@@ -239,7 +250,11 @@ def issues_from(
 ) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
-        path, note = field_path(data, err["loc"], err["type"] in _REASONS)
+        loc = err["loc"]
+        # A validator of a field the file leaves out (a required text with its own message)
+        # names that field; any other absent last part is a union member's tag.
+        names_a_field = bool(loc) and model is not None and loc[-1] in known_fields(model, loc)
+        path, note = field_path(data, loc, err["type"] in _REASONS or names_a_field)
         if err["type"] == "extra_forbidden" and model is not None:
             known = known_fields(model, err["loc"])
             if known:

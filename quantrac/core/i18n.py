@@ -12,61 +12,59 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from quantrac.core.config_files import (
+    ConfigError,
+    ConfigIssue,
+    ConfigModel,
+    read_yaml_file,
+    validate,
+)
 from quantrac.core.settings import default_config_dir
 
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
 
 
-class TranslationError(ValueError):
+class TranslationError(ConfigError):
     pass
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last
-    silently, so a second entry of a key would replace the first unseen)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise TranslationError(
-                f"key {key!r} is defined twice (lines {seen[key]} and "
-                f"{key_node.start_mark.line + 1})"
-            )
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _unique_mapping,
-)
+class _Entry(ConfigModel):
+    vi: str
+    en: str
 
 
 def load_messages(folder: Path) -> dict[str, dict[str, str]]:
+    """Every file of ``folder`` merged into one table; a problem is ``file:line: key: message``
+    (a key without both texts, a key given twice in a file or in two files)."""
     table: dict[str, dict[str, str]] = {}
     origin: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), _UniqueKeyLoader) or {}
-        except TranslationError as exc:
-            raise TranslationError(f"{path}: {exc}") from None
+        source = str(path)
+        data, lines = read_yaml_file(path, error=TranslationError)
         if not isinstance(data, dict):
-            raise TranslationError(f"{path}: expected a mapping of keys to {{vi, en}}")
-        for key, entry in data.items():
+            raise TranslationError.at(source, lines, "(file)", "expected keys, each {vi, en}")
+        issues: list[ConfigIssue] = []
+        for key, raw in data.items():
+            if not isinstance(key, str):
+                issues.append(
+                    ConfigIssue(source, lines.get(str(key), 1), str(key), "a key is text")
+                )
+                continue
+            try:
+                entry = validate(_Entry, raw, source, lines, TranslationError, prefix=key)
+            except TranslationError as exc:
+                issues.extend(exc.issues)
+                continue
             if key in table:
-                raise TranslationError(f"{path}: key {key!r} is also defined in {origin[key]}")
-            if not isinstance(entry, dict) or any(
-                not isinstance(entry.get(lang), str) for lang in LANGUAGES
-            ):
-                raise TranslationError(f"{path}: {key!r} needs both 'vi' and 'en' texts")
-            table[str(key)] = {lang: entry[lang] for lang in LANGUAGES}
-            origin[str(key)] = path.name
+                issues.append(
+                    ConfigIssue(source, lines[key], key, f"also defined in {origin[key]}")
+                )
+                continue
+            table[key] = {"vi": entry.vi, "en": entry.en}
+            origin[key] = path.name
+        if issues:
+            raise TranslationError(issues)
     return table
 
 

@@ -123,6 +123,15 @@ async def head(conn: psycopg.AsyncConnection) -> int:
     return int(row[0]) if row else 0
 
 
+async def cursors_exist(conn: psycopg.AsyncConnection, names: Sequence[str]) -> bool:
+    """Whether every one of the cursors ``names`` has been created."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM stream_cursors WHERE name = ANY(%s)", [list(names)]
+    )
+    row = await cur.fetchone()
+    return row is not None and row[0] == len(names)
+
+
 async def read_after(
     conn: psycopg.AsyncConnection, position: int, limit: int = 20, skip: Sequence[int] = ()
 ) -> list[tuple[int, bytes | None]]:
