@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from quantrac.core.config_files import (
     validate,
 )
 from quantrac.core.settings import default_config_dir
+from quantrac.core.time import VIETNAM
 
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
@@ -156,3 +158,21 @@ def format_number(value: float, lang: str = DEFAULT_LANGUAGE, /, digits: int = 3
     if text == "-0":
         text = "0"
     return text.translate(_VI_DIGITS) if lang == "vi" else text
+
+
+def format_time(moment: datetime, tz: tzinfo = VIETNAM) -> str:
+    """A time for people, as written in Vietnam in both languages: ``01/03/2025 14:00``
+    (dd/MM/yyyy HH:mm) on the clock of ``tz``, Vietnam's unless told. Say the zone once
+    nearby with :func:`zone_text`."""
+    return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M")
+
+
+def zone_text(tz: tzinfo = VIETNAM, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The zone :func:`format_time` wrote in: "giờ Việt Nam, UTC+07:00" / "Vietnam time,
+    UTC+07:00", any other zone by its offset ("UTC+00:00")."""
+    offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
+    if offset == timedelta(hours=7):
+        return translate("time.zone.vietnam", lang)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
