@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from quantrac.core.i18n import TranslatedError, default_messages, format_number, translate
+from quantrac.core.i18n import (
+    TranslatedError,
+    default_messages,
+    format_number,
+    limit_digits,
+    translate,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +120,33 @@ def test_the_vietnamese_guides_say_the_same_word(guide: str) -> None:
     first = text.lower().find(LOGGER_VI)
     assert text[first : first + len(LOGGER_VI) + 13].lower() == f"{LOGGER_VI} (datalogger)"
     assert not re.search(r"(?i)bộ ghi(?! dữ liệu)", text)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "digits"),
+    [
+        ((75.0,), 1),  # 3 significant figures: 75,0
+        ((75,), 1),
+        ((200.0,), 0),
+        ((1000.0,), 0),
+        ((0.5,), 2),
+        ((67.5,), 1),
+        ((0.005,), 3),  # the regulation's own decimals, when more
+        ((150.25,), 2),
+        ((1e-5,), 3),  # at most 3
+        ((6.0, 9.0), 2),  # a range: the finer of its bounds
+        ((6.0, None), 2),
+        ((), None),
+        ((None, float("nan")), None),
+    ],
+)
+def test_a_value_and_its_limit_share_the_limits_decimals(
+    bounds: tuple[float | None, ...], digits: int | None
+) -> None:
+    assert limit_digits(*bounds) == digits
+
+
+def test_fixed_decimals_keep_their_zeros() -> None:
+    assert format_number(153.0, "vi", 1, fixed=True) == "153,0"
+    assert format_number(1234.5, "en", 2, fixed=True) == "1,234.50"
+    assert format_number(153.0, "vi", 1) == "153"

@@ -550,6 +550,23 @@ def test_email_times_read_day_first_on_the_clock_they_say() -> None:
     assert "Vietnam" not in body
 
 
+def test_email_value_and_limit_read_with_the_same_decimals() -> None:
+    """Item 6: "153" beside "75,0" read as if measured differently; a value, the maximum and
+    the limit share the limit's decimals (75: one, by its 3 significant figures)."""
+    details = {"value": 153.0, "limit": 75.0, "maximum": 160.26, "multiple": 2.04, "count": 3}
+    vi = email_body(make_event(details=details), "vi")
+    assert "  Giá trị: 153,0\n" in vi and "  Giới hạn: 75,0\n" in vi
+    assert ": 160,3\n" in vi  # the maximum, rounded to the limit's decimals
+    assert ": 2,04\n" in vi and ": 3\n" in vi  # a ratio and a count are not in the unit
+    en = email_body(make_event(details=details), "en")
+    assert "153.0\n" in en and "75.0\n" in en
+    # A range (pH 6–9): two decimals for both bounds and the value.
+    ph = email_body(make_event(details={"value": 9.5, "limit": 9, "limit_min": 6}), "vi")
+    assert ": 9,50\n" in ph and ": 9,00\n" in ph and ": 6,00\n" in ph
+    # No limit (a fault's last value): the value as it is.
+    assert ": 30\n" in email_body(make_event(details={"value": 30.0}), "vi")
+
+
 def test_format_time_and_zone_text() -> None:
     assert format_time(datetime(2026, 12, 31, 17, 5, tzinfo=UTC)) == "01/01/2027 00:05"
     assert format_time(T0, UTC) == "01/03/2025 07:00"

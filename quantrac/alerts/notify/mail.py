@@ -36,6 +36,7 @@ from quantrac.core.i18n import (
     default_messages,
     format_number,
     format_time,
+    limit_digits,
     translate,
     zone_text,
 )
@@ -57,7 +58,13 @@ DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.TLS: 465}
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
 
 
-def _format_value(value: Any, tz: tzinfo, lang: str = "en") -> str:
+# Details measured in the alert's unit: written with the limit's decimals (limit_digits).
+_IN_UNIT = frozenset({"value", "limit", "limit_min", "excess", "maximum", "minimum"})
+
+
+def _format_value(value: Any, tz: tzinfo, lang: str = "en", digits: int | None = None) -> str:
+    if isinstance(value, float | int) and not isinstance(value, bool) and digits is not None:
+        return format_number(value, lang, digits, fixed=True)
     if isinstance(value, str) and _ISO_TIME.fullmatch(value):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime) and value.tzinfo is not None:
@@ -119,9 +126,17 @@ def email_body(event: AlertEvent, lang: str, tz: tzinfo = VIETNAM) -> str:
     if event.note:
         lines.append(f"{t('alert.email.note')}: {event.note}")
     if event.details:
+        digits = limit_digits(
+            *(
+                bound
+                for bound in (event.details.get("limit"), event.details.get("limit_min"))
+                if isinstance(bound, float | int)
+            )
+        )
         lines += ["", f"{t('alert.email.details')}:"]
         lines += [
-            f"  {_detail_label(key, lang)}: {_format_value(value, tz, lang)}"
+            f"  {_detail_label(key, lang)}: "
+            f"{_format_value(value, tz, lang, digits if key in _IN_UNIT else None)}"
             for key, value in event.details.items()
         ]
     lines += [
