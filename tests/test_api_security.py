@@ -499,11 +499,11 @@ def test_users_command_disables_changes_passwords_and_scopes(
 ) -> None:
     monkeypatch.setenv("QUANTRAC_DATABASE_URL", database_url)
     monkeypatch.setenv("QUANTRAC_NEW_PASSWORD", PASSWORD)
-    assert main(["users", "add", "an", "--role", "facility"]) == 2
+    assert main(["users", "add", "an", "--role", "facility", "--lang", "en"]) == 2
     assert "facility user needs" in capsys.readouterr().err
     assert main(["users", "add", "an", "--role", "facility", "--facility", WW1_FACILITY]) == 0
     assert main(["users", "disable", "an"]) == 0
-    assert main(["users", "list"]) == 0
+    assert main(["users", "list", "--lang", "en"]) == 0
     listed = capsys.readouterr().out
     assert "an" in listed and "disabled" in listed and WW1_FACILITY in listed
     monkeypatch.setenv("QUANTRAC_NEW_PASSWORD", "một-mật-khẩu-mới")

@@ -312,7 +312,7 @@ async def test_trouble_at_a_glance(board: Any, chromium: Any, viewport: dict[str
     assert await warnings.count() == 1
     assert "lặp lại 3 lần trong 24 giờ" in await warnings.inner_text()
     # The warning's evidence has no unit of its own: the parameter's registered one is shown.
-    assert "45 / 50 mg/L" in await warnings.inner_text()
+    assert "45,0 / 50,0 mg/L" in await warnings.inner_text()
 
     # The stations: the worst open alert colours the marker and the row; data loss is not
     # "transmitting", and the old AQI says it is old.
@@ -578,6 +578,71 @@ async def test_the_audit_trail_and_true_times(
         == f"đóng bởi op.an · {await page.inner_text('#closed-by time')}"
     )
     await no_sideways_scroll(page, viewport)
+    assert page.errors == []
+
+
+async def test_a_value_and_its_limit_read_with_the_same_decimals(board: Any, chromium: Any) -> None:
+    """Item 6: "153 mg/L" beside "75,0 mg/L" read as if measured differently; the value, the
+    maximum and the limit of an alert, and a station value and its limits, share the limit's
+    decimals (3 significant figures of 75: one), with the decimal comma in Vietnamese."""
+    base, database_url = board
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    await store_readings(database_url, [("WW1", "COD", now - timedelta(minutes=2), 153.0, 0)])
+    raise_ = transition(
+        Change.RAISE,
+        Kind.EXCEEDANCE,
+        "WW1",
+        "COD",
+        now - timedelta(minutes=5),
+        value=153.0,
+        limit=75.0,
+        maximum=153.0,
+        unit="mg/L",
+        averaging="1h",
+    )
+    await apply(database_url, [raise_], now - timedelta(minutes=5))
+    page = await sign_in(chromium, base, "op.an", DESKTOP)
+    row = page.locator("#alerts-body tr[data-kind=exceedance]")
+    await row.wait_for()
+    assert "153,0 / 75,0 mg/L" in await row.inner_text()
+    alert_id = await row.get_attribute("data-alert-id")
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("dd[data-field=limit]")
+
+    def decimals(text: str, mark: str) -> int:
+        number = re.match(r"[\d.,]+", text)
+        assert number, text
+        return len(number.group().rpartition(mark)[2]) if mark in number.group() else 0
+
+    shown = {
+        field: await page.inner_text(f"dd[data-field={field}]")
+        for field in ("value", "limit", "maximum")
+    }
+    assert shown == {"value": "153,0 mg/L", "limit": "75,0 mg/L", "maximum": "153,0 mg/L"}
+    assert await page.inner_text("#alert-last-value") == "153,0 mg/L"
+    assert len({decimals(text, ",") for text in shown.values()}) == 1
+    await no_stray_text(page)
+
+    # The station page: the value and the limits it is read against, alike.
+    await page.goto(f"{base}/board/#/stations/WW1")
+    cod = page.locator("#values-table tr[data-param=COD]")
+    await cod.wait_for()
+    value = await cod.locator("td.num").inner_text()
+    assert value == "153,0 mg/L"
+    limits = await cod.locator("td .limit").all_inner_texts()
+    assert limits, limits
+    for text in limits:
+        bound = re.search(r"[≤≥] ([\d.,]+) mg/L", text)
+        assert bound and decimals(bound.group(1), ",") == 1, text
+    await no_stray_text(page)
+
+    # In English: the same decimals, with the decimal point.
+    await page.click("button[data-lang=en]")
+    await page.wait_for_selector("html[lang=en]")
+    await page.goto(f"{base}/board/#/alerts/{alert_id}")
+    await page.wait_for_selector("dd[data-field=limit]")
+    assert await page.inner_text("dd[data-field=value]") == "153.0 mg/L"
+    assert await page.inner_text("dd[data-field=limit]") == "75.0 mg/L"
     assert page.errors == []
 
 

@@ -283,3 +283,98 @@ def test_run_flushes_and_acknowledges_on_sigterm(env, servers):
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+# --- the admin commands in the reader's language (issue 13 item 6) --------------------------
+
+
+def test_admin_commands_speak_vietnamese_by_default_and_english_on_request(
+    env, monkeypatch, capsys
+):
+    """`period`, `readings`, `maintenance` and `users` say their summaries and refusals in
+    `--lang vi|en` (default vi, as `check` and `report`), times dd/MM/yyyy HH:mm with the zone."""
+    period = ["--from", "2026-10-01T07:00+07:00", "--to", "2026-10-02T07:00+07:00"]
+    lock = ["period", "lock", "--station", "WW1", *period, "--reason", "đã gửi Sở"]
+
+    def said(argv: list[str], code: int = 0) -> tuple[str, str]:
+        assert main(argv) == code, argv
+        out, err = capsys.readouterr()
+        # stderr also carries the log (migrations applied): the refusal is its last line.
+        return out.strip(), (err.strip().splitlines() or [""])[-1]
+
+    assert said(["period", "lock", "--station", "NOPE", *period, "--reason", "x"], 2)[1] == (
+        "quantrac period lock: Không có trạm 'NOPE'."
+    )
+    assert said([*lock[:2], "--station", "NOPE", *period, "--reason", "x", "--lang", "en"], 2)[
+        1
+    ] == ("quantrac period lock: unknown station 'NOPE'")
+    assert said(lock)[0] == (
+        "Khóa 1: WW1, 01/10/2026 07:00 – 02/10/2026 07:00 (giờ Việt Nam, UTC+07:00) đã được khóa."
+    )
+    assert "đang khóa" in said(["period", "list"])[0]
+    assert "  active  " in said(["period", "list", "--lang", "en"])[0]
+    assert said(["readings", "held"])[0] == "Không có số liệu nào bị giữ lại do khóa kỳ."
+    assert said(["readings", "held", "--lang", "en"])[0] == "no readings held back by a lock"
+    correct = ["readings", "correct", "--station", "WW1", "--param", "COD"]
+    correct += ["--time", "2026-10-01T08:00+07:00"]
+    refused = said([*correct, "--value", "1", "--delete", "--reason", "x"], 2)[1]
+    assert refused == "quantrac readings correct: Hãy chọn --value (kèm --status) hoặc --delete."
+    assert said([*correct, "--value", "64.5", "--reason", "phân tích lại"])[0] == (
+        "Đã thêm số liệu WW1 COD lúc 01/10/2026 08:00 (giờ Việt Nam, UTC+07:00), có ghi vết."
+    )
+    assert said([*correct, "--value", "65", "--reason", "again", "--lang", "en"])[0] == (
+        "update: WW1 COD 01/10/2026 08:00 (Vietnam time, UTC+07:00) (audited)"
+    )
+    assert said(["period", "unlock", "1"])[0] == "Đã gỡ khóa 1 (việc gỡ được ghi lại)."
+    assert said(["period", "unlock", "1"], 2)[1] == (
+        "quantrac period unlock: Không có khóa nào đang hiệu lực với số 1."
+    )
+    assert said(["period", "list", "--lang", "en"])[0] == "no locks"
+
+    window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
+    add = ["maintenance", "add", "--station", "WW1", "--kind", "calibration", "--param", "COD"]
+    assert said([*add, *window, "--reason", "hiệu chuẩn COD"])[0] == (
+        "Mục nhật ký 1: hiệu chuẩn trạm WW1 (COD), 03/12/2026 08:00 – 03/12/2026 10:00"
+        " (giờ Việt Nam, UTC+07:00)."
+    )
+    backwards = ["--from", window[3], "--to", window[1]]
+    assert said([*add, *backwards, "--reason", "x"], 2)[1] == (
+        "quantrac maintenance add: Thời điểm kết thúc phải sau thời điểm bắt đầu."
+    )
+    assert said([*add, *backwards, "--reason", "x", "--lang", "en"], 2)[1] == (
+        "quantrac maintenance add: the end of the window must be after its start"
+    )
+    assert said(["maintenance", "cancel", "1"])[0] == (
+        "Đã hủy mục nhật ký 1 (vẫn giữ trong nhật ký, có đánh dấu)."
+    )
+    assert said(["maintenance", "cancel", "1", "--lang", "en"], 2)[1] == (
+        "quantrac maintenance cancel: no log entry 1 (or it is cancelled already)"
+    )
+    empty = ["maintenance", "list", "--from", "2026-01-01T00:00+07:00"]
+    empty += ["--to", "2026-01-02T00:00+07:00"]
+    assert said(empty)[0] == "Không có mục nhật ký nào trong khoảng thời gian này."
+    assert said(["maintenance", "list", "--station", "NOPE"], 2)[1] == (
+        "quantrac maintenance list: Không có trạm 'NOPE'."
+    )
+
+    monkeypatch.delenv("QUANTRAC_NEW_PASSWORD", raising=False)
+    assert said(["users", "add", "an", "--role", "operator"], 2)[1] == (
+        "Hãy nhập mật khẩu qua đầu vào chuẩn (--password-stdin) hoặc biến môi trường"
+        " QUANTRAC_NEW_PASSWORD."
+    )
+    monkeypatch.setenv("QUANTRAC_NEW_PASSWORD", "mat-khau-thu-1")
+    assert said(["users", "add", "an", "--role", "operator"])[0] == (
+        "Đã thêm người dùng an, vai trò operator."
+    )
+    assert said(["users", "disable", "an"])[0] == "Người dùng an: đã khóa tài khoản."
+    assert "đã khóa" in said(["users", "list"])[0] and "mọi trạm" in said(["users", "list"])[0]
+    assert said(["users", "enable", "an", "--lang", "en"])[0] == "user an: enabled"
+    assert said(["users", "revoke", "an"])[0] == (
+        "Người dùng an: đã thu hồi 0 phiên đăng nhập (token)."
+    )
+    assert said(["users", "revoke", "nobody"], 2)[1] == (
+        "quantrac users revoke: Không có người dùng 'nobody'."
+    )
+    assert said(["users", "scope", "an", "--unrestricted"])[0] == (
+        "Người dùng an: phạm vi: mọi trạm."
+    )

@@ -160,12 +160,32 @@ def test_locked_period_refuses_silent_changes_and_audits_corrections(env, tmp_pa
     args = ["report", "exceedances", "--station", "WW1", *PERIOD, "--format", "json"]
     assert main([*args, "-o", str(report)]) == 0
 
-    assert main(["period", "lock", "--station", "NOPE", *PERIOD, "--reason", "x"]) == 2
+    assert (
+        main(["period", "lock", "--station", "NOPE", *PERIOD, "--reason", "x", "--lang", "en"]) == 2
+    )
     assert "unknown station 'NOPE'" in capsys.readouterr().err
     backwards = ["--from", PERIOD[3], "--to", PERIOD[1]]
-    assert main(["period", "lock", "--station", "WW1", *backwards, "--reason", "x"]) == 2
+    assert (
+        main(["period", "lock", "--station", "WW1", *backwards, "--reason", "x", "--lang", "en"])
+        == 2
+    )
     assert "after its start" in capsys.readouterr().err
-    assert main(["period", "lock", "--station", "WW1", *PERIOD, "--reason", "sent to DONRE"]) == 0
+    assert (
+        main(
+            [
+                "period",
+                "lock",
+                "--station",
+                "WW1",
+                *PERIOD,
+                "--reason",
+                "sent to DONRE",
+                "--lang",
+                "en",
+            ]
+        )
+        == 0
+    )
     assert "lock 1: WW1" in capsys.readouterr().out
 
     async def silent_changes() -> list[str]:
@@ -201,7 +221,7 @@ def test_locked_period_refuses_silent_changes_and_audits_corrections(env, tmp_pa
     assert asyncio.run(
         fetch(env.database_url, "SELECT count(*) FROM readings WHERE param = 'TSS'")
     ) == [(0,)]
-    assert main(["readings", "held"]) == 0
+    assert main(["readings", "held", "--lang", "en"]) == 0
     listing = capsys.readouterr().out
     assert "lock 1  WW1 TSS" in listing and "33" in listing
 
@@ -211,7 +231,10 @@ def test_locked_period_refuses_silent_changes_and_audits_corrections(env, tmp_pa
     # The correction path: audited, and the verify then lists it.
     stamp = (T0 + timedelta(hours=1)).isoformat()
     correct = ["readings", "correct", "--station", "WW1", "--param", "COD", "--time", stamp]
-    assert main([*correct, "--value", "64.5", "--reason", "lab re-analysis 12/10"]) == 0
+    assert (
+        main([*correct, "--value", "64.5", "--reason", "lab re-analysis 12/10", "--lang", "en"])
+        == 0
+    )
     assert "update: WW1 COD" in capsys.readouterr().out
     assert main([*correct, "--value", "1", "--delete", "--reason", "x"]) == 2
     held_id = str(listing.split()[0])
@@ -243,7 +266,7 @@ def test_locked_period_refuses_silent_changes_and_audits_corrections(env, tmp_pa
     assert main(["period", "unlock", "1"]) == 2
     # No lock, no trigger: ingest pays nothing.
     assert asyncio.run(fetch(env.database_url, guards)) == [(0,)]
-    assert main(["period", "list", "--all"]) == 0
+    assert main(["period", "list", "--all", "--lang", "en"]) == 0
     assert "lifted by cli" in capsys.readouterr().out
 
 

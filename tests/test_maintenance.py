@@ -106,15 +106,15 @@ def test_bad_windows_are_refused_with_the_reason(change, message):
 @pytest.mark.integration
 def test_cli_plans_lists_and_cancels_windows(env, capsys):
     window = ["--from", "2026-12-03T08:00+07:00", "--to", "2026-12-03T10:00+07:00"]
-    add = ["maintenance", "add", "--station", "WW1", *window]
+    add = ["maintenance", "add", "--lang", "en", "--station", "WW1", *window]
     assert main([*add, "--param", "COD", "--kind", "calibration", "--reason", "hiệu chuẩn"]) == 0
     assert "log entry 1: calibration of WW1 (COD)" in capsys.readouterr().out
     assert main([*add, "--reason", "thay bơm"]) == 0
     capsys.readouterr()
     backwards = ["--from", window[3], "--to", window[1]]
-    assert main(["maintenance", "add", "--station", "WW1", *backwards, "--reason", "x"]) == 2
+    assert main([*add[:4], "--station", "WW1", *backwards, "--reason", "x"]) == 2
     assert "after its start" in capsys.readouterr().err
-    assert main(["maintenance", "add", "--station", "NOPE", *window, "--reason", "x"]) == 2
+    assert main([*add[:4], "--station", "NOPE", *window, "--reason", "x"]) == 2
     assert "unknown station 'NOPE'" in capsys.readouterr().err
     span = ["--from", "2026-12-01T00:00+07:00", "--to", "2026-12-05T00:00+07:00"]
     assert main(["maintenance", "list", "--station", "WW1", *span]) == 0

@@ -3,9 +3,18 @@ their key."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from quantrac.core.i18n import TranslatedError, format_number, translate
+from quantrac.core.i18n import (
+    TranslatedError,
+    default_messages,
+    format_number,
+    limit_digits,
+    translate,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +79,74 @@ def test_design_choices_say_their_values_as_the_reader_does(
     choice = DesignChoice(key, value, "config/alerts.yaml")
     assert vi in choice.text("vi") and en in choice.text("en")
     assert choice.to_json()["value"] == value
+
+
+# --- one word per concept -----------------------------------------------------------------------
+
+LOGGER_VI = "bộ ghi dữ liệu"
+
+
+def test_the_datalogger_has_one_vietnamese_name_in_every_text() -> None:
+    """Item 6: the check findings said "datalogger" (and "đồng hồ thiết bị") while the acks said
+    "bộ ghi dữ liệu"; every Vietnamese text now says the latter, its English "datalogger" or
+    "logger"."""
+    named = {}
+    for key, entry in default_messages().items():
+        vi = entry["vi"]
+        assert "datalogger" not in vi.lower(), (key, vi)
+        assert "đồng hồ thiết bị" not in vi.lower(), (key, vi)
+        # "bộ ghi" alone is the same device said short: always the full name.
+        assert not re.search(r"(?i)bộ ghi(?! dữ liệu)", vi), (key, vi)
+        if LOGGER_VI in vi.lower():
+            named[key] = entry
+            assert "logger" in entry["en"].lower() or key == "check.criterion.clock", (key, entry)
+    # Both the acks and the check findings and fixes name it.
+    assert {"ack.time_in_future", "ack.clock.logger_on_utc"} <= named.keys()
+    assert {"check.finding.logger_on_utc", "check.fix.clock", "check.fix.stuck"} <= named.keys()
+    assert translate("check.fix.slower", "vi", declared=300) == (
+        "Cấu hình bộ ghi dữ liệu truyền mỗi 300 giây như đã đăng ký."
+    )
+    assert translate("check.fix.slower", "en", declared=300) == (
+        "Configure the datalogger to send every 300 s as declared."
+    )
+
+
+@pytest.mark.parametrize("guide", ["vendor-guide.vi.md", "ftp.vi.md"])
+def test_the_vietnamese_guides_say_the_same_word(guide: str) -> None:
+    """The first mention gives the English word in brackets, then only the Vietnamese one."""
+    text = (Path(__file__).parent.parent / "docs" / guide).read_text(encoding="utf-8")
+    mentions = [m.start() for m in re.finditer("datalogger", text)]
+    assert len(mentions) == 1, guide
+    first = text.lower().find(LOGGER_VI)
+    assert text[first : first + len(LOGGER_VI) + 13].lower() == f"{LOGGER_VI} (datalogger)"
+    assert not re.search(r"(?i)bộ ghi(?! dữ liệu)", text)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "digits"),
+    [
+        ((75.0,), 1),  # 3 significant figures: 75,0
+        ((75,), 1),
+        ((200.0,), 0),
+        ((1000.0,), 0),
+        ((0.5,), 2),
+        ((67.5,), 1),
+        ((0.005,), 3),  # the regulation's own decimals, when more
+        ((150.25,), 2),
+        ((1e-5,), 3),  # at most 3
+        ((6.0, 9.0), 2),  # a range: the finer of its bounds
+        ((6.0, None), 2),
+        ((), None),
+        ((None, float("nan")), None),
+    ],
+)
+def test_a_value_and_its_limit_share_the_limits_decimals(
+    bounds: tuple[float | None, ...], digits: int | None
+) -> None:
+    assert limit_digits(*bounds) == digits
+
+
+def test_fixed_decimals_keep_their_zeros() -> None:
+    assert format_number(153.0, "vi", 1, fixed=True) == "153,0"
+    assert format_number(1234.5, "en", 2, fixed=True) == "1,234.50"
+    assert format_number(153.0, "vi", 1) == "153"

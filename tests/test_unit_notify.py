@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -41,6 +41,7 @@ from quantrac.alerts.notify import (
 from quantrac.alerts.notify.mail import classify_smtp_error, email_body
 from quantrac.alerts.notify.webhook import classify_response, parse_retry_after
 from quantrac.core.config_files import ConfigError, load_yaml_with_lines, nearest_line
+from quantrac.core.i18n import format_time, zone_text
 from quantrac.core.settings import MqttEndpoint
 
 T0 = datetime(2025, 3, 1, 7, 0, tzinfo=UTC)
@@ -521,10 +522,58 @@ def test_email_subject_and_body_in_both_languages() -> None:
     assert parsed["Message-ID"] == "<quantrac-alert-7@example.vn>"
     body = parsed.get_body().get_content()  # type: ignore[union-attr]
     assert "Trạm: Trạm nước thải KCN Sông Khê (BG_WW_SONGKHE)" in body
-    assert "Thời điểm: 2025-03-01 14:00:00+07:00" in body  # shown in Vietnam time
+    assert "Thời điểm: 01/03/2025 14:00" in body  # shown in Vietnam time, day first
+    assert "Múi giờ: giờ Việt Nam, UTC+07:00" in body
     assert "Giới hạn: 75" in body
     assert "  Giá trị: 182,5" in body  # the decimal comma in Vietnamese
     assert "182.5" in email_body(make_event(), "en")
+
+
+def test_email_times_read_day_first_on_the_clock_they_say() -> None:
+    """Item 6: no ISO times in the mail; dd/MM/yyyy HH:mm (in English too, as the reports
+    write them), the zone said once, and a time the engine gave as text read the same way."""
+    event = make_event(
+        at=T0 + timedelta(minutes=35, seconds=12),
+        details={"last_measured_at": "2025-03-01T06:20:00+00:00", "window_start": T0},
+    )
+    for lang, zone in (("vi", "Múi giờ: giờ Việt Nam"), ("en", "Time zone: Vietnam time")):
+        body = email_body(event, lang)
+        assert f"{zone}, UTC+07:00" in body
+        assert ": 01/03/2025 14:35\n" in body
+        assert ": 01/03/2025 14:00\n" in body  # opened, and the window's start
+        assert ": 01/03/2025 13:20\n" in body  # the text time, in Vietnam time
+        assert "+07:00\n" not in body.replace("UTC+07:00\n", "")
+        assert "2025-03-01" not in body
+    # Another clock, if a channel is given one: its own offset, never "Vietnam".
+    body = email_body(event, "en", UTC)
+    assert "Time zone: UTC+00:00" in body and ": 01/03/2025 07:35\n" in body
+    assert "Vietnam" not in body
+
+
+def test_email_value_and_limit_read_with_the_same_decimals() -> None:
+    """Item 6: "153" beside "75,0" read as if measured differently; a value, the maximum and
+    the limit share the limit's decimals (75: one, by its 3 significant figures)."""
+    details = {"value": 153.0, "limit": 75.0, "maximum": 160.26, "multiple": 2.04, "count": 3}
+    vi = email_body(make_event(details=details), "vi")
+    assert "  Giá trị: 153,0\n" in vi and "  Giới hạn: 75,0\n" in vi
+    assert ": 160,3\n" in vi  # the maximum, rounded to the limit's decimals
+    assert ": 2,04\n" in vi and ": 3\n" in vi  # a ratio and a count are not in the unit
+    en = email_body(make_event(details=details), "en")
+    assert "153.0\n" in en and "75.0\n" in en
+    # A range (pH 6–9): two decimals for both bounds and the value.
+    ph = email_body(make_event(details={"value": 9.5, "limit": 9, "limit_min": 6}), "vi")
+    assert ": 9,50\n" in ph and ": 9,00\n" in ph and ": 6,00\n" in ph
+    # No limit (a fault's last value): the value as it is.
+    assert ": 30\n" in email_body(make_event(details={"value": 30.0}), "vi")
+
+
+def test_format_time_and_zone_text() -> None:
+    assert format_time(datetime(2026, 12, 31, 17, 5, tzinfo=UTC)) == "01/01/2027 00:05"
+    assert format_time(T0, UTC) == "01/03/2025 07:00"
+    assert zone_text() == "giờ Việt Nam, UTC+07:00"
+    assert zone_text(lang="en") == "Vietnam time, UTC+07:00"
+    assert zone_text(timezone(timedelta(hours=-3, minutes=-30)), "vi") == "UTC-03:30"
+    assert zone_text(UTC, "en") == "UTC+00:00"
 
 
 def test_an_assignment_mail_names_who_gave_it_to_whom() -> None:

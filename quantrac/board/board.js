@@ -142,13 +142,45 @@ function fmtNumber(value, digits = 2) {
   return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(value);
 }
 
-/** A value with its unit, with the precision its size needs (3 significant figures, at most 2 decimals). */
+/** A value with its unit: with ``digits`` decimals (see limitDigits), else the precision its size needs (3 significant figures, at most 2 decimals). */
 function fmtValue(value, unit = '', digits = null) {
   if (value === null || value === undefined || Number.isNaN(value)) return '—';
   const abs = Math.abs(value);
   const d = digits ?? (abs >= 100 ? 0 : abs >= 10 ? 1 : 2);
   const text = new Intl.NumberFormat(locale(), { minimumFractionDigits: d, maximumFractionDigits: d }).format(value);
   return unit ? `${text} ${unit}` : text;
+}
+
+/** The decimals a number is written with (75 → 0, 0.05 → 2). */
+function writtenDecimals(value) {
+  const text = String(value);
+  if (text.includes('e')) return 3;
+  return (text.split('.')[1] || '').length;
+}
+
+/**
+ * The decimals a value and the limit it is compared with share, so "153,0 mg/L" reads beside
+ * "75,0 mg/L" (not "153" beside "75,0"): the limit's own decimals as the regulation writes it
+ * or, if more, the precision the limit's size needs (3 significant figures), at most 3.
+ * No limit: null, each value then takes the precision its own size needs.
+ */
+function limitDigits(...bounds) {
+  const given = bounds.filter((b) => typeof b === 'number' && Number.isFinite(b));
+  if (!given.length) return null;
+  return Math.max(...given.map((b) => {
+    const abs = Math.abs(b);
+    return Math.min(3, Math.max(writtenDecimals(b), abs >= 100 ? 0 : abs >= 10 ? 1 : 2));
+  }));
+}
+
+/** A limit's bound ("≤ 75,0 mg/L", "6,00–9,00") with the given decimals; its own text without numbers. */
+function boundText(l, digits) {
+  const unit = l.unit && l.unit !== l.param && l.unit !== 'pH' ? ` ${l.unit}` : '';
+  const n = (x) => fmtValue(x, '', digits);
+  if (typeof l.minimum === 'number' && typeof l.maximum === 'number') return `${n(l.minimum)}–${n(l.maximum)}${unit}`;
+  if (typeof l.maximum === 'number') return `≤ ${n(l.maximum)}${unit}`;
+  if (typeof l.minimum === 'number') return `≥ ${n(l.minimum)}${unit}`;
+  return (S.lang === 'vi' && l.text_vi) || l.text || '';
 }
 
 function fmtPercent(share, digits = 1) {
@@ -775,10 +807,13 @@ function evidenceText(alert) {
   const d = alert.details || {};
   if (d.value !== undefined && d.value !== null && d.limit !== undefined && d.limit !== null) {
     const multiple = d.multiple ? ` (×${fmtNumber(d.multiple)})` : '';
-    return `${fmtNumber(d.value)} / ${fmtNumber(d.limit)} ${d.unit || alert.unit || ''}${multiple}`.trim();
+    const digits = limitDigits(d.limit, d.limit_min);
+    return `${fmtValue(d.value, '', digits)} / ${fmtValue(d.limit, '', digits)} ${d.unit || alert.unit || ''}${multiple}`.trim();
   }
   if (alert.last_value !== null && alert.last_value !== undefined) {
-    return `${fmtNumber(alert.last_value)} ${d.unit || alert.unit || ''}`.trim();
+    const digits = limitDigits(d.limit, d.limit_min);
+    const value = digits === null ? fmtNumber(alert.last_value) : fmtValue(alert.last_value, '', digits);
+    return `${value} ${d.unit || alert.unit || ''}`.trim();
   }
   if (d.silent_minutes !== undefined || alert.kind === 'data_loss') return silentSince(alert);
   return '—';
@@ -948,13 +983,14 @@ const WITH_UNIT = new Set(['value', 'limit', 'limit_min', 'excess', 'maximum', '
 
 function evidenceList(details, unit = details.unit) {
   const rows = [];
+  const digits = limitDigits(details.limit, details.limit_min);
   const known = new Set(['formula_vi']);  // shown as the formula in Vietnamese, not a row of its own
   for (const [key, labelKey, kind] of DETAIL_FIELDS) {
     known.add(key);
     const raw = key === 'formula' && S.lang === 'vi' && details.formula_vi ? details.formula_vi : details[key];
     let value = detailValue(kind, raw);
     if (value !== null && WITH_UNIT.has(key) && unit && typeof details[key] === 'number') {
-      value = fmtValue(details[key], unit);
+      value = fmtValue(details[key], unit, digits);
     }
     if (value === null) continue;
     rows.push(h('dt', {}, t(labelKey)), h('dd', { dataset: { field: key } }, value));
@@ -978,6 +1014,7 @@ function alertView(root, id) {
       return;
     }
     if (!alive()) return;
+    const digits = limitDigits(alert.details?.limit, alert.details?.limit_min);
     const noteForm = canAct() ? h('form', { class: 'note-form', onsubmit: async (e) => {
       e.preventDefault();
       const input = $('#note-text');
@@ -1017,8 +1054,8 @@ function alertView(root, id) {
             h('dt', {}, t('board.alert.first_data')), h('dd', {}, timeEl(alert.first_data_at)),
             h('dt', {}, t('board.col.last_data')), h('dd', { id: 'alert-newest' }, timeEl(alert.newest_reading_at || alert.last_data_at)),
             h('dt', {}, t('alert.detail.count')), h('dd', {}, fmtNumber(alert.count, 0)),
-            h('dt', {}, t('board.alert.last_value')), h('dd', {}, fmtValue(alert.last_value, alert.details?.unit || alert.unit || '')),
-            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || alert.unit || '')),
+            h('dt', {}, t('board.alert.last_value')), h('dd', { id: 'alert-last-value' }, fmtValue(alert.last_value, alert.details?.unit || alert.unit || '', digits)),
+            h('dt', {}, t('alert.detail.maximum')), h('dd', {}, fmtValue(alert.max_value, alert.details?.unit || alert.unit || '', digits)),
             alert.acknowledged_by ? [h('dt', {}, t('board.alert.acknowledged_by')),
               h('dd', {}, `${alert.acknowledged_by} · `, timeEl(alert.acknowledged_at))] : null,
             alert.assigned_to && alert.state !== 'resolved' ? [h('dt', {}, t('board.alert.assigned_to')),
@@ -1125,9 +1162,14 @@ function averagingName(averaging) {
 
 /** 'against the 1-hour limit ≤ 75 mg/L' — which limit a colour and a percentage are measured on. */
 function referenceText(v) {
-  if (v.reference) return t('board.station.against', { averaging: averagingName(v.reference.averaging), limit: v.reference.text || '' });
+  if (v.reference) return t('board.station.against', { averaging: averagingName(v.reference.averaging), limit: boundText(v.reference, valueDigits(v)) });
   if (v.limits?.length) return t('board.station.annual_only');
   return t('board.station.no_limit');
+}
+
+/** A station value's decimals: those of the limits it is read against (null: none applies). */
+function valueDigits(v) {
+  return limitDigits(...(v.limits || []).flatMap((l) => [l.maximum, l.minimum]));
 }
 
 function valueChips(detail) {
@@ -1136,7 +1178,7 @@ function valueChips(detail) {
     const level = valueLevel(v);
     return h('li', { class: `chip level-${level}`, title: referenceText(v), dataset: { param: v.param, level } },
       h('span', { class: 'chip-param' }, v.param), ' ',
-      v.value === null ? '—' : `${fmtValue(v.value, v.unit)}`,
+      v.value === null ? '—' : `${fmtValue(v.value, v.unit, valueDigits(v))}`,
       level.startsWith('status-') ? h('span', { class: 'chip-status' }, ` ${statusChip(v.status).textContent}`)
         : v.ratio !== null && v.ratio !== undefined ? h('span', { class: 'chip-ratio' },
           ` ${fmtPercent(v.ratio)} ${t('board.station.of_averaging', { averaging: averagingName(v.reference?.averaging) })}`) : null);
@@ -1429,10 +1471,10 @@ function stationLogCard(stationId, alive) {
     list, form, error);
 }
 
-function limitText(limits) {
+function limitText(limits, digits = null) {
   if (!limits?.length) return h('span', { class: 'muted' }, t('board.station.no_limit'));
   return limits.map((l) => h('div', { class: 'limit' },
-    `${(S.lang === 'vi' && l.text_vi) || l.text || ''} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
+    `${digits === null ? (S.lang === 'vi' && l.text_vi) || l.text || '' : boundText(l, digits)} (${t('board.alerts.mean_of', { averaging: averagingName(l.averaging) })})`,
     h('div', { class: 'muted small' }, [l.regulation, l.column ? `${t('alert.detail.column')} ${l.column}` : null]
       .filter(Boolean).join(' · ')),
     l.formula ? h('div', { class: 'small' }, h('code', {}, (S.lang === 'vi' && l.formula_vi) || l.formula)) : null,
@@ -1517,10 +1559,10 @@ function stationView(root, id, wanted = null) {
             'board.col.status', 'alert.detail.limit', 'board.col.ratio'].map((k) => h('th', { scope: 'col' }, t(k))))),
           h('tbody', {}, station.values.map((v) => h('tr', { dataset: { param: v.param, level: valueLevel(v) } },
             h('th', { scope: 'row' }, v.param),
-            h('td', { class: 'num' }, v.value === null ? '—' : `${fmtNumber(v.value, 3)} ${v.unit}`),
+            h('td', { class: 'num' }, v.value === null ? '—' : fmtValue(v.value, v.unit, valueDigits(v))),
             h('td', {}, timeEl(v.measured_at, 'short')),
             h('td', {}, v.status ? (S.messages[`status.${v.status}`] ? t(`status.${v.status}`) : v.status) : '—'),
-            h('td', {}, limitText(v.limits)),
+            h('td', {}, limitText(v.limits, valueDigits(v))),
             h('td', {}, ratioBar(v))))))),
         h('p', { class: 'muted small' }, t('board.station.values_note'))),
       h('section', { class: 'card' },

@@ -12,10 +12,11 @@ from typing import Any
 
 import psycopg
 
-from quantrac.cli.util import cli_actor, time_arg
+from quantrac.cli.util import add_lang_arg, cli_actor, period_texts, time_arg
 from quantrac.core.catalog import load_catalog
 from quantrac.core.contract import STATUS_BY_CODE
 from quantrac.core.db import connect
+from quantrac.core.i18n import format_time, translate, zone_text
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import Settings
 from quantrac.evidence import schema
@@ -124,6 +125,7 @@ def _known_stations(settings: Settings) -> set[str]:
 
 
 async def cmd_period(settings: Settings, args: argparse.Namespace) -> int:
+    lang = args.lang
     async with await open_evidence(settings) as conn:
         try:
             if args.period_command == "lock":
@@ -139,30 +141,43 @@ async def cmd_period(settings: Settings, args: argparse.Namespace) -> int:
                     conn, args.station, args.start, args.end, args.reason, cli_actor()
                 )
                 await conn.commit()
+                scope = lock.station_id or translate("cli.every_station", lang)
                 print(
-                    f"lock {lock.id}: {lock.station_id or 'every station'} "
-                    f"{lock.start.isoformat()} – {lock.end.isoformat()} locked"
+                    translate(
+                        "cli.period.locked",
+                        lang,
+                        id=lock.id,
+                        scope=scope,
+                        **period_texts(lock.start, lock.end, lang),
+                    )
                 )
                 return 0
             if args.period_command == "unlock":
                 lock = await unlock_period(conn, args.id, cli_actor())
                 await conn.commit()
-                print(f"lock {lock.id} lifted")
+                print(translate("cli.period.unlocked", lang, id=lock.id))
                 return 0
         except LockError as exc:
-            print(f"quantrac period {args.period_command}: {exc}", file=sys.stderr)
+            print(f"quantrac period {args.period_command}: {exc.text(lang)}", file=sys.stderr)
             return 2
         locks = await list_locks(conn, active_only=not args.all)
     for lock in locks:
-        state = "active" if lock.unlocked_at is None else f"lifted by {lock.unlocked_by}"
+        state = (
+            translate("cli.period.active", lang)
+            if lock.unlocked_at is None
+            else translate("cli.period.lifted_by", lang, actor=lock.unlocked_by)
+        )
         print(
             f"{lock.id:>4}  {lock.station_id or '*':<20}{lock.start.isoformat()} – "
             f"{lock.end.isoformat()}  {lock.locked_by}  {state}  {lock.reason}"
         )
+    if not locks:
+        print(translate("cli.period.none", lang))
     return 0
 
 
 async def cmd_readings(settings: Settings, args: argparse.Namespace) -> int:
+    lang = args.lang
     async with await open_evidence(settings) as conn:
         try:
             if args.readings_command == "correct":
@@ -182,26 +197,46 @@ async def cmd_readings(settings: Settings, args: argparse.Namespace) -> int:
                     ),
                     cli_actor(),
                 )
-                print(f"{action}: {args.station} {args.param} {args.time.isoformat()} (audited)")
+                print(
+                    translate(
+                        "cli.readings.corrected",
+                        lang,
+                        action=translate(f"cli.readings.{action}", lang),
+                        station=args.station,
+                        param=args.param,
+                        time=format_time(args.time),
+                        zone=zone_text(lang=lang),
+                    )
+                )
                 return 0
             if args.apply is not None or args.discard is not None:
                 held_id = args.apply if args.apply is not None else args.discard
                 result = await resolve_held(
                     conn, held_id, args.apply is not None, args.reason or "", cli_actor()
                 )
-                print(f"held reading {held_id} {result}")
+                print(translate(f"cli.readings.{result}", lang, id=held_id))
                 return 0
         except LockError as exc:
-            print(f"quantrac readings {args.readings_command}: {exc}", file=sys.stderr)
+            print(f"quantrac readings {args.readings_command}: {exc.text(lang)}", file=sys.stderr)
             return 2
         rows = await held_readings(conn)
     for r in rows:
         print(
-            f"{r['id']:>6}  lock {r['lock']}  {r['station']} {r['param']} {r['time'].isoformat()}"
-            f" {r['value']:g} status {r['status']:02d} (arrived {r['received_at'].isoformat()})"
+            translate(
+                "cli.readings.held_row",
+                lang,
+                id=r["id"],
+                lock=r["lock"],
+                station=r["station"],
+                param=r["param"],
+                time=r["time"].isoformat(),
+                value=f"{r['value']:g}",
+                status=f"{r['status']:02d}",
+                received=r["received_at"].isoformat(),
+            )
         )
     if not rows:
-        print("no readings held back by a lock")
+        print(translate("cli.readings.none_held", lang))
     return 0
 
 
@@ -222,12 +257,15 @@ def register(sub: Any) -> None:
     lock.add_argument("--from", dest="start", required=True, type=time_arg)
     lock.add_argument("--to", dest="end", required=True, type=time_arg)
     lock.add_argument("--reason", required=True)
+    add_lang_arg(lock)
     lock.set_defaults(handler=cmd_period)
     unlock = p_sub.add_parser("unlock", help="lift a lock (recorded)")
     unlock.add_argument("id", type=int)
+    add_lang_arg(unlock)
     unlock.set_defaults(handler=cmd_period)
     listing = p_sub.add_parser("list", help="locks (active ones; --all for lifted ones too)")
     listing.add_argument("--all", action="store_true")
+    add_lang_arg(listing)
     listing.set_defaults(handler=cmd_period)
 
     readings = sub.add_parser("readings", help="audited corrections of stored readings (admin)")
@@ -240,6 +278,7 @@ def register(sub: Any) -> None:
     correct.add_argument("--status", help="00, 01 or 02 (default 00)")
     correct.add_argument("--delete", action="store_true")
     correct.add_argument("--reason", required=True)
+    add_lang_arg(correct)
     correct.set_defaults(handler=cmd_readings)
     held = r_sub.add_parser(
         "held", help="readings that arrived for a locked period: list, --apply or --discard ID"
@@ -248,4 +287,5 @@ def register(sub: Any) -> None:
     group.add_argument("--apply", type=int, metavar="ID")
     group.add_argument("--discard", type=int, metavar="ID")
     held.add_argument("--reason", help="why (for --apply / --discard)")
+    add_lang_arg(held)
     held.set_defaults(handler=cmd_readings)

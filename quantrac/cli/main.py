@@ -31,9 +31,11 @@ from quantrac.cli.forward import register as register_forward
 from quantrac.cli.maintenance import register as register_maintenance
 from quantrac.cli.regulations import register as register_regulations
 from quantrac.cli.reports import register as register_reports
+from quantrac.cli.util import add_lang_arg
 from quantrac.core.catalog import load_catalog
 from quantrac.core.contract import parse_time
 from quantrac.core.db import connect
+from quantrac.core.i18n import translate
 from quantrac.core.logs import configure_logging
 from quantrac.core.registry import RegistryError, load_registry
 from quantrac.core.settings import Settings, SettingsError, load_settings
@@ -173,23 +175,27 @@ async def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
         set_scope,
     )
 
+    lang = args.lang
+
+    def say(key: str, **params: Any) -> str:
+        return translate(key, lang, **params)
+
+    def scope_text(scope: Any) -> str:
+        return str(scope.to_json()) if scope else say("cli.every_station")
+
     await upgrade_database(settings)
     async with await connect(settings) as conn:
         await schema.upgrade(conn)
         if args.users_command == "list":
             for user in await list_users(conn, include_disabled=True):
-                shown = user.scope.to_json() if user.scope else "every station"
-                state = "disabled" if user.disabled else "enabled"
+                shown = scope_text(user.scope)
+                state = say("cli.users.disabled" if user.disabled else "cli.users.enabled")
                 print(f"{user.username:<24}{user.role:<12}{state:<10}{user.display_name}  {shown}")
             return 0
         if args.users_command == "add":
             password = _read_password(args)
             if not password:
-                print(
-                    "give the password on standard input (--password-stdin) "
-                    "or in QUANTRAC_NEW_PASSWORD",
-                    file=sys.stderr,
-                )
+                print(say("cli.users.password_needed"), file=sys.stderr)
                 return 2
             try:
                 user = await add_user(
@@ -201,50 +207,44 @@ async def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
                     _scope_from_args(args),
                 )
             except UserError as exc:
-                print(f"quantrac users add: {exc}", file=sys.stderr)
+                print(f"quantrac users add: {exc.text(lang)}", file=sys.stderr)
                 return 2
             details = {"role": user.role, "scope": user.scope.to_json() if user.scope else None}
             await audit(conn, "cli", "user.add", f"user:{user.username}", details)
             await conn.commit()
-            print(f"user {user.username} added with role {user.role}")
+            print(say("cli.users.added", user=user.username, role=user.role))
             return 0
         target = await get_user(conn, args.username)
         if target is None:
-            print(
-                f"quantrac users {args.users_command}: no user {args.username!r}", file=sys.stderr
-            )
+            unknown = say("cli.users.no_user", user=repr(args.username))
+            print(f"quantrac users {args.users_command}: {unknown}", file=sys.stderr)
             return 2
         try:
             if args.users_command == "passwd":
                 password = _read_password(args)
                 if not password:
-                    print(
-                        "give the new password on standard input (--password-stdin)",
-                        file=sys.stderr,
-                    )
+                    print(say("cli.users.new_password_needed"), file=sys.stderr)
                     return 2
                 await set_password(conn, target, password)
-                done = "password changed; its tokens are revoked"
+                done = say("cli.users.done.passwd")
             elif args.users_command in ("disable", "enable"):
                 await set_disabled(conn, target, args.users_command == "disable")
-                done = f"{args.users_command}d"
+                done = say(f"cli.users.done.{args.users_command}")
             elif args.users_command == "scope":
                 scope = None if args.unrestricted else _scope_from_args(args)
                 if scope is None and not args.unrestricted:
-                    print(
-                        "give --province, --facility, --station or --unrestricted", file=sys.stderr
-                    )
+                    print(say("cli.users.scope_needed"), file=sys.stderr)
                     return 2
                 await set_scope(conn, target, args.role or target.role, scope)
-                done = f"scope set: {scope.to_json() if scope else 'every station'}"
+                done = say("cli.users.done.scope", scope=scope_text(scope))
             else:  # revoke
-                done = f"{await revoke_tokens_of(conn, target.id)} tokens revoked"
+                done = say("cli.users.done.revoke", count=await revoke_tokens_of(conn, target.id))
         except UserError as exc:
-            print(f"quantrac users {args.users_command}: {exc}", file=sys.stderr)
+            print(f"quantrac users {args.users_command}: {exc.text(lang)}", file=sys.stderr)
             return 2
         await audit(conn, "cli", f"user.{args.users_command}", f"user:{target.username}", {})
         await conn.commit()
-    print(f"user {target.username}: {done}")
+    print(say("cli.users.done", user=target.username, done=done))
     return 0
 
 
@@ -510,11 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="display name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     _scope_arguments(add)
+    add_lang_arg(add)
     add.set_defaults(handler=cmd_users)
-    users_sub.add_parser("list", help="list users").set_defaults(handler=cmd_users)
+    listing = users_sub.add_parser("list", help="list users")
+    add_lang_arg(listing)
+    listing.set_defaults(handler=cmd_users)
     passwd = users_sub.add_parser("passwd", help="set a new password (revokes the user's tokens)")
     passwd.add_argument("username")
     passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    add_lang_arg(passwd)
     passwd.set_defaults(handler=cmd_users)
     for action, text in (
         ("disable", "refuse the user's sign-ins and revoke its tokens"),
@@ -523,12 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         one = users_sub.add_parser(action, help=text)
         one.add_argument("username")
+        add_lang_arg(one)
         one.set_defaults(handler=cmd_users)
     scope = users_sub.add_parser("scope", help="limit a user to provinces, facilities, stations")
     scope.add_argument("username")
     scope.add_argument("--role", choices=ROLES, help="also change the role")
     scope.add_argument("--unrestricted", action="store_true", help="every station again")
     _scope_arguments(scope)
+    add_lang_arg(scope)
     scope.set_defaults(handler=cmd_users)
     alerts = sub.add_parser(
         "alerts",

@@ -9,15 +9,17 @@ from typing import Any
 
 from quantrac.alerts import station_log
 from quantrac.alerts.maintenance import LOG_KINDS, WindowError, check_window
-from quantrac.cli.util import cli_actor, time_arg
+from quantrac.cli.util import add_lang_arg, cli_actor, period_texts, time_arg
 from quantrac.core.catalog import load_catalog
 from quantrac.core.db import connect
+from quantrac.core.i18n import translate
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import Settings
 from quantrac.ingest.service import upgrade_database
 
 
 async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    lang = args.lang
     catalog = load_catalog(settings.catalog_path)
     registry = load_registry(settings.stations_path, catalog)
     declared = {s.id: list(s.parameters) for s in registry.stations.values()}
@@ -33,7 +35,7 @@ async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
                 declared,
             )
     except WindowError as exc:
-        print(f"quantrac maintenance add: {exc}", file=sys.stderr)
+        print(f"quantrac maintenance add: {exc.text(lang)}", file=sys.stderr)
         return 2
     await upgrade_database(settings)
     async with await connect(settings) as conn:
@@ -50,23 +52,31 @@ async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
                 cli_actor(),
             )
             await conn.commit()
-            scope = ", ".join(sorted(entry.params)) or "whole station"
+            scope = ", ".join(sorted(entry.params)) or translate("report.whole_station", lang)
             print(
-                f"log entry {entry.id}: {entry.kind} of {entry.station_id} ({scope}) "
-                f"{entry.start.isoformat()} – {entry.end.isoformat()}"
+                translate(
+                    "cli.maintenance.added",
+                    lang,
+                    id=entry.id,
+                    kind=translate(f"report.log.{entry.kind}", lang).lower(),
+                    station=entry.station_id,
+                    scope=scope,
+                    **period_texts(entry.start, entry.end, lang),
+                )
             )
             return 0
         if args.maintenance_command == "cancel":
             try:
                 await station_log.cancel_entry(conn, args.id, cli_actor())
             except WindowError as exc:
-                print(f"quantrac maintenance cancel: {exc}", file=sys.stderr)
+                print(f"quantrac maintenance cancel: {exc.text(lang)}", file=sys.stderr)
                 return 2
             await conn.commit()
-            print(f"log entry {args.id} cancelled (kept in the log)")
+            print(translate("cli.maintenance.cancelled", lang, id=args.id))
             return 0
         if args.station and args.station not in registry.stations:
-            print(f"quantrac maintenance list: unknown station {args.station!r}", file=sys.stderr)
+            unknown = translate("error.window.station", lang, station=repr(args.station))
+            print(f"quantrac maintenance list: {unknown}", file=sys.stderr)
             return 2
         now = datetime.now(UTC)
         start = args.start or now - timedelta(days=30)
@@ -81,7 +91,7 @@ async def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
             f"{e.end.isoformat()}  {e.actor}  {e.reason}"
         )
     if not entries:
-        print("no log entries in the period")
+        print(translate("cli.maintenance.none", lang))
     return 0
 
 
@@ -99,12 +109,15 @@ def register(sub: Any) -> None:
     add.add_argument("--param", action="append", help="only this parameter (repeatable)")
     add.add_argument("--kind", choices=LOG_KINDS, default="maintenance")
     add.add_argument("--reason", required=True)
+    add_lang_arg(add)
     add.set_defaults(handler=cmd_maintenance)
     listing = m_sub.add_parser("list", help="log entries (default: 30 days back and ahead)")
     listing.add_argument("--station")
     listing.add_argument("--from", dest="start", type=time_arg)
     listing.add_argument("--to", dest="end", type=time_arg)
+    add_lang_arg(listing)
     listing.set_defaults(handler=cmd_maintenance)
     cancel = m_sub.add_parser("cancel", help="cancel an entry (it stays in the log, marked)")
     cancel.add_argument("id", type=int)
+    add_lang_arg(cancel)
     cancel.set_defaults(handler=cmd_maintenance)

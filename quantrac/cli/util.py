@@ -1,4 +1,5 @@
-"""What several subcommands share: time arguments and who acts from the command line."""
+"""What several subcommands share: time arguments, who acts from the command line, and the
+language their summaries and refusals are said in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import getpass
 from datetime import datetime
 
 from quantrac.core.contract import parse_time
+from quantrac.core.i18n import DEFAULT_LANGUAGE, LANGUAGES, format_time, zone_text
 
 
 def time_arg(text: str) -> datetime:
@@ -23,3 +25,18 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def add_lang_arg(parser: argparse.ArgumentParser) -> None:
+    """``--lang vi|en`` (default vi), as ``quantrac check`` and ``quantrac report`` take it."""
+    parser.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        default=DEFAULT_LANGUAGE,
+        help="language of the summary and refusals (default vi)",
+    )
+
+
+def period_texts(start: datetime, end: datetime, lang: str) -> dict[str, str]:
+    """A summary's period: ``start``, ``end`` as dd/MM/yyyy HH:mm and the ``zone`` they are in."""
+    return {"start": format_time(start), "end": format_time(end), "zone": zone_text(lang=lang)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from quantrac.core.config_files import (
     validate,
 )
 from quantrac.core.settings import default_config_dir
+from quantrac.core.time import VIETNAM
 
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
@@ -144,15 +146,51 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
 _VI_DIGITS = str.maketrans({",": ".", ".": ","})
 
 
-def format_number(value: float, lang: str = DEFAULT_LANGUAGE, /, digits: int = 3) -> str:
+def format_number(
+    value: float, lang: str = DEFAULT_LANGUAGE, /, digits: int = 3, *, fixed: bool = False
+) -> str:
     """A number for people: Vietnamese ``1.234,5`` (decimal comma, a dot between thousands),
-    English ``1,234.5``; at most ``digits`` decimals, trailing zeros dropped. Not finite: as
-    Python says it."""
+    English ``1,234.5``; at most ``digits`` decimals, trailing zeros dropped (``fixed``: exactly
+    ``digits``, so numbers read side by side alike). Not finite: as Python says it."""
     if not math.isfinite(value):
         return str(value)
     text = f"{value:,.{digits}f}"
-    if "." in text:
+    if "." in text and not fixed:
         text = text.rstrip("0").rstrip(".")
     if text == "-0":
         text = "0"
     return text.translate(_VI_DIGITS) if lang == "vi" else text
+
+
+def limit_digits(*bounds: float | None) -> int | None:
+    """The decimals a value and the limit it is compared with share ("153,0" beside "75,0",
+    not "153" beside "75,0"): the limit's own decimals as the regulation writes it or, if more,
+    the precision its size needs (3 significant figures), at most 3; None without a limit. The
+    board's ``limitDigits`` (quantrac/board/board.js) is the same rule."""
+    digits = []
+    for bound in bounds:
+        if bound is None or isinstance(bound, bool) or not math.isfinite(bound):
+            continue
+        written = repr(float(bound))
+        own = 3 if "e" in written else len(written.partition(".")[2].rstrip("0"))
+        size = abs(bound)
+        digits.append(min(3, max(own, 0 if size >= 100 else 1 if size >= 10 else 2)))
+    return max(digits) if digits else None
+
+
+def format_time(moment: datetime, tz: tzinfo = VIETNAM) -> str:
+    """A time for people, as written in Vietnam in both languages: ``01/03/2025 14:00``
+    (dd/MM/yyyy HH:mm) on the clock of ``tz``, Vietnam's unless told. Say the zone once
+    nearby with :func:`zone_text`."""
+    return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M")
+
+
+def zone_text(tz: tzinfo = VIETNAM, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The zone :func:`format_time` wrote in: "giờ Việt Nam, UTC+07:00" / "Vietnam time,
+    UTC+07:00", any other zone by its offset ("UTC+00:00")."""
+    offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
+    if offset == timedelta(hours=7):
+        return translate("time.zone.vietnam", lang)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

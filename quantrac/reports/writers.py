@@ -21,7 +21,7 @@ from typing import Any
 
 from quantrac.alerts.choices import DesignChoice
 from quantrac.aqi.index import publication_text
-from quantrac.core.i18n import format_number, translate
+from quantrac.core.i18n import format_number, format_time, translate
 from quantrac.core.time import VIETNAM
 from quantrac.regulations.limits import Factor, decimal_comma, describe_regime, factor_text
 from quantrac.reports.completeness import CompletenessReport, DayCompleteness, month_label
@@ -59,7 +59,7 @@ def local_iso(at: datetime) -> str:
 
 def local_text(at: datetime) -> str:
     """Vietnamese time as written in Vietnam: 31/10/2026 23:00 (both languages)."""
-    return at.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M")
+    return format_time(at)
 
 
 def num(value: float | None, lang: str, digits: int = 3) -> str:

@@ -15,6 +15,7 @@ import base64
 import enum
 import logging
 import random
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
@@ -31,7 +32,14 @@ from quantrac.alerts.notify.base import (
     Sleep,
     deliver_with_retries,
 )
-from quantrac.core.i18n import default_messages, format_number, translate
+from quantrac.core.i18n import (
+    default_messages,
+    format_number,
+    format_time,
+    limit_digits,
+    translate,
+    zone_text,
+)
 from quantrac.core.time import VIETNAM
 
 log = logging.getLogger(__name__)
@@ -46,13 +54,21 @@ class Security(enum.StrEnum):
 DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.TLS: 465}
 
 
-def _format_time(moment: datetime, tz: tzinfo) -> str:
-    return moment.astimezone(tz).isoformat(sep=" ", timespec="seconds")
+# A time the engine put in the details as text (ISO 8601 with its offset).
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
 
 
-def _format_value(value: Any, tz: tzinfo, lang: str = "en") -> str:
-    if isinstance(value, datetime):
-        return _format_time(value, tz)
+# Details measured in the alert's unit: written with the limit's decimals (limit_digits).
+_IN_UNIT = frozenset({"value", "limit", "limit_min", "excess", "maximum", "minimum"})
+
+
+def _format_value(value: Any, tz: tzinfo, lang: str = "en", digits: int | None = None) -> str:
+    if isinstance(value, float | int) and not isinstance(value, bool) and digits is not None:
+        return format_number(value, lang, digits, fixed=True)
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return format_time(value, tz)  # 01/03/2025 14:00, the zone said once in the mail
     if isinstance(value, float):
         return format_number(value, lang, 4)  # 2,5 in Vietnamese, 2.5 in English
     if isinstance(value, list | tuple | set | frozenset):
@@ -101,17 +117,26 @@ def email_body(event: AlertEvent, lang: str, tz: tzinfo = VIETNAM) -> str:
         f"{t('alert.email.param')}: {param}",
         f"{t('alert.email.event')}: {t(f'alert.event.{event.event.value}')}",
         f"{t('alert.email.state')}: {t(f'alert.state.{event.state.value}')}",
-        f"{t('alert.email.at')}: {_format_time(event.at, tz)}",
-        f"{t('alert.email.opened_at')}: {_format_time(event.opened_at, tz)}",
+        f"{t('alert.email.at')}: {format_time(event.at, tz)}",
+        f"{t('alert.email.opened_at')}: {format_time(event.opened_at, tz)}",
+        f"{t('alert.email.times')}: {zone_text(tz, lang)}",
     ]
     if event.actor:
         lines.append(f"{t('alert.email.actor')}: {event.actor}")
     if event.note:
         lines.append(f"{t('alert.email.note')}: {event.note}")
     if event.details:
+        digits = limit_digits(
+            *(
+                bound
+                for bound in (event.details.get("limit"), event.details.get("limit_min"))
+                if isinstance(bound, float | int)
+            )
+        )
         lines += ["", f"{t('alert.email.details')}:"]
         lines += [
-            f"  {_detail_label(key, lang)}: {_format_value(value, tz, lang)}"
+            f"  {_detail_label(key, lang)}: "
+            f"{_format_value(value, tz, lang, digits if key in _IN_UNIT else None)}"
             for key, value in event.details.items()
         ]
     lines += [
