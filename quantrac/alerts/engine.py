@@ -229,6 +229,9 @@ class Engine:
         # Conditions currently on, by (station, parameter, kind). Counts and maxima are the
         # store's business (the alert row); the engine only needs to know raise from repeat.
         self.active: set[tuple[str, str, Kind]] = set()
+        # Judge the common message in bulk (False: reading by reading, as the equivalence
+        # test compares).
+        self.bulk = True
         self.set_registry(registry)
 
     # --- configuration ---------------------------------------------------------------------
@@ -260,17 +263,39 @@ class Engine:
 
         Per-reading conditions are checked reading by reading; windows once per message, so a
         message carrying a whole hour is judged on the whole hour.
+
+        The common message (one station, status 00, values in range, no clock drift, nothing
+        open that a reading could clear, no value repeating towards a stuck alert) is judged in
+        bulk per parameter (:meth:`_observe_bulk`): it can raise or clear nothing per reading,
+        so only the series' counters and windows move. Any other message goes reading by
+        reading (:meth:`_observe_each`); both give the same outputs in the same order.
         """
+        ordered = sorted(readings, key=_measured_at)
+        if self.bulk and ordered:
+            out = self._observe_bulk(ordered, received_at)
+            if out is not None:
+                return out
+        return self._observe_each(ordered, received_at)
+
+    def _observe_each(self, ordered: list[Reading], received_at: datetime) -> list[Output]:
+        """Reading by reading: every per-reading condition as it comes."""
         out: list[Output] = []
         touched: dict[tuple[str, str], set[datetime]] = {}
         # Measured time → its hour and seconds into it (a message has few distinct times).
         hour_of: dict[datetime, tuple[datetime, float]] = {}
         stations = self.stations
-        for reading in sorted(readings, key=_measured_at):
+        for reading in ordered:
             state = stations.get(reading.station_id)
             if state is None:
                 continue
             self._observe_one(state, reading, received_at, touched, out, hour_of)
+        self._judge_touched(touched, out)
+        return out
+
+    def _judge_touched(
+        self, touched: dict[tuple[str, str], set[datetime]], out: list[Output]
+    ) -> None:
+        """The windows of a message: its complete (or late) hours, then the hours it closed."""
         for (station_id, param), hours in touched.items():
             state = self.stations[station_id]
             series = state.series[param]
@@ -282,6 +307,146 @@ class Engine:
             state = self.stations[station_id]
             assert state.newest is not None
             self._close_until(state, hour_floor(state.newest - self.config.window_grace), out)
+
+    def _observe_bulk(self, ordered: list[Reading], received_at: datetime) -> list[Output] | None:
+        """One station's message judged per parameter, or None when a per-reading condition
+        could fire (or the message is not one station's): then :meth:`_observe_each` judges it.
+
+        First a check over every parameter's readings that changes nothing (locals only), then,
+        if nothing can fire, the counters as the reading-by-reading path leaves them: each
+        "normal readings since" streak grows by the readings that path counts, the stuck-value
+        run and the calibration start are those after the last reading, the windows get every
+        valid value.
+        """
+        first = ordered[0]
+        sid = first.station_id
+        state = self.stations.get(sid)
+        if state is None:
+            return None
+        cfg = self.config
+        active = self.active
+        if (
+            ordered[-1].measured_at - received_at > cfg.clock_drift_tolerance
+            or (sid, STATION_WIDE, Kind.CLOCK_DRIFT) in active
+            or (sid, STATION_WIDE, Kind.DATA_LOSS) in active
+        ):
+            return None
+        groups: dict[str, list[Reading]] = {}
+        measuring = Status.MEASURING
+        for reading in ordered:
+            if reading.station_id != sid or reading.status is not measuring:
+                return None
+            group = groups.get(reading.param)
+            if group is None:
+                groups[reading.param] = [reading]
+            else:
+                group.append(reading)
+        # The check: what every group would leave, or None as soon as anything could fire.
+        stuck_after = cfg.stuck_readings
+        exempt = cfg.stuck_exempt
+        plans: list[
+            tuple[str, Series, list[Reading], datetime | None, int, int, float | None, int]
+        ] = []
+        for param, group in groups.items():
+            if (
+                (sid, param, Kind.DATA_LOSS) in active
+                or (sid, param, Kind.DEVICE_FAULT) in active
+                or (sid, param, Kind.OUT_OF_RANGE) in active
+                or (sid, param, Kind.CALIBRATION) in active
+            ):
+                return None
+            series = self._series(state, param)
+            rng = cfg.physical_range(param)
+            low, high = rng.minimum, rng.maximum
+            stuck = param not in exempt
+            newest = series.newest
+            last_value = series.last_value
+            same = series.same_count
+            in_order_count = 0  # streaks of clock drift and device fault
+            valued_in_order = 0  # streak of out-of-range
+            for reading in group:
+                at = reading.measured_at
+                in_order = newest is None or at > newest
+                if in_order:
+                    newest = at
+                    in_order_count += 1
+                value = reading.value
+                if value is None:
+                    continue
+                if (low is not None and value < low) or (high is not None and not value <= high):
+                    return None  # out of range: raised reading by reading
+                if not in_order:
+                    continue
+                valued_in_order += 1
+                if stuck:
+                    if last_value is not None and value == last_value:
+                        same += 1
+                    else:
+                        if same >= stuck_after:
+                            return None  # a stuck value may clear
+                        same = 1
+                    last_value = value
+                    if same >= stuck_after:
+                        return None  # a stuck value may be raised
+            plans.append(
+                (param, series, group, newest, in_order_count, valued_in_order, last_value, same)
+            )
+        # Nothing can fire: move the state as reading by reading would have.
+        if state.last_received is None or received_at > state.last_received:
+            state.last_received = received_at
+        last_at = ordered[-1].measured_at
+        if state.newest is None or last_at > state.newest:
+            state.newest = last_at
+        touched: dict[tuple[str, str], set[datetime]] = {}
+        late_first: list[tuple[str, Reading]] = []  # groups whose first reading touched nothing
+        hour_of: dict[datetime, tuple[datetime, float]] = {}
+        for param, series, group, newest, in_order_count, valued, last_value, same in plans:
+            series.newest = newest
+            if in_order_count:
+                streaks = series.normal_streak
+                streaks[Kind.CLOCK_DRIFT] = streaks.get(Kind.CLOCK_DRIFT, 0) + in_order_count
+                streaks[Kind.DEVICE_FAULT] = streaks.get(Kind.DEVICE_FAULT, 0) + in_order_count
+                series.calibrating_since = None
+            if valued:
+                streaks = series.normal_streak
+                streaks[Kind.OUT_OF_RANGE] = streaks.get(Kind.OUT_OF_RANGE, 0) + valued
+                if param not in exempt:
+                    series.last_value = last_value
+                    series.same_count = same
+            add = series.windows.add
+            hours: set[datetime] | None = None
+            first_touch: Reading | None = None
+            for reading in group:
+                value = reading.value
+                if value is None:
+                    continue
+                at = reading.measured_at
+                place = hour_of.get(at)
+                if place is None:
+                    place = hour_of[at] = hour_place(at)
+                if add(at, value, place) is not None:
+                    if hours is None:
+                        hours = set()
+                        first_touch = reading
+                    hours.add(place[0])
+            if hours is not None:
+                assert first_touch is not None
+                touched[(sid, param)] = hours
+                if first_touch is not group[0]:
+                    late_first.append((param, first_touch))
+        if late_first:
+            # Reading by reading, a parameter's windows are judged in the order of the first
+            # reading that touched them: restore it where that was not the group's first.
+            position: dict[int, int] = {}
+            for i, reading in enumerate(ordered):
+                position.setdefault(id(reading), i)  # a reading sent twice: its first place
+            firsts = {param: group[0] for param, group in groups.items()}
+            firsts.update(late_first)
+            touched = dict(
+                sorted(touched.items(), key=lambda item: position[id(firsts[item[0][1]])])
+            )
+        out: list[Output] = []
+        self._judge_touched(touched, out)
         return out
 
     def _observe_one(
