@@ -89,6 +89,10 @@ def message(
         readings.append(Reading("NOWHERE", "COD", T0 + slot * STEP, 80.0, Status.MEASURING))
     newest = T0 + (slot + slots - 1) * STEP
     delay = timedelta(seconds=rnd.choice((5, 30, 90)))
+    if rnd.random() < 0.2:
+        delay = timedelta(
+            minutes=rnd.choice((14, 15, 15, 15, 16, 60, 300))
+        )  # a backlog drained late
     if rnd.random() < 0.04:
         delay = -timedelta(minutes=5)  # the station's clock is ahead
     return readings, newest + delay
@@ -138,6 +142,8 @@ def compare(seed: int, messages: int = 60, **overrides: Any) -> int:
             ("AIR", STATION_WIDE, Kind.CLOCK_DRIFT),
             ("AIR", "SO2", Kind.CALIBRATION),
             ("WW", "Flow", Kind.OUT_OF_RANGE),
+            ("WW", "COD", Kind.DATA_LOSS),
+            ("AIR", "SO2", Kind.DATA_LOSS),
         ]
         restored = rnd.sample(opened, rnd.randint(1, len(opened)))
         bulk.restore(restored)
@@ -172,7 +178,7 @@ def compare(seed: int, messages: int = 60, **overrides: Any) -> int:
     return judged_in_bulk
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32))
 def test_bulk_and_reading_by_reading_give_the_same_outputs_in_the_same_order(seed: int) -> None:
     compare(seed)

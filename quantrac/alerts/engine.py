@@ -328,8 +328,19 @@ class Engine:
         if (
             ordered[-1].measured_at - received_at > cfg.clock_drift_tolerance
             or (sid, STATION_WIDE, Kind.CLOCK_DRIFT) in active
-            or (sid, STATION_WIDE, Kind.DATA_LOSS) in active
         ):
+            return None
+        # Data loss clears once data is current again. Reading by reading, the station's
+        # newest time only grows through the message, so it clears within the message exactly
+        # if it would with the message's newest time (a backlog of old readings does not).
+        silence = self._silence_limit(state.station)
+        last_at = ordered[-1].measured_at
+        station_newest = last_at if state.newest is None or last_at > state.newest else state.newest
+        if (
+            sid,
+            STATION_WIDE,
+            Kind.DATA_LOSS,
+        ) in active and received_at - station_newest <= silence:
             return None
         groups: dict[str, list[Reading]] = {}
         measuring = Status.MEASURING
@@ -349,8 +360,7 @@ class Engine:
         ] = []
         for param, group in groups.items():
             if (
-                (sid, param, Kind.DATA_LOSS) in active
-                or (sid, param, Kind.DEVICE_FAULT) in active
+                (sid, param, Kind.DEVICE_FAULT) in active
                 or (sid, param, Kind.OUT_OF_RANGE) in active
                 or (sid, param, Kind.CALIBRATION) in active
             ):
@@ -388,15 +398,19 @@ class Engine:
                     last_value = value
                     if same >= stuck_after:
                         return None  # a stuck value may be raised
+            if (
+                (sid, param, Kind.DATA_LOSS) in active
+                and newest is not None
+                and received_at - newest <= silence
+            ):
+                return None  # the parameter's data loss clears (its newest time only grows)
             plans.append(
                 (param, series, group, newest, in_order_count, valued_in_order, last_value, same)
             )
         # Nothing can fire: move the state as reading by reading would have.
         if state.last_received is None or received_at > state.last_received:
             state.last_received = received_at
-        last_at = ordered[-1].measured_at
-        if state.newest is None or last_at > state.newest:
-            state.newest = last_at
+        state.newest = station_newest
         touched: dict[tuple[str, str], set[datetime]] = {}
         late_first: list[tuple[str, Reading]] = []  # groups whose first reading touched nothing
         hour_of: dict[datetime, tuple[datetime, float]] = {}
