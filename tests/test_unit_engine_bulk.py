@@ -99,6 +99,10 @@ def message(
 
 
 def state_of(engine: Engine) -> Any:
+    assert engine.active.series == {
+        pair: sum(1 for k in engine.active if k[:2] == pair)
+        for pair in {k[:2] for k in engine.active}
+    }
     return (
         sorted(engine.active),
         {
@@ -112,7 +116,7 @@ def state_of(engine: Engine) -> Any:
                         series.last_value if series.last_value == series.last_value else "nan",
                         series.same_count,
                         series.calibrating_since,
-                        dict(series.normal_streak),
+                        (series.drift_streak, series.fault_streak, series.range_streak),
                         {h: dict(v) for h, v in series.windows.hours.items()},
                         dict(series.results),
                     )
@@ -206,3 +210,24 @@ def test_a_clean_message_goes_in_bulk_and_one_with_a_fault_does_not() -> None:
     assert engine._observe_bulk(impossible, T0 + 14 * STEP) is None
     ahead = [Reading("WW", "COD", T0 + 15 * STEP, 60.0, Status.MEASURING)]
     assert engine._observe_bulk(ahead, T0 + 15 * STEP - timedelta(minutes=3)) is None
+
+
+def test_the_open_conditions_count_per_station_and_parameter_through_every_change() -> None:
+    engine, _ = engines()
+    fault, loss = ("WW", "COD", Kind.DEVICE_FAULT), ("WW", "COD", Kind.DATA_LOSS)
+    engine.restore([fault, loss, ("AIR", STATION_WIDE, Kind.CLOCK_DRIFT)])
+    assert engine.active.series == {("WW", "COD"): 2, ("AIR", STATION_WIDE): 1}
+    engine.active.discard(fault)
+    engine.active.discard(fault)
+    assert engine.active.series == {("WW", "COD"): 1, ("AIR", STATION_WIDE): 1}
+    engine.active -= {loss}
+    engine.active |= {fault}
+    assert engine.active.series == {("WW", "COD"): 1, ("AIR", STATION_WIDE): 1}
+    engine.active &= {fault}
+    assert engine.active.series == {("WW", "COD"): 1}
+    engine.active ^= {fault, loss}
+    assert engine.active.series == {("WW", "COD"): 1} and engine.active == {loss}
+    engine.active = {k for k in engine.active if k[0] != "WW"}  # as the service reassigns it
+    assert engine.active.series == {} and not engine.active
+    engine.active.add(fault)
+    assert engine.active.pop() == fault and engine.active.series == {}

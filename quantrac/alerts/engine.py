@@ -192,7 +192,11 @@ class Series:
     last_value: float | None = None
     same_count: int = 0
     calibrating_since: datetime | None = None
-    normal_streak: dict[Kind, int] = field(default_factory=dict)
+    # Normal readings since the last clock drift, device fault, out-of-range value (each clears
+    # after ``clear_after_readings``). Plain ints: a dict keyed by Kind hashes an enum in Python.
+    drift_streak: int = 0
+    fault_streak: int = 0
+    range_streak: int = 0
 
 
 @dataclass(slots=True)
@@ -206,6 +210,89 @@ class StationState:
 
 
 _READING_KINDS = (Kind.DEVICE_FAULT, Kind.OUT_OF_RANGE)
+
+
+class ActiveSet(set[tuple[str, str, Kind]]):
+    """The conditions currently on, plus how many are on per (station, parameter): the bulk
+    path asks that first, as a tuple of two strings hashes in C while one with a Kind calls
+    the enum's ``__hash__`` in Python."""
+
+    def __init__(self, keys: Iterable[tuple[str, str, Kind]] = ()):
+        super().__init__()
+        self.series: dict[tuple[str, str], int] = {}
+        self.update(keys)
+
+    def add(self, key: tuple[str, str, Kind]) -> None:
+        if key not in self:
+            super().add(key)
+            pair = (key[0], key[1])
+            self.series[pair] = self.series.get(pair, 0) + 1
+
+    def discard(self, key: object) -> None:
+        if key in self:
+            super().discard(key)
+            assert isinstance(key, tuple)
+            pair = (key[0], key[1])
+            left = self.series[pair] - 1
+            if left:
+                self.series[pair] = left
+            else:
+                del self.series[pair]
+
+    def remove(self, key: tuple[str, str, Kind]) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.discard(key)
+
+    def update(self, *others: Iterable[tuple[str, str, Kind]]) -> None:
+        for keys in others:
+            for key in keys:
+                self.add(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self.series.clear()
+
+    def pop(self) -> tuple[str, str, Kind]:
+        key = next(iter(self))
+        self.discard(key)
+        return key
+
+    def __ior__(self, other: Any) -> ActiveSet:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __isub__(self, other: Any) -> ActiveSet:  # type: ignore[misc]
+        for key in list(other):
+            self.discard(key)
+        return self
+
+    def __iand__(self, other: Any) -> ActiveSet:  # type: ignore[misc]
+        keep = set(other)
+        for key in [k for k in self if k not in keep]:
+            self.discard(key)
+        return self
+
+    def __ixor__(self, other: Any) -> ActiveSet:  # type: ignore[override,misc]
+        for key in set(other):
+            if key in self:
+                self.discard(key)
+            else:
+                self.add(key)
+        return self
+
+    def difference_update(self, *others: Iterable[Any]) -> None:
+        for keys in others:
+            self -= keys
+
+    def intersection_update(self, *others: Iterable[Any]) -> None:
+        for keys in others:
+            self &= keys
+
+    def symmetric_difference_update(self, other: Iterable[Any]) -> None:
+        self ^= other
+
+
 _measured_at = attrgetter("measured_at")
 
 
@@ -228,11 +315,23 @@ class Engine:
         self.stations: dict[str, StationState] = {}
         # Conditions currently on, by (station, parameter, kind). Counts and maxima are the
         # store's business (the alert row); the engine only needs to know raise from repeat.
-        self.active: set[tuple[str, str, Kind]] = set()
+        self._active = ActiveSet()
+        # Per parameter, its physical range and whether it can be stuck, for this config.
+        self._checks: (
+            tuple[EngineConfig, dict[str, tuple[float | None, float | None, bool]]] | None
+        ) = None
         # Judge the common message in bulk (False: reading by reading, as the equivalence
         # test compares).
         self.bulk = True
         self.set_registry(registry)
+
+    @property
+    def active(self) -> ActiveSet:
+        return self._active
+
+    @active.setter
+    def active(self, keys: Iterable[tuple[str, str, Kind]]) -> None:
+        self._active = ActiveSet(keys)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -318,16 +417,16 @@ class Engine:
         run and the calibration start are those after the last reading, the windows get every
         valid value.
         """
-        first = ordered[0]
-        sid = first.station_id
+        sid = ordered[0].station_id
         state = self.stations.get(sid)
         if state is None:
             return None
         cfg = self.config
-        active = self.active
-        if (
-            ordered[-1].measured_at - received_at > cfg.clock_drift_tolerance
-            or (sid, STATION_WIDE, Kind.CLOCK_DRIFT) in active
+        active = self._active
+        held = active.series  # (station, parameter) with an open condition
+        station_held = (sid, STATION_WIDE) in held
+        if ordered[-1].measured_at - received_at > cfg.clock_drift_tolerance or (
+            station_held and (sid, STATION_WIDE, Kind.CLOCK_DRIFT) in active
         ):
             return None
         # Data loss clears once data is current again. Reading by reading, the station's
@@ -337,10 +436,10 @@ class Engine:
         last_at = ordered[-1].measured_at
         station_newest = last_at if state.newest is None or last_at > state.newest else state.newest
         if (
-            sid,
-            STATION_WIDE,
-            Kind.DATA_LOSS,
-        ) in active and received_at - station_newest <= silence:
+            station_held
+            and (sid, STATION_WIDE, Kind.DATA_LOSS) in active
+            and received_at - station_newest <= silence
+        ):
             return None
         groups: dict[str, list[Reading]] = {}
         measuring = Status.MEASURING
@@ -354,21 +453,27 @@ class Engine:
                 group.append(reading)
         # The check: what every group would leave, or None as soon as anything could fire.
         stuck_after = cfg.stuck_readings
-        exempt = cfg.stuck_exempt
-        plans: list[
-            tuple[str, Series, list[Reading], datetime | None, int, int, float | None, int]
-        ] = []
+        checks = self._checks
+        if checks is None or checks[0] is not cfg:
+            checks = self._checks = (cfg, {})
+        check_of = checks[1]
+        series_of = state.series
+        plans: list[tuple[Series, list[Reading], datetime | None, int, int, float | None, int]] = []
         for param, group in groups.items():
-            if (
+            if (sid, param) in held and (
                 (sid, param, Kind.DEVICE_FAULT) in active
                 or (sid, param, Kind.OUT_OF_RANGE) in active
                 or (sid, param, Kind.CALIBRATION) in active
             ):
                 return None
-            series = self._series(state, param)
-            rng = cfg.physical_range(param)
-            low, high = rng.minimum, rng.maximum
-            stuck = param not in exempt
+            series = series_of.get(param)
+            if series is None:
+                series = self._series(state, param)
+            check = check_of.get(param)
+            if check is None:
+                rng = cfg.physical_range(param)
+                check = check_of[param] = (rng.minimum, rng.maximum, param not in cfg.stuck_exempt)
+            low, high, stuck = check
             newest = series.newest
             last_value = series.last_value
             same = series.same_count
@@ -399,14 +504,18 @@ class Engine:
                     if same >= stuck_after:
                         return None  # a stuck value may be raised
             if (
-                (sid, param, Kind.DATA_LOSS) in active
+                (sid, param) in held
+                and (sid, param, Kind.DATA_LOSS) in active
                 and newest is not None
                 and received_at - newest <= silence
             ):
                 return None  # the parameter's data loss clears (its newest time only grows)
-            plans.append(
-                (param, series, group, newest, in_order_count, valued_in_order, last_value, same)
-            )
+            if stuck and valued_in_order:
+                plans.append(
+                    (series, group, newest, in_order_count, valued_in_order, last_value, same)
+                )
+            else:
+                plans.append((series, group, newest, in_order_count, valued_in_order, None, -1))
         # Nothing can fire: move the state as reading by reading would have.
         if state.last_received is None or received_at > state.last_received:
             state.last_received = received_at
@@ -414,17 +523,15 @@ class Engine:
         touched: dict[tuple[str, str], set[datetime]] = {}
         late_first: list[tuple[str, Reading]] = []  # groups whose first reading touched nothing
         hour_of: dict[datetime, tuple[datetime, float]] = {}
-        for param, series, group, newest, in_order_count, valued, last_value, same in plans:
+        for series, group, newest, in_order_count, valued, last_value, same in plans:
             series.newest = newest
             if in_order_count:
-                streaks = series.normal_streak
-                streaks[Kind.CLOCK_DRIFT] = streaks.get(Kind.CLOCK_DRIFT, 0) + in_order_count
-                streaks[Kind.DEVICE_FAULT] = streaks.get(Kind.DEVICE_FAULT, 0) + in_order_count
+                series.drift_streak += in_order_count
+                series.fault_streak += in_order_count
                 series.calibrating_since = None
             if valued:
-                streaks = series.normal_streak
-                streaks[Kind.OUT_OF_RANGE] = streaks.get(Kind.OUT_OF_RANGE, 0) + valued
-                if param not in exempt:
+                series.range_streak += valued
+                if same >= 0:
                     series.last_value = last_value
                     series.same_count = same
             add = series.windows.add
@@ -445,6 +552,7 @@ class Engine:
                     hours.add(place[0])
             if hours is not None:
                 assert first_touch is not None
+                param = group[0].param
                 touched[(sid, param)] = hours
                 if first_touch is not group[0]:
                     late_first.append((param, first_touch))
@@ -687,11 +795,13 @@ class Engine:
                 )
 
     def _streak(self, series: Series, kind: Kind, *, reset: bool = False) -> int:
-        streaks = series.normal_streak
-        if reset:
-            streaks[kind] = 0
-            return 0
-        count = streaks[kind] = streaks.get(kind, 0) + 1
+        if kind is Kind.CLOCK_DRIFT:
+            count = series.drift_streak = 0 if reset else series.drift_streak + 1
+        elif kind is Kind.DEVICE_FAULT:
+            count = series.fault_streak = 0 if reset else series.fault_streak + 1
+        else:
+            assert kind is Kind.OUT_OF_RANGE
+            count = series.range_streak = 0 if reset else series.range_streak + 1
         return count
 
     # --- windows -----------------------------------------------------------------------------
