@@ -395,12 +395,17 @@ class Engine:
         self, touched: dict[tuple[str, str], set[datetime]], out: list[Output]
     ) -> None:
         """The windows of a message: its complete (or late) hours, then the hours it closed."""
+        stations = self.stations
         for (station_id, param), hours in touched.items():
-            state = self.stations[station_id]
+            state = stations[station_id]
             series = state.series[param]
-            for hour in sorted(hours):
-                closed = state.closed_until is not None and hour < state.closed_until
-                if closed or series.windows.is_full(hour):  # late, or complete: no waiting
+            closed_until = state.closed_until
+            slots, full = series.windows.slots, series.windows.full
+            for hour in sorted(hours) if len(hours) > 1 else hours:
+                # Late (its hour closed already), or complete: no waiting.
+                if (closed_until is not None and hour < closed_until) or len(
+                    slots.get(hour, ())
+                ) >= full:
                     self._evaluate_hour(state, param, series, hour, out)
         for station_id in {sid for sid, _ in touched}:
             state = self.stations[station_id]
