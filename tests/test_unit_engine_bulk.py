@@ -231,3 +231,10 @@ def test_the_open_conditions_count_per_station_and_parameter_through_every_chang
     assert engine.active.series == {} and not engine.active
     engine.active.add(fault)
     assert engine.active.pop() == fault and engine.active.series == {}
+    engine.active.update([fault, loss])
+    engine.active.remove(fault)
+    engine.active.symmetric_difference_update({fault})
+    engine.active.intersection_update({fault})
+    assert engine.active.series == {("WW", "COD"): 1} and engine.active == {fault}
+    engine.active.difference_update({fault})
+    assert engine.active.series == {} and not engine.active
