@@ -45,3 +45,5 @@ _.clause_provenance  # read by reports' penalty lines and tests
 _.exceedance, _.out_of_range  # pydantic fields of alerts.yaml rules, read by model_dump
 _.extends  # pydantic field of a table supplement: checked; the base is found before, in the raw file
 colour_vi, colour_en  # AQI table categories (pydantic fields): checked; screens use rgb/hex
+# alerts/engine.py ActiveSet: set methods overridden so that no way of changing it loses its count.
+_.remove, _.difference_update, _.intersection_update, _.symmetric_difference_update

@@ -192,7 +192,11 @@ class Series:
     last_value: float | None = None
     same_count: int = 0
     calibrating_since: datetime | None = None
-    normal_streak: dict[Kind, int] = field(default_factory=dict)
+    # Normal readings since the last clock drift, device fault, out-of-range value (each clears
+    # after ``clear_after_readings``). Plain ints: a dict keyed by Kind hashes an enum in Python.
+    drift_streak: int = 0
+    fault_streak: int = 0
+    range_streak: int = 0
 
 
 @dataclass(slots=True)
@@ -206,6 +210,89 @@ class StationState:
 
 
 _READING_KINDS = (Kind.DEVICE_FAULT, Kind.OUT_OF_RANGE)
+
+
+class ActiveSet(set[tuple[str, str, Kind]]):
+    """The conditions currently on, plus how many are on per (station, parameter): the bulk
+    path asks that first, as a tuple of two strings hashes in C while one with a Kind calls
+    the enum's ``__hash__`` in Python."""
+
+    def __init__(self, keys: Iterable[tuple[str, str, Kind]] = ()):
+        super().__init__()
+        self.series: dict[tuple[str, str], int] = {}
+        self.update(keys)
+
+    def add(self, key: tuple[str, str, Kind]) -> None:
+        if key not in self:
+            super().add(key)
+            pair = (key[0], key[1])
+            self.series[pair] = self.series.get(pair, 0) + 1
+
+    def discard(self, key: object) -> None:
+        if key in self:
+            super().discard(key)
+            assert isinstance(key, tuple)
+            pair = (key[0], key[1])
+            left = self.series[pair] - 1
+            if left:
+                self.series[pair] = left
+            else:
+                del self.series[pair]
+
+    def remove(self, key: tuple[str, str, Kind]) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.discard(key)
+
+    def update(self, *others: Iterable[tuple[str, str, Kind]]) -> None:
+        for keys in others:
+            for key in keys:
+                self.add(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self.series.clear()
+
+    def pop(self) -> tuple[str, str, Kind]:
+        key = next(iter(self))
+        self.discard(key)
+        return key
+
+    def __ior__(self, other: Any) -> ActiveSet:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __isub__(self, other: Any) -> ActiveSet:  # type: ignore[misc]
+        for key in list(other):
+            self.discard(key)
+        return self
+
+    def __iand__(self, other: Any) -> ActiveSet:  # type: ignore[misc]
+        keep = set(other)
+        for key in [k for k in self if k not in keep]:
+            self.discard(key)
+        return self
+
+    def __ixor__(self, other: Any) -> ActiveSet:  # type: ignore[override,misc]
+        for key in set(other):
+            if key in self:
+                self.discard(key)
+            else:
+                self.add(key)
+        return self
+
+    def difference_update(self, *others: Iterable[Any]) -> None:
+        for keys in others:
+            self -= keys
+
+    def intersection_update(self, *others: Iterable[Any]) -> None:
+        for keys in others:
+            self &= keys
+
+    def symmetric_difference_update(self, other: Iterable[Any]) -> None:
+        self ^= other
+
+
 _measured_at = attrgetter("measured_at")
 
 
@@ -228,8 +315,23 @@ class Engine:
         self.stations: dict[str, StationState] = {}
         # Conditions currently on, by (station, parameter, kind). Counts and maxima are the
         # store's business (the alert row); the engine only needs to know raise from repeat.
-        self.active: set[tuple[str, str, Kind]] = set()
+        self._active = ActiveSet()
+        # Per parameter, its physical range and whether it can be stuck, for this config.
+        self._checks: (
+            tuple[EngineConfig, dict[str, tuple[float | None, float | None, bool]]] | None
+        ) = None
+        # Judge the common message in bulk (False: reading by reading, as the equivalence
+        # test compares).
+        self.bulk = True
         self.set_registry(registry)
+
+    @property
+    def active(self) -> ActiveSet:
+        return self._active
+
+    @active.setter
+    def active(self, keys: Iterable[tuple[str, str, Kind]]) -> None:
+        self._active = ActiveSet(keys)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -260,28 +362,218 @@ class Engine:
 
         Per-reading conditions are checked reading by reading; windows once per message, so a
         message carrying a whole hour is judged on the whole hour.
+
+        The common message (one station, status 00, values in range, no clock drift, nothing
+        open that a reading could clear, no value repeating towards a stuck alert) is judged in
+        bulk per parameter (:meth:`_observe_bulk`): it can raise or clear nothing per reading,
+        so only the series' counters and windows move. Any other message goes reading by
+        reading (:meth:`_observe_each`); both give the same outputs in the same order.
         """
+        ordered = sorted(readings, key=_measured_at)
+        if self.bulk and ordered:
+            out = self._observe_bulk(ordered, received_at)
+            if out is not None:
+                return out
+        return self._observe_each(ordered, received_at)
+
+    def _observe_each(self, ordered: list[Reading], received_at: datetime) -> list[Output]:
+        """Reading by reading: every per-reading condition as it comes."""
         out: list[Output] = []
         touched: dict[tuple[str, str], set[datetime]] = {}
         # Measured time → its hour and seconds into it (a message has few distinct times).
         hour_of: dict[datetime, tuple[datetime, float]] = {}
         stations = self.stations
-        for reading in sorted(readings, key=_measured_at):
+        for reading in ordered:
             state = stations.get(reading.station_id)
             if state is None:
                 continue
             self._observe_one(state, reading, received_at, touched, out, hour_of)
+        self._judge_touched(touched, out)
+        return out
+
+    def _judge_touched(
+        self, touched: dict[tuple[str, str], set[datetime]], out: list[Output]
+    ) -> None:
+        """The windows of a message: its complete (or late) hours, then the hours it closed."""
+        stations = self.stations
         for (station_id, param), hours in touched.items():
-            state = self.stations[station_id]
+            state = stations[station_id]
             series = state.series[param]
-            for hour in sorted(hours):
-                closed = state.closed_until is not None and hour < state.closed_until
-                if closed or series.windows.is_full(hour):  # late, or complete: no waiting
+            closed_until = state.closed_until
+            slots, full = series.windows.slots, series.windows.full
+            for hour in sorted(hours) if len(hours) > 1 else hours:
+                # Late (its hour closed already), or complete: no waiting.
+                if (closed_until is not None and hour < closed_until) or len(
+                    slots.get(hour, ())
+                ) >= full:
                     self._evaluate_hour(state, param, series, hour, out)
         for station_id in {sid for sid, _ in touched}:
             state = self.stations[station_id]
             assert state.newest is not None
             self._close_until(state, hour_floor(state.newest - self.config.window_grace), out)
+
+    def _observe_bulk(self, ordered: list[Reading], received_at: datetime) -> list[Output] | None:
+        """One station's message judged per parameter, or None when a per-reading condition
+        could fire (or the message is not one station's): then :meth:`_observe_each` judges it.
+
+        First a check over every parameter's readings that changes nothing (locals only), then,
+        if nothing can fire, the counters as the reading-by-reading path leaves them: each
+        "normal readings since" streak grows by the readings that path counts, the stuck-value
+        run and the calibration start are those after the last reading, the windows get every
+        valid value.
+        """
+        sid = ordered[0].station_id
+        state = self.stations.get(sid)
+        if state is None:
+            return None
+        cfg = self.config
+        active = self._active
+        held = active.series  # (station, parameter) with an open condition
+        station_held = (sid, STATION_WIDE) in held
+        if ordered[-1].measured_at - received_at > cfg.clock_drift_tolerance or (
+            station_held and (sid, STATION_WIDE, Kind.CLOCK_DRIFT) in active
+        ):
+            return None
+        # Data loss clears once data is current again. Reading by reading, the station's
+        # newest time only grows through the message, so it clears within the message exactly
+        # if it would with the message's newest time (a backlog of old readings does not).
+        silence = self._silence_limit(state.station)
+        last_at = ordered[-1].measured_at
+        station_newest = last_at if state.newest is None or last_at > state.newest else state.newest
+        if (
+            station_held
+            and (sid, STATION_WIDE, Kind.DATA_LOSS) in active
+            and received_at - station_newest <= silence
+        ):
+            return None
+        groups: dict[str, list[Reading]] = {}
+        measuring = Status.MEASURING
+        for reading in ordered:
+            if reading.station_id != sid or reading.status is not measuring:
+                return None
+            group = groups.get(reading.param)
+            if group is None:
+                groups[reading.param] = [reading]
+            else:
+                group.append(reading)
+        # The check: what every group would leave, or None as soon as anything could fire.
+        stuck_after = cfg.stuck_readings
+        checks = self._checks
+        if checks is None or checks[0] is not cfg:
+            checks = self._checks = (cfg, {})
+        check_of = checks[1]
+        series_of = state.series
+        plans: list[tuple[Series, list[Reading], datetime | None, int, int, float | None, int]] = []
+        for param, group in groups.items():
+            if (sid, param) in held and (
+                (sid, param, Kind.DEVICE_FAULT) in active
+                or (sid, param, Kind.OUT_OF_RANGE) in active
+                or (sid, param, Kind.CALIBRATION) in active
+            ):
+                return None
+            series = series_of.get(param)
+            if series is None:
+                series = self._series(state, param)
+            check = check_of.get(param)
+            if check is None:
+                rng = cfg.physical_range(param)
+                check = check_of[param] = (rng.minimum, rng.maximum, param not in cfg.stuck_exempt)
+            low, high, stuck = check
+            newest = series.newest
+            last_value = series.last_value
+            same = series.same_count
+            in_order_count = 0  # streaks of clock drift and device fault
+            valued_in_order = 0  # streak of out-of-range
+            for reading in group:
+                at = reading.measured_at
+                in_order = newest is None or at > newest
+                if in_order:
+                    newest = at
+                    in_order_count += 1
+                value = reading.value
+                if value is None:
+                    continue
+                if (low is not None and value < low) or (high is not None and not value <= high):
+                    return None  # out of range: raised reading by reading
+                if not in_order:
+                    continue
+                valued_in_order += 1
+                if stuck:
+                    if last_value is not None and value == last_value:
+                        same += 1
+                    else:
+                        if same >= stuck_after:
+                            return None  # a stuck value may clear
+                        same = 1
+                    last_value = value
+                    if same >= stuck_after:
+                        return None  # a stuck value may be raised
+            if (
+                (sid, param) in held
+                and (sid, param, Kind.DATA_LOSS) in active
+                and newest is not None
+                and received_at - newest <= silence
+            ):
+                return None  # the parameter's data loss clears (its newest time only grows)
+            if stuck and valued_in_order:
+                plans.append(
+                    (series, group, newest, in_order_count, valued_in_order, last_value, same)
+                )
+            else:
+                plans.append((series, group, newest, in_order_count, valued_in_order, None, -1))
+        # Nothing can fire: move the state as reading by reading would have.
+        if state.last_received is None or received_at > state.last_received:
+            state.last_received = received_at
+        state.newest = station_newest
+        touched: dict[tuple[str, str], set[datetime]] = {}
+        late_first: list[tuple[str, Reading]] = []  # groups whose first reading touched nothing
+        hour_of: dict[datetime, tuple[datetime, float]] = {}
+        for series, group, newest, in_order_count, valued, last_value, same in plans:
+            series.newest = newest
+            if in_order_count:
+                series.drift_streak += in_order_count
+                series.fault_streak += in_order_count
+                series.calibrating_since = None
+            if valued:
+                series.range_streak += valued
+                if same >= 0:
+                    series.last_value = last_value
+                    series.same_count = same
+            add = series.windows.add
+            hours: set[datetime] | None = None
+            first_touch: Reading | None = None
+            for reading in group:
+                value = reading.value
+                if value is None:
+                    continue
+                at = reading.measured_at
+                place = hour_of.get(at)
+                if place is None:
+                    place = hour_of[at] = hour_place(at)
+                if add(at, value, place) is not None:
+                    if hours is None:
+                        hours = set()
+                        first_touch = reading
+                    hours.add(place[0])
+            if hours is not None:
+                assert first_touch is not None
+                param = group[0].param
+                touched[(sid, param)] = hours
+                if first_touch is not group[0]:
+                    late_first.append((param, first_touch))
+        if late_first:
+            # Reading by reading, a parameter's windows are judged in the order of the first
+            # reading that touched them: restore it where that was not the group's first.
+            position: dict[int, int] = {}
+            for i, reading in enumerate(ordered):
+                position.setdefault(id(reading), i)  # a reading sent twice: its first place
+            firsts = {param: group[0] for param, group in groups.items()}
+            firsts.update(late_first)
+            touched = dict(
+                sorted(touched.items(), key=lambda item: position[id(firsts[item[0][1]])])
+            )
+        out: list[Output] = []
+        self._judge_touched(touched, out)
         return out
 
     def _observe_one(
@@ -508,11 +800,13 @@ class Engine:
                 )
 
     def _streak(self, series: Series, kind: Kind, *, reset: bool = False) -> int:
-        streaks = series.normal_streak
-        if reset:
-            streaks[kind] = 0
-            return 0
-        count = streaks[kind] = streaks.get(kind, 0) + 1
+        if kind is Kind.CLOCK_DRIFT:
+            count = series.drift_streak = 0 if reset else series.drift_streak + 1
+        elif kind is Kind.DEVICE_FAULT:
+            count = series.fault_streak = 0 if reset else series.fault_streak + 1
+        else:
+            assert kind is Kind.OUT_OF_RANGE
+            count = series.range_streak = 0 if reset else series.range_streak + 1
         return count
 
     # --- windows -----------------------------------------------------------------------------

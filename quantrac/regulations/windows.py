@@ -80,10 +80,12 @@ def _meets(count: float, expected: float, min_completeness: float) -> bool:
 class SeriesWindows:
     """The valid readings of one (station, parameter), by hour, for a bounded horizon."""
 
-    __slots__ = ("_windows", "cadence_s", "hours", "min_completeness", "slots", "tz")
+    __slots__ = ("_windows", "cadence_s", "full", "hours", "min_completeness", "slots", "tz")
 
     def __init__(self, cadence_s: int, tz: tzinfo, min_completeness: float):
         self.cadence_s = cadence_s
+        # Cadence slots that make an hour full (evaluated at once, without waiting).
+        self.full = math.floor(expected_per_hour(cadence_s))
         self.tz = tz
         self.min_completeness = min_completeness
         self.hours: dict[datetime, dict[datetime, float]] = {}
@@ -124,7 +126,7 @@ class SeriesWindows:
         return len({int((at - origin).total_seconds() // step) for at in values})
 
     def is_full(self, hour_start: datetime) -> bool:
-        return self.count(hour_start) >= math.floor(expected_per_hour(self.cadence_s))
+        return len(self.slots.get(hour_start, ())) >= self.full
 
     def hour(self, hour_start: datetime) -> Window:
         known = self._windows.get(hour_start)
