@@ -146,13 +146,13 @@ class AlertWorkers:
             # workers after ingest, in order.
             process = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
             self.processes[index] = process
-            self.running.set(sum(1 for p in self.processes if p and p.returncode is None))
+            self.running.set(len(self._alive()))
             log.info(
                 "alert worker started",
                 extra={"event": "alerts_worker_started", "worker": index, "pid": process.pid},
             )
             code = await process.wait()
-            self.running.set(sum(1 for p in self.processes if p and p.returncode is None))
+            self.running.set(len(self._alive()))
             if self._stopping:
                 return
             if code == 0:  # asked to stop (a reloaded registry): start again
@@ -184,15 +184,8 @@ class AlertWorkers:
                         autocommit=True,
                         application_name="quantrac-run-alert-lag",
                     )
-                behind = await stream.lag(conn)
-                mine = [
-                    behind[n]
-                    for n in parts.cursor_names(self.settings.alerts_partitions)
-                    if n in behind
-                ]
-                self.lag = (
-                    max((b for b, _ in mine), default=0),
-                    max((a for _, a in mine), default=0.0),
+                self.lag = stream.worst_lag(
+                    await stream.lag(conn), parts.cursor_names(self.settings.alerts_partitions)
                 )
                 self.lag_batches.set(self.lag[0])
                 self.lag_seconds.set(self.lag[1])
@@ -206,15 +199,17 @@ class AlertWorkers:
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
 
+    def _alive(self) -> list[asyncio.subprocess.Process]:
+        return [p for p in self.processes if p is not None and p.returncode is None]
+
     def reload(self, registry: Registry) -> None:
         """A reloaded station registry: each worker stops cleanly and starts again with it."""
-        for process in self.processes:
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+        for process in self._alive():
+            process.send_signal(signal.SIGTERM)
 
     def health(self) -> dict[str, object]:
         batches, seconds = self.lag
-        running = sum(1 for p in self.processes if p and p.returncode is None)
+        running = len(self._alive())
         return {
             "alerts_workers": self.count,
             "alerts_workers_running": running,
@@ -225,7 +220,7 @@ class AlertWorkers:
 
     async def stop(self) -> None:
         self._stopping = True
-        alive = [p for p in self.processes if p is not None and p.returncode is None]
+        alive = self._alive()
         for process in alive:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)

@@ -311,8 +311,7 @@ class AlertService:
                 self.settings.alerts_lease_s,
             )
             behind = await stream.lag(conn)
-        mine = [behind[n] for n in held if n in behind]
-        self.lag = (max((b for b, _ in mine), default=0), max((a for _, a in mine), default=0.0))
+        self.lag = stream.worst_lag(behind, held)
         self.metrics.lag_batches.set(self.lag[0])
         self.metrics.lag_seconds.set(self.lag[1])
         lost = [n for n in self.positions if n not in held]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -163,6 +163,13 @@ async def lag(conn: psycopg.AsyncConnection) -> dict[str, tuple[int, float]]:
         FROM stream_cursors c LEFT JOIN committed_batches b ON b.id > c.position
         WHERE c.stream = 'committed_batches' GROUP BY c.name""")
     return {r[0]: (int(r[1]), float(r[2])) for r in await cur.fetchall()}
+
+
+def worst_lag(behind: Mapping[str, tuple[int, float]], names: Iterable[str]) -> tuple[int, float]:
+    """Of the cursors ``names`` in :func:`lag`'s answer: the most batches behind, and the age
+    of the oldest batch one of them has not read."""
+    mine = [behind[n] for n in names if n in behind]
+    return max((b for b, _ in mine), default=0), max((a for _, a in mine), default=0.0)
 
 
 class Wakeup:
