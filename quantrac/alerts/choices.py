@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from quantrac.alerts.config import EngineConfig
 from quantrac.core.i18n import default_messages, translate
+from quantrac.regulations.limits import decimal_comma
 from quantrac.regulations.tables import RegulationCatalog
 
 ALERTS_FILE = "config/alerts.yaml"
@@ -44,8 +45,7 @@ class DesignChoice:
             )
         if lang != "vi":
             return self.value
-        text = re.sub(r"(?<=\d)\.(?=\d)", ",", self.value)
-        return re.sub(r"(?<=\d) min\b", " phút", text)
+        return re.sub(r"(?<=\d) min\b", " phút", decimal_comma(self.value))
 
     def to_json(self) -> dict[str, str]:
         return {

@@ -22,7 +22,7 @@ from quantrac.api.events import EventHub
 from quantrac.api.security import LoginThrottle, client_address, retry_after_header
 from quantrac.api.users import User, audit, authenticate, user_for_token
 from quantrac.core.catalog import Catalog
-from quantrac.core.i18n import TranslatedError, translate
+from quantrac.core.i18n import TranslatedError
 from quantrac.core.registry import Registry
 from quantrac.core.settings import Settings
 from quantrac.regulations.tables import RegulationCatalog
@@ -42,19 +42,19 @@ class ApiError(HTTPException):
         headers: dict[str, str] | None = None,
         **params: Any,
     ):
-        if isinstance(message, TranslatedError):
-            key, params = message.key, message.params
-        else:
-            key = message
-        self.key, self.params = key, params
-        english = translate(key, "en", **params)  # an unknown key fails here, not in a reply
-        super().__init__(status_code=status, detail=english, headers=headers)
+        # A key becomes a TranslatedError, which says it in English at once: an unknown key
+        # fails here, not in a reply.
+        self.reason = (
+            message if isinstance(message, TranslatedError) else TranslatedError(message, **params)
+        )
+        self.key, self.params = self.reason.key, self.reason.params
+        super().__init__(status_code=status, detail=str(self.reason), headers=headers)
         self.code = code
-        self.message = english
+        self.message = str(self.reason)
         self.details = details
 
     def text(self, lang: str) -> str:
-        return translate(self.key, lang, **self.params)
+        return self.reason.text(lang)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
