@@ -33,9 +33,10 @@ from quantrac.aqi.index import (
     hourly_aqi,
     load_table,
 )
+from quantrac.cli.util import add_lang_arg
 from quantrac.core.catalog import Catalog, load_catalog
 from quantrac.core.contract import Reading
-from quantrac.core.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
+from quantrac.core.i18n import translate
 from quantrac.core.registry import DEFAULT_CADENCE_S, Registry, load_registry
 from quantrac.core.settings import Settings
 from quantrac.core.time import VIETNAM
@@ -72,9 +73,7 @@ def register(sub: Any) -> None:
     )
     aqi.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     aqi.add_argument("-o", "--output", help="file to write (default: standard output)")
-    aqi.add_argument(
-        "--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE, help="language of category names"
-    )
+    add_lang_arg(aqi, help="language of category names")
     aqi.set_defaults(handler=cmd_aqi)
 
 

@@ -28,11 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from quantrac.cli.util import add_lang_arg
 from quantrac.conformance.checks import FILE, MQTT, Captured, check_station
 from quantrac.conformance.report import FORMATS, render
 from quantrac.core.catalog import CatalogError, load_catalog
 from quantrac.core.contract import data_topic
-from quantrac.core.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from quantrac.core.mqtt import ClientFactory, MQTTConnectError, connect, make_client
 from quantrac.core.registry import RegistryError, load_registry
 from quantrac.core.settings import MqttEndpoint, Settings
@@ -201,9 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report format (default: from -o's extension .html/.json, else table)",
     )
     parser.add_argument("-o", "--output", metavar="REPORT", help="write the report to REPORT")
-    parser.add_argument(
-        "--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE, help="report language (vi, en)"
-    )
+    add_lang_arg(parser, help="report language (vi, en)")
 
 
 def register_check(sub: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from quantrac.aqi.index import publication_text
+from quantrac.cli.util import add_lang_arg
 from quantrac.core.catalog import load_catalog
 from quantrac.core.i18n import translate
 from quantrac.core.registry import RegistryError, load_registry
@@ -452,7 +453,7 @@ def register(sub: Any) -> None:
         return p
 
     def with_lang(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--lang", choices=("vi", "en"), default="vi", help="language (default vi)")
+        add_lang_arg(p, help="language (default vi)")
         return p
 
     with_dir(

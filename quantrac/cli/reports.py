@@ -20,6 +20,7 @@ from quantrac.cli.evidence import (
     start_sealed_snapshot,
 )
 from quantrac.cli.schedule import register as register_schedule
+from quantrac.cli.util import add_lang_arg
 from quantrac.core.catalog import load_catalog
 from quantrac.core.config_files import ConfigError
 from quantrac.core.contract import parse_time
@@ -311,7 +312,7 @@ def register(sub: Any) -> None:
     _period_args(ex)
     ex.add_argument("--format", choices=("pdf", "xlsx", "csv", "json"), default="pdf")
     ex.add_argument("-o", "--output", help="file to write (csv and json: default stdout)")
-    ex.add_argument("--lang", choices=("vi", "en"), default="vi")
+    add_lang_arg(ex, help="language of the report (default vi)")
     ex.add_argument(
         "--section",
         choices=CSV_SECTIONS,
@@ -331,7 +332,7 @@ def register(sub: Any) -> None:
     _period_args(co)
     co.add_argument("--format", choices=("csv", "json"), default="csv")
     co.add_argument("-o", "--output", help="file to write (default: standard output)")
-    co.add_argument("--lang", choices=("vi", "en"), default="vi")
+    add_lang_arg(co, help="language of the report (default vi)")
     co.set_defaults(handler=cmd_completeness)
 
     ind = sub.add_parser(
@@ -341,7 +342,7 @@ def register(sub: Any) -> None:
     )
     _period_args(ind)
     ind.add_argument("--format", choices=("table", "json"), default="table")
-    ind.add_argument("--lang", choices=("vi", "en"), default="vi")
+    add_lang_arg(ind, help="language of the report (default vi)")
     ind.add_argument("--inputs", help="indicator inputs (default: config/indicators.yaml)")
     ind.add_argument("-o", "--output", help="file to write (default: standard output)")
     ind.set_defaults(handler=cmd_indicators)

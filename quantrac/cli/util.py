@@ -27,14 +27,11 @@ def cli_actor() -> str:
         return "cli"
 
 
-def add_lang_arg(parser: argparse.ArgumentParser) -> None:
-    """``--lang vi|en`` (default vi), as ``quantrac check`` and ``quantrac report`` take it."""
-    parser.add_argument(
-        "--lang",
-        choices=LANGUAGES,
-        default=DEFAULT_LANGUAGE,
-        help="language of the summary and refusals (default vi)",
-    )
+def add_lang_arg(
+    parser: argparse.ArgumentParser, help: str = "language of the summary and refusals (default vi)"
+) -> None:
+    """``--lang vi|en`` (default vi), the same for every subcommand that speaks to people."""
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE, help=help)
 
 
 def period_texts(start: datetime, end: datetime, lang: str) -> dict[str, str]:
