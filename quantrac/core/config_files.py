@@ -251,15 +251,14 @@ def issues_from(
     issues = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = err["loc"]
+        known = known_fields(model, loc) if model is not None and loc else []
         # A validator of a field the file leaves out (a required text with its own message)
         # names that field; any other absent last part is a union member's tag.
-        names_a_field = bool(loc) and model is not None and loc[-1] in known_fields(model, loc)
+        names_a_field = bool(loc) and loc[-1] in known
         path, note = field_path(data, loc, err["type"] in _REASONS or names_a_field)
-        if err["type"] == "extra_forbidden" and model is not None:
-            known = known_fields(model, err["loc"])
-            if known:
-                note = f"unknown field (expected one of {', '.join(known)})"
-                err = {**err, "type": "", "msg": ""}
+        if err["type"] == "extra_forbidden" and known:
+            note = f"unknown field (expected one of {', '.join(known)})"
+            err = {**err, "type": "", "msg": ""}
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             key = cause.key
