@@ -300,11 +300,76 @@ async def test_a_facility_report_covers_its_stations(world: World) -> None:
 # --- files -------------------------------------------------------------------------------------
 
 
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("f"): 12}
+
+
+def _literal_string(s: bytes, i: int) -> tuple[bytes, int]:
+    """The PDF literal string opening at s[i] == "(", and the index after its closing ")".
+
+    Scanned byte by byte (escapes, octal codes, balanced parentheses): glyph codes of a font
+    subset are arbitrary bytes, so a regex on parentheses misreads strings whose codes happen
+    to contain a backslash or a parenthesis (which codes they hold depends on the text drawn).
+    """
+    out, depth, i = bytearray(), 1, i + 1
+    while True:
+        ch = s[i]
+        if ch == 0x5C:
+            nxt = s[i + 1]
+            digits = re.match(rb"[0-7]{1,3}", s[i + 1 : i + 4])
+            if digits is not None:
+                out.append(int(digits.group(0), 8) & 0xFF)
+                i += 1 + len(digits.group(0))
+            else:
+                if nxt not in (0x0A, 0x0D):  # a backslash before a line end continues the line
+                    out.append(_ESCAPES.get(nxt, nxt))
+                i += 2
+            continue
+        if ch == 0x28:
+            depth += 1
+        elif ch == 0x29:
+            depth -= 1
+            if depth == 0:
+                return bytes(out), i + 1
+        out.append(ch)
+        i += 1
+
+
+def _shown_strings(stream: bytes) -> list[bytes]:
+    """The strings a content stream shows with Tj, and each TJ array's strings joined."""
+    shown: list[bytes] = []
+    pending: list[bytes] = []  # strings since the last operator
+    in_array = False
+    i = 0
+    while i < len(stream):
+        ch = stream[i]
+        if ch == 0x28:
+            try:
+                text, i = _literal_string(stream, i)
+            except IndexError:  # not a content stream (a font program is binary)
+                return shown
+            pending.append(text)
+            continue
+        if ch == 0x5B:
+            in_array, pending = True, []
+        elif ch == 0x5D:
+            in_array = False
+        elif not in_array and (m := re.match(rb"[A-Za-z'\"*]+", stream[i:])):
+            if m.group(0) in (b"Tj", b"TJ", b"'", b'"'):
+                shown.append(b"".join(pending))
+            pending = []
+            i += len(m.group(0))
+            continue
+        i += 1
+    return shown
+
+
 def pdf_texts(data: bytes) -> list[str]:
     """The text strings of a PDF written by fpdf2, decoded with each font's ToUnicode map."""
     streams = []
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        raw = m.group(1)
+    # Each stream sliced by its dictionary's /Length: compressed bytes may end in "\r" or hold
+    # "endstream", so a search for the keyword cuts some of them short.
+    for m in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", data):
+        raw = data[m.end() : m.end() + int(m.group(1))]
         try:
             streams.append(zlib.decompress(raw))
         except zlib.error:
@@ -325,30 +390,7 @@ def pdf_texts(data: bytes) -> list[str]:
                 for k in range(int(lo, 16), int(hi, 16) + 1):
                     cmap[k] = chr(first + k - int(lo, 16))
         maps.append(cmap)
-    strings: list[bytes] = []
-    escapes = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("f"): 12}
-    for s in streams:
-        shown = [m.group(1) for m in re.finditer(rb"\((.*?)(?<!\\)\)\s*Tj", s, re.S)]
-        for m in re.finditer(rb"\[(.*?)\]\s*TJ", s, re.S):  # justified text: [(…) -12 (…)] TJ
-            shown.append(b"".join(re.findall(rb"\((.*?)(?<!\\)\)", m.group(1), re.S)))
-        for raw in shown:
-            out, i = bytearray(), 0
-            while i < len(raw):
-                ch = raw[i]
-                if ch == 0x5C and i + 1 < len(raw):
-                    nxt = raw[i + 1]
-                    if 0x30 <= nxt <= 0x37:
-                        digits = re.match(rb"[0-7]{1,3}", raw[i + 1 : i + 4])
-                        assert digits is not None
-                        out.append(int(digits.group(0), 8))
-                        i += 1 + len(digits.group(0))
-                        continue
-                    out.append(escapes.get(nxt, nxt))
-                    i += 2
-                    continue
-                out.append(ch)
-                i += 1
-            strings.append(bytes(out))
+    strings = [shown for stream in streams for shown in _shown_strings(stream)]
     texts = []
     for cmap in maps:
         for b in strings:
