@@ -161,7 +161,7 @@ async def test_route_errors_in_vietnamese_and_english(api: Any) -> None:  # noqa
             None,
             403,
             "forbidden",
-            "Vai trò 'operator' không có quyền quản trị (người dùng, danh mục trạm).",
+            "Vai trò “trực vận hành” không có quyền quản trị (người dùng, danh mục trạm).",
             "the role 'operator' may not do this (admin)",
         ),
         (

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from quantrac.api.users import ROLES, User
 from quantrac.core.i18n import (
+    Phrase,
     TranslatedError,
     default_messages,
     format_number,
@@ -55,6 +57,17 @@ def test_a_translated_error_is_english_for_logs_and_either_language_for_people()
     held = TranslatedError("error.lock.no_held", id=3)
     assert (held.key, held.params) == ("error.lock.no_held", {"id": 3})
     assert held.text("vi") == translate("error.lock.no_held", "vi", id=3)
+
+
+def test_a_phrase_inside_a_text_is_said_in_the_same_language() -> None:
+    role = Phrase("api.role.inspector")
+    refusal = TranslatedError("api.msg.may_not.admin", role=role)
+    assert refusal.text("vi").startswith("Vai trò “thanh tra” không có quyền quản trị")
+    assert str(refusal) == "the role 'inspector' may not do this (admin)"
+    with pytest.raises(KeyError):
+        Phrase("api.role.nobody")
+    for name in ROLES:  # every role a refusal can name has its name in the table
+        assert User(1, "u", "U", name).role_name.text("vi")
 
 
 def test_a_translated_error_with_an_unknown_key_fails_at_once() -> None:

@@ -158,7 +158,7 @@ def require(permission: str) -> Callable[..., Any]:
                 403,
                 "forbidden",
                 f"api.msg.may_not.{permission}",
-                role=repr(user.role),
+                role=user.role_name,
             )
         return user
 

@@ -59,7 +59,7 @@ def _period(start: str, end: str) -> tuple[datetime, datetime]:
 
 def _may_export(user: User, fmt: str) -> None:
     if fmt != "json" and not user.may("export"):
-        raise ApiError(403, "forbidden", "api.msg.role_may_not_export", role=repr(user.role))
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_export", role=user.role_name)
 
 
 def _download(body: bytes, fmt: str, name: str, headers: dict[str, str] | None = None) -> Response:
@@ -105,7 +105,7 @@ async def exceedances(
     section: str = Query("episodes", description="CSV only: " + ", ".join(CSV_SECTIONS)),
 ) -> Any:
     if not user.may("read"):
-        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=repr(user.role))
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=user.role_name)
     _may_export(user, fmt)
     if fmt == "csv" and section not in CSV_SECTIONS:
         raise ApiError(
@@ -214,7 +214,7 @@ async def completeness(
     lang: str = Query("vi", pattern="^(vi|en)$"),
 ) -> Any:
     if not user.may("read"):
-        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=repr(user.role))
+        raise ApiError(403, "forbidden", "api.msg.role_may_not_reports", role=user.role_name)
     _may_export(user, fmt)
     t0, t1 = _period(start, end)
     try:

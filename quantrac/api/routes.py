@@ -551,7 +551,7 @@ async def alerts(
 async def alert_stream(request: Request, ctx: Ctx) -> StreamingResponse:
     user = await user_on_short_connection(request, ctx)
     if not user.may("read"):
-        raise ApiError(403, "forbidden", "api.msg.may_not.read", role=repr(user.role))
+        raise ApiError(403, "forbidden", "api.msg.may_not.read", role=user.role_name)
     queue = ctx.events.listen()
 
     def visible(event: dict[str, Any]) -> bool:

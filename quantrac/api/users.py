@@ -29,7 +29,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from quantrac.core.i18n import TranslatedError
+from quantrac.core.i18n import Phrase, TranslatedError
 
 if TYPE_CHECKING:
     from quantrac.core.registry import Station
@@ -102,6 +102,11 @@ class User:
 
     def may(self, permission: str) -> bool:
         return self.role in PERMISSIONS[permission]
+
+    @property
+    def role_name(self) -> Phrase:
+        """The role as a refusal names it, in the reader's language."""
+        return Phrase(f"api.role.{self.role}")
 
     def sees(self, station: Station) -> bool:
         return self.scope is None or self.scope.allows(station)

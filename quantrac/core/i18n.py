@@ -82,7 +82,26 @@ def translate(key: str, lang: str = DEFAULT_LANGUAGE, /, **params: Any) -> str:
     """
     entry = default_messages()[key]
     text = entry.get(lang) or entry[DEFAULT_LANGUAGE]
-    return text.format(**params) if params else text
+    if not params:
+        return text
+    said = {k: v.text(lang) if isinstance(v, Phrase) else v for k, v in params.items()}
+    return text.format(**said)
+
+
+class Phrase:
+    """A text of the table placed inside another (a role's name inside a refusal), so the
+    whole sentence is said in one language."""
+
+    def __init__(self, key: str, /, **params: Any):
+        translate(key, DEFAULT_LANGUAGE, **params)  # an unknown key fails here, not in a reply
+        self.key = key
+        self.params = params
+
+    def text(self, lang: str) -> str:
+        return translate(self.key, lang, **self.params)
+
+    def __repr__(self) -> str:
+        return f"Phrase({self.key!r})"
 
 
 def translate_ack(problem: Any, lang: str) -> str:
