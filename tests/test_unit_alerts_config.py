@@ -98,5 +98,5 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
         load_alerts_config(tmp_path / "none.yaml")
     path = tmp_path / "bad.yaml"
     path.write_text("rules: [\n", encoding="utf-8")
-    with pytest.raises(AlertConfigError, match=r"bad.yaml:2: \(file\): invalid YAML"):
+    with pytest.raises(AlertConfigError, match=r"bad.yaml:2: \(yaml\): invalid YAML"):
         load_alerts_config(path)

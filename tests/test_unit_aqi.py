@@ -133,7 +133,7 @@ BAD_TABLES = {
     "invalid YAML": (
         "index: [0,",
         "index: [0,,",
-        "29: (file): invalid YAML: expected the node content, but found ','",
+        "29: (yaml): invalid YAML: expected the node content, but found ','",
     ),
 }
 

@@ -180,7 +180,7 @@ def test_a_key_given_twice_in_one_file_is_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(
         TranslationError,
-        match=r"a\.yaml:3: \(file\): .*key 'x\.one' is defined twice \(lines 1 and 3\)",
+        match=r"a\.yaml:3: \(yaml\): invalid YAML: key 'x\.one' is defined twice \(lines 1 and 3\)",
     ):
         load_messages(tmp_path)
 

@@ -333,7 +333,7 @@ def test_load_catalog_missing_field_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match=r":3: parameters.P.name_en: required field missing"):
         load_catalog(path)
     path.write_text("units: {a: [\n", encoding="utf-8")
-    with pytest.raises(CatalogError, match=r"p.yaml:2: \(file\): invalid YAML"):
+    with pytest.raises(CatalogError, match=r"p.yaml:2: \(yaml\): invalid YAML"):
         load_catalog(path)
     with pytest.raises(CatalogError, match=r"cannot read the file"):
         load_catalog(tmp_path / "missing.yaml")

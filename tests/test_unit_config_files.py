@@ -116,7 +116,7 @@ def test_field_path_drops_pydantic_tags() -> None:
 def test_read_yaml_file_errors(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("a: 1\nb: [\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"x.yaml:3: \(file\): invalid YAML"):
+    with pytest.raises(ConfigError, match=r"x.yaml:3: \(yaml\): invalid YAML"):
         read_yaml_file(path)
     with pytest.raises(ConfigError, match=r"cannot read the file"):
         read_yaml_file(tmp_path / "none.yaml")
@@ -127,7 +127,7 @@ def test_read_yaml_file_errors(tmp_path: Path) -> None:
 def test_a_value_yaml_cannot_build_is_an_error_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("a: 1\nday: 2025-02-30\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"x.yaml:2: \(file\): invalid YAML: '2025-02-30'"):
+    with pytest.raises(ConfigError, match=r"x.yaml:2: \(yaml\): invalid YAML: '2025-02-30'"):
         read_yaml_file(path)
 
 

@@ -324,7 +324,7 @@ def test_load_registry_missing_file(catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(RegistryError) as info:
         load_registry(path, catalog)
     (issue,) = info.value.issues
-    assert (issue.file, issue.line, issue.field) == (str(path), 0, "(file)")
+    assert (issue.file, issue.line, issue.field) == (str(path), 1, "(file)")
 
 
 def test_load_registry_reports_path(catalog: Catalog, tmp_path: Path) -> None:

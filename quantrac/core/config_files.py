@@ -122,22 +122,34 @@ def nearest_line(lines: Mapping[str, int], path: str) -> int:
     return 1
 
 
-def read_yaml_file(
-    path: Path, error: type[ConfigError] = ConfigError
-) -> tuple[Any, dict[str, int]]:
-    """The file's data and the line of each field; unreadable or invalid YAML is ``error``."""
-    source = str(path)
+def read_config_text(path: Path, error: type[ConfigError] = ConfigError) -> str:
+    """A configuration file's text; a missing or unreadable file is ``error`` (field "(file)")."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise error([ConfigIssue(source, 1, "(file)", f"cannot read the file ({exc})")]) from None
+        issue = ConfigIssue(str(path), 1, "(file)", f"cannot read the file ({exc})")
+        raise error([issue]) from None
+
+
+def parse_yaml(
+    text: str, source: str, error: type[ConfigError] = ConfigError
+) -> tuple[Any, dict[str, int]]:
+    """The data and the line of each field; invalid YAML is ``error`` at its line (field
+    "(yaml)"), the same for every configuration file."""
     try:
         return load_yaml_with_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
-        raise error([ConfigIssue(source, line, "(file)", f"invalid YAML: {reason}")]) from None
+        raise error([ConfigIssue(source, line, "(yaml)", f"invalid YAML: {reason}")]) from None
+
+
+def read_yaml_file(
+    path: Path, error: type[ConfigError] = ConfigError
+) -> tuple[Any, dict[str, int]]:
+    """The file's data and the line of each field; unreadable or invalid YAML is ``error``."""
+    return parse_yaml(read_config_text(path, error), str(path), error)
 
 
 # --- pydantic errors in the file:line: field form ------------------------------------------

@@ -14,7 +14,6 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from quantrac.core.catalog import Catalog, Unit
@@ -23,8 +22,9 @@ from quantrac.core.config_files import (
     ConfigIssue,
     ConfigModel,
     FieldError,
-    load_yaml_with_lines,
     nearest_line,
+    parse_yaml,
+    read_config_text,
     validate,
 )
 from quantrac.core.time import parse_utc_offset
@@ -534,12 +534,7 @@ def as_date(value: Any) -> date:
 
 
 def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> Registry:
-    try:
-        data, lines = load_yaml_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise RegistryError([RegistryIssue(source, line, "(yaml)", str(exc))]) from None
+    data, lines = parse_yaml(text, source, RegistryError)
     if not isinstance(data, dict) or not isinstance(data.get("stations"), list):
         raise RegistryError.at(
             source, lines, "stations", "the file must contain 'stations:' with a list of stations"
@@ -594,8 +589,4 @@ def registry_from_text(text: str, catalog: Catalog, source: str = "<text>") -> R
 
 
 def load_registry(path: Path, catalog: Catalog) -> Registry:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError([RegistryIssue(str(path), 0, "(file)", str(exc))]) from None
-    return registry_from_text(text, catalog, source=str(path))
+    return registry_from_text(read_config_text(path, RegistryError), catalog, source=str(path))

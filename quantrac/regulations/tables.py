@@ -17,7 +17,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,8 +32,8 @@ from quantrac.core.config_files import (
     ConfigIssue,
     ConfigModel,
     FieldError,
-    load_yaml_with_lines,
     nearest_line,
+    read_yaml_file,
     validate,
 )
 from quantrac.core.registry import as_date
@@ -1236,16 +1235,7 @@ def _penalties(file: _File, catalog: Catalog) -> PenaltySchedule:
 
 def _read(path: Path) -> _File:
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegulationError([ConfigIssue(source, 0, "(file)", str(exc))]) from None
-    try:
-        data, lines = load_yaml_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise RegulationError([ConfigIssue(source, line, "(yaml)", str(exc))]) from None
+    data, lines = read_yaml_file(path, RegulationError)
     if not isinstance(data, dict):
         raise RegulationError.at(
             source, lines, "format", "the file must be a mapping starting with 'format:'"

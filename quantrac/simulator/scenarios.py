@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
-import yaml
 from pydantic import (
     BeforeValidator,
     Discriminator,
@@ -42,10 +41,10 @@ from pydantic import (
 
 from quantrac.core.config_files import (
     ConfigError,
-    ConfigIssue,
     ConfigModel,
     FieldError,
-    load_yaml_with_lines,
+    parse_yaml,
+    read_config_text,
     validate,
 )
 from quantrac.core.contract import JsonReading, Status
@@ -407,12 +406,7 @@ def scenarios_from_text(
     text: str, source: str = "<text>", registry: Registry | None = None
 ) -> ScenarioSet:
     """Parse and check a scenario file; with a registry, stations and parameters must exist."""
-    try:
-        data, lines = load_yaml_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ScenarioError([ConfigIssue(source, line, "(yaml)", str(exc))]) from None
+    data, lines = parse_yaml(text, source, ScenarioError)
     if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list):
         raise ScenarioError.at(
             source,
@@ -431,12 +425,7 @@ def scenarios_from_text(
 
 def load_scenarios(path: Path | str, registry: Registry | None = None) -> ScenarioSet:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        issue = ConfigIssue(str(path), 1, "(file)", f"cannot read the file ({exc})")
-        raise ScenarioError([issue]) from None
-    return scenarios_from_text(text, str(path), registry)
+    return scenarios_from_text(read_config_text(path, ScenarioError), str(path), registry)
 
 
 # --- Playing ------------------------------------------------------------------------------------
