@@ -23,7 +23,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from gmqtt import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.alerts.service import AlertService
 from quantrac.core.settings import load_settings, parse_mqtt_url
 from quantrac.ingest.service import IngestService
@@ -107,7 +107,7 @@ class EventWatcher:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-alerts-"))
+    root = scratch_folder("quantrac-bench-alerts-")
     pg = PostgresServer(root / "pg").start()
     mq = MosquittoServer(root / "mq", persistence=False).start()
     background_stations = 300

@@ -20,13 +20,13 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.core.catalog import load_catalog
 from quantrac.core.registry import load_registry
 from quantrac.core.settings import default_config_dir, load_settings
@@ -47,7 +47,7 @@ async def main() -> int:
     config = default_config_dir()
     stations_file = config / "stations.yaml"
     registry = load_registry(stations_file, load_catalog(config / "parameters.yaml"))
-    root = Path(tempfile.mkdtemp(prefix="quantrac-fuzz-"))
+    root = scratch_folder("quantrac-fuzz-")
     pg = PostgresServer(root / "pg").start()
     mq = MosquittoServer(root / "mq", persistence=False).start()
     try:

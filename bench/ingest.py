@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -48,6 +47,7 @@ from gmqtt import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.core.settings import load_settings
 from quantrac.ingest.service import IngestService, upgrade_database
 from quantrac.localservers import MosquittoServer, PostgresServer
@@ -367,7 +367,7 @@ async def main() -> None:
         await process_main(args)
         return
 
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
+    root = scratch_folder("quantrac-bench-")
     pg = PostgresServer(root / "pg", timescale=args.timescale).start()
     mq = MosquittoServer(root / "mq", persistence=False).start()
     try:
@@ -450,7 +450,7 @@ def bench_settings(
 
 
 async def process_main(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
+    root = scratch_folder("quantrac-bench-")
     pg = PostgresServer(root / "pg", timescale=args.timescale).start()
     mq = MosquittoServer(root / "mq", persistence=False).start()
     try:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import platform
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.core.contract import Reading, Status
 from quantrac.evidence import schema as evidence
 from quantrac.ingest.schema import StorageOptions, upgrade
@@ -81,7 +81,7 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-locks-"))
+    root = scratch_folder("quantrac-bench-locks-")
     pg = PostgresServer(root / "pg").start()
     now = datetime.now(UTC).replace(microsecond=0)
     try:

@@ -29,7 +29,6 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ import psycopg
 
 sys.path.insert(0, str(Path.cwd()))
 
+from bench.scratch import scratch_folder
 from quantrac.api.app import ApiService, FileRegistry, build_api
 from quantrac.api.users import add_user
 from quantrac.core.catalog import load_catalog
@@ -268,7 +268,7 @@ async def main() -> int:
     parser.add_argument("--ingest", action="store_true", help="also measure ingest (step 4)")
     parser.add_argument("--messages", type=int, default=3000)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-login-"))
+    root = scratch_folder("quantrac-bench-login-")
     postgres = PostgresServer(root / "pg", durable=False).start()
     mosquitto = MosquittoServer(root / "mq", persistence=False).start() if args.ingest else None
     server = ServerThread(postgres.url, mosquitto.url if mosquitto else None).start()

@@ -26,7 +26,6 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -37,6 +36,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.alerts.store import EpisodeRow
 from quantrac.alerts.store import upgrade as upgrade_alerts
 from quantrac.core.catalog import load_catalog
@@ -347,7 +347,7 @@ async def time_report(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="quantrac-bench-"))
+    root = Path(args.keep) if args.keep else scratch_folder("quantrac-bench-")
     server = PostgresServer(root / "pg", durable=False).start()
     try:
         end = datetime(2026, 11, 1, tzinfo=VN)

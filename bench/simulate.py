@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.core.catalog import Catalog, load_catalog
 from quantrac.core.contract import data_topic
 from quantrac.core.registry import DeclaredParameter, Registry
@@ -230,7 +230,7 @@ async def main() -> None:
         }
         print(f"{name:<34} {rate:>9,.0f} msg/s = {rate * per:>9,.0f} readings/s", flush=True)
 
-    root = Path(tempfile.mkdtemp(prefix="quantrac-bench-sim-"))
+    root = scratch_folder("quantrac-bench-sim-")
     broker = MosquittoServer(root / "mq", persistence=False).start()
     try:
         record(

@@ -28,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch_folder
 from quantrac.core.settings import parse_mqtt_url
 from quantrac.core.time import VIETNAM
 from quantrac.ingest import tt10
@@ -187,7 +187,7 @@ class Processes:
 
 
 async def run_soak(config: SoakConfig, workdir: Path | None = None) -> SoakResult:
-    root = workdir or Path(tempfile.mkdtemp(prefix="quantrac-soak-"))
+    root = workdir or scratch_folder("quantrac-soak-")
     result = SoakResult(asdict(config))
     pg = PostgresServer(root / "pg").start()
     mq = MosquittoServer(root / "mq", persistence=True).start()
