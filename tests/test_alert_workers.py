@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from quantrac.app import AlertWorkers, App, alert_workers
-from tests.conftest import fetch, publisher, wait_until
+from tests.conftest import TEST_REGISTRY, fetch, publisher, wait_until
 from tests.test_alerts_service import an_hour_ago, cod_hour, judged, message
 from tests.test_notify_channels import free_port
 
@@ -155,6 +155,55 @@ async def test_a_child_worker_judges_what_the_parent_stored_and_survives_a_kill(
         database_url, "SELECT event, count(*) FROM alert_events GROUP BY event ORDER BY event"
     )
     assert events == [("opened", 1), ("updated", 1)]
+
+
+async def test_a_reloaded_registry_restarts_the_workers_with_it(
+    make_settings: Any, servers: Any, database_url: str
+) -> None:
+    settings = make_settings(alerts_workers=1, alerts_tick_s=3600, registry_reload_s=1)
+    owner = f"{settings.mqtt_client_id}-alerts"
+    app = App(settings)
+    assert app.workers is not None
+    await app.start()
+    try:
+        await wait_until(lambda: leased_by(database_url, owner, 16), timeout=40)
+        first = app.workers.processes[0]
+        assert first is not None
+        # A station is added to the file; ingest reloads it and tells the workers.
+        path = settings.stations_path
+        path.write_text(
+            TEST_REGISTRY
+            + TEST_REGISTRY.split("stations:\n", 1)[1]
+            .replace("id: AIR1", "id: AIR2")
+            .replace("id: WW1", "id: WW2")
+            .replace("BacGiang_KCNThu_NT01", "BacGiang_KCNThu_NT02")
+        )
+        os.utime(path, (1, 1))
+        assert app.service.reload_registry_if_changed()
+
+        async def restarted() -> bool:
+            now = app.workers.processes[0] if app.workers else None
+            return now is not None and now.pid != first.pid and now.returncode is None
+
+        await wait_until(restarted, timeout=30)
+        assert first.returncode == 0  # stopped cleanly, asked to
+        registry = app.service.metrics.registry
+        # A restart asked for is not a death.
+        assert registry.get_sample_value("quantrac_alerts_worker_restarts_total") == 0
+        await wait_until(lambda: leased_by(database_url, owner, 16), timeout=40)
+        # The new worker knows the new station: its exceedance is raised.
+        pub = await publisher(servers.mqtt_url)
+        pub.publish("stations/WW2/data", message("WW2", cod_hour(an_hour_ago(), 150.0)), qos=1)
+        await pub.disconnect()
+        await wait_until(
+            lambda: _rows(
+                database_url,
+                "SELECT count(*) = 1 FROM alerts WHERE station_id = 'WW2' AND kind = 'exceedance'",
+            ),
+            timeout=60,
+        )
+    finally:
+        await app.stop()
 
 
 async def test_the_workers_stop_when_quantrac_run_is_killed(
