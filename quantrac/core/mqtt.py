@@ -3,8 +3,8 @@
 Every gmqtt client quantrac runs (ingest, the alert notifier, the simulator, the fuzzer, the demo,
 ``quantrac check``) is built by :func:`make_client` and connected by :func:`connect`: credentials
 from the endpoint (settings or a station's account), TLS with an optional CA file, MQTT 5 or
-3.1.1, clean start or a kept session with its expiry, an optional will, and, for long-running
-clients, reconnection forever with a doubling wait.
+3.1.1, clean start or a kept session with its expiry, and, for long-running clients,
+reconnection forever with a doubling wait.
 
 gmqtt 0.8 has no PUBACK callback and ``Client.publish`` returns nothing. What it does have is a
 constructor argument for the store of in-flight QoS 1/2 packets: it ``push_message``-es every
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gmqtt import Client, Message, MQTTConnectError
+from gmqtt import Client, MQTTConnectError
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from gmqtt.storage import PersistentStorage
 
@@ -38,7 +38,6 @@ __all__ = [
     "ClientFactory",
     "InflightTracker",
     "MQTTConnectError",
-    "Message",
     "SessionLost",
     "back_off",
     "connect",
@@ -177,7 +176,6 @@ def make_client(
     optimistic_acknowledgement: bool = True,
     tracker: InflightTracker | None = None,
     reconnect: bool = False,
-    will: Message | None = None,
 ) -> Client:
     """A gmqtt client signed in with ``endpoint``'s account (if it has one).
 
@@ -192,7 +190,6 @@ def make_client(
         client_id,
         clean_session=clean_session,
         optimistic_acknowledgement=optimistic_acknowledgement,
-        will_message=will,
         persistent_storage=tracker,
         **properties,
     )
