@@ -26,8 +26,10 @@ from quantrac.ingest.schema import (
     partition_name,
     upgrade,
 )
+from quantrac.ingest.service import IngestService
 from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import PostgresServer, find_postgres_bindir
+from tests.conftest import fetch, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,36 @@ async def test_plain_backend_partitions_retention_and_idempotent_upgrade(db_conn
     ]
     dropped = await drop_expired_partitions(db_conn, opts, NOW + timedelta(days=20))
     assert dropped == ["readings_y2026m08"]
+
+
+async def test_the_ingest_upkeep_drops_the_months_retention_has_passed(
+    make_settings, database_url
+) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(days=400)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        # Stored while retention was two years; then the operator shortens it to 90 days.
+        await upgrade(conn, StorageOptions(backend=POSTGRES, retention_days=730), now=now)
+        writer = BatchWriter(conn, POSTGRES)
+        await writer.prepare()
+        await writer.write([item(("COD", old, 40.0, 0), ("COD", now, 50.0, 0))])
+        await conn.commit()
+    service = IngestService(make_settings(retention_days=90, rollup_interval_s=0.2))
+    await service.start()
+    try:
+
+        async def expired_month_gone() -> bool:
+            rows = await fetch(
+                database_url,
+                "SELECT count(*) FROM pg_class WHERE relname = %s",
+                [partition_name(old)],
+            )
+            return rows[0][0] == 0
+
+        await wait_until(expired_month_gone, timeout=20)
+    finally:
+        await service.stop()
+    assert await fetch(database_url, "SELECT value FROM readings") == [(50.0,)]
 
 
 async def test_plain_retention_keeps_a_month_a_locked_period_overlaps(db_conn, caplog):
