@@ -31,8 +31,19 @@ from quantrac.core.i18n import (
         (0.04, 1, "0", "0"),
         (-0.0001, 3, "0", "0"),
         (-12.25, 2, "-12,25", "-12.25"),
-        (12.5, 0, "12", "12"),  # banker's rounding of Python's format: 12.5 → 12
+        # Ties away from zero, as the board's Intl.NumberFormat (Python's format: 12.5 → 12).
+        (12.5, 0, "13", "13"),
+        (-2.5, 0, "-3", "-3"),
+        (0.125, 2, "0,13", "0.13"),
+        (1.005, 2, "1,01", "1.01"),  # as written, not the float's 1.00499999…
         (1234, 0, "1.234", "1,234"),
+        # 31 digits (more than decimal's default precision of 28), as written: 1.2676506002282294e30
+        (
+            2.0**100,
+            0,
+            "1.267.650.600.228.229.400.000.000.000.000",
+            "1,267,650,600,228,229,400,000,000,000,000",
+        ),
         (float("nan"), 3, "nan", "nan"),
         (float("inf"), 3, "inf", "inf"),
     ],

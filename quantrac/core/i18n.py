@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from datetime import datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,7 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
 
 
 _VI_DIGITS = str.maketrans({",": ".", ".": ","})
+_EXACT = Context(prec=400)  # room for every digit of the largest float and its decimals
 
 
 def format_number(
@@ -170,14 +172,19 @@ def format_number(
 ) -> str:
     """A number for people: Vietnamese ``1.234,5`` (decimal comma, a dot between thousands),
     English ``1,234.5``; at most ``digits`` decimals, trailing zeros dropped (``fixed``: exactly
-    ``digits``, so numbers read side by side alike). Not finite: as Python says it."""
+    ``digits``, so numbers read side by side alike). Not finite: as Python says it.
+
+    Rounded as the board's ``Intl.NumberFormat`` (ICU) rounds, so a report and the board never
+    differ by a last digit: the number as it is written (its shortest form, 1.005 and not the
+    float's 1.00499…), a tie away from zero (2,5 → 3 and 1,005 → 1,01, where Python's own
+    formatting gives 2 and 1,00)."""
     if not math.isfinite(value):
         return str(value)
-    text = f"{value:,.{digits}f}"
+    step = Decimal(1).scaleb(-digits)
+    exact = Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP, context=_EXACT)
+    text = f"{abs(exact) if exact.is_zero() else exact:,f}"  # no "-0"
     if "." in text and not fixed:
         text = text.rstrip("0").rstrip(".")
-    if text == "-0":
-        text = "0"
     return text.translate(_VI_DIGITS) if lang == "vi" else text
 
 
