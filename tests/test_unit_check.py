@@ -517,16 +517,18 @@ def test_the_report_says_where_the_traffic_came_from(registry: Registry, catalog
 
 
 @pytest.mark.parametrize(
-    ("lang", "said", "count", "received"),
+    ("lang", "said", "count"),
     [
-        ("vi", "dữ liệu đến sau thời điểm đo 2,5 giây", "12.345", "04/03/2025 08:00:02 (UTC+7)"),
-        ("en", "data arrive 2.5 s after their measured time", "12,345", "2025-03-04 08:00:02+07"),
+        ("vi", "dữ liệu đến sau thời điểm đo 2,5 giây", "12.345"),
+        ("en", "data arrive 2.5 s after their measured time", "12,345"),
     ],
 )
 def test_numbers_and_times_are_written_as_the_reader_writes_them(
-    registry: Registry, catalog: Catalog, lang: str, said: str, count: str, received: str
+    registry: Registry, catalog: Catalog, lang: str, said: str, count: str
 ) -> None:
-    """Vietnamese: decimal comma, a dot between thousands, dd/MM/yyyy; English: the reverse."""
+    """Vietnamese: decimal comma, a dot between thousands; English: the reverse. Times in
+    both as quantrac writes them everywhere, dd/MM/yyyy, here to the second with the zone."""
+    received = "04/03/2025 08:00:02 (UTC+7)"
     report = judge(registry, catalog, stream(registry, latency=2.5))
     assert report.criterion("clock").summary.params == {"seconds": 2.5}
     text = render_table(dataclasses.replace(report, messages=12345), lang)

@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from quantrac.conformance.checks import NOT_APPLICABLE, Example, Finding, Report, Text
-from quantrac.core.i18n import format_number, translate
-from quantrac.core.time import VIETNAM
+from quantrac.core.i18n import format_number, format_time, translate
 
 FORMATS = ("table", "json", "html")
 
@@ -39,18 +38,16 @@ def _verdict_word(verdict: str, lang: str) -> str:
     return translate(f"check.verdict.{'na' if verdict == NOT_APPLICABLE else verdict}", lang)
 
 
-def _local(moment: datetime | None, lang: str = "en") -> str:
-    """Vietnam time: 03/12/2026 08:05:00 (UTC+7) in Vietnamese, 2026-12-03 08:05:00+07 else."""
+def _local(moment: datetime | None) -> str:
+    """Vietnam time to the second, as the rest of quantrac writes it: 03/12/2026 08:05:00
+    (UTC+7). Each time names its zone: a vendor compares it with a logger's clock."""
     if moment is None:
         return "–"
-    local = moment.astimezone(VIETNAM)
-    if lang == "vi":
-        return local.strftime("%d/%m/%Y %H:%M:%S (UTC+7)")
-    return local.strftime("%Y-%m-%d %H:%M:%S+07")
+    return f"{format_time(moment, seconds=True)} (UTC+7)"
 
 
 def _period(report: Report, lang: str) -> str:
-    return f"{_local(report.first_received, lang)} → {_local(report.last_received, lang)}"
+    return f"{_local(report.first_received)} → {_local(report.last_received)}"
 
 
 def _header(report: Report, lang: str) -> list[tuple[str, str]]:
@@ -116,7 +113,7 @@ def _finding_lines(finding: Finding, lang: str, paint: Any) -> list[str]:
     for example in finding.examples[:1]:
         out.append(
             f"      {translate('check.report.example', lang)}: {example.source} "
-            f"({translate('check.report.received_at', lang)} {_local(example.received_at, lang)})"
+            f"({translate('check.report.received_at', lang)} {_local(example.received_at)})"
         )
         shown = example.payload if len(example.payload) <= 300 else example.payload[:300] + "…"
         out += textwrap.indent(shown.rstrip(), "        | ").splitlines()
@@ -239,7 +236,7 @@ def render_html(report: Report, lang: str = "vi", *, generated_at: datetime | No
                     f'<p class="small">{e(translate("check.report.example", lang))}: '
                     f"<code>{e(example.source)}</code>, "
                     f"{e(translate('check.report.received_at', lang))} "
-                    f"{e(_local(example.received_at, lang))}</p><pre>{e(example.payload)}</pre>"
+                    f"{e(_local(example.received_at))}</p><pre>{e(example.payload)}</pre>"
                 )
             parts.append("</div>")
         sections.append("".join(parts))
@@ -249,7 +246,7 @@ def render_html(report: Report, lang: str = "vi", *, generated_at: datetime | No
         else f"<p>{e(translate('check.report.no_findings', lang))}</p>"
     )
     generated = translate(
-        "check.report.generated", lang, time=_local(generated_at, lang) if generated_at else "–"
+        "check.report.generated", lang, time=_local(generated_at) if generated_at else "–"
     )
     title = translate("check.report.title", lang)
     return (

@@ -204,11 +204,11 @@ def limit_digits(*bounds: float | None) -> int | None:
     return max(digits) if digits else None
 
 
-def format_time(moment: datetime, tz: tzinfo = VIETNAM) -> str:
+def format_time(moment: datetime, tz: tzinfo = VIETNAM, *, seconds: bool = False) -> str:
     """A time for people, as written in Vietnam in both languages: ``01/03/2025 14:00``
-    (dd/MM/yyyy HH:mm) on the clock of ``tz``, Vietnam's unless told. Say the zone once
-    nearby with :func:`zone_text`."""
-    return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M")
+    (dd/MM/yyyy HH:mm; ``seconds``: HH:mm:ss, for a vendor setting a clock) on the clock of
+    ``tz``, Vietnam's unless told. Say the zone once nearby with :func:`zone_text`."""
+    return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S" if seconds else "%d/%m/%Y %H:%M")
 
 
 def zone_text(tz: tzinfo = VIETNAM, lang: str = DEFAULT_LANGUAGE) -> str:
