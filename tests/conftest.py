@@ -84,7 +84,7 @@ stations:
     name: "Trạm không khí thử"
     kind: air
     facility: "Sở TN&MT"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.27, lon: 106.19}
     parameters:
       - {code: "PM2,5", unit: "µg/m3"}
@@ -96,7 +96,7 @@ stations:
     name: "Trạm nước thải thử"
     kind: wastewater
     facility: "KCN Thử"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.25, lon: 106.09}
     ftp_name: "BacGiang_KCNThu_NT01"
     parameters:

@@ -195,7 +195,7 @@ async def test_scopes_are_checked_when_users_are_made(secured: Any) -> None:
             "scope: a facility user needs its facilities or stations",
         ),
         (
-            {"role": "admin", "scope": {"provinces": ["Bắc Giang"]}},
+            {"role": "admin", "scope": {"provinces": ["Bắc Ninh"]}},
             "Phạm vi: quản trị viên xem được mọi trạm; chỉ giao phạm vi cho các vai trò khác.",
             "scope: an admin sees every station; give a scope to other roles",
         ),
@@ -223,11 +223,11 @@ async def test_scopes_are_checked_when_users_are_made(secured: Any) -> None:
             "username": "bg",
             "password": PASSWORD,
             "role": "inspector",
-            "scope": {"provinces": ["Bắc Giang"]},
+            "scope": {"provinces": ["Bắc Ninh"]},
         },
         headers=root,
     )
-    assert made.status_code == 201 and made.json()["scope"]["provinces"] == ["Bắc Giang"]
+    assert made.status_code == 201 and made.json()["scope"]["provinces"] == ["Bắc Ninh"]
 
 
 # --- sign-in -----------------------------------------------------------------------------------

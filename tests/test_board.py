@@ -49,18 +49,18 @@ INDICATORS = {
         "value": 0.5,
         "required": 2,
         "transmitted": 1,
-        "by_province": [{"province": "Bắc Giang", "value": 0.5, "required": 2, "transmitted": 1}],
+        "by_province": [{"province": "Bắc Ninh", "value": 0.5, "required": 2, "transmitted": 1}],
         "facilities": [
             {
                 "facility": "KCN Thử",
-                "province": "Bắc Giang",
+                "province": "Bắc Ninh",
                 "stations": 1,
                 "transmitted": True,
                 "completeness": 0.93,
             },
             {
                 "facility": "Nhà máy Chưa Truyền",
-                "province": "Bắc Giang",
+                "province": "Bắc Ninh",
                 "stations": 1,
                 "transmitted": False,
                 "completeness": 0.0,
@@ -69,7 +69,7 @@ INDICATORS = {
     },
     "indicator_22": [
         {
-            "province": "Bắc Giang",
+            "province": "Bắc Ninh",
             "urban_population": 420000,
             "air_stations": 1,
             "per_100k": 0.238,

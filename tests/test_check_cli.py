@@ -57,7 +57,7 @@ def registry_yaml() -> str:
     name: "Trạm thử {suffix}"
     kind: wastewater
     facility: "Nhà máy thử"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {{lat: 21.25, lon: 106.1}}
     cadence: 1
     ftp_name: "BacGiang_Thu_{suffix.replace("_", "")}"

@@ -17,7 +17,7 @@ stations:
     name: "Trạm nước thải thử"
     kind: wastewater
     facility: "KCN Thử"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.25, lon: 106.09}
     parameters:
       - {code: pH, unit: "pH"}
@@ -238,7 +238,7 @@ stations:
     name: "Cơ sở mới"
     kind: wastewater
     facility: "KCN Mới"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.25, lon: 106.09}
     parameters:
       - {code: Flow, unit: "m3/h"}

@@ -865,7 +865,7 @@ async def seed(conn: psycopg.AsyncConnection) -> None:
     for station in ("AIR1", "WW1"):
         await conn.execute(
             "INSERT INTO stations (id, name, kind, facility, province, lat, lon, cadence_s,"
-            " parameters) VALUES (%s, %s, 'air', 'f', 'Bắc Giang', 21.2, 106.1, 300, '[]')",
+            " parameters) VALUES (%s, %s, 'air', 'f', 'Bắc Ninh', 21.2, 106.1, 300, '[]')",
             [station, f"Trạm {station}"],
         )
     await conn.execute(

@@ -413,7 +413,7 @@ def mail_channel(port: int, **options: Any) -> EmailChannel:
         "security": "none",
         "username": "duty",
         "password": "mật-khẩu",
-        "sender": "Quantrac Bắc Giang <alerts@quantrac.example>",
+        "sender": "Quantrac Bắc Ninh <alerts@quantrac.example>",
         "recipients": ["truc-ban@stnmt.example", "ioc@stnmt.example"],
         "lang": "vi",
         "timeout_s": 10.0,
@@ -439,7 +439,7 @@ async def test_email_is_delivered_with_vietnamese_subject_and_body(smtp_server: 
     assert recipients == ["truc-ban@stnmt.example", "ioc@stnmt.example"]
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["Subject"] == "[quantrac] CRITICAL Vượt quy chuẩn: WW1 COD"
-    assert message["From"] == "Quantrac Bắc Giang <alerts@quantrac.example>"
+    assert message["From"] == "Quantrac Bắc Ninh <alerts@quantrac.example>"
     body = message.get_body().get_content()  # type: ignore[union-attr]
     assert "Vượt quy chuẩn — mức Nghiêm trọng" in body
     assert "Trạm: Trạm nước thải thử Sông Khê (WW1)" in body

@@ -64,15 +64,15 @@ REGISTRY = (
     name: "Ống khói thử"
     kind: emission
     facility: "Nhà máy Xi măng Thử"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.3, lon: 106.2}
     parameters:
       - {code: SO2, unit: "mg/Nm3"}
   - id: AIR2
-    name: "Trạm không khí Bắc Ninh"
+    name: "Trạm không khí Thái Nguyên"
     kind: air
-    facility: "Sở Bắc Ninh"
-    province: "Bắc Ninh"
+    facility: "Sở Thái Nguyên"
+    province: "Thái Nguyên"
     location: {lat: 21.18, lon: 106.07}
     parameters:
       - {code: PM10, unit: "µg/m3"}
@@ -83,8 +83,8 @@ REGISTRY = (
 INDICATORS = {
     "indicator_22": {
         "urban_population": [
-            {"province": "Bắc Giang", "population": 200000, "year": 2024, "source": "test"},
-            {"province": "Bắc Ninh", "population": 400000, "year": 2024, "source": "test"},
+            {"province": "Bắc Ninh", "population": 200000, "year": 2024, "source": "test"},
+            {"province": "Thái Nguyên", "population": 400000, "year": 2024, "source": "test"},
         ]
     }
 }
@@ -567,15 +567,15 @@ async def test_api_completeness_and_indicators(
     assert facilities["KCN Thử"]["completeness"] == round(1346 / 2304, 4)
     assert facilities["Nhà máy Xi măng Thử"] == {
         "facility": "Nhà máy Xi măng Thử",
-        "province": "Bắc Giang",
+        "province": "Bắc Ninh",
         "stations": ["EM1"],
         "transmitted": False,
         "completeness": 0.0,
     }
     i22 = {i["province"]: i for i in doc["indicator_22"]}
-    assert (i22["Bắc Giang"]["air_stations"], i22["Bắc Giang"]["per_100k"]) == (1, 0.5)
-    assert i22["Bắc Giang"]["air_stations_transmitting"] == 1
-    assert (i22["Bắc Ninh"]["air_stations"], i22["Bắc Ninh"]["per_100k"]) == (1, 0.25)
+    assert (i22["Bắc Ninh"]["air_stations"], i22["Bắc Ninh"]["per_100k"]) == (1, 0.5)
+    assert i22["Bắc Ninh"]["air_stations_transmitting"] == 1
+    assert (i22["Thái Nguyên"]["air_stations"], i22["Thái Nguyên"]["per_100k"]) == (1, 0.25)
     assert doc["indicator_22_overall"]["per_100k"] == round(2 / 600000 * 100000, 4)
 
 
@@ -586,8 +586,8 @@ async def test_indicators_with_a_listed_facility_missing_from_the_registry(world
             "indicator_23": {
                 "required_facilities": [
                     "KCN Thử",
-                    {"facility": "Nhà máy Chưa Lắp", "province": "Bắc Giang"},
-                    {"facility": "Sở TN&MT", "province": "Bắc Giang"},
+                    {"facility": "Nhà máy Chưa Lắp", "province": "Bắc Ninh"},
+                    {"facility": "Sở TN&MT", "province": "Bắc Ninh"},
                 ]
             },
         }

@@ -181,7 +181,7 @@ def _spec(port: int) -> EmailChannelConfig:
         host="127.0.0.1",
         port=port,
         security=Security.NONE,
-        sender="Quantrac Bắc Giang <reports@quantrac.example>",
+        sender="Quantrac Bắc Ninh <reports@quantrac.example>",
         recipients=("ignored@stnmt.example",),
         username="duty",
         password="mật-khẩu",

@@ -23,7 +23,7 @@ stations:
     name: "Test air station"
     kind: air
     facility: "Test"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {lat: 21.27, lon: 106.19}
     cadence: 300
     parameters:

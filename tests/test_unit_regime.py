@@ -28,7 +28,7 @@ stations:
     name: "Trạm thử"
     kind: {kind}
     facility: "Cơ sở thử"
-    province: "Bắc Giang"
+    province: "Bắc Ninh"
     location: {{lat: 21.25, lon: 106.09}}
 """
 WASTEWATER = """\
@@ -56,7 +56,7 @@ PERMIT = """\
     permit:
       number: "45/GPMT-UBND"
       issued_on: 2026-03-02
-      issued_by: "UBND tỉnh Bắc Giang"
+      issued_by: "UBND tỉnh Bắc Ninh"
 """
 NEXT_40 = """\
       next: {id: "QCVN 40:2025/BTNMT", column: B}
@@ -145,7 +145,7 @@ def test_permit_sets_an_earlier_switch_date(
     assert result.regime[0].reason("en") == (
         "Existing facility (ĐTM 2019): keeps QCVN 40:2011/BTNMT until 31/12/2027; switches to "
         "QCVN 40:2025/BTNMT on 01/01/2028 as set by Giấy phép môi trường số 45/GPMT-UBND ngày "
-        "02/03/2026 (UBND tỉnh Bắc Giang)."
+        "02/03/2026 (UBND tỉnh Bắc Ninh)."
     )
 
 
@@ -184,7 +184,7 @@ def test_new_facility_takes_its_limits_from_the_permit(
         ("permit", 80, "mg/L", "1h")
     ]
     assert cod[0].provenance.source == (
-        "Giấy phép môi trường số 45/GPMT-UBND ngày 02/03/2026 (UBND tỉnh Bắc Giang)"
+        "Giấy phép môi trường số 45/GPMT-UBND ngày 02/03/2026 (UBND tỉnh Bắc Ninh)"
     )
     assert cod[0].regulation_id == "QCVN 40:2025/BTNMT" and cod[0].column == "B"
     # Not before the regulation is in force.
@@ -260,7 +260,7 @@ def sector_folder(tmp_path: Path, table: str) -> Path:
 CEMENT_TABLE = """\
 format: quantrac-regulation/1
 extends: "QCVN 23:2009/BTNMT"
-provenance: {source: "Sở NN&MT Bắc Giang, bản sao QCVN 23:2009 (thử)", confidence: M}
+provenance: {source: "Sở NN&MT Bắc Ninh, bản sao QCVN 23:2009 (thử)", confidence: M}
 limits:
   - {param: PM, unit: "mg/Nm3", max: 100, provenance: {source: "made-up test row", confidence: L}}
 """

@@ -237,7 +237,7 @@ def test_indicator_inputs_are_checked() -> None:
             "indicator_22": {
                 "urban_population": [
                     {
-                        "province": "Bắc Giang",
+                        "province": "Bắc Ninh",
                         "population": 500000,
                         "source": "x",
                         "year": 2024,
@@ -278,18 +278,18 @@ def test_indicator_inputs_are_checked() -> None:
 def test_required_facilities_default_and_listed(registry) -> None:  # type: ignore[no-untyped-def]
     default = required_facilities(registry, IndicatorConfig())
     assert [(f, p, [s.id for s in st]) for f, p, st in default] == [
-        ("KCN Thử", "Bắc Giang", ["WW1"])
+        ("KCN Thử", "Bắc Ninh", ["WW1"])
     ]
     listed = required_facilities(
         registry, IndicatorConfig(required_facilities=(("Sở TN&MT", None), ("Z", "Q")))
     )
-    assert [(f, p, len(st)) for f, p, st in listed] == [("Sở TN&MT", "Bắc Giang", 1), ("Z", "Q", 0)]
+    assert [(f, p, len(st)) for f, p, st in listed] == [("Sở TN&MT", "Bắc Ninh", 1), ("Z", "Q", 0)]
 
 
 def test_indicator_arithmetic() -> None:
     assert Indicator23("", 4, 3).value == 0.75
     assert Indicator23("", 0, 0).value is None
-    assert Indicator22("Bắc Giang", 500000, 3, 3, 100_000).per_population == pytest.approx(0.6)
+    assert Indicator22("Bắc Ninh", 500000, 3, 3, 100_000).per_population == pytest.approx(0.6)
     assert Indicator22("X", None, 3, 0, 100_000).per_population is None
 
 
