@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pytest
+import yaml
 from pydantic import Field, field_validator, model_validator
 
+from quantrac.core import config_files
 from quantrac.core.config_files import (
     ConfigError,
     ConfigIssue,
@@ -199,3 +201,21 @@ def test_errors_in_a_tagged_union_name_the_file_s_fields_not_the_tag() -> None:
     ]
     assert field_path(data, ["shapes", 1, "square"], absent_last=False) == ("shapes[1]", "")
     assert field_path(data, ["shapes", 3, "circle", "radius"]) == ("shapes[3].radius", "")
+
+
+def test_libyaml_reads_every_shipped_file_as_the_pure_python_parser_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(root.glob("config/**/*.yaml")) + sorted(root.glob("config/**/*.yml"))
+    texts = [p.read_text(encoding="utf-8") for p in files]
+    texts.append('a: 2025-01-01\nb: "x"\nc: [1, 2.5, yes, null, ~]\nd: {e: 0o17, f: .inf}\n')
+    fast = [load_yaml_with_lines(t) for t in texts]
+    monkeypatch.setattr(config_files, "_FAST_LOADER", yaml.SafeLoader)
+    assert [load_yaml_with_lines(t) for t in texts] == fast
+    assert len(files) > 20
+
+
+def test_a_yaml_error_is_worded_by_the_pure_python_parser() -> None:
+    with pytest.raises(yaml.YAMLError, match="expected <block end>, but found"):
+        load_yaml_with_lines("stations:\n  - id: S1\n - id: S2\n")
