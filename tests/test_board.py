@@ -284,3 +284,24 @@ async def test_an_inspector_reads_but_cannot_act(
         assert refused.json()["error"]["code"] == "forbidden"
     assert errors == []
     await context.close()
+
+
+async def test_the_api_reference_renders_in_a_browser(
+    running: tuple[App, str], browser: Any
+) -> None:
+    """/docs draws every operation of /openapi.json (OpenAPI 3.1), under the page's CSP."""
+    _, base = running
+    async with httpx.AsyncClient(base_url=base) as client:
+        spec = (await client.get("/openapi.json")).json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(f"{base}/docs")
+    await page.wait_for_selector(".opblock", timeout=TIMEOUT_MS)
+    assert await page.locator(".opblock").count() == operations
+    assert await page.locator("text=Unable to render this definition").count() == 0
+    assert spec["openapi"].startswith("3.1") and "quantrac API" in await page.title()
+    assert errors == []
+    await page.close()

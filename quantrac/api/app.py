@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from swagger_ui_bundle import swagger_ui_path
 
 from quantrac.alerts.config import load_alerts_config
 from quantrac.alerts.station_log import upgrade as upgrade_station_log
@@ -114,7 +114,10 @@ def build_api(
         return JSONResponse(error_body("internal", said(request, "api.msg.internal")), 500)
 
     app.add_middleware(SecurityMiddleware)
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    # Swagger UI 5 from the fastapi-swagger wheel, served here (no CDN): FastAPI's OpenAPI is
+    # 3.1, which Swagger UI 4 cannot render.
+    assets = resources.files("fastapi_swagger") / "resources"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
