@@ -9,12 +9,14 @@ On TimescaleDB ``readings_hourly`` is a real-time continuous aggregate. Its refr
 looks back a few days, and below the aggregate's watermark only materialized hours are shown:
 an hour backfilled or corrected later than that would stay missing or stale. Once an hour is
 complete (older than the policy's end offset) it is refreshed here, with
-``refresh_continuous_aggregate`` over the runs of consecutive dirty hours.
+``refresh_continuous_aggregate`` over the runs of consecutive dirty hours, forced, so that an
+hour TimescaleDB missed (a batch committing while its policy moved the threshold) is right too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime, timedelta
 
 import psycopg
@@ -65,6 +67,19 @@ _COMPLETE = (
 )
 _DONE = "DELETE FROM rollup_dirty WHERE ctid = ANY(%s::tid[])"
 _REFRESH = "CALL refresh_continuous_aggregate('readings_hourly', %s::timestamptz, %s::timestamptz)"
+# Forced (TimescaleDB 2.18 and later): the hours are recomputed from the readings whatever
+# TimescaleDB's invalidation log says. A batch that commits while the refresh policy moves its
+# threshold can leave no invalidation for its hours (TimescaleDB 2.28 takes no lock against
+# it); rollup_dirty, written in the batch's own transaction, still names them.
+_REFRESH_FORCED = _REFRESH.replace("::timestamptz)", "::timestamptz, force => true)")
+_FORCE_FROM = (2, 18)
+
+
+async def _refresh_statement(conn: psycopg.AsyncConnection) -> str:
+    cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    row = await cur.fetchone()
+    version = tuple(int(p) for p in re.findall(r"\d+", row[0])[:2]) if row else ()
+    return _REFRESH_FORCED if version >= _FORCE_FROM else _REFRESH
 
 
 def consecutive_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -90,8 +105,9 @@ async def refresh_timescale_hourly(conn: psycopg.AsyncConnection) -> int:
         cur = await conn.execute(_COMPLETE, [HOURLY_END_OFFSET])
         rows = await cur.fetchall()
         hours = {hour for _, hour in rows}
+        statement = await _refresh_statement(conn) if hours else _REFRESH
         for start, end in consecutive_runs(list(hours)):
-            await conn.execute(_REFRESH, [start, end])
+            await conn.execute(statement, [start, end])
         if rows:
             await conn.execute(_DONE, [[ctid for ctid, _ in rows]])
         return len(hours)
