@@ -6,10 +6,12 @@ Debian's Chromium on ties, where rounding rules differ, and on ordinary readings
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from quantrac.core.i18n import format_number
+from quantrac.core.i18n import format_number, limit_digits
 from tests.test_board import CHROMIUM
 
 # What board.js asks of Intl: exactly ``digits`` decimals (fixed) or at most ``digits``.
@@ -50,3 +52,35 @@ async def test_the_board_and_the_server_write_every_number_alike() -> None:
         if board != server and board.lstrip("-") != server:
             differ.append((value, digits, lang, fixed, board, server))
     assert differ == [], differ[:10]
+
+
+def _board_function(name: str) -> str:
+    """A top-level function of board.js, as its source text (board.js is a module that starts
+    the board when loaded, so its helpers are taken out one by one)."""
+    source = (Path(__file__).resolve().parents[1] / "quantrac/board/board.js").read_text()
+    found = re.search(rf"^function {name}\(.*?^}}\n", source, re.S | re.M)
+    assert found, name
+    return found.group(0)
+
+
+async def test_the_board_and_the_server_give_a_limit_the_same_decimals() -> None:
+    rng = random.Random(4)
+    limits = [75, 75.0, 0.05, 6.5, 8.5, 150, 1000, 0.3, 2.25, 0.0015, 1e-7, 12.345678, 99.99, 5]
+    limits += [round(rng.uniform(0, 2000), rng.randint(0, 5)) for _ in range(200)]
+    pairs = [[a, None] for a in limits]
+    pairs += [[a, b] for a, b in zip(limits, reversed(limits), strict=True)]
+    script = (
+        _board_function("writtenDecimals")
+        + _board_function("limitDigits")
+        + "return pairs.map(([a, b]) => limitDigits(a, b));"
+    )
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = await browser.new_page()
+            board = await page.evaluate(f"(pairs) => {{ {script} }}", pairs)
+        finally:
+            await browser.close()
+    server = [limit_digits(a, b) for a, b in pairs]
+    differ = [(p, b, s) for p, b, s in zip(pairs, board, server, strict=True) if b != s]
+    assert differ == []
