@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from quantrac.alerts import partitions as parts
 from quantrac.alerts import store
 from quantrac.alerts.service import AlertService
 from quantrac.api.users import add_user, list_users
@@ -31,11 +32,13 @@ from quantrac.core.mqtt import connect, make_client
 from quantrac.core.settings import Settings, default_config_dir
 from quantrac.core.tasks import cancel_and_wait
 from quantrac.core.time import VIETNAM
+from quantrac.ingest import stream
 from quantrac.ingest.schema import station_summaries
 from quantrac.ingest.service import IngestService
 from quantrac.localservers import MosquittoServer, PostgresServer, port_or_free
 from quantrac.simulator.publisher import Publisher
 from quantrac.simulator.run import DEFAULT_SPEED_BACKLOG, simulate, simulate_scenario_file
+from quantrac.simulator.scenarios import load_scenarios
 
 SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
@@ -131,6 +134,25 @@ async def _until_stored(service: IngestService, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+_SCENARIOS = default_config_dir() / "scenarios"
+_NEVER_S = 10.0**9  # no clock checks while the history is judged
+
+
+async def _until_judged(settings: Settings, timeout: float = 60.0) -> None:
+    """Wait until the alert cursors have judged every committed batch."""
+    assert settings.database_url
+    names = parts.cursor_names(settings.alerts_partitions)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True
+    ) as conn:
+        while loop.time() < deadline:
+            if stream.worst_lag(await stream.lag(conn), names)[0] == 0:
+                return
+            await asyncio.sleep(0.2)
+
+
 async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
     postgres = mosquitto = None
@@ -151,8 +173,8 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             station_secrets = secrets
         changes["alerts_file"] = _demo_alerts_file(settings, root)
         settings = settings.model_copy(update=changes)
-        # The alert engine starts once the replayed history is stored: it then rebuilds from it
-        # instead of judging six hours of backlog as stations gone silent.
+        # quantrac run's own engine is off: the demo starts one to judge the replayed history
+        # as it is stored, then the live one (see history_then_live).
         app = App(settings.model_copy(update={"alerts_enabled": False}))
         tasks: list[asyncio.Task[object]] = []
         engines: list[AlertService] = []
@@ -165,27 +187,38 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
                 int(DEFAULT_SPEED_BACKLOG.total_seconds()) // s.cadence_s
                 for s in registry.stations.values()
             )
-            await simulate(
-                endpoint,
-                registry,
-                seed=2026,
-                speed=720.0,
-                messages=history,
-                client_id="quantrac-demo-history",
-                credentials=station_secrets,
-            )
-            await _until_stored(app.service)
+            # The history is judged as it is stored, from the committed stream, so the board
+            # opens with the alerts its hours hold (the COD exceedance at Song Khê). Without
+            # clock checks: six hours replayed in 30 s must not read as stations gone silent.
+            judge = AlertService(settings.model_copy(update={"alerts_tick_s": _NEVER_S}))
+            judge.load_configuration(registry)
+            await judge.start()
+            try:
+                await simulate(
+                    endpoint,
+                    registry,
+                    seed=2026,
+                    speed=720.0,
+                    messages=history,
+                    client_id="quantrac-demo-history",
+                    credentials=station_secrets,
+                    scenarios=load_scenarios(_SCENARIOS / "demo-history.yaml", registry),
+                )
+                await _until_stored(app.service)
+                await _until_judged(settings)
+            finally:
+                await judge.stop()
             alerts = AlertService(settings, metrics_registry=app.service.metrics.registry)
             alerts.load_configuration(registry)
             app.service.registry_listeners.append(alerts.set_registry)
             await alerts.start()
             engines.append(alerts)
-            # The live fleet plays config/scenarios/demo.yaml: a COD exceedance, a silent air
-            # station and a stack fault within the first minutes.
+            # The live fleet plays config/scenarios/demo.yaml: the exceedance goes on, an air
+            # station falls silent and a stack reports a fault within the first minutes.
             await simulate_scenario_file(
                 endpoint,
                 registry,
-                default_config_dir() / "scenarios" / "demo.yaml",
+                _SCENARIOS / "demo.yaml",
                 seed=2026,
                 interval=10,
                 client_id="quantrac-demo-live",
