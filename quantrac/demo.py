@@ -274,8 +274,9 @@ quantrac demo — {len(service.current_registry().stations)} stations (Bắc Gia
              QUANTRAC_DATABASE_URL='{settings.safe_database_url}' .venv/bin/quantrac report \\
                exceedances --station BG_WW_SONGKHE --from <today>T00:00+07:00 \\
                --to <tomorrow>T00:00+07:00 --format pdf -o songkhe.pdf
-  Replaying the last 6 hours fast, then live readings every 10 s, with config/scenarios/demo.yaml:
-  a COD exceedance at BG_WW_SONGKHE, BG_AIR_03 falling silent and a fault on a stack.
+  Replaying the last 6 hours fast (config/scenarios/demo-history.yaml: a COD exceedance at
+  BG_WW_SONGKHE since 3 hours ago, on the board in about 40 s), then live readings every 10 s
+  (config/scenarios/demo.yaml: the exceedance goes on, BG_AIR_03 falls silent, a stack faults).
   Ctrl-C stops.
 """,
         flush=True,
