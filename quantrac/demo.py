@@ -28,10 +28,10 @@ from quantrac.alerts.service import AlertService
 from quantrac.api.users import add_user, list_users
 from quantrac.app import App, run_until_signalled
 from quantrac.core.contract import ack_topic, data_topic
+from quantrac.core.i18n import DEFAULT_LANGUAGE, format_number, format_time, translate, zone_text
 from quantrac.core.mqtt import connect, make_client
 from quantrac.core.settings import Settings, default_config_dir
 from quantrac.core.tasks import cancel_and_wait
-from quantrac.core.time import VIETNAM
 from quantrac.ingest import stream
 from quantrac.ingest.schema import station_summaries
 from quantrac.ingest.service import IngestService
@@ -44,30 +44,54 @@ SUMMARY_EVERY_S = 10.0
 MISCONFIGURED_STATION = "BG_WW_CITY"
 
 
-async def _print_summary(settings: Settings, service: IngestService) -> None:
+async def _print_summary(settings: Settings, service: IngestService, lang: str) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url or "") as conn:
         rows = await station_summaries(conn)
         alerts = await _open_alerts(conn)
-    now = datetime.now(VIETNAM).strftime("%H:%M:%S")
-    lines = [
-        f"\n── {now} (UTC+7) · stored so far ──────────────────────────────────────────",
-        f"{'station':<18}{'kind':<12}{'readings':>10}  {'newest reading (UTC+7)':<22}"
-        f"{'rejected':>9}",
+
+    def t(key: str, **params: object) -> str:
+        return translate(key, lang, **params)
+
+    def n(value: int) -> str:
+        return format_number(value, lang, 0)
+
+    header = [t(f"demo.column.{c}") for c in ("station", "kind", "readings", "newest", "rejected")]
+    table = [
+        [
+            row.station_id,
+            t(f"kind.{row.kind}"),
+            n(row.readings),
+            format_time(row.newest) if row.newest else "–",
+            n(row.rejected),
+        ]
+        for row in rows
     ]
-    for row in rows:
-        newest = row.newest
-        shown = newest.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M") if newest else "–"
-        lines.append(
-            f"{row.station_id:<18}{row.kind:<12}{row.readings:>10}  {shown:<22}{row.rejected:>9}"
-        )
+    widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header))]
+    right = {2, 4}  # counts
+
+    def aligned(line: list[str]) -> str:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    now = format_time(datetime.now(UTC), seconds=True)
+    lines = [f"\n── {t('demo.summary.title', time=now, zone=zone_text(lang=lang))} ──"]
+    lines += [aligned(header)] + [aligned(line) for line in table]
     pending = service.pipeline.pending if service.pipeline else 0
     lines.append(
-        f"total {sum(r.readings for r in rows)} readings, {sum(r.rejected for r in rows)} "
-        f"rejections, {pending} waiting for commit"
+        t(
+            "demo.total",
+            readings=n(sum(r.readings for r in rows)),
+            rejections=n(sum(r.rejected for r in rows)),
+            pending=n(pending),
+        )
     )
     if alerts:
-        lines.append("open alerts: " + ", ".join(f"{n} {kind}" for kind, n in alerts))
-        lines.append("  (live on MQTT alerts/{station}/{kind}; `quantrac replay` for a period)")
+        named = ", ".join(f"{k} {t(f'alert.kind.{kind}')} ({kind})" for kind, k in alerts)
+        lines.append(t("demo.open_alerts", alerts=named))
+        lines.append("  " + t("demo.alerts_live"))
     print("\n".join(lines), flush=True)
 
 
@@ -153,7 +177,9 @@ async def _until_judged(settings: Settings, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run_demo(settings: Settings, duration: float | None, workdir: str | None) -> int:
+async def run_demo(
+    settings: Settings, duration: float | None, workdir: str | None, lang: str = DEFAULT_LANGUAGE
+) -> int:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="quantrac-demo-"))
     postgres = mosquitto = None
     try:
@@ -228,11 +254,11 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
         async def start() -> None:
             await app.start()
             await _add_demo_users(settings)
-            _print_banner(settings, app.service)
+            _print_banner(settings, app.service, lang)
             for coro in (
                 history_then_live(),
-                _vendor_with_mistakes(settings, station_secrets),
-                _summaries(settings, app.service),
+                _vendor_with_mistakes(settings, station_secrets, lang),
+                _summaries(settings, app.service, lang),
             ):
                 task = asyncio.create_task(coro)
                 task.add_done_callback(_report_failure)
@@ -244,7 +270,7 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             for engine in engines:
                 await engine.stop()
             with contextlib.suppress(psycopg.Error):
-                await _print_summary(settings, app.service)
+                await _print_summary(settings, app.service, lang)
 
         await run_until_signalled(start, stop, duration)
         return 0
@@ -257,40 +283,49 @@ async def run_demo(settings: Settings, duration: float | None, workdir: str | No
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _print_banner(settings: Settings, service: IngestService) -> None:
+def _print_banner(settings: Settings, service: IngestService, lang: str) -> None:
+    def t(key: str, **params: object) -> str:
+        return translate(key, lang, **params)
+
     base = f"http://{settings.http_host}:{settings.http_port}"
-    print(
-        f"""
-quantrac demo — {len(service.current_registry().stations)} stations (Bắc Giang-shaped fleet)
-  storage    {service.backend} at {settings.safe_database_url}
-  broker     {settings.mqtt_url}   (each station signs in as itself: stations/<id>/data, acks
-             on stations/<id>/ack; accounts from `quantrac stations credentials`)
-  board      {base}/board/   (Vietnamese; English switch in the header)
-  API        {base}/docs   (OpenAPI: {base}/openapi.json)
-  sign in    {", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)}
-  metrics    {base}/metrics
-  health     {base}/healthz
-  reports    board page "Báo cáo" (sign in as inspector), or in another terminal:
-             QUANTRAC_DATABASE_URL='{settings.safe_database_url}' .venv/bin/quantrac report \\
-               exceedances --station BG_WW_SONGKHE --from <today>T00:00+07:00 \\
-               --to <tomorrow>T00:00+07:00 --format pdf -o songkhe.pdf
-  Replaying the last 6 hours fast (config/scenarios/demo-history.yaml: a COD exceedance at
-  BG_WW_SONGKHE since 3 hours ago, on the board in about 40 s), then live readings every 10 s
-  (config/scenarios/demo.yaml: the exceedance goes on, BG_AIR_03 falls silent, a stack faults).
-  Ctrl-C stops.
-""",
-        flush=True,
+    url = settings.safe_database_url
+    users = ", ".join(f"{name} / {password} ({role})" for name, role, password in DEMO_USERS)
+    report = (
+        f"QUANTRAC_DATABASE_URL='{url}' .venv/bin/quantrac report exceedances"
+        " --station BG_WW_SONGKHE --from <today>T00:00+07:00 --to <tomorrow>T00:00+07:00"
+        " --format pdf -o songkhe.pdf"
     )
+    rows = [
+        ("storage", t("demo.storage", backend=service.backend, url=url)),
+        ("broker", f"{settings.mqtt_url}   ({t('demo.broker')})"),
+        ("board", f"{base}/board/   ({t('demo.board')})"),
+        ("api", f"{base}/docs   (OpenAPI: {base}/openapi.json)"),
+        ("sign_in", users),
+        ("metrics", f"{base}/metrics"),
+        ("health", f"{base}/healthz"),
+        ("reports", f"{t('demo.reports')}\n{report}"),
+    ]
+    labels = {key: t(f"demo.label.{key}") for key, _ in rows}
+    width = max(len(label) for label in labels.values()) + 2
+    lines = ["", t("demo.title", stations=len(service.current_registry().stations))]
+    for key, text in rows:
+        first, *more = text.split("\n")
+        lines.append(f"  {labels[key]:<{width}}{first}")
+        lines += [f"  {'':<{width}}{line}" for line in more]
+    lines += [f"  {t('demo.story')}", ""]
+    print("\n".join(lines), flush=True)
 
 
-async def _summaries(settings: Settings, service: IngestService) -> None:
+async def _summaries(settings: Settings, service: IngestService, lang: str) -> None:
     while True:
         await asyncio.sleep(SUMMARY_EVERY_S)
         with contextlib.suppress(psycopg.Error):
-            await _print_summary(settings, service)
+            await _print_summary(settings, service, lang)
 
 
-async def _vendor_with_mistakes(settings: Settings, secrets: dict[str, str] | None) -> None:
+async def _vendor_with_mistakes(
+    settings: Settings, secrets: dict[str, str] | None, lang: str
+) -> None:
     """Every 30 s a station sends a wrong unit and an undeclared parameter; print its ack."""
     endpoint = settings.mqtt
     if secrets is not None:
@@ -303,8 +338,16 @@ async def _vendor_with_mistakes(settings: Settings, secrets: dict[str, str] | No
     def on_message(client: object, topic: str, payload: bytes, qos: int, props: object) -> int:
         body = json.loads(payload)
         problems = "; ".join(f"{p['field']}: {p['rule']} ({p['value']})" for p in body["problems"])
+        said = translate(
+            "demo.ack",
+            lang,
+            station=body["station"],
+            status=body["status"],
+            accepted=body["accepted"],
+            problems=problems,
+        )
         print(
-            f"ack to {body['station']}: {body['status']}, {body['accepted']} accepted — {problems}",
+            said,
             file=sys.stderr,
             flush=True,
         )

@@ -28,6 +28,9 @@ def test_the_demo_opens_with_the_exceedance_of_its_history(tmp_path: Path) -> No
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = [line for line in done.stdout.splitlines() if line.startswith("open alerts:")]
-    assert summary and "exceedance" in summary[-1], done.stdout[-3000:]
+    # Said in Vietnamese, the default: "cảnh báo đang mở: 1 Vượt quy chuẩn (exceedance)".
+    out = done.stdout.splitlines()
+    summary = [line for line in out if line.startswith("cảnh báo đang mở:")]
+    assert summary and "Vượt quy chuẩn (exceedance)" in summary[-1], done.stdout[-3000:]
+    assert any(line.startswith("tổng ") and " giá trị, " in line for line in out)
     assert "Traceback" not in done.stderr

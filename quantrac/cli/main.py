@@ -384,7 +384,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         # The demo talks to a person at a terminal: only problems, in plain text.
         configure_logging("WARNING", "text")
 
-    return await run_demo(settings, duration=args.duration, workdir=args.workdir)
+    return await run_demo(settings, duration=args.duration, workdir=args.workdir, lang=args.lang)
 
 
 async def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -489,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir",
         help="folder for the local servers (default: a temporary folder, removed at exit)",
     )
+    add_lang_arg(demo, "language of the banner and the summaries (default vi)")
     demo.set_defaults(handler=cmd_demo)
 
     simulate = sub.add_parser("simulate", help="publish simulated station traffic")
