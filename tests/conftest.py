@@ -109,6 +109,12 @@ stations:
                                   discharge_m3_per_day: 3000}}
 """
 
+# TEST_REGISTRY grown by a copy of its two stations, AIR2 and WW2: a registry file edited while
+# quantrac runs.
+TEST_REGISTRY_GROWN = TEST_REGISTRY + TEST_REGISTRY.split("stations:\n", 1)[1].replace(
+    "id: AIR1", "id: AIR2"
+).replace("id: WW1", "id: WW2").replace("BacGiang_KCNThu_NT01", "BacGiang_KCNThu_NT02")
+
 
 @pytest.fixture(scope="session")
 def registry(catalog: Catalog) -> Registry:

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from quantrac.app import AlertWorkers, App, alert_workers
-from tests.conftest import TEST_REGISTRY, fetch, publisher, wait_until
+from tests.conftest import TEST_REGISTRY_GROWN, fetch, publisher, wait_until
 from tests.test_alerts_service import an_hour_ago, cod_hour, judged, message
 from tests.test_notify_channels import free_port
 
@@ -171,13 +171,7 @@ async def test_a_reloaded_registry_restarts_the_workers_with_it(
         assert first is not None
         # A station is added to the file; ingest reloads it and tells the workers.
         path = settings.stations_path
-        path.write_text(
-            TEST_REGISTRY
-            + TEST_REGISTRY.split("stations:\n", 1)[1]
-            .replace("id: AIR1", "id: AIR2")
-            .replace("id: WW1", "id: WW2")
-            .replace("BacGiang_KCNThu_NT01", "BacGiang_KCNThu_NT02")
-        )
+        path.write_text(TEST_REGISTRY_GROWN)
         os.utime(path, (1, 1))
         assert app.service.reload_registry_if_changed()
 

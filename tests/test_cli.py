@@ -25,7 +25,7 @@ from quantrac.core.db import connect
 from quantrac.ingest.service import IngestService, upgrade_database
 from quantrac.ingest.writer import BatchWriter, Item
 from quantrac.localservers import free_port
-from tests.conftest import CONFIG, TEST_REGISTRY, fetch, publisher, wait_until
+from tests.conftest import CONFIG, TEST_REGISTRY, TEST_REGISTRY_GROWN, fetch, publisher, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -213,10 +213,7 @@ async def test_registry_reloads_when_the_file_changes(make_settings, database_ur
     await service.start_without_mqtt()
     try:
         path = settings.stations_path
-        added = TEST_REGISTRY + TEST_REGISTRY.split("stations:\n", 1)[1].replace(
-            "id: AIR1", "id: AIR2"
-        ).replace("id: WW1", "id: WW2").replace("BacGiang_KCNThu_NT01", "BacGiang_KCNThu_NT02")
-        path.write_text(added)
+        path.write_text(TEST_REGISTRY_GROWN)
         os.utime(path, (1, 1))
         assert service.reload_registry_if_changed()
         assert set(service.current_registry().stations) == {"AIR1", "WW1", "AIR2", "WW2"}

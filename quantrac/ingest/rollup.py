@@ -71,7 +71,10 @@ _REFRESH = "CALL refresh_continuous_aggregate('readings_hourly', %s::timestamptz
 # TimescaleDB's invalidation log says. A batch that commits while the refresh policy moves its
 # threshold can leave no invalidation for its hours (TimescaleDB 2.28 takes no lock against
 # it); rollup_dirty, written in the batch's own transaction, still names them.
-_REFRESH_FORCED = _REFRESH.replace("::timestamptz)", "::timestamptz, force => true)")
+_REFRESH_FORCED = (
+    "CALL refresh_continuous_aggregate('readings_hourly', %s::timestamptz, %s::timestamptz,"
+    " force => true)"
+)
 _FORCE_FROM = (2, 18)
 
 
